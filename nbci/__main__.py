@@ -1,0 +1,5 @@
+import sys
+
+from nbci.cli import main
+
+sys.exit(main())

@@ -1,0 +1,384 @@
+"""The command line: a thin shell over the Python API.
+
+`main(argv) -> int` parses, calls one API function, prints. Every `NbciError`
+becomes one `nbci: error: …` line and exit code 2. Heavy modules are imported
+inside the commands so that `nbci --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from nbci import __version__
+from nbci.errors import NbciError, UsageError
+
+if TYPE_CHECKING:
+    from nbci.config import Config
+    from nbci.model import NotebookResult
+    from nbci.pipeline import RunOutcome
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""A notebook or a gate failed (the outputs are still written)."""
+EXIT_USAGE = 2
+"""Bad command line, configuration or input."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="nbci",
+        description="Continuous integration for notebooks: run, report, compare, publish.",
+    )
+    parser.add_argument("--version", action="version", version=f"nbci {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--config", type=Path, help="configuration file (default: nearest)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    run = commands.add_parser("run", help="execute notebooks and write the output directory")
+    run.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="notebooks or folders")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a parameter (VALUE is JSON, else a string); repeatable",
+    )
+    run.add_argument("--out", type=Path, help="output directory (default: nbci-out)")
+    run.add_argument("--jobs", type=_positive_int, metavar="N", help="parallel notebooks")
+    run.add_argument("--timeout", type=_seconds, metavar="S", help="whole-notebook timeout")
+    run.add_argument("--cell-timeout", type=_seconds, metavar="S", help="per-cell timeout")
+    run.add_argument("--no-cache", action="store_true", help="run every notebook again")
+    run.add_argument("--shard", metavar="K/N", help="run only shard K of N")
+    run.add_argument("--baseline", type=Path, metavar="DIR", help="compare with this run")
+    run.set_defaults(handler=_run)
+
+    report = commands.add_parser("report", help="re-render the reports of a run")
+    report.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="run (default: out)")
+    report.add_argument("--baseline", type=Path, metavar="DIR", help="compare with this run")
+    report.set_defaults(handler=_report)
+
+    diff = commands.add_parser("diff", help="compare two runs metric by metric")
+    diff.add_argument("baseline", type=Path, metavar="A", help="the baseline run")
+    diff.add_argument("head", type=Path, metavar="B", help="the new run")
+    diff.add_argument("--all", action="store_true", help="include unchanged metrics")
+    diff.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    diff.add_argument("--gates", action="store_true", help="exit 1 when a gate fails")
+    diff.set_defaults(handler=_diff)
+
+    merge = commands.add_parser("merge", help="one run from shard runs")
+    merge.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="shard run folders")
+    merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="merged run")
+    merge.set_defaults(handler=_merge)
+
+    publish = commands.add_parser("publish", help="post the report to the pull request")
+    publish.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="run (default: out)")
+    publish.add_argument("--repo", metavar="OWNER/NAME", help="default: $GITHUB_REPOSITORY")
+    publish.add_argument("--pr", type=_positive_int, metavar="N", help="pull request number")
+    publish.add_argument("--sha", metavar="SHA", help="commit that gets the verdict")
+    publish.add_argument("--api-url", metavar="URL", help="default: $GITHUB_API_URL")
+    publish.add_argument(
+        "--token-env", default="GITHUB_TOKEN", metavar="VAR", help="variable with the token"
+    )
+    publish.add_argument("--check", action="store_true", help="a check run, not a status")
+    publish.add_argument("--name", metavar="NAME", help="report name (default: config)")
+    publish.add_argument("--assets-branch", metavar="BRANCH", help="branch for figures")
+    publish.set_defaults(handler=_publish)
+
+    init = commands.add_parser("init", help="add nbci config, workflows and an example")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.set_defaults(handler=_init)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="nbci: %(message)s",
+            stream=sys.stderr,
+        )
+        return args.handler(args)
+    except NbciError as exc:
+        print(f"nbci: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("nbci: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+
+
+# -- commands ----------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> Config:
+    from nbci.config import load_config
+
+    return load_config(config_file=args.config)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from nbci.pipeline import RunRequest, run
+    from nbci.plan import parse_parameter
+
+    config = _config(args)
+    shard = None
+    if args.shard:
+        from nbci.shards import parse_shard
+
+        shard = parse_shard(args.shard)
+    request = RunRequest(
+        paths=tuple(args.paths),
+        overrides=dict(parse_parameter(p) for p in args.parameter),
+        out=args.out,
+        workers=args.jobs,
+        timeout=args.timeout,
+        cell_timeout=args.cell_timeout,
+        use_cache=not args.no_cache,
+        shard=shard,
+        baseline=args.baseline,
+    )
+    progress = _Progress()
+    outcome = run(config, request, on_result=progress.finished)
+    progress.close()
+    return _conclude(outcome)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from nbci.pipeline import output_dir, report
+
+    config = _config(args)
+    out_dir = args.dir.resolve() if args.dir else output_dir(config)
+    outcome = report(config, out_dir, args.baseline)
+    for path in outcome.reports:
+        print(f"Wrote {_shown(path)}")
+    return EXIT_OK if outcome.passed else EXIT_FAILED
+
+
+def _diff(args: argparse.Namespace) -> int:
+    import json
+
+    from nbci.compare import compare
+    from nbci.gates import evaluate
+    from nbci.render.diff import diff_json, diff_markdown
+    from nbci.results import read_run
+
+    config = _config(args)
+    baseline, head = read_run(args.baseline), read_run(args.head)
+    comparison = compare(
+        head,
+        baseline,
+        label=baseline.git.sha[:12] if baseline.git.sha else str(args.baseline),
+        higher=config.higher_is_better,
+        lower=config.lower_is_better,
+    )
+    if args.json:
+        print(json.dumps(diff_json(comparison), indent=2))
+    else:
+        print(diff_markdown(comparison, show_all=args.all), end="")
+    if not args.gates:
+        return EXIT_OK
+    verdict = evaluate(config.gates, head, comparison)
+    for failure in verdict.failures:
+        print(f"gate failed: {failure.reason}", file=sys.stderr)
+    return EXIT_OK if verdict.passed else EXIT_FAILED
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from nbci.pipeline import merge
+
+    config = _config(args)
+    outcome = merge(config, tuple(args.dirs), args.out)
+    print(_results_table(outcome.run.notebooks))
+    return _conclude(outcome, table=False)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from nbci.pipeline import output_dir
+    from nbci.publish import PublishOptions, publish
+
+    config = _config(args)
+    options = PublishOptions(
+        out_dir=args.dir.resolve() if args.dir else output_dir(config),
+        name=args.name or config.name,
+        repo=args.repo,
+        pr=args.pr,
+        sha=args.sha,
+        api_url=args.api_url,
+        token_env=args.token_env,
+        check=args.check,
+        assets_branch=args.assets_branch or config.assets_branch,
+        higher_is_better=config.higher_is_better,
+        lower_is_better=config.lower_is_better,
+        gates=config.gates,
+    )
+    outcome = publish(options)
+    for line in outcome.lines:
+        print(line)
+    return EXIT_OK if outcome.passed else EXIT_FAILED
+
+
+def _init(args: argparse.Namespace) -> int:
+    from nbci.scaffold import init
+
+    for path in init(Path.cwd(), force=args.force):
+        print(f"Wrote {_shown(path)}")
+    return EXIT_OK
+
+
+# -- output ------------------------------------------------------------------
+
+
+def _conclude(outcome: RunOutcome, *, table: bool = True) -> int:
+    """Print the results table and where things are; GitHub Actions extras; exit code."""
+    from nbci import actions
+
+    run = outcome.run
+    if table:
+        print(_results_table(run.notebooks))
+    for failure in outcome.verdict.failures:
+        print(f"gate failed: {failure.reason}")
+    if actions.in_github_actions():
+        _annotate(outcome)
+    print(f"Wrote {_shown(outcome.out_dir)}/ ({', '.join(p.name for p in outcome.reports)})")
+    if run.interrupted:
+        print("nbci: interrupted; results.json holds what finished", file=sys.stderr)
+    return EXIT_OK if outcome.passed else EXIT_FAILED
+
+
+def _annotate(outcome: RunOutcome) -> None:
+    from nbci import actions
+    from nbci.render import markdown_report
+
+    for nb in outcome.run.notebooks:
+        if not nb.ok and nb.error is not None:
+            where = f" (cell {nb.error.cell})" if nb.error.cell is not None else ""
+            print(
+                actions.annotation(
+                    "error", nb.error.summary, file=nb.path, title=f"{nb.id}: {nb.status}{where}"
+                )
+            )
+    for failure in outcome.verdict.failures:
+        print(actions.annotation("error", failure.reason, title="nbci gate failed"))
+    actions.append_step_summary(
+        markdown_report(
+            outcome.run, comparison=outcome.comparison, verdict=outcome.verdict, images=False
+        )
+    )
+
+
+class _Progress:
+    """One line per finished notebook; on a terminal also a live counter."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.tty = sys.stdout.isatty()
+
+    def finished(self, result: NotebookResult) -> None:
+        self.count += 1
+        cached = " (cached)" if result.cached else ""
+        line = f"{_STATUS_MARK.get(result.status, '?')} {result.id}: {result.status}{cached}"
+        line += f" in {result.duration_s:.1f}s"
+        if result.error is not None and not result.ok:
+            line += f" — {_one_line(result.error.summary)[:120]}"
+        if self.tty:
+            sys.stdout.write("\r\033[K")
+        print(line, flush=True)
+        if self.tty:
+            sys.stdout.write(f"  {self.count} finished…")
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stdout.write("\r\033[K")
+            sys.stdout.flush()
+
+
+_STATUS_MARK = {
+    "ok": "✓",
+    "failed": "✗",
+    "timeout": "⏱",
+    "died": "☠",
+    "invalid": "!",
+    "interrupted": "-",
+}
+
+
+def _results_table(notebooks: Sequence[NotebookResult]) -> str:
+    """A plain-text table: notebook, parameters, status, time, metrics."""
+    from nbci.render.numbers import format_number
+
+    header = ("notebook", "parameters", "status", "time", "metrics")
+    rows = [header]
+    for nb in notebooks:
+        parameters = ", ".join(f"{k}={v}" for k, v in nb.parameters.items())
+        metrics = "  ".join(f"{k}={format_number(v)}" for k, v in list(nb.metrics.items())[:4])
+        if len(nb.metrics) > 4:
+            metrics += f"  (+{len(nb.metrics) - 4} more)"
+        status = nb.status + (" (cached)" if nb.cached else "")
+        rows.append(
+            (
+                nb.id,
+                _clip(parameters, 40),
+                status,
+                f"{nb.duration_s:.1f}s",
+                _clip(metrics, 80),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _clip(text: str, width: int) -> str:
+    text = _one_line(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

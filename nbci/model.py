@@ -1,0 +1,307 @@
+"""The one data model that every stage passes on.
+
+Plain frozen dataclasses, no I/O. Derived figures are properties, not stored
+copies. `results.py` turns a `Run` into `results.json` and back; nothing else
+knows the JSON shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+SCHEMA = "nbci.results/1"
+
+Status = Literal["ok", "failed", "timeout", "died", "invalid", "interrupted"]
+"""`interrupted`: the run was stopped (SIGINT/SIGTERM) before this job finished."""
+STATUSES: tuple[Status, ...] = ("ok", "failed", "timeout", "died", "invalid", "interrupted")
+
+ScrapKind = Literal["text", "json", "table", "html"]
+SCRAP_KINDS: tuple[ScrapKind, ...] = ("text", "json", "table", "html")
+
+MetricValue = int | float | bool
+
+
+@dataclass(frozen=True)
+class Job:
+    """One notebook with one parameter set: the unit that is executed."""
+
+    id: str
+    """Stable, unique, filesystem-safe: `train`, `train-lr-0.1`."""
+    path: str
+    """The notebook, posix path relative to the project root."""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    kernel: str | None = None
+    """Kernel name; None means the notebook's own kernelspec."""
+    cell_timeout: float = 600.0
+    timeout: float = 3600.0
+    """Whole-notebook timeout in seconds."""
+    deps: tuple[str, ...] = ()
+    """Globs of data files the notebook reads (part of the cache key)."""
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """Why a job is not `ok`: the failing cell, or a message for the rest."""
+
+    cell: int | None = None
+    ename: str | None = None
+    evalue: str | None = None
+    traceback: str | None = None
+    """Plain text, ANSI colour codes stripped."""
+    message: str | None = None
+
+    @property
+    def summary(self) -> str:
+        """One line: `ename: evalue`, or the message."""
+        if self.ename:
+            return f"{self.ename}: {self.evalue}" if self.evalue else self.ename
+        return self.message or "unknown error"
+
+
+@dataclass(frozen=True)
+class Scrap:
+    """A glued value that is not a metric or a figure.
+
+    `value` by kind: `text` a str; `json` any JSON value; `html` a str of
+    untrusted HTML; `table` a dict `{"columns": [...], "rows": [[...]],
+    "total_rows": N}` (rows may be truncated, `total_rows` is the real count).
+    """
+
+    kind: ScrapKind
+    value: Any
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    """The scrap name as glued (untrusted)."""
+    path: str
+    """Posix path relative to the output directory: `figures/<job-id>/<safe-name>.png`."""
+
+
+@dataclass(frozen=True)
+class NotebookResult:
+    """What one job produced."""
+
+    id: str
+    path: str
+    parameters: Mapping[str, Any]
+    status: Status
+    cached: bool = False
+    duration_s: float = 0.0
+    output: str | None = None
+    """The executed notebook, relative to the output directory."""
+    html: str | None = None
+    """nbconvert HTML of the executed notebook, relative to the output directory."""
+    error: ErrorInfo | None = None
+    metrics: Mapping[str, MetricValue] = field(default_factory=dict)
+    scraps: Mapping[str, Scrap] = field(default_factory=dict)
+    figures: tuple[Figure, ...] = ()
+    notes: tuple[str, ...] = ()
+    """What collection trimmed or skipped, said to the reader."""
+    cache_key: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    sha: str | None = None
+    branch: str | None = None
+    dirty: bool | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    python: str = ""
+    platform: str = ""
+    packages: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One `nbci run`: every job's result plus where and when it ran."""
+
+    notebooks: tuple[NotebookResult, ...]
+    created: str
+    """ISO 8601 UTC, `2026-11-26T22:00:00Z`."""
+    git: GitInfo = field(default_factory=GitInfo)
+    environment: Environment = field(default_factory=Environment)
+    nbci_version: str = ""
+    schema: str = SCHEMA
+    interrupted: bool = False
+    shard: str | None = None
+    """`K/N` for a shard run, None for a whole run (or a merged one)."""
+
+    def get(self, job_id: str) -> NotebookResult | None:
+        return next((nb for nb in self.notebooks if nb.id == job_id), None)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Jobs per status, every status present (zero when none)."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for nb in self.notebooks:
+            counts[nb.status] += 1
+        return counts
+
+    @property
+    def cached_count(self) -> int:
+        return sum(nb.cached for nb in self.notebooks)
+
+    @property
+    def duration_s(self) -> float:
+        return sum(nb.duration_s for nb in self.notebooks)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(nb.ok for nb in self.notebooks)
+
+
+# -- comparison and gates ----------------------------------------------------
+
+Direction = Literal["higher", "lower", "neutral"]
+"""Which way a metric improves."""
+
+Change = Literal["improved", "regressed", "unchanged", "changed", "added", "removed"]
+"""`changed`: a neutral (or non-numeric) metric moved; `added`/`removed`: present on one
+side only. A directional metric that became NaN has `regressed`."""
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """One metric of one job, head against baseline."""
+
+    job_id: str
+    metric: str
+    baseline: MetricValue | None
+    value: MetricValue | None
+    direction: Direction = "neutral"
+
+    @property
+    def absolute(self) -> float | None:
+        """Head minus baseline; None unless both are numbers (or too big for a float)."""
+        if not _is_number(self.baseline) or not _is_number(self.value):
+            return None
+        try:
+            return float(self.value) - float(self.baseline)
+        except OverflowError:  # an int beyond float range
+            return None
+
+    @property
+    def relative(self) -> float | None:
+        """Change as a fraction of |baseline|; None for a zero or missing baseline."""
+        absolute = self.absolute
+        if absolute is None or self.baseline == 0 or not math.isfinite(float(self.baseline)):
+            return None
+        return absolute / abs(float(self.baseline))
+
+    @property
+    def change(self) -> Change:
+        if self.baseline is None:
+            return "added"
+        if self.value is None:
+            return "removed"
+        if _same(self.baseline, self.value):
+            return "unchanged"
+        absolute = self.absolute
+        if self.direction == "neutral" or absolute is None:
+            return "changed"
+        if math.isnan(absolute):
+            # One side is NaN (both NaN is unchanged): a metric that became NaN is
+            # broken, one that stopped being NaN is mended, whichever way it improves.
+            return "regressed" if math.isnan(float(self.value)) else "improved"
+        better = absolute > 0 if self.direction == "higher" else absolute < 0
+        return "improved" if better else "regressed"
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """A job present on one side only, or whose status differs."""
+
+    job_id: str
+    baseline_status: Status | None
+    status: Status | None
+
+    @property
+    def newly_failing(self) -> bool:
+        return self.baseline_status == "ok" and self.status not in (None, "ok")
+
+    @property
+    def fixed(self) -> bool:
+        return self.baseline_status not in (None, "ok") and self.status == "ok"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A run against its baseline run."""
+
+    baseline_label: str
+    """How the report names the baseline: a commit SHA or a directory."""
+    deltas: tuple[MetricDelta, ...]
+    jobs: tuple[JobChange, ...] = ()
+    """Jobs added, removed, or whose status changed."""
+
+    @property
+    def added_jobs(self) -> tuple[str, ...]:
+        return tuple(j.job_id for j in self.jobs if j.baseline_status is None)
+
+    @property
+    def removed_jobs(self) -> tuple[str, ...]:
+        return tuple(j.job_id for j in self.jobs if j.status is None)
+
+    @property
+    def newly_failing(self) -> tuple[str, ...]:
+        return tuple(j.job_id for j in self.jobs if j.newly_failing)
+
+    @property
+    def regressions(self) -> tuple[MetricDelta, ...]:
+        return tuple(d for d in self.deltas if d.change == "regressed")
+
+    def delta(self, job_id: str, metric: str) -> MetricDelta | None:
+        return next((d for d in self.deltas if d.job_id == job_id and d.metric == metric), None)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One rule applied to one job's metric."""
+
+    rule: str
+    """The rule's key as written in the config: `accuracy`, `train:loss`, `*_f1`."""
+    job_id: str
+    metric: str
+    passed: bool
+    reason: str
+    """One line for a human: `train:accuracy 0.912 < min 0.93`."""
+    check: str = ""
+    """Which bound was checked: `min`, `max`, `max_drop`, `max_rise`, `required`, or
+    `status` (the job is not `ok`)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Every gate's result; no gates at all passes."""
+
+    results: tuple[GateResult, ...] = ()
+
+    @property
+    def failures(self) -> tuple[GateResult, ...]:
+        return tuple(r for r in self.results if not r.passed)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float)  # bools count as 0 and 1
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b

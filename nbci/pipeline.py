@@ -1,0 +1,314 @@
+"""The orchestrator: plan → (cache | execute) → results → compare → gates → reports.
+
+A run is built in a hidden staging folder beside the output directory and
+moved into place at the end, so the output directory always holds either the
+previous complete run or the new one (complete, or partial and marked
+`interrupted`), never a mix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from nbci.config import Config
+from nbci.errors import Interrupted
+from nbci.model import Comparison, ErrorInfo, Job, NotebookResult, Run, Verdict
+from nbci.plan import Plan, plan
+from nbci.results import new_run, read_run, write_run
+
+log = logging.getLogger(__name__)
+
+ResultCallback = Callable[[NotebookResult], None]
+_PID_FILE = ".nbci-pid"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `nbci run` was asked for, on top of the configuration."""
+
+    paths: tuple[Path, ...] = ()
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    out: Path | None = None
+    workers: int | None = None
+    timeout: float | None = None
+    cell_timeout: float | None = None
+    use_cache: bool = True
+    shard: tuple[int, int] | None = None
+    baseline: Path | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run: Run
+    out_dir: Path
+    comparison: Comparison | None
+    verdict: Verdict
+    reports: tuple[Path, ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.run.ok and self.verdict.passed
+
+
+def output_dir(config: Config, out: Path | None = None) -> Path:
+    return (config.root / (out or config.out)).resolve()
+
+
+def run(
+    config: Config, request: RunRequest, *, on_result: ResultCallback | None = None
+) -> RunOutcome:
+    """Run the planned jobs and write the output directory. Raises only for bad input."""
+    planned = _apply_request(plan(config, request.paths, request.overrides), request)
+    baseline = read_run(request.baseline) if request.baseline else None
+    jobs = _select_shard(planned.jobs, request.shard, baseline)
+    out_dir = output_dir(config, request.out)
+    with _staging(out_dir) as staging:
+        results, interrupted = _execute(config, request, planned, jobs, staging, on_result)
+        shard = f"{request.shard[0]}/{request.shard[1]}" if request.shard else None
+        the_run = new_run(results, config.root, interrupted=interrupted, shard=shard)
+        outcome = _finish(config, the_run, baseline, request.baseline, staging)
+    return replace(
+        outcome, out_dir=out_dir, reports=tuple(out_dir / p.name for p in outcome.reports)
+    )
+
+
+def report(config: Config, out_dir: Path, baseline_dir: Path | None = None) -> RunOutcome:
+    """Re-render both reports of an existing run directory."""
+    the_run = read_run(out_dir)
+    baseline = read_run(baseline_dir) if baseline_dir else None
+    return _finish(config, the_run, baseline, baseline_dir, out_dir, write_results=False)
+
+
+def merge(config: Config, shard_dirs: Sequence[Path], out: Path) -> RunOutcome:
+    """One run, with both reports, from the output directories of shard runs."""
+    from nbci.shards import merge_runs
+
+    runs = [read_run(d) for d in shard_dirs]
+    out_dir = out.resolve()
+    with _staging(out_dir) as staging:
+        merged = merge_runs(runs, shard_dirs, staging)
+        outcome = _finish(config, merged, None, None, staging)
+    return replace(
+        outcome, out_dir=out_dir, reports=tuple(out_dir / p.name for p in outcome.reports)
+    )
+
+
+def _finish(
+    config: Config,
+    the_run: Run,
+    baseline: Run | None,
+    baseline_dir: Path | None,
+    out_dir: Path,
+    *,
+    write_results: bool = True,
+) -> RunOutcome:
+    from nbci.gates import evaluate
+    from nbci.render import write_reports
+
+    comparison = _compare(config, the_run, baseline, baseline_dir)
+    verdict = evaluate(config.gates, the_run, comparison)
+    if write_results:
+        write_run(the_run, out_dir)
+    reports = write_reports(
+        the_run,
+        out_dir,
+        comparison=comparison,
+        verdict=verdict,
+        baseline_dir=baseline_dir,
+        templates=config.root / config.templates if config.templates else None,
+    )
+    return RunOutcome(the_run, out_dir, comparison, verdict, tuple(reports))
+
+
+def _compare(
+    config: Config, the_run: Run, baseline: Run | None, baseline_dir: Path | None
+) -> Comparison | None:
+    if baseline is None:
+        return None
+    from nbci.compare import compare
+
+    label = baseline.git.sha[:12] if baseline.git.sha else str(baseline_dir)
+    return compare(
+        the_run,
+        baseline,
+        label=label,
+        higher=config.higher_is_better,
+        lower=config.lower_is_better,
+    )
+
+
+def _apply_request(planned: Plan, request: RunRequest) -> Plan:
+    """Command-line timeouts override the configured ones for every job."""
+    changes: dict[str, Any] = {}
+    if request.timeout is not None:
+        changes["timeout"] = request.timeout
+    if request.cell_timeout is not None:
+        changes["cell_timeout"] = request.cell_timeout
+    if not changes:
+        return planned
+    return Plan(
+        jobs=tuple(replace(job, **changes) for job in planned.jobs),
+        problems=tuple(replace(p, job=replace(p.job, **changes)) for p in planned.problems),
+    )
+
+
+def _select_shard(
+    jobs: Sequence[Job], shard: tuple[int, int] | None, baseline: Run | None
+) -> tuple[Job, ...]:
+    if shard is None:
+        return tuple(jobs)
+    from nbci.shards import known_durations, select_shard
+
+    return tuple(select_shard(jobs, *shard, durations=known_durations(baseline)))
+
+
+# -- executing ---------------------------------------------------------------
+
+
+def _execute(
+    config: Config,
+    request: RunRequest,
+    planned: Plan,
+    jobs: Sequence[Job],
+    out_dir: Path,
+    on_result: ResultCallback | None,
+) -> tuple[list[NotebookResult], bool]:
+    """Every job's result in plan order, and whether the run was interrupted."""
+    from nbci import cache
+    from nbci.execute import ExecuteOptions, execute_jobs
+
+    settings = cache.CacheSettings(
+        directory=config.root / config.cache_dir,
+        max_bytes=int(config.cache_max_mb * 1024 * 1024),
+        max_age_days=config.cache_max_age_days,
+        enabled=request.use_cache,
+    )
+    done: dict[str, NotebookResult] = {}
+
+    def finished(result: NotebookResult) -> None:
+        done[result.id] = result
+        if on_result:
+            on_result(result)
+
+    problems = {p.job.id: p.message for p in planned.problems}
+    fingerprint = cache.environment_fingerprint(config.root) if request.use_cache else ""
+    to_run: list[Job] = []
+    keys: dict[str, str | None] = {}
+    for job in jobs:
+        if job.id in problems:
+            finished(_invalid(job, problems[job.id]))
+            continue
+        key = cache.cache_key(job, config.root, environment_fingerprint=fingerprint)
+        keys[job.id] = key
+        restored = cache.restore(settings, key, job, out_dir) if key and settings.enabled else None
+        if restored is not None:
+            finished(restored)
+        else:
+            to_run.append(job)
+
+    options = ExecuteOptions(
+        root=config.root, out_dir=out_dir, workers=request.workers or config.jobs
+    )
+    interrupted = False
+    try:
+        for result in execute_jobs(to_run, options):
+            key = keys.get(result.id)
+            result = replace(result, cache_key=key)
+            if key and settings.enabled and result.ok:
+                cache.store(settings, key, result, out_dir)
+            finished(result)
+    except Interrupted:
+        interrupted = True
+    ordered = [done.get(job.id) or _interrupted(job) for job in jobs]
+    return ordered, interrupted
+
+
+def _invalid(job: Job, message: str) -> NotebookResult:
+    return NotebookResult(
+        id=job.id,
+        path=job.path,
+        parameters=job.parameters,
+        status="invalid",
+        error=ErrorInfo(message=message),
+    )
+
+
+def _interrupted(job: Job) -> NotebookResult:
+    return NotebookResult(
+        id=job.id,
+        path=job.path,
+        parameters=job.parameters,
+        status="interrupted",
+        error=ErrorInfo(message="the run was stopped before this notebook finished"),
+    )
+
+
+# -- the output directory ----------------------------------------------------
+
+
+class _staging:
+    """A hidden folder beside `out_dir` that replaces it on success.
+
+    Old staging folders left by killed runs are removed first. On an exception
+    the staging folder is removed and `out_dir` is left as it was.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.path: Path | None = None
+
+    def __enter__(self) -> Path:
+        parent = self.out_dir.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        for stale in _stale_siblings(self.out_dir):
+            shutil.rmtree(stale, ignore_errors=True)
+        self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.staging-", dir=parent))
+        (self.path / _PID_FILE).write_text(str(os.getpid()))
+        return self.path
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        assert self.path is not None
+        if exc_type is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        (self.path / _PID_FILE).unlink(missing_ok=True)
+        _swap_into_place(self.path, self.out_dir)
+
+
+def _stale_siblings(out_dir: Path) -> Iterator[Path]:
+    for prefix in (".staging-", ".old-"):
+        for path in out_dir.parent.glob(f".{out_dir.name}{prefix}*"):
+            if not _owned_by_live_process(path):
+                yield path
+
+
+def _owned_by_live_process(path: Path) -> bool:
+    """Staging folders of a run still going (another `nbci run`) are left alone."""
+    pid_file = path / _PID_FILE
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _swap_into_place(staging: Path, out_dir: Path) -> None:
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / "run")
+    os.replace(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    log.info("wrote %s", out_dir)
