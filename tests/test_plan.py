@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import NotebookFactory
+
+from nbci.config import load_config
+from nbci.errors import ConfigError, UsageError
+from nbci.plan import parse_parameter, plan
+
+
+def test_default_plan_finds_notebooks_skipping_checkpoints_and_output(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/train.ipynb", ["x = 1"])
+    notebook("notebooks/sub/profile.ipynb", ["y = 2"])
+    notebook("notebooks/.ipynb_checkpoints/train-checkpoint.ipynb", ["x = 1"])
+    notebook("nbci-out/notebooks/train.ipynb", ["x = 1"])
+    planned = plan(load_config(project))
+    assert [(j.id, j.path) for j in planned.jobs] == [
+        ("profile", "notebooks/sub/profile.ipynb"),
+        ("train", "notebooks/train.ipynb"),
+    ]
+    assert all(j.parameters == {} for j in planned.jobs)
+
+
+def test_matrix_expands_to_a_cartesian_product_with_stable_ids(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/train.ipynb", ["pass"], parameters='lr = 0.1\nmodel = "a"\nseed = 0')
+    (project / "nbci.toml").write_text(
+        "[parameters]\nseed = 7\n"
+        '[[notebook]]\npath = "notebooks/train.ipynb"\n'
+        'matrix = { lr = [0.1, 0.01], model = ["svc", "log reg"] }\n'
+    )
+    planned = plan(load_config(project))
+    assert [j.id for j in planned.jobs] == [
+        "train-lr-0.1-model-svc",
+        "train-lr-0.1-model-log_reg",
+        "train-lr-0.01-model-svc",
+        "train-lr-0.01-model-log_reg",
+    ]
+    assert planned.jobs[1].parameters == {"seed": 7, "lr": 0.1, "model": "log reg"}
+    assert plan(load_config(project)).jobs == planned.jobs
+
+
+def test_overrides_replace_matrix_axes_and_apply_where_defined(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/train.ipynb", ["pass"], parameters="C = 1.0\nseed = 0")
+    notebook("notebooks/profile.ipynb", ["pass"], parameters="seed = 0")
+    (project / "nbci.toml").write_text(
+        '[[notebook]]\npath = "notebooks/train.ipynb"\nmatrix = { C = [0.1, 1.0] }\n'
+    )
+    planned = plan(load_config(project), overrides={"C": 0.5, "seed": 3})
+    assert {j.id: dict(j.parameters) for j in planned.jobs} == {
+        "profile": {"seed": 3},
+        "train": {"C": 0.5, "seed": 3},
+    }
+
+
+def test_explicit_paths_and_folders(project: Path, notebook: NotebookFactory) -> None:
+    notebook("notebooks/a.ipynb", ["pass"])
+    notebook("other/b.ipynb", ["pass"])
+    config = load_config(project)
+    assert [j.id for j in plan(config, [Path("other")]).jobs] == ["b"]
+    assert [j.id for j in plan(config, [Path("notebooks/a.ipynb")]).jobs] == ["a"]
+    with pytest.raises(UsageError, match=r"missing\.ipynb: no such notebook"):
+        plan(config, [Path("missing.ipynb")])
+
+
+def test_same_stem_in_two_folders_gets_distinct_ids(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/a/train.ipynb", ["pass"])
+    notebook("notebooks/b/train.ipynb", ["pass"])
+    ids = [j.id for j in plan(load_config(project)).jobs]
+    assert len(set(ids)) == 2
+    assert ids[0].startswith("notebooks-a-train") and ids[1].startswith("notebooks-b-train")
+
+
+def test_a_glob_that_matches_nothing_is_a_config_error(project: Path) -> None:
+    (project / "nbci.toml").write_text('notebooks = ["nb/*.ipynb"]\n')
+    with pytest.raises(ConfigError, match=r"nbci.toml: notebooks: 'nb/\*.ipynb' matches no"):
+        plan(load_config(project))
+
+
+def test_an_undefined_parameter_is_a_config_error_naming_file_and_key(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/train.ipynb", ["pass"], parameters="lr = 0.1")
+    (project / "nbci.toml").write_text(
+        '[[notebook]]\npath = "notebooks/train.ipynb"\nparameters = { lrr = 1 }\n'
+    )
+    with pytest.raises(ConfigError) as raised:
+        plan(load_config(project))
+    assert str(raised.value) == (
+        "nbci.toml: parameters for notebooks/train.ipynb: 'lrr' is not defined in its "
+        "'parameters' cell (expected one of: lr)"
+    )
+
+
+def test_a_cli_parameter_no_notebook_defines_is_a_usage_error(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/train.ipynb", ["pass"], parameters="lr = 0.1")
+    with pytest.raises(UsageError, match="-p epochs: no selected notebook"):
+        plan(load_config(project), overrides={"epochs": 3})
+
+
+def test_parameters_for_a_notebook_without_parameters_cell_make_it_invalid(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/plain.ipynb", ["x = 1"])
+    notebook("notebooks/train.ipynb", ["pass"], parameters="lr = 0.1")
+    (project / "nbci.toml").write_text(
+        '[[notebook]]\npath = "notebooks/plain.ipynb"\nparameters = { lr = 1 }\n'
+    )
+    planned = plan(load_config(project))
+    (problem,) = planned.problems
+    assert problem.job.id == "plain"
+    assert "no cell tagged 'parameters'" in problem.message
+
+
+def test_unreadable_notebook_is_planned_so_the_executor_reports_it(project: Path) -> None:
+    (project / "notebooks").mkdir()
+    (project / "notebooks" / "broken.ipynb").write_text("{not json")
+    planned = plan(load_config(project))
+    assert [j.id for j in planned.jobs] == ["broken"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("C=0.5", ("C", 0.5)),
+        ("n=3", ("n", 3)),
+        ("flag=true", ("flag", True)),
+        ("model=svc", ("model", "svc")),
+        ('name="x y"', ("name", "x y")),
+        ("layers=[1, 2]", ("layers", [1, 2])),
+        ("empty=", ("empty", "")),
+    ],
+)
+def test_parse_parameter(text: str, expected: tuple[str, object]) -> None:
+    assert parse_parameter(text) == expected
+
+
+@pytest.mark.parametrize("text", ["novalue", "1x=2", "=3", "a-b=1"])
+def test_parse_parameter_rejects(text: str) -> None:
+    with pytest.raises(UsageError, match="expected NAME=VALUE"):
+        parse_parameter(text)

@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nbci.errors import ResultsError
+from nbci.model import (
+    SCHEMA,
+    Environment,
+    ErrorInfo,
+    Figure,
+    GitInfo,
+    NotebookResult,
+    Run,
+    Scrap,
+)
+from nbci.results import (
+    MAX_RESULTS_BYTES,
+    new_run,
+    read_run,
+    run_from_dict,
+    run_to_dict,
+    write_run,
+)
+
+
+def sample_run() -> Run:
+    return Run(
+        notebooks=(
+            NotebookResult(
+                id="train-lr-0.1",
+                path="notebooks/train.ipynb",
+                parameters={"lr": 0.1, "nested": {"a": [1, 2]}},
+                status="ok",
+                duration_s=3.25,
+                output="notebooks/train-lr-0.1.ipynb",
+                html="notebooks/train-lr-0.1.html",
+                metrics={"accuracy": 0.93, "steps": 10, "converged": True, "bad": math.nan},
+                scraps={
+                    "notes": Scrap("text", "hello"),
+                    "table": Scrap(
+                        "table", {"columns": ["a"], "rows": [[1], [2]], "total_rows": 2}
+                    ),
+                    "cfg": Scrap("json", {"depth": [1, {"inf": math.inf}]}),
+                },
+                figures=(Figure("confusion", "figures/train-lr-0.1/confusion.png"),),
+                notes=("trimmed x",),
+                cache_key="abc",
+            ),
+            NotebookResult(
+                id="profile",
+                path="notebooks/profile.ipynb",
+                parameters={},
+                status="failed",
+                error=ErrorInfo(cell=3, ename="ValueError", evalue="bad", traceback="tb"),
+            ),
+        ),
+        created="2026-11-26T22:00:00Z",
+        git=GitInfo("a" * 40, "main", False),
+        environment=Environment("3.11.7", "Linux", {"papermill": "2.7.0"}),
+        nbci_version="0.1.0",
+    )
+
+
+def test_round_trip_keeps_every_field_and_non_finite_values(tmp_path: Path) -> None:
+    run = sample_run()
+    path = write_run(run, tmp_path)
+    assert path == tmp_path / "results.json"
+    text = path.read_text()
+    assert "NaN" in text and json.loads(text)["notebooks"][0]["metrics"]["bad"] == "NaN"
+    back = read_run(tmp_path)
+    assert math.isnan(back.notebooks[0].metrics["bad"])
+    assert back.notebooks[0].scraps["cfg"].value == {"depth": [1, {"inf": "Infinity"}]}
+    same = {k: v for k, v in back.notebooks[0].metrics.items() if k != "bad"}
+    assert same == {"accuracy": 0.93, "steps": 10, "converged": True}
+    assert back.notebooks[1] == run.notebooks[1]
+    assert (back.git, back.environment, back.created) == (run.git, run.environment, run.created)
+
+
+def test_contract_field_names(tmp_path: Path) -> None:
+    data = json.loads(write_run(sample_run(), tmp_path).read_text())
+    assert data["schema"] == "nbci.results/1"
+    assert {"schema", "nbci_version", "created", "git", "environment", "notebooks"} <= set(data)
+    assert {
+        "id", "path", "parameters", "status", "cached", "duration_s", "output", "error",
+        "metrics", "scraps", "figures",
+    } <= set(data["notebooks"][0])  # fmt: skip
+    assert data["notebooks"][1]["error"] == {
+        "cell": 3, "ename": "ValueError", "evalue": "bad", "traceback": "tb", "message": None,
+    }  # fmt: skip
+
+
+def test_new_run_records_git_and_environment(tmp_path: Path) -> None:
+    run = new_run([], tmp_path)
+    assert run.schema == SCHEMA
+    assert run.git == GitInfo()  # not a git checkout
+    assert run.environment.python.count(".") == 2
+    assert "nbci" in run.environment.packages
+    assert run.created.endswith("Z")
+
+
+def _valid() -> dict[str, Any]:
+    return run_to_dict(sample_run())
+
+
+def _mutate(path: str, value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(_valid())
+    target: Any = data
+    keys = path.split("/")
+    for key in keys[:-1]:
+        target = target[int(key)] if isinstance(target, list) else target[key]
+    last = keys[-1]
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("schema", "nbci.results/2", "schema 'nbci.results/2' is not supported"),
+        ("notebooks", {}, "notebooks: expected a list"),
+        ("notebooks/0/id", "../x", "is not a valid job id"),
+        ("notebooks/0/id", "a/b", "is not a valid job id"),
+        ("notebooks/0/status", "great", "'great' is not one of"),
+        ("notebooks/0/output", "../../etc/passwd", "output: expected a relative path below"),
+        ("notebooks/0/output", "/etc/passwd", "expected a relative path below notebooks/"),
+        ("notebooks/0/output", "figures/x.ipynb", "below notebooks/"),
+        ("notebooks/0/html", "notebooks\\..\\x", "html: expected a relative path"),
+        ("notebooks/0/figures/0/path", "figures/../../x.png", "path: expected a relative path"),
+        ("notebooks/0/figures/0/path", "figures", "path: expected a relative path"),
+        ("notebooks/0/metrics/accuracy", "0.9", "expected a number or a boolean"),
+        ("notebooks/0/metrics/accuracy", [1], "expected a number or a boolean"),
+        ("notebooks/0/scraps/notes/kind", "exe", "'exe' is not one of"),
+        ("notebooks/0/scraps/notes/value", 3, "expected a string for a text scrap"),
+        ("notebooks/0/scraps/table/value", {"columns": []}, "rows: expected a list"),
+        ("notebooks/0/duration_s", "1", "duration_s: expected a number"),
+        ("notebooks/0/cached", 1, "cached: expected true or false"),
+        ("notebooks/1/error/cell", -1, "expected a cell index"),
+        ("notebooks/0/parameters", [], "parameters: expected an object"),
+        ("notebooks/0/notes", "x", "notes: expected a list"),
+        ("shard", "1/x", "shard: expected K/N"),
+        ("git", "main", "git: expected an object"),
+    ],
+)
+def test_untrusted_results_are_rejected_with_the_field(path: str, value: Any, message: str) -> None:
+    with pytest.raises(ResultsError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        run_from_dict(_mutate(path, value), source="artifact/results.json")
+
+
+def test_duplicate_job_ids_are_rejected() -> None:
+    data = _valid()
+    data["notebooks"][1]["id"] = data["notebooks"][0]["id"]
+    with pytest.raises(ResultsError, match="appears twice"):
+        run_from_dict(data, source="x")
+
+
+def test_deeply_nested_values_are_rejected() -> None:
+    deep: Any = 1
+    for _ in range(100):
+        deep = [deep]
+    data = _mutate("notebooks/0/scraps/cfg/value", deep)
+    with pytest.raises(ResultsError, match="nesting"):
+        run_from_dict(data, source="x")
+
+
+def test_huge_and_non_json_files_are_rejected(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text('{"schema": NaN}')
+    with pytest.raises(ResultsError, match="not valid JSON"):
+        read_run(tmp_path)
+    (tmp_path / "results.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(ResultsError, match="not valid JSON"):
+        read_run(tmp_path)
+    with (tmp_path / "results.json").open("wb") as f:
+        f.truncate(MAX_RESULTS_BYTES + 1)
+    with pytest.raises(ResultsError, match="larger than"):
+        read_run(tmp_path)
+    with pytest.raises(ResultsError, match="no results here"):
+        read_run(tmp_path / "missing")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(list(_valid())), json_values, max_size=8))
+def test_arbitrary_top_level_values_raise_only_results_error(data: dict[str, Any]) -> None:
+    merged = {**_valid(), **data}
+    with contextlib.suppress(ResultsError):
+        run_from_dict(merged, source="x")
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(
+        [
+            "id",
+            "path",
+            "parameters",
+            "status",
+            "cached",
+            "duration_s",
+            "output",
+            "html",
+            "error",
+            "metrics",
+            "scraps",
+            "figures",
+            "notes",
+            "cache_key",
+        ]
+    ),
+    json_values,
+)
+def test_arbitrary_notebook_fields_raise_only_results_error(field: str, value: Any) -> None:
+    data = _mutate(f"notebooks/0/{field}", value)
+    try:
+        run = run_from_dict(data, source="x")
+    except ResultsError:
+        return
+    nb = run.notebooks[0]
+    for path in (nb.output, nb.html, *(f.path for f in nb.figures)):
+        assert path is None or (".." not in path.split("/") and not path.startswith("/"))
