@@ -185,16 +185,12 @@ def _diff(args: argparse.Namespace) -> int:
         higher=config.higher_is_better,
         lower=config.lower_is_better,
     )
+    verdict = evaluate(config.gates, head, comparison) if args.gates else None
     if args.json:
-        print(json.dumps(diff_json(comparison), indent=2))
+        print(json.dumps(diff_json(comparison, verdict=verdict), indent=2, allow_nan=False))
     else:
-        print(diff_markdown(comparison, show_all=args.all), end="")
-    if not args.gates:
-        return EXIT_OK
-    verdict = evaluate(config.gates, head, comparison)
-    for failure in verdict.failures:
-        print(f"gate failed: {failure.reason}", file=sys.stderr)
-    return EXIT_OK if verdict.passed else EXIT_FAILED
+        print(diff_markdown(comparison, show_all=args.all, verdict=verdict), end="")
+    return EXIT_FAILED if verdict is not None and not verdict.passed else EXIT_OK
 
 
 def _merge(args: argparse.Namespace) -> int:

@@ -129,8 +129,9 @@ def load_config(start: Path | None = None, *, config_file: Path | None = None) -
         return Config(root=start)
     path, table_name = found
     data = _load(path)
-    table = data.get("tool", {}).get("nbci", {}) if table_name else data
-    return parse_config(table, root=path.parent, source=f"{path.name}: {table_name}".rstrip())
+    in_pyproject = bool(table_name)
+    table = data.get("tool", {}).get("nbci", {}) if in_pyproject else data
+    return parse_config(table, root=path.parent, file=path.name, in_pyproject=in_pyproject)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -143,8 +144,9 @@ def _load(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def parse_config(table: Any, *, root: Path, source: str) -> Config:
+def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = False) -> Config:
     """Validate a config table (the contents of `[tool.nbci]` or of nbci.toml)."""
+    source = f"{file}: [tool.nbci]" if in_pyproject else f"{file}:"
     check = _Checker(source)
     table = check.table(table, "")
     check.known_keys(table, _TOP_KEYS, "")
@@ -184,16 +186,16 @@ def parse_config(table: Any, *, root: Path, source: str) -> Config:
         ),
         higher_is_better=check.strings(table.get("higher_is_better", []), "higher_is_better"),
         lower_is_better=check.strings(table.get("lower_is_better", []), "lower_is_better"),
-        gates=_parse_gates(gates_table, source),
+        gates=_parse_gates(gates_table, file, "[tool.nbci.gates]" if in_pyproject else "[gates]"),
     )
 
 
-def _parse_gates(table: Mapping[str, Any], source: str) -> tuple[GateRule, ...]:
+def _parse_gates(table: Mapping[str, Any], file: str, table_name: str) -> tuple[GateRule, ...]:
     if not table:
         return ()
     from nbci.gates import parse_gates
 
-    return parse_gates(table, source)
+    return parse_gates(table, file, table_name=table_name)
 
 
 def _parse_entry(check: _Checker, raw: Any, where: str) -> NotebookEntry:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 SCHEMA = "nbci.results/1"
@@ -263,7 +264,12 @@ class Comparison:
         return tuple(d for d in self.deltas if d.change == "regressed")
 
     def delta(self, job_id: str, metric: str) -> MetricDelta | None:
-        return next((d for d in self.deltas if d.job_id == job_id and d.metric == metric), None)
+        return self._by_key.get((job_id, metric))
+
+    @cached_property
+    def _by_key(self) -> dict[tuple[str, str], MetricDelta]:
+        # Built once, so looking up every metric of a big run stays linear.
+        return {(d.job_id, d.metric): d for d in reversed(self.deltas)}  # first one wins
 
 
 @dataclass(frozen=True)

@@ -150,10 +150,16 @@ def test_pyproject_messages_name_the_table(project: Path) -> None:
 
 
 def test_gates_are_parsed_and_bad_rules_are_config_errors(tmp_path: Path) -> None:
-    config = parse_config({"gates": {"accuracy": {"min": 0.9}}}, root=tmp_path, source="nbci.toml:")
+    config = parse_config({"gates": {"accuracy": {"min": 0.9}}}, root=tmp_path, file="nbci.toml")
     assert len(config.gates) == 1
-    with pytest.raises(ConfigError, match="accuracy"):
-        parse_config({"gates": {"accuracy": {"mni": 0.9}}}, root=tmp_path, source="nbci.toml:")
+    with pytest.raises(ConfigError) as raised:
+        parse_config(
+            {"gates": {"accuracy": {"mni": 0.9}}},
+            root=tmp_path,
+            file="pyproject.toml",
+            in_pyproject=True,
+        )
+    assert str(raised.value).startswith('pyproject.toml: [tool.nbci.gates] "accuracy": unknown')
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:

@@ -1,0 +1,133 @@
+"""Compare a run with a baseline run: every metric of every job, joined by id and name.
+
+Which way a metric improves comes from the config's `higher_is_better` /
+`lower_is_better` globs, then from the defaults below, else it is neutral.
+Names are matched case-insensitively, as a whole and by their last dotted
+segment (`scores.f1` matches `f1`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping, Sequence
+
+from nbci.model import Comparison, Direction, JobChange, MetricDelta, NotebookResult, Run
+
+DEFAULT_HIGHER: tuple[str, ...] = (
+    "accuracy", "*accuracy*", "acc", "*_acc", "top*acc*",
+    "f1", "*f1*", "fbeta*", "*_fbeta*",
+    "auc", "*auc*", "roc_auc*", "pr_auc*", "average_precision*", "map", "map@*", "*_map",
+    "precision", "*precision*", "recall", "*recall*", "sensitivity", "specificity",
+    "r2", "r2_*", "*_r2", "explained_variance*",
+    "iou", "*iou*", "miou", "dice", "*_dice", "ndcg*", "*_ndcg*", "bleu*", "rouge*",
+    "mcc", "kappa", "*_kappa", "balanced_accuracy*",
+    "throughput*", "*_per_s", "*_per_sec", "*_per_second",
+)  # fmt: skip
+"""Metric names (globs) that improve when they rise. Deliberately narrow: a
+`*r2*` would catch `error2`, so `r2` is matched only as a word."""
+
+DEFAULT_LOWER: tuple[str, ...] = (
+    "loss", "*loss*", "error", "*error*", "err", "*_err", "*_error_rate",
+    "mae", "*_mae", "mse", "*_mse", "rmse", "*_rmse", "mape", "*_mape", "msle", "rmsle",
+    "log_loss", "logloss", "nll", "*_nll", "perplexity", "*perplexity*", "ppl", "*_ppl",
+    "wer", "cer", "fpr", "fnr", "eer", "brier*", "*_brier*",
+    "time", "*_time", "*_time_s", "*_time_ms", "*_seconds", "duration", "duration_*",
+    "*_duration", "*_duration_s", "latency*", "*_latency*", "runtime", "*_runtime",
+    "*memory*", "*_mb", "*_gb",
+)  # fmt: skip
+"""Metric names (globs) that improve when they fall. Checked before the
+higher-is-better globs, so `accuracy_loss` counts as a loss."""
+
+
+def direction_of(metric: str, higher: Sequence[str] = (), lower: Sequence[str] = ()) -> Direction:
+    """Which way `metric` improves: the config's globs first, then the defaults.
+
+    Within each layer the whole name is tried before its last dotted segment;
+    for each name an exact (non-glob) entry wins, then the lower-is-better
+    globs, then the higher-is-better ones.
+    """
+    names = _candidate_names(metric)
+    for higher_globs, lower_globs in ((higher, lower), (DEFAULT_HIGHER, DEFAULT_LOWER)):
+        for name in names:
+            found = _direction_in_layer(name, higher_globs, lower_globs)
+            if found is not None:
+                return found
+    return "neutral"
+
+
+def compare(
+    run: Run,
+    baseline: Run,
+    *,
+    label: str,
+    higher: Sequence[str] = (),
+    lower: Sequence[str] = (),
+) -> Comparison:
+    """Every metric of every job of `run` against `baseline`, nothing dropped.
+
+    Jobs are joined by id and metrics by name. Order: the head run's jobs and
+    metrics as they come, then whatever only the baseline has. A job present
+    on one side only gives a `JobChange` and one `added`/`removed` delta per
+    metric; a job whose status changed gives a `JobChange` too.
+    """
+    deltas: list[MetricDelta] = []
+    jobs: list[JobChange] = []
+    directions: dict[str, Direction] = {}  # many jobs share metric names
+    for job_id, head_nb, base_nb in _join_jobs(run, baseline):
+        head_status = head_nb.status if head_nb else None
+        base_status = base_nb.status if base_nb else None
+        if head_status != base_status:
+            jobs.append(JobChange(job_id, baseline_status=base_status, status=head_status))
+        head_metrics = head_nb.metrics if head_nb else {}
+        base_metrics = base_nb.metrics if base_nb else {}
+        for name in _union(head_metrics, base_metrics):
+            if name not in directions:
+                directions[name] = direction_of(name, higher, lower)
+            deltas.append(
+                MetricDelta(
+                    job_id=job_id,
+                    metric=name,
+                    baseline=base_metrics.get(name),
+                    value=head_metrics.get(name),
+                    direction=directions[name],
+                )
+            )
+    return Comparison(baseline_label=label, deltas=tuple(deltas), jobs=tuple(jobs))
+
+
+def _join_jobs(
+    run: Run, baseline: Run
+) -> Iterator[tuple[str, NotebookResult | None, NotebookResult | None]]:
+    """(job id, head result, baseline result), either side None when absent."""
+    base_by_id = {nb.id: nb for nb in baseline.notebooks}
+    head_ids = {nb.id for nb in run.notebooks}
+    for nb in run.notebooks:
+        yield nb.id, nb, base_by_id.get(nb.id)
+    for nb in baseline.notebooks:
+        if nb.id not in head_ids:
+            yield nb.id, None, nb
+
+
+def _union(first: Mapping[str, object], second: Mapping[str, object]) -> list[str]:
+    """Keys of both mappings, in order, each once."""
+    return list(dict.fromkeys([*first, *second]))
+
+
+def _candidate_names(metric: str) -> tuple[str, ...]:
+    name = metric.lower()
+    last = name.rsplit(".", 1)[-1]
+    return (name, last) if last != name else (name,)
+
+
+def _direction_in_layer(name: str, higher: Sequence[str], lower: Sequence[str]) -> Direction | None:
+    lowered_higher = [g.lower() for g in higher]
+    lowered_lower = [g.lower() for g in lower]
+    if name in lowered_lower:
+        return "lower"
+    if name in lowered_higher:
+        return "higher"
+    if any(fnmatch.fnmatchcase(name, g) for g in lowered_lower):
+        return "lower"
+    if any(fnmatch.fnmatchcase(name, g) for g in lowered_higher):
+        return "higher"
+    return None
