@@ -211,7 +211,7 @@ def read_run(path: Path) -> Run:
         raise ResultsError(f"{file}: {size} bytes, larger than the {MAX_RESULTS_BYTES} allowed")
     try:
         data = json.loads(file.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting too
         raise ResultsError(f"{file}: not valid JSON ({exc})") from None
     return run_from_dict(data, source=str(file))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -47,3 +48,41 @@ def notebook(project: Path) -> NotebookFactory:
         return write_notebook(project / relative, cells, **kwargs)  # type: ignore[arg-type]
 
     return make
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _execute(source: Path, target: Path) -> Path:
+    """Execute `source` with papermill into `target` (working directory: target's folder).
+
+    The kernel gets this checkout first on PYTHONPATH, so `import nbci` in a
+    notebook is the code under test even when nbci is not installed.
+    """
+    import papermill
+
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(paths))
+        for attempt in (1, 2):
+            try:
+                papermill.execute_notebook(
+                    str(source),
+                    str(target),
+                    kernel_name="python3",
+                    cwd=target.parent,
+                    progress_bar=False,
+                )
+                return target
+            except RuntimeError as error:
+                # jupyter_client picks free TCP ports before the kernel binds them: with
+                # many kernels starting on the machine, another one may take a port first.
+                if attempt == 2 or "Kernel died before replying" not in str(error):
+                    raise
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def execute_notebook() -> Callable[[Path, Path], Path]:
+    """`execute_notebook(source, target)`: run a notebook in a real `python3` kernel."""
+    return _execute

@@ -1,0 +1,195 @@
+"""nbci.glue: values stored in scrapbook's format, read back by scrapbook and by nbci.collect."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import scrapbook
+
+import nbci
+from nbci.collect import Collected, collect_notebook
+from nbci.glue import MAX_TABLE_ROWS, TABLE_MARKER, table_from_dataframe, to_scrap_data
+from nbci.model import Job
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "notebooks"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def glued(
+    tmp_path_factory: pytest.TempPathFactory, execute_notebook: Callable[[Path, Path], Path]
+) -> tuple[Path, Collected, Path]:
+    """collect_glue.ipynb (nbci.glue under the Agg backend), executed once and collected."""
+    folder = tmp_path_factory.mktemp("glue")
+    executed = execute_notebook(FIXTURES / "collect_glue.ipynb", folder / "collect_glue.ipynb")
+    out_dir = folder / "out"
+    job = Job(id="glue", path="collect_glue.ipynb")
+    return executed, collect_notebook(executed, job, out_dir), out_dir
+
+
+# -- in a kernel -----------------------------------------------------------------
+
+
+def test_scrapbook_reads_what_nbci_glue_stored(glued: tuple[Path, Collected, Path]) -> None:
+    scraps = scrapbook.read_notebook(str(glued[0])).scraps
+
+    assert scraps["n_int"].data == 7
+    assert scraps["f32"].data == 0.5
+    assert scraps["flag"].data is True
+    assert scraps["zero_d"].data == 0.75
+    assert math.isnan(scraps["nan_metric"].data)
+    assert scraps["inf_metric"].data == -math.inf
+    assert scraps["scores"].data["per_class"] == {"3": 4}
+    assert scraps["vector"].data == [0, 1, 2]
+    assert scraps["summary"].data == "all good"
+    assert scraps["per_class"].data[TABLE_MARKER] == 1
+    assert scraps["shown"].data == 0.5  # data kept although it is displayed too
+    assert scraps["shown"].display["data"]["text/plain"] == "0.5"
+    for figure in ("curve", "curve_axes"):
+        assert scraps[figure].encoder == "display"
+        assert "image/png" in scraps[figure].display["data"]
+
+
+def test_numpy_values_become_metrics(glued: tuple[Path, Collected, Path]) -> None:
+    metrics = glued[1].metrics
+
+    assert metrics["n_int"] == 7 and type(metrics["n_int"]) is int
+    assert metrics["flag"] is True
+    assert metrics["f32"] == 0.5
+    assert metrics["zero_d"] == 0.75
+    assert math.isnan(metrics["nan_metric"])
+    assert metrics["inf_metric"] == -math.inf
+    assert metrics["scores.f1"] == 0.25
+    assert metrics["scores.per_class.3"] == 4
+    assert math.isnan(metrics["scores.nan"])
+    assert metrics["shown"] == 0.5
+
+
+def test_dataframes_become_tables(glued: tuple[Path, Collected, Path]) -> None:
+    scraps = glued[1].scraps
+
+    per_class = scraps["per_class"]
+    assert per_class.kind == "table"
+    assert per_class.value == {
+        "columns": ["label", "precision", "support"],
+        "rows": [["cat", 0.9, 10], ["dog", 1.0, 12]],
+        "total_rows": 2,
+    }
+    long_table = scraps["long_table"].value
+    assert long_table["total_rows"] == 1500
+    assert len(long_table["rows"]) == MAX_TABLE_ROWS
+    assert long_table["rows"][:2] == [[0, 1.0], [1, None]]  # NaN is an empty cell
+    assert any("long_table" in note and "1000 of 1500" in note for note in glued[1].notes)
+
+
+def test_other_values_become_text_and_json(glued: tuple[Path, Collected, Path]) -> None:
+    scraps = glued[1].scraps
+
+    assert scraps["summary"].kind == "text" and scraps["summary"].value == "all good"
+    assert scraps["vector"].kind == "json" and scraps["vector"].value == [0, 1, 2]
+    assert scraps["when"].value == "2026-01-02T00:00:00"
+    assert scraps["nothing"].kind == "text" and scraps["nothing"].value == "None"
+
+
+def test_agg_figure_becomes_a_png_file(glued: tuple[Path, Collected, Path]) -> None:
+    _, collected, out_dir = glued
+
+    assert [(f.name, f.path) for f in collected.figures] == [
+        ("curve", "figures/glue/curve.png"),
+        ("curve_axes", "figures/glue/curve_axes.png"),
+    ]
+    import matplotlib.image
+
+    for figure in collected.figures:
+        path = out_dir / figure.path
+        assert path.read_bytes().startswith(PNG_SIGNATURE)
+        height, width, _ = matplotlib.image.imread(path).shape
+        assert height > 50 and width > 50
+
+
+# -- without a kernel ---------------------------------------------------------------
+
+
+class FakeTensor:
+    """Quacks like a torch tensor (torch is not a dependency of the tests)."""
+
+    __module__ = "torch"
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+
+    def detach(self) -> FakeTensor:
+        return self
+
+    def cpu(self) -> FakeTensor:
+        return self
+
+    def numel(self) -> int:
+        return len(self.values)
+
+    def item(self) -> float:
+        (value,) = self.values
+        return value
+
+    def tolist(self) -> list[float]:
+        return list(self.values)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(np.int64(7), ("json", 7), id="int64"),
+        pytest.param(np.float32(0.5), ("json", 0.5), id="float32"),
+        pytest.param(np.bool_(False), ("json", False), id="bool_"),
+        pytest.param(np.array(0.75), ("json", 0.75), id="0-d array"),
+        pytest.param(np.arange(3), ("json", [0, 1, 2]), id="array"),
+        pytest.param(
+            {"a": np.int64(1), 2: (np.float64(1.5),)}, ("json", {"a": 1, "2": [1.5]}), id="dict"
+        ),
+        pytest.param(float("nan"), ("json", "NaN"), id="nan"),
+        pytest.param({"loss": float("inf")}, ("json", '{"loss": Infinity}'), id="inf in dict"),
+        pytest.param(pd.Series([1, 2], index=["a", "b"]), ("json", {"a": 1, "b": 2}), id="Series"),
+        pytest.param(FakeTensor([0.25]), ("json", 0.25), id="tensor of one"),
+        pytest.param(FakeTensor([1.0, 2.0]), ("json", [1.0, 2.0]), id="tensor"),
+        pytest.param("text", ("text", "text"), id="str"),
+        pytest.param(None, None, id="None"),
+        pytest.param(1j, None, id="complex"),
+        pytest.param({"a": object()}, None, id="object in dict"),
+    ],
+)
+def test_values_convert_to_scrapbook_data(value: Any, expected: tuple[str, Any] | None) -> None:
+    assert to_scrap_data(value) == expected
+
+
+def test_table_keeps_index_and_bounds_rows() -> None:
+    frame = pd.DataFrame(
+        {("a", "x"): [1.5, math.inf, math.nan], ("b", "y"): ["s", None, "t" * 5000]},
+        index=pd.Index([3, 4, 5], name="k"),
+    )
+    table = table_from_dataframe(frame)
+
+    assert table["columns"] == ["k", "a / x", "b / y"]
+    assert table["rows"][:2] == [[3, 1.5, "s"], [4, "inf", None]]
+    assert len(table["rows"][2][2]) == 1000
+
+    big = table_from_dataframe(pd.DataFrame({"x": range(MAX_TABLE_ROWS + 5)}))
+    assert (len(big["rows"]), big["total_rows"]) == (MAX_TABLE_ROWS, MAX_TABLE_ROWS + 5)
+
+
+def test_glue_outside_a_kernel_only_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="nbci.glue"):
+        nbci.glue("accuracy", 0.5)
+    assert "not running in a Jupyter kernel" in caplog.text
+
+
+def test_glue_rejects_a_name_that_is_not_a_string() -> None:
+    with pytest.raises(TypeError, match="must be a str"):
+        nbci.glue(3, 0.5)  # type: ignore[arg-type]
