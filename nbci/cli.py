@@ -220,6 +220,7 @@ def _publish(args: argparse.Namespace) -> int:
         higher_is_better=config.higher_is_better,
         lower_is_better=config.lower_is_better,
         gates=config.gates,
+        templates=config.root / config.templates if config.templates else None,
     )
     outcome = publish(options)
     for line in outcome.lines:

@@ -12,6 +12,7 @@ import json
 import math
 import platform
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -44,6 +45,7 @@ MAX_STRING = 2 * 1024 * 1024
 MAX_NAME = 1_000
 MAX_DEPTH = 64
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+PATH_PART = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 KEY_PACKAGES = (
     "nbci",
     "papermill",
@@ -204,13 +206,21 @@ def read_run(path: Path) -> Run:
     """Read and validate a run from an output directory or a results.json file."""
     file = path / RESULTS_FILE if path.is_dir() else path
     try:
-        size = file.stat().st_size
+        info = file.lstat()
     except OSError:
         raise ResultsError(f"{file}: no results here (run `nbci run` first)") from None
-    if size > MAX_RESULTS_BYTES:
-        raise ResultsError(f"{file}: {size} bytes, larger than the {MAX_RESULTS_BYTES} allowed")
+    if not stat.S_ISREG(info.st_mode):
+        raise ResultsError(f"{file}: not a regular file")
+    if info.st_size > MAX_RESULTS_BYTES:
+        raise ResultsError(
+            f"{file}: {info.st_size} bytes, larger than the {MAX_RESULTS_BYTES} allowed"
+        )
     try:
-        data = json.loads(file.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        with file.open("rb") as f:
+            raw = f.read(MAX_RESULTS_BYTES + 1)
+        if len(raw) > MAX_RESULTS_BYTES:
+            raise ResultsError(f"{file}: larger than the {MAX_RESULTS_BYTES} bytes allowed")
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting too
         raise ResultsError(f"{file}: not valid JSON ({exc})") from None
     return run_from_dict(data, source=str(file))
@@ -437,6 +447,7 @@ class _Validator:
             or ".." in path.parts
             or path.parts[0] != under
             or len(path.parts) < 2
+            or not all(PATH_PART.fullmatch(part) for part in path.parts)
         ):
             raise self.fail(where, f"a relative path below {under}/", text)
         return text

@@ -4,6 +4,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +238,20 @@ def test_arbitrary_notebook_fields_raise_only_results_error(field: str, value: A
     nb = run.notebooks[0]
     for path in (nb.output, nb.html, *(f.path for f in nb.figures)):
         assert path is None or (".." not in path.split("/") and not path.startswith("/"))
+
+
+def test_links_and_special_files_are_not_read(tmp_path: Path) -> None:
+    (tmp_path / "results.json").symlink_to("/dev/zero")
+    with pytest.raises(ResultsError, match="not a regular file"):
+        read_run(tmp_path)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ResultsError, match="not a regular file"):
+        read_run(fifo)
+
+
+def test_path_parts_are_restricted_to_safe_characters() -> None:
+    with pytest.raises(ResultsError, match="expected a relative path below figures/"):
+        run_from_dict(
+            _mutate("notebooks/0/figures/0/path", "figures/a b/<x>.png"), source="artifact"
+        )

@@ -1,0 +1,110 @@
+"""The report as it is posted: hosted figure links, the baseline's figures beside, a footer.
+
+The markdown comes from `nbci.render.markdown_report`; this module decides
+where its links point (figures at the assets commit, notebooks left in the
+artifact) and adds the footer (baseline, run link, what was left out), keeping
+the whole within GitHub's comment limit with room for the marker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from nbci.model import Comparison, Run, Verdict
+from nbci.publish.assets import Figures, Hosting, Tip, raw_url
+from nbci.publish.baseline import Baseline
+from nbci.publish.comment import COMMENT_LIMIT, marker
+from nbci.publish.context import Context
+
+REPORT_BUDGET = 64_000
+"""Characters the rendered report may take; the rest of the 65,536 is marker and footer."""
+MAX_NOTES = 20
+
+
+def render_report(
+    run: Run,
+    *,
+    comparison: Comparison | None,
+    verdict: Verdict,
+    name: str,
+    templates: Path | None,
+    ctx: Context,
+    hosting: Hosting,
+    figures: Figures,
+    baseline: Baseline | None,
+    notes: Sequence[str],
+) -> str:
+    """The rendered report plus a footer, short enough for a comment with its marker."""
+    from nbci.render import markdown_report
+
+    footer = _footer(ctx, baseline, notes)
+    hosted = hosting.folder is not None
+    figures_note = None
+    if not hosted and any(nb.figures for nb in run.notebooks):
+        where = f"[the run's artifact]({ctx.run_url})" if ctx.run_url else "the run's artifact"
+        figures_note = f"The figures are in {where}."
+    report = markdown_report(
+        run,
+        comparison=comparison,
+        verdict=verdict,
+        images=hosted,
+        image_url=_image_url(ctx, hosting, figures),
+        base_figures=_base_figures(ctx, hosting.tip, baseline),
+        link_url=_no_link,
+        figures_note=figures_note,
+        title=name,
+        max_chars=min(REPORT_BUDGET, COMMENT_LIMIT - len(marker(name)) - len(footer) - 8),
+        templates=templates,
+    )
+    return report + footer
+
+
+def _image_url(ctx: Context, hosting: Hosting, figures: Figures) -> Callable[[str], str]:
+    """Figure path -> its URL at the assets commit; "" (not available) for a figure not stored."""
+    stored = {f.path for f in figures.files}
+    commit, folder = hosting.tip.commit, hosting.folder
+
+    def url(path: str) -> str:
+        if commit is None or folder is None or path not in stored:
+            return ""
+        return raw_url(ctx.server_url, ctx.repo, commit, f"{folder}/{path}")
+
+    return url
+
+
+def _base_figures(ctx: Context, tip: Tip, baseline: Baseline | None) -> dict[str, str]:
+    """Figure path -> URL of the baseline's figure, for those stored with the baseline."""
+    if baseline is None or tip.commit is None:
+        return {}
+    urls = {}
+    for nb in baseline.run.notebooks:
+        for figure in nb.figures:
+            stored = f"{baseline.folder}/{figure.path}"
+            if stored in tip.files:
+                urls[figure.path] = raw_url(ctx.server_url, ctx.repo, tip.commit, stored)
+    return urls
+
+
+def _no_link(path: str) -> str | None:
+    """Notebooks and HTML pages stay in the artifact: named, not linked."""
+    return None
+
+
+def _footer(ctx: Context, baseline: Baseline | None, notes: Sequence[str]) -> str:
+    """Small print under the report: no baseline, where the run is, what was left out."""
+    lines = []
+    if baseline is None:
+        lines.append("No baseline: no stored results for the base commit or its recent ancestors.")
+    if ctx.run_url:
+        lines.append(f"[The run, its report.html and notebooks (artifact)]({ctx.run_url})")
+    lines += [f"⚠️ {_one_line(note)}" for note in notes[:MAX_NOTES]]
+    if len(notes) > MAX_NOTES:
+        lines.append(f"⚠️ {len(notes) - MAX_NOTES} more notes in the job log")
+    return "\n\n---\n" + "<br>\n".join(f"<sub>{line}</sub>" for line in lines) if lines else ""
+
+
+def _one_line(text: str) -> str:
+    from nbci.render.escape import escape_markdown
+
+    return escape_markdown(" ".join(text.split())[:300])
