@@ -1,0 +1,156 @@
+"""`report.html`: one self-contained file a reviewer can open offline.
+
+CSS is inlined, figures are inlined as `data:` URIs (read from the output
+directory and the baseline directory, checked to be images inside them), and
+a Content-Security-Policy forbids every script and every request that is not
+a `data:` image. Notebook HTML goes through `nh3`'s allow-list: no script, no
+event handler, no `javascript:` link, and images only as `data:` URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from nbci._files import is_within
+from nbci.render.templating import HTML_TEMPLATE, environment
+from nbci.render.view import FigureView, ReportView
+
+if TYPE_CHECKING:  # pragma: no cover
+    import jinja2
+    from markupsafe import Markup
+
+logger = logging.getLogger(__name__)
+
+MAX_FIGURE_BYTES = 25 * 1024 * 1024
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "base-uri 'none'; form-action 'none'"
+)
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+_RASTER = (
+    (_PNG, "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+_SVG_START = re.compile(
+    rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*(<!DOCTYPE[^>]*>\s*)?<svg[\s>]", re.S
+)
+_DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*$", re.I)
+_IMG_WITHOUT_SRC = re.compile(r"<img\b(?![^>]*\ssrc=)[^>]*>", re.I)
+_SAFE_HREF = re.compile(r"^(https?:|mailto:|#|[^:]*$)", re.I)
+
+
+def render_html(
+    view: ReportView,
+    *,
+    out_dir: Path | None = None,
+    baseline_dir: Path | None = None,
+    templates: Path | None = None,
+) -> str:
+    """The report as one HTML document; figures are read from `out_dir` / `baseline_dir`."""
+    env = environment(html=True, templates=templates)
+    template = env.get_template(HTML_TEMPLATE)
+
+    def figure_src(figure: FigureView) -> str | None:
+        return image_data_uri(out_dir, figure.path)
+
+    def base_src(figure: FigureView) -> str | None:
+        return image_data_uri(baseline_dir, figure.path) if figure.in_baseline else None
+
+    return template.render(
+        view=view,
+        csp=CSP,
+        css=_stylesheet(env),
+        figure_src=figure_src,
+        base_src=base_src,
+        sanitize=sanitize_html,
+        href=relative_href,
+        status_icon=lambda status: "✓" if status == "ok" else "✕",
+    )
+
+
+def _stylesheet(env: jinja2.Environment) -> Markup:
+    """`style.css` as is (not a template: CSS braces are not Jinja's business)."""
+    from markupsafe import Markup
+
+    assert env.loader is not None
+    source, _, _ = env.loader.get_source(env, "style.css")
+    return Markup(source.replace("</", "<\\/"))
+
+
+def image_data_uri(folder: Path | None, relative: str) -> str | None:
+    """A `data:` URI for an image file inside `folder`, or None (missing, outside, not an image)."""
+    if folder is None:
+        return None
+    path = folder / relative
+    if not is_within(path, folder) or not path.is_file():
+        logger.info("figure %s is not a file inside %s", relative, folder)
+        return None
+    if path.stat().st_size > MAX_FIGURE_BYTES:
+        logger.warning("figure %s is larger than %d bytes; not inlined", path, MAX_FIGURE_BYTES)
+        return None
+    data = path.read_bytes()
+    mime = image_type(data)
+    if mime is None:
+        logger.warning("figure %s is not a PNG, JPEG, GIF or SVG image; not inlined", path)
+        return None
+    # An SVG in <img> is rendered as an image: its scripts never run.
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def image_type(data: bytes) -> str | None:
+    """The MIME type of image `data` by its first bytes, or None."""
+    for magic, mime in _RASTER:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if _SVG_START.match(data[:4096].lstrip(b"\xef\xbb\xbf")):
+        return "image/svg+xml"
+    return None
+
+
+def sanitize_html(untrusted: str) -> Markup:
+    """Notebook HTML through nh3's allow-list, safe to place in the report as is.
+
+    An image whose source is not a `data:` image loses its `src` in the allow-list
+    pass and is then dropped whole, so the page shows no broken images. nh3
+    escapes `<` and `>` inside attribute values and text, so in its output an
+    `<img …>` tag can be matched exactly; a second nh3 pass keeps the guarantee.
+    """
+    import nh3
+    from markupsafe import Markup
+
+    def clean(html: str) -> str:
+        return nh3.clean(
+            html,
+            url_schemes={"http", "https", "mailto", "data"},
+            attribute_filter=_filter_attribute,
+            link_rel="noopener noreferrer nofollow",
+            strip_comments=True,
+        )
+
+    return Markup(clean(_IMG_WITHOUT_SRC.sub("", clean(untrusted))))
+
+
+def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
+    """Images only from `data:` (no request leaves the file); links never to `data:`."""
+    if attribute == "src":
+        return value if _DATA_IMAGE.match(value.strip()) else None
+    if attribute in ("href", "cite"):
+        return value if _SAFE_HREF.match(value.strip()) else None
+    return value
+
+
+def relative_href(path: str | None) -> str | None:
+    """A relative link to a file of the output directory (None for nothing or an odd path)."""
+    if not path or path.startswith(("/", "\\")) or ".." in path.split("/") or ":" in path:
+        return None
+    return quote(path)

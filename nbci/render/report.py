@@ -1,0 +1,144 @@
+"""The public entry points: build the view once, render it, write the files."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from nbci._files import is_within, write_text_atomic
+from nbci.model import Comparison, Run, Verdict
+from nbci.render.markdown import MAX_CHARS, Links, render_markdown
+from nbci.render.view import build_view
+
+logger = logging.getLogger(__name__)
+
+MARKDOWN_NAME = "report.md"
+HTML_NAME = "report.html"
+
+
+def markdown_report(
+    run: Run,
+    *,
+    comparison: Comparison | None = None,
+    verdict: Verdict | None = None,
+    images: bool = True,
+    image_url: Callable[[str], str] | None = None,
+    base_figures: Mapping[str, str] | None = None,
+    link_url: Callable[[str], str | None] | None = None,
+    figures_note: str | None = None,
+    report_url: str | None = None,
+    title: str = "nbci",
+    max_chars: int = MAX_CHARS,
+    templates: Path | None = None,
+) -> str:
+    """The markdown report (the PR comment body), at most `max_chars` characters.
+
+    - `images=False`: figures are named, not shown (job summaries, or when
+      they could not be hosted); `figures_note` (trusted markdown, e.g. a link
+      to the artifact) follows the names.
+    - `image_url`: maps a figure's path (`figures/<job>/<name>.png`) to the URL
+      to show; default: the relative path itself.
+    - `base_figures`: figure path → URL of the baseline's figure at that path;
+      those figures are shown baseline beside this run.
+    - `link_url`: maps an output-directory path (`notebooks/<job>.html`) to a
+      URL, or None to print the path as text; default: the relative path.
+    - `report_url`: where the full report can be had (the artifact); named in
+      the note that says what a shortened report left out.
+    """
+    view = build_view(
+        run,
+        comparison=comparison,
+        verdict=verdict,
+        base_figures=frozenset(base_figures or ()),
+        title=title,
+    )
+    links = Links(
+        images=images,
+        image_url=image_url,
+        base_figures=base_figures,
+        link_url=link_url,
+        figures_note=figures_note,
+        report_url=report_url,
+    )
+    return render_markdown(view, links=links, max_chars=max_chars, templates=templates)
+
+
+def html_report(
+    run: Run,
+    *,
+    comparison: Comparison | None = None,
+    verdict: Verdict | None = None,
+    out_dir: Path | None = None,
+    baseline_dir: Path | None = None,
+    title: str = "nbci",
+    templates: Path | None = None,
+) -> str:
+    """The self-contained HTML report; figures are inlined from `out_dir` and `baseline_dir`."""
+    from nbci.render.html import render_html
+
+    view = build_view(
+        run,
+        comparison=comparison,
+        verdict=verdict,
+        base_figures=_baseline_figures(run, baseline_dir),
+        title=title,
+    )
+    return render_html(view, out_dir=out_dir, baseline_dir=baseline_dir, templates=templates)
+
+
+def write_reports(
+    run: Run,
+    out_dir: Path,
+    *,
+    comparison: Comparison | None = None,
+    verdict: Verdict | None = None,
+    baseline_dir: Path | None = None,
+    templates: Path | None = None,
+    title: str = "nbci",
+) -> list[Path]:
+    """Write `report.md` and `report.html` into `out_dir` (atomically); returns their paths."""
+    base_paths = _baseline_figures(run, baseline_dir)
+    base_urls = {p: _relative_url(baseline_dir / p, out_dir) for p in base_paths if baseline_dir}
+    markdown = markdown_report(
+        run,
+        comparison=comparison,
+        verdict=verdict,
+        base_figures=base_urls,
+        title=title,
+        templates=templates,
+    )
+    html = html_report(
+        run,
+        comparison=comparison,
+        verdict=verdict,
+        out_dir=out_dir,
+        baseline_dir=baseline_dir,
+        title=title,
+        templates=templates,
+    )
+    written = [
+        write_text_atomic(out_dir / MARKDOWN_NAME, markdown),
+        write_text_atomic(out_dir / HTML_NAME, html),
+    ]
+    for path in written:
+        logger.info("wrote %s", path)
+    return written
+
+
+def _baseline_figures(run: Run, baseline_dir: Path | None) -> frozenset[str]:
+    """Paths of this run's figures that the baseline directory has too."""
+    if baseline_dir is None:
+        return frozenset()
+    found = set()
+    for nb in run.notebooks:
+        for figure in nb.figures:
+            path = baseline_dir / figure.path
+            if is_within(path, baseline_dir) and path.is_file():
+                found.add(figure.path)
+    return frozenset(found)
+
+
+def _relative_url(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()

@@ -1,0 +1,184 @@
+"""report.html in a real headless browser: Debian's chromium driven by Playwright.
+
+Never downloads a browser: `executable_path` points at /usr/bin/chromium. To
+check any report by hand (e.g. the example run's):
+`python tests/test_browser.py nbci-out/report.html` prints what it finds and
+writes screenshots to /tmp/nbci-report-desktop.png and /tmp/nbci-report-phone.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from render_samples import sample_comparison, sample_run, sample_verdict, tiny_png
+
+from nbci.model import Run, Scrap
+from nbci.render import write_reports
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PHONE = 390
+HOSTILE_HTML = (
+    "<p>Glued <b>HTML</b> display</p>"
+    "<script>window.__pwned=1</script>"
+    '<img src=x onerror="window.__pwned=2">'
+    '<a href="javascript:window.__pwned=3">click me</a>'
+    '<svg onload="window.__pwned=4"></svg>'
+    '<iframe src="https://example.com/"></iframe>'
+    '<img src="https://example.com/tracker.png">'
+    '<div style="background:url(https://example.com/bg.png)">styled</div>'
+    f'<img alt="inline" src="data:image/png;base64,{base64.b64encode(tiny_png()).decode()}">'
+)
+
+
+@dataclasses.dataclass
+class PageReport:
+    console_errors: list[str]
+    requests: list[str]
+    images: list[dict[str, Any]]
+    pwned: str
+    scroll_width: int
+    print_traceback_visible: bool
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_report(browser: Any, report: Path, *, width: int, screenshot: Path | None) -> PageReport:
+    """Load `report` at `width` px, record everything a reviewer's browser would do."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(report.resolve().as_uri(), wait_until="load")
+    images = page.evaluate(
+        "Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete,"
+        " width: i.naturalWidth, src: i.src.slice(0, 40)}))"
+    )
+    result = PageReport(
+        console_errors=errors,
+        requests=requests,
+        images=images,
+        pwned=page.evaluate("typeof window.__pwned"),
+        scroll_width=page.evaluate(
+            "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+        ),
+        print_traceback_visible=False,
+    )
+    if screenshot is not None:
+        page.screenshot(path=str(screenshot), full_page=True)
+    page.emulate_media(media="print")
+    traceback = page.locator("details.traceback pre").first
+    result.print_traceback_visible = traceback.count() == 1 and traceback.is_visible()
+    page.close()
+    return result
+
+
+def matplotlib_figures(run: Run, out_dir: Path, *, tint: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for nb in run.notebooks:
+        for figure in nb.figures:
+            fig, ax = plt.subplots(figsize=(4, 3), dpi=72)
+            ax.plot([0, 1, 2, 3], [0, tint, 1 + tint, 1.5])
+            ax.set_title(figure.name)
+            path = out_dir / figure.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, format="png")
+            plt.close(fig)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A compared run with real matplotlib PNGs (beside their baseline ones) and hostile HTML."""
+    root = tmp_path_factory.mktemp("browser")
+    out, base = root / "out", root / "base"
+    run = sample_run()
+    train = run.notebooks[0]
+    train = dataclasses.replace(
+        train, scraps={**train.scraps, "widget": Scrap("html", HOSTILE_HTML)}
+    )
+    run = dataclasses.replace(run, notebooks=(train, *run.notebooks[1:]))
+    matplotlib_figures(run, out, tint=0.2)
+    matplotlib_figures(run, base, tint=0.6)
+    write_reports(
+        run, out, comparison=sample_comparison(), verdict=sample_verdict(), baseline_dir=base
+    )
+    return out / "report.html"
+
+
+def assert_clean(result: PageReport, report: Path) -> None:
+    assert result.console_errors == []
+    assert all(
+        url == report.resolve().as_uri() or url.startswith("data:") for url in result.requests
+    )
+    assert result.images, "the report shows no images"
+    broken = [i for i in result.images if not (i["complete"] and i["width"] > 0)]
+    assert broken == []
+
+
+def test_report_in_desktop_browser(browser: Any, report: Path) -> None:
+    result = open_report(
+        browser, report, width=1280, screenshot=Path("/tmp/nbci-report-desktop.png")
+    )
+    assert_clean(result, report)
+    assert result.pwned == "undefined"
+    # Three matplotlib figures, each beside its baseline, and the scrap's data: image.
+    assert len(result.images) == 7
+    assert result.print_traceback_visible, "closed <details> must print open"
+
+
+def test_report_at_phone_width(browser: Any, report: Path) -> None:
+    result = open_report(
+        browser, report, width=PHONE, screenshot=Path("/tmp/nbci-report-phone.png")
+    )
+    assert_clean(result, report)
+    assert result.scroll_width <= PHONE, "the page scrolls sideways on a phone"
+
+
+def main(argv: list[str]) -> int:
+    """Check one report.html by hand: `python tests/test_browser.py nbci-out/report.html`."""
+    from playwright.sync_api import sync_playwright
+
+    report = Path(argv[0])
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for name, width in (("desktop", 1280), ("phone", PHONE)):
+            shot = Path(f"/tmp/nbci-report-{name}.png")
+            result = open_report(chromium, report, width=width, screenshot=shot)
+            print(f"{name}: {result}")
+            assert_clean(result, report)
+            assert result.scroll_width <= width
+        chromium.close()
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    raise SystemExit(main(sys.argv[1:]))
