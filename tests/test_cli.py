@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import NotebookFactory
 
-from nbci.cli import EXIT_USAGE, main
+from nbci.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def nbci(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -85,3 +89,95 @@ def test_config_error_runs_nothing_and_names_file_and_key(
     assert "Traceback" not in done.stdout + done.stderr
     assert not (project / "notebooks" / "ran").exists()
     assert not (project / "nbci-out").exists()
+
+
+GLUE_OK = (
+    "import nbci, matplotlib.pyplot as plt\n"
+    "nbci.glue('accuracy', 0.5 + lr)\n"
+    "fig, ax = plt.subplots(); ax.plot([1, 2, 3]); nbci.glue('curve', fig)"
+)
+
+
+def test_a_failing_notebook_beside_passing_ones_keeps_every_result(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/good.ipynb", [GLUE_OK], parameters="lr = 0.25")
+    notebook(
+        "notebooks/bad.ipynb",
+        ["import nbci\nnbci.glue('loss', 1.5)", "raise ValueError('no convergence')"],
+    )
+    (project / "nbci.toml").write_text(
+        '[[notebook]]\npath = "notebooks/good.ipynb"\nmatrix = { lr = [0.25, 0.5] }\n'
+    )
+    done = nbci("run", "--jobs", "2", cwd=project)
+    assert done.returncode == EXIT_FAILED, done.stderr
+    assert "Traceback" not in done.stderr
+    out = project / "nbci-out"
+    results = json.loads((out / "results.json").read_text())
+    by_id = {nb["id"]: nb for nb in results["notebooks"]}
+    assert set(by_id) == {"bad", "good-lr-0.25", "good-lr-0.5"}
+    bad = by_id["bad"]
+    assert bad["status"] == "failed"
+    assert bad["error"]["ename"] == "ValueError"
+    assert bad["error"]["evalue"] == "no convergence"
+    assert "\x1b[" not in bad["error"]["traceback"]
+    assert bad["metrics"] == {"loss": 1.5}  # what ran before the failing cell
+    assert (out / bad["output"]).is_file()  # the executed copy of the failed notebook
+    assert by_id["good-lr-0.5"]["metrics"] == {"accuracy": 1.0}
+    assert by_id["good-lr-0.5"]["parameters"] == {"lr": 0.5}
+    (figure,) = by_id["good-lr-0.5"]["figures"]
+    assert (out / figure["path"]).read_bytes().startswith(b"\x89PNG")
+    for nb in results["notebooks"]:
+        assert (out / nb["html"]).is_file()
+    report = (out / "report.md").read_text()
+    assert "no convergence" in report and "good-lr-0.5" in report
+    assert (out / "report.html").is_file()
+    # the terminal: one line per finished notebook, then the table
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith(("✓", "✗")) for line in lines) == 3
+    header = next(line for line in lines if line.startswith("notebook"))
+    assert header.split() == ["notebook", "parameters", "status", "time", "metrics"]
+    assert any("good-lr-0.5" in line and "accuracy=1" in line for line in lines)
+
+
+def test_parameters_from_the_command_line(project: Path, notebook: NotebookFactory) -> None:
+    notebook("notebooks/good.ipynb", [GLUE_OK], parameters="lr = 0.25")
+    done = nbci("run", "notebooks/good.ipynb", "-p", "lr=0.125", "--out", "o", cwd=project)
+    assert done.returncode == EXIT_OK, done.stdout + done.stderr
+    (nb,) = json.loads((project / "o" / "results.json").read_text())["notebooks"]
+    assert nb["parameters"] == {"lr": 0.125}
+    assert nb["metrics"] == {"accuracy": 0.625}
+
+
+def test_example_runs_compare_diff_and_gate(tmp_path: Path) -> None:
+    """Two real runs of the bundled training notebook, compared; a gate turns the verdict."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "notebooks").mkdir()
+    shutil.copy(ROOT / "notebooks" / "train.ipynb", root / "notebooks" / "train.ipynb")
+    (root / "nbci.toml").write_text(
+        'notebooks = ["notebooks/train.ipynb"]\n[gates]\naccuracy = { max_drop = 0.001 }\n'
+    )
+    base = nbci("run", "--out", "base", "-p", "model=forest", cwd=root)
+    assert base.returncode == EXIT_OK, base.stdout + base.stderr
+    head = nbci(
+        "run", "--out", "head", "-p", "model=logreg", "-p", "C=0.0005", "--baseline", "base",
+        cwd=root,
+    )  # fmt: skip
+    assert head.returncode == EXIT_FAILED, head.stdout + head.stderr
+    assert "gate failed: train:accuracy" in head.stdout
+    report = (root / "head" / "report.md").read_text()
+    assert "accuracy" in report and "▼" in report
+    assert "max_drop" in report
+
+    diff = nbci("diff", "base", "head", cwd=root)
+    assert diff.returncode == EXIT_OK
+    assert "| train | accuracy |" in diff.stdout.replace("\\", "")
+    gated = nbci("diff", "base", "head", "--gates", "--json", cwd=root)
+    assert gated.returncode == EXIT_FAILED
+    data = json.loads(gated.stdout)
+    assert data["gates"]["passed"] is False
+
+    again = nbci("report", "head", "--baseline", "base", cwd=root)
+    assert again.returncode == EXIT_FAILED
+    assert "Wrote head/report.md" in again.stdout
