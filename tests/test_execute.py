@@ -1,0 +1,316 @@
+"""Executing jobs in worker processes, in real kernels.
+
+Kernel starts are expensive, so each test groups several cases into one
+`execute_jobs` call. Fixture notebooks (`tests/notebooks/exec_*.ipynb`) take a
+`record` parameter: a file where they write their kernel's pid, its parent
+(the worker) and any children they forked, so the tests can check the process
+table afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from nbci import execute
+from nbci.execute import ExecuteOptions, execute_jobs, strip_ansi
+from nbci.model import Job, NotebookResult
+
+FIXTURES = Path(__file__).parent / "notebooks"
+
+
+@pytest.fixture
+def notebooks(project: Path) -> Path:
+    """The exec_* fixture notebooks copied into `project/notebooks`."""
+    folder = project / "notebooks"
+    folder.mkdir()
+    for fixture in FIXTURES.glob("exec_*.ipynb"):
+        shutil.copy(fixture, folder / fixture.name)
+    return folder
+
+
+def run(jobs: list[Job], project: Path, **options: Any) -> dict[str, NotebookResult]:
+    settings = ExecuteOptions(root=project, out_dir=project / "nbci-out", **options)
+    results = list(execute_jobs(jobs, settings))
+    assert sorted(r.id for r in results) == sorted(j.id for j in jobs)
+    return {r.id: r for r in results}
+
+
+def job(job_id: str, notebook: str, **kwargs: Any) -> Job:
+    return Job(id=job_id, path=f"notebooks/exec_{notebook}.ipynb", **kwargs)
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+# -- the process table (Linux /proc) ------------------------------------------------
+
+
+def alive(pid: int) -> bool:
+    """True for a process that exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def kernels_of(workers: Iterable[int]) -> list[int]:
+    """Live processes started by a kernel of one of `workers` (jupyter sets JPY_PARENT_PID)."""
+    marks = {f"JPY_PARENT_PID={pid}".encode() for pid in workers}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if environ & marks and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def assert_all_gone(pids: Iterable[int], workers: Iterable[int] = ()) -> None:
+    """Every pid and every kernel process of `workers` ends (SIGKILL lands within moments)."""
+    pids, workers = list(pids), list(workers)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = [p for p in pids if alive(p)] + kernels_of(workers)
+        if not left:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"processes outlived their jobs: {left}")
+
+
+# -- tests --------------------------------------------------------------------------
+
+
+def test_every_status_in_one_run(project: Path, notebooks: Path, tmp_path: Path) -> None:
+    records = {name: tmp_path / f"{name}.json" for name in ("ok", "cell", "whole", "died")}
+    (notebooks / "broken.ipynb").write_text("{ this is not json")
+    jobs = [
+        job("ok", "params", parameters={"x": 3, "label": "hi", "record": str(records["ok"])}),
+        job("failed", "fail", parameters={"n": 7}),
+        job("cell-timeout", "sleep", parameters={"record": str(records["cell"])}, cell_timeout=2),
+        job("whole-timeout", "sleep", parameters={"record": str(records["whole"])}, timeout=3),
+        job("died", "die", parameters={"record": str(records["died"])}),
+        Job(id="broken", path="notebooks/broken.ipynb"),
+        job("no-kernel", "params", kernel="no-such-kernel"),
+    ]
+
+    results = run(jobs, project, workers=2)
+
+    ok = results["ok"]
+    assert (ok.status, ok.error) == ("ok", None)
+    assert ok.metrics["result"] == 30  # x=3 injected
+    assert ok.scraps["label"].value == "hi"
+    assert ok.output == "notebooks/ok.ipynb" and ok.html == "notebooks/ok.html"
+    assert (project / "nbci-out" / ok.html).is_file()
+    assert ok.duration_s > 0
+    assert read_record(records["ok"])["cwd"] == str(notebooks.resolve())
+
+    failed = results["failed"]
+    assert failed.status == "failed" and failed.error is not None
+    # code cells of the executed notebook: parameters, injected-parameters, `a = n`, the raise
+    assert (failed.error.cell, failed.error.ename, failed.error.evalue) == (
+        3,
+        "ValueError",
+        "boom 7",
+    )
+    assert failed.error.traceback and "boom 7" in failed.error.traceback
+    assert "\x1b" not in failed.error.traceback
+    executed = nbformat.read(project / "nbci-out" / str(failed.output), as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
+
+    cell = results["cell-timeout"]
+    assert cell.status == "timeout" and cell.error is not None and cell.error.cell == 3
+    assert "cell timeout (2 s)" in str(cell.error.message)
+    assert cell.output == "notebooks/cell-timeout.ipynb"
+
+    whole = results["whole-timeout"]
+    assert whole.status == "timeout" and whole.error is not None
+    assert "notebook ran longer than its timeout (3 s)" in str(whole.error.message)
+
+    died = results["died"]
+    assert died.status == "died" and died.error is not None and died.error.cell == 3
+    assert "exit code 3" in str(died.error.message)
+    assert died.output == "notebooks/died.ipynb"
+
+    for invalid in ("broken", "no-kernel"):
+        result = results[invalid]
+        assert result.status == "invalid" and result.output is None and result.error is not None
+        assert "\n" not in str(result.error.message)
+    assert "not a readable notebook" in str(results["broken"].error.message)  # type: ignore[union-attr]
+    assert "no-such-kernel" in str(results["no-kernel"].error.message)  # type: ignore[union-attr]
+    assert not (project / "nbci-out" / "notebooks" / "broken.ipynb").exists()
+
+    recorded = [read_record(path) for path in records.values()]
+    assert_all_gone(
+        [r["pid"] for r in recorded] + [c for r in recorded for c in r.get("children", [])],
+        workers={r["ppid"] for r in recorded},
+    )
+
+
+def test_fresh_kernel_per_job_and_a_worker_crash(
+    project: Path, notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One worker in turn: no state leaks, a crash kills only its job, a warm kernel of
+    the wrong kind is discarded."""
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]}
+    kernel_dir = tmp_path / "jupyter" / "kernels" / "nbci-other"
+    kernel_dir.mkdir(parents=True)
+    (kernel_dir / "kernel.json").write_text(
+        json.dumps({**spec, "display_name": "other", "language": "python"})
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    record = {name: tmp_path / f"{name}.json" for name in ("a", "b", "crash", "c", "d")}
+    jobs = [
+        job("a", "params", parameters={"x": 1, "record": str(record["a"])}),
+        job("b", "params", parameters={"x": 2, "record": str(record["b"])}),
+        job("crash", "kill_worker", parameters={"record": str(record["crash"])}),
+        job("c", "params", parameters={"x": 4, "record": str(record["c"])}),
+        job("d", "params", parameters={"x": 5, "record": str(record["d"])}, kernel="nbci-other"),
+    ]
+
+    results = run(jobs, project, workers=1)
+
+    a, b, crash, c, d = (read_record(record[name]) for name in ("a", "b", "crash", "c", "d"))
+    assert results["d"].status == "ok" and results["d"].metrics["result"] == 50
+    assert c["ppid"] == d["ppid"]  # the warm python3 kernel was there; d got its own kind
+    assert a["ppid"] == b["ppid"] == crash["ppid"]  # one worker ran them in turn
+    assert a["pid"] != b["pid"]
+    assert b["leaked"] is False and results["b"].metrics["leaked"] is False
+    assert results["crash"].status == "died"
+    assert "worker process" in str(results["crash"].error.message)  # type: ignore[union-attr]
+    assert results["c"].status == "ok" and results["c"].metrics["result"] == 40
+    assert c["ppid"] != crash["ppid"]  # a new worker took over
+    assert_all_gone([a["pid"], b["pid"], crash["pid"], c["pid"]], workers={a["ppid"], c["ppid"]})
+
+
+def test_a_hung_worker_is_killed_after_the_timeout(
+    project: Path, notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(execute, "HARD_TIMEOUT_GRACE_S", 0.5)
+    record = tmp_path / "hung.json"
+    parameters = {"record": str(record), "sig": "SIGSTOP"}  # the notebook freezes its worker
+    jobs = [job("hung", "kill_worker", parameters=parameters, timeout=5)]
+
+    results = run(jobs, project, workers=1)
+
+    assert results["hung"].status == "timeout"
+    assert "was killed" in str(results["hung"].error.message)  # type: ignore[union-attr]
+    hung = read_record(record)
+    assert_all_gone([hung["pid"], hung["ppid"]], workers=[hung["ppid"]])
+
+
+def test_without_warm_kernels(project: Path, notebooks: Path, tmp_path: Path) -> None:
+    record = tmp_path / "cold.json"
+    jobs = [job("cold", "params", parameters={"x": 5, "record": str(record)})]
+
+    results = run(jobs, project, workers=1, warm_kernels=False)
+
+    assert results["cold"].status == "ok" and results["cold"].metrics["result"] == 50
+    assert_all_gone([read_record(record)["pid"]], workers=[read_record(record)["ppid"]])
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+
+from nbci.errors import Interrupted
+from nbci.execute import ExecuteOptions, execute_jobs
+from nbci.model import Job
+
+
+def main():
+    project, record, progress = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    jobs = [
+        Job("quick", "notebooks/exec_params.ipynb", {"x": 1}),
+        Job("long", "notebooks/exec_sleep.ipynb", {"seconds": 600, "record": record}),
+    ]
+    options = ExecuteOptions(root=project, out_dir=project / "nbci-out", workers=2)
+    try:
+        for result in execute_jobs(jobs, options):
+            with progress.open("a") as f:
+                f.write(f"{result.id} {result.status}\\n")
+    except Interrupted as error:
+        print("INTERRUPTED", error)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.parametrize("to_group", [False, True], ids=["sigterm-to-nbci", "ctrl-c-to-group"])
+def test_a_signal_stops_workers_and_kernels(
+    project: Path, notebooks: Path, tmp_path: Path, to_group: bool
+) -> None:
+    """SIGTERM to the nbci process alone, or SIGINT to its whole group as Ctrl-C sends it."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(DRIVER))
+    record, progress = tmp_path / "long.json", tmp_path / "progress.txt"
+    process = subprocess.Popen(
+        [sys.executable, str(driver), str(project), str(record), str(progress)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a command run from a terminal
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (record.exists() and progress.exists()) and process.poll() is None:
+            assert time.monotonic() < deadline, "the long cell never started"
+            time.sleep(0.1)
+        time.sleep(0.3)  # the record is written just before the cell's sleep
+        if to_group:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert process.returncode == 3, stderr
+    assert "INTERRUPTED" in stdout
+    assert progress.read_text().split() == ["quick", "ok"]  # what finished was yielded
+    long = read_record(record)
+    assert_all_gone([long["pid"], long["ppid"], *long["children"]], workers=[long["ppid"]])
+
+
+def test_strip_ansi() -> None:
+    coloured = "\x1b[0;31mValueError\x1b[0m: boom\x1b]8;;http://x\x07link\x1b]8;;\x07"
+    assert strip_ansi(coloured) == "ValueError: boomlink"
+
+
+def test_no_jobs_no_workers(project: Path) -> None:
+    assert list(execute_jobs([], ExecuteOptions(root=project, out_dir=project / "out"))) == []
+    assert not (project / "out").exists()
+
+
+def test_kernels_share_the_cores_unless_the_user_set_thread_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nbci.execute import THREAD_VARIABLES, _kernel_environment
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "7")
+    environment = _kernel_environment(2)
+    assert environment["OMP_NUM_THREADS"] == environment["OPENBLAS_NUM_THREADS"] == "2"
+    assert environment["MKL_NUM_THREADS"] == "7"
