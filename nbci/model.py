@@ -109,6 +109,11 @@ class NotebookResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file the result names (notebook, HTML, figures), relative to the output dir."""
+        return tuple(p for p in (self.output, self.html) if p) + tuple(f.path for f in self.figures)
+
 
 @dataclass(frozen=True)
 class GitInfo:

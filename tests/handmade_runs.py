@@ -7,8 +7,8 @@ from typing import Any
 from nbci.model import NotebookResult, Run, Status
 
 
-def nb(job_id: str, status: Status = "ok", **metrics: Any) -> NotebookResult:
-    """A job result with just what comparing and gating look at."""
+def nb(job_id: str, status: Status = "ok", /, **metrics: Any) -> NotebookResult:
+    """A job result with just what comparing and gating look at (any metric name works)."""
     return NotebookResult(
         id=job_id, path=f"{job_id}.ipynb", parameters={}, status=status, metrics=metrics
     )
