@@ -143,6 +143,9 @@ class Run:
     interrupted: bool = False
     shard: str | None = None
     """`K/N` for a shard run, None for a whole run (or a merged one)."""
+    planned: tuple[str, ...] = ()
+    """A shard run's record of every job id the plan had, in order, so that a merge
+    can tell a job that no shard ran; empty for other runs."""
 
     def get(self, job_id: str) -> NotebookResult | None:
         return next((nb for nb in self.notebooks if nb.id == job_id), None)

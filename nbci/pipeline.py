@@ -11,17 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from nbci.config import Config
-from nbci.errors import Interrupted
+from nbci.errors import Interrupted, UsageError
 from nbci.model import Comparison, ErrorInfo, Job, NotebookResult, Run, Verdict
 from nbci.plan import Plan, plan
-from nbci.results import new_run, read_run, write_run
+from nbci.results import RESULTS_FILE, new_run, read_run, write_run
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +67,22 @@ def run(
     config: Config, request: RunRequest, *, on_result: ResultCallback | None = None
 ) -> RunOutcome:
     """Run the planned jobs and write the output directory. Raises only for bad input."""
-    planned = _apply_request(plan(config, request.paths, request.overrides), request)
+    out_dir = output_dir(config, request.out)
+    check_output_dir(out_dir, config.root)
+    planned = plan(config, request.paths, request.overrides, out_dir=out_dir)
+    planned = _apply_request(planned, request)
     baseline = read_run(request.baseline) if request.baseline else None
     jobs = _select_shard(planned.jobs, request.shard, baseline)
-    out_dir = output_dir(config, request.out)
     with _staging(out_dir) as staging:
         results, interrupted = _execute(config, request, planned, jobs, staging, on_result)
         shard = f"{request.shard[0]}/{request.shard[1]}" if request.shard else None
-        the_run = new_run(results, config.root, interrupted=interrupted, shard=shard)
+        the_run = new_run(
+            results,
+            config.root,
+            interrupted=interrupted,
+            shard=shard,
+            planned=[job.id for job in planned.jobs] if shard else (),
+        )
         outcome = _finish(config, the_run, baseline, request.baseline, staging)
     return replace(
         outcome, out_dir=out_dir, reports=tuple(out_dir / p.name for p in outcome.reports)
@@ -92,6 +102,7 @@ def merge(config: Config, shard_dirs: Sequence[Path], out: Path) -> RunOutcome:
 
     runs = [read_run(d) for d in shard_dirs]
     out_dir = out.resolve()
+    check_output_dir(out_dir, config.root)
     with _staging(out_dir) as staging:
         merged = merge_runs(runs, shard_dirs, staging)
         outcome = _finish(config, merged, None, None, staging)
@@ -253,6 +264,32 @@ def _interrupted(job: Job) -> NotebookResult:
 # -- the output directory ----------------------------------------------------
 
 
+def check_output_dir(out_dir: Path, root: Path) -> None:
+    """Refuse an output directory that replacing would destroy something else.
+
+    A run replaces the whole output directory, so it must be an earlier run's
+    (it holds results.json), empty, or absent; and never the project itself
+    or a folder around it.
+    """
+    out_dir, root = out_dir.resolve(), root.resolve()
+    if out_dir == root or out_dir in root.parents:
+        raise UsageError(
+            f"output directory {out_dir}: it holds the project at {root}, and nbci replaces "
+            "its output directory on every run; choose a folder of its own (--out or `out`)"
+        )
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise UsageError(f"output directory {out_dir}: exists and is not a folder")
+    if (out_dir / RESULTS_FILE).is_file() or not any(out_dir.iterdir()):
+        return
+    raise UsageError(
+        f"output directory {out_dir}: exists and is not an nbci output directory (no "
+        f"{RESULTS_FILE}); nbci replaces its output directory on every run, so choose another "
+        "(--out or `out`) or remove this one"
+    )
+
+
 class _staging:
     """A hidden folder beside `out_dir` that replaces it on success.
 
@@ -268,8 +305,10 @@ class _staging:
         parent = self.out_dir.parent
         parent.mkdir(parents=True, exist_ok=True)
         for stale in _stale_siblings(self.out_dir):
+            _recover(stale, self.out_dir)
             shutil.rmtree(stale, ignore_errors=True)
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.staging-", dir=parent))
+        os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the run from others
         (self.path / _PID_FILE).write_text(str(os.getpid()))
         return self.path
 
@@ -289,6 +328,20 @@ def _stale_siblings(out_dir: Path) -> Iterator[Path]:
                 yield path
 
 
+def _recover(stale: Path, out_dir: Path) -> None:
+    """Put back the previous run a killed swap left aside (a `.old-` folder, no output dir)."""
+    previous = stale / "run"
+    if ".old-" in stale.name and not out_dir.exists() and (previous / RESULTS_FILE).is_file():
+        log.warning("restoring the previous run from %s", stale)
+        os.replace(previous, out_dir)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _owned_by_live_process(path: Path) -> bool:
     """Staging folders of a run still going (another `nbci run`) are left alone."""
     pid_file = path / _PID_FILE
@@ -305,10 +358,22 @@ def _owned_by_live_process(path: Path) -> bool:
 
 def _swap_into_place(staging: Path, out_dir: Path) -> None:
     old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, old / "run")
-    os.replace(staging, out_dir)
+    with _signals_held():  # between the two renames there is no output directory at all
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old / "run")
+        os.replace(staging, out_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     log.info("wrote %s", out_dir)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (blocked, not lost) until the block is done."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -60,6 +60,7 @@ KEY_PACKAGES = (
     "torch",
 )
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # -- writing -----------------------------------------------------------------
@@ -84,6 +85,7 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         },
         "interrupted": run.interrupted,
         "shard": run.shard,
+        "planned": list(run.planned),
         "notebooks": [_notebook_to_dict(nb) for nb in run.notebooks],
     }
     return data
@@ -148,6 +150,7 @@ def new_run(
     *,
     interrupted: bool = False,
     shard: str | None = None,
+    planned: Iterable[str] = (),
 ) -> Run:
     """A Run stamped with now, the git state of `root` and the environment."""
     return Run(
@@ -158,6 +161,7 @@ def new_run(
         nbci_version=__version__,
         interrupted=interrupted,
         shard=shard,
+        planned=tuple(planned),
     )
 
 
@@ -167,7 +171,13 @@ def git_info(root: Path) -> GitInfo:
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(
-                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+                ["git", *args],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                errors="replace",  # a branch name need not be UTF-8
+                timeout=10,
+                check=True,
             )
         except (OSError, subprocess.SubprocessError):
             return None
@@ -272,18 +282,27 @@ def run_from_dict(data: Any, *, source: str) -> Run:
         schema=schema,
         interrupted=v.boolean(top.get("interrupted", False), "interrupted"),
         shard=shard,
+        planned=tuple(
+            _job_id(v, job_id, "planned")
+            for job_id in v.sequence(top.get("planned", []), "planned", limit=MAX_NOTEBOOKS)
+        ),
     )
+
+
+def _job_id(v: _Validator, value: Any, where: str) -> str:
+    job_id = v.string(value, where)
+    if not JOB_ID.fullmatch(job_id):
+        raise ResultsError(f"{v.source}: {where}: {job_id!r} is not a valid job id")
+    return job_id
 
 
 def _notebook_from_dict(v: _Validator, raw: Any, where: str) -> NotebookResult:
     nb = v.mapping(raw, where)
-    job_id = v.string(nb.get("id"), f"{where}.id")
-    if not JOB_ID.fullmatch(job_id):
-        raise ResultsError(f"{v.source}: {where}.id: {job_id!r} is not a valid job id")
+    job_id = _job_id(v, nb.get("id"), f"{where}.id")
     status = v.string(nb.get("status"), f"{where}.status")
     if status not in STATUSES:
         raise ResultsError(f"{v.source}: {where}.status: {status!r} is not one of {STATUSES}")
-    duration = v.number(nb.get("duration_s", 0.0), f"{where}.duration_s")
+    duration = v.seconds(nb.get("duration_s", 0.0), f"{where}.duration_s")
     metrics_raw = v.mapping(nb.get("metrics", {}), f"{where}.metrics", limit=MAX_METRICS)
     scraps_raw = v.mapping(nb.get("scraps", {}), f"{where}.scraps", limit=MAX_METRICS)
     figures_raw = v.sequence(nb.get("figures", []), f"{where}.figures", limit=MAX_METRICS)
@@ -293,7 +312,7 @@ def _notebook_from_dict(v: _Validator, raw: Any, where: str) -> NotebookResult:
         parameters=v.json_value(v.mapping(nb.get("parameters", {}), f"{where}.parameters")),
         status=status,  # type: ignore[arg-type]
         cached=v.boolean(nb.get("cached", False), f"{where}.cached"),
-        duration_s=float(duration),
+        duration_s=duration,
         output=v.relative_path(nb.get("output"), f"{where}.output", under="notebooks"),
         html=v.relative_path(nb.get("html"), f"{where}.html", under="notebooks"),
         error=_error_from_dict(v, nb.get("error"), f"{where}.error"),
@@ -345,7 +364,7 @@ def _scrap_from_dict(v: _Validator, raw: Any, where: str) -> Scrap:
         v.sequence(table.get("columns"), f"{where}.value.columns", limit=MAX_METRICS)
         for row in v.sequence(table.get("rows"), f"{where}.value.rows", limit=1_000_000):
             v.sequence(row, f"{where}.value.rows[]", limit=MAX_METRICS)
-        v.number(table.get("total_rows"), f"{where}.value.total_rows")
+        v.count(table.get("total_rows"), f"{where}.value.total_rows")
     return Scrap(kind=kind, value=value)  # type: ignore[arg-type]
 
 
@@ -390,6 +409,8 @@ class _Validator:
             raise self.fail(where, "a string", value)
         if len(value) > MAX_STRING:
             raise self.fail(where, f"at most {MAX_STRING} characters", f"{len(value)} characters")
+        if _SURROGATE.search(value):  # `"\ud800"` in JSON: no UTF-8 writer or renderer takes it
+            raise self.fail(where, "valid Unicode text", value)
         return value
 
     def optional_string(self, value: Any, where: str) -> str | None:
@@ -412,6 +433,22 @@ class _Validator:
     def number(self, value: Any, where: str) -> float | int:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(where, "a number", value)
+        return value
+
+    def seconds(self, value: Any, where: str) -> float:
+        """A duration: finite and not negative, so that it can be written back."""
+        number = self.number(value, where)
+        try:
+            seconds = float(number)
+        except OverflowError:  # an int beyond float range
+            seconds = math.inf
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise self.fail(where, "a finite number of seconds ≥ 0", value)
+        return seconds
+
+    def count(self, value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(where, "a whole number ≥ 0", value)
         return value
 
     def metric(self, value: Any, where: str) -> float | int | bool:

@@ -102,9 +102,10 @@ def merge_runs(
 
     Refuses (ResultsError) runs that are not shards, shards of different N or a
     missing or repeated shard, mixed commits or schema versions, and a job id
-    in two shards (or a file results.json lists but the folder lacks). The
-    merged run has `shard=None`, its jobs in `order` (job ids in planned
-    order; others after, by path and id) and reads like a single-machine run.
+    in two shards (or a file results.json lists but the folder lacks), and a
+    planned job that no shard ran. The merged run has `shard=None`, its jobs
+    in `order` (default: the shards' planned order; others after, by path and
+    id) and reads like a single-machine run.
     Writing `results.json` and the reports is the caller's.
     """
     if len(runs) != len(dirs):
@@ -114,7 +115,17 @@ def merge_runs(
     _check_shards(runs, dirs)
     _check_same(runs, dirs, "schema version", lambda r: r.schema)
     _check_same(runs, dirs, "git commit", lambda r: r.git.sha)
+    _check_same(runs, dirs, "plan", lambda r: r.planned)
     notebooks = _unique_notebooks(runs, dirs)
+    planned = runs[0].planned
+    unrun = sorted(set(planned) - {nb.id for nb in notebooks})
+    if unrun:
+        raise ResultsError(
+            f"nbci merge: no shard ran {', '.join(unrun[:10])}"
+            + (f" and {len(unrun) - 10} more" if len(unrun) > 10 else "")
+            + " (the shards planned differently: same commit and configuration everywhere?)"
+        )
+    order = order or planned
     for run, folder in zip(runs, dirs, strict=True):
         _copy_files(run.notebooks, folder, out_dir)
     rank = {job_id: i for i, job_id in enumerate(order)}

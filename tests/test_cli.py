@@ -181,3 +181,29 @@ def test_example_runs_compare_diff_and_gate(tmp_path: Path) -> None:
     again = nbci("report", "head", "--baseline", "base", cwd=root)
     assert again.returncode == EXIT_FAILED
     assert "Wrote head/report.md" in again.stdout
+
+
+def test_shards_then_merge_read_like_one_run(project: Path, notebook: NotebookFactory) -> None:
+    for name in ("c", "a", "b"):
+        notebook(f"notebooks/{name}.ipynb", [f"import nbci\nnbci.glue('n', {ord(name)})"])
+    for k in (1, 2):
+        done = nbci("run", "--shard", f"{k}/2", "--out", f"shard-{k}", "--no-cache", cwd=project)
+        assert done.returncode == EXIT_OK, done.stderr
+    shard_ids = [
+        [
+            nb["id"]
+            for nb in json.loads((project / f"shard-{k}/results.json").read_text())["notebooks"]
+        ]
+        for k in (1, 2)
+    ]
+    assert sorted(shard_ids[0] + shard_ids[1]) == ["a", "b", "c"]
+    merged = nbci("merge", "shard-1", "shard-2", "--out", "merged", cwd=project)
+    assert merged.returncode == EXIT_OK, merged.stderr
+    data = json.loads((project / "merged" / "results.json").read_text())
+    assert [nb["id"] for nb in data["notebooks"]] == ["a", "b", "c"]
+    assert data["shard"] is None
+    assert {nb["metrics"]["n"] for nb in data["notebooks"]} == {97, 98, 99}
+    assert (project / "merged" / "report.html").is_file()
+    refused = nbci("merge", "shard-1", "--out", "m", cwd=project)
+    assert refused.returncode == EXIT_USAGE
+    assert refused.stderr == "nbci: error: nbci merge: missing shard(s) 2/2\n"

@@ -296,3 +296,38 @@ def test_merged_run_keeps_the_first_shards_environment(tmp_path: Path) -> None:
     merged = merge_runs(runs, [tmp_path / "1", tmp_path / "2"], tmp_path / "out")
     assert merged.created == "2026-11-26T21:00:00Z"  # the earliest shard's start
     assert merged.environment == runs[0].environment
+
+
+def test_merge_refuses_a_planned_job_no_shard_ran(tmp_path: Path) -> None:
+    planned = ("a", "b", "c")
+    runs = [
+        a_run(result("a"), shard="1/2", planned=planned),
+        a_run(result("b"), shard="2/2", planned=planned),
+    ]
+    refuse(runs, tmp_path, r"no shard ran c \(the shards planned differently")
+
+
+def test_merge_refuses_shards_that_planned_differently(tmp_path: Path) -> None:
+    runs = [
+        a_run(result("a"), shard="1/2", planned=("a", "b")),
+        a_run(result("b"), shard="2/2", planned=("b", "a")),
+    ]
+    refuse(runs, tmp_path, "different plans")
+
+
+def test_merged_jobs_follow_the_planned_order(tmp_path: Path) -> None:
+    planned = ("z-first", "a-second", "m-third")
+    runs = [
+        a_run(with_files("a-second"), shard="1/2", planned=planned),
+        a_run(with_files("m-third"), with_files("z-first"), shard="2/2", planned=planned),
+    ]
+    dirs = []
+    for i, run in enumerate(runs):
+        folder = tmp_path / f"shard-{i}"
+        for nb in run.notebooks:
+            for rel in nb.files:
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                (folder / rel).write_bytes(b"\x89PNG\r\n\x1a\n" if rel.endswith(".png") else b"{}")
+        dirs.append(folder)
+    merged = merge_runs(runs, dirs, tmp_path / "out")
+    assert [nb.id for nb in merged.notebooks] == list(planned)
