@@ -380,13 +380,9 @@ def _hard_deadline(job: Job, start_up: float) -> float:
 
 def _parent_side_result(job: Job, out_dir: Path, status: Status, message: str) -> NotebookResult:
     notebook = _output_paths(job.id)[0]
-    return NotebookResult(
-        id=job.id,
-        path=job.path,
-        parameters=job.parameters,
-        status=status,
+    return replace(
+        NotebookResult.of(job, status, message),
         output=notebook if (out_dir / notebook).is_file() else None,
-        error=ErrorInfo(message=message),
         notes=("results were not collected: the worker process ended abnormally",),
     )
 
@@ -596,13 +592,7 @@ def _run_job_safely(
     except Exception as error:
         logger.exception("%s: internal error", job.id)
         message = f"nbci failed running this notebook: {type(error).__name__}: {_one_line(error)}"
-        return NotebookResult(
-            id=job.id,
-            path=job.path,
-            parameters=job.parameters,
-            status="died",
-            error=ErrorInfo(message=message),
-        )
+        return NotebookResult.of(job, "died", message)
 
 
 def _run_job(
@@ -618,7 +608,7 @@ def _run_job(
     for stale in (notebook_path, settings.out_dir / html_rel):  # from an earlier run
         stale.unlink(missing_ok=True)
     clock = _Clock(job.cell_timeout, job.timeout)
-    result = NotebookResult(id=job.id, path=job.path, parameters=job.parameters, status="ok")
+    result = NotebookResult.of(job)
     logger.debug("running %s", job.id)
     try:
         nb, kernel_name, notes = _prepare(job, settings, kernels, notebook_path)

@@ -114,6 +114,12 @@ class NotebookResult:
         """Every file the result names (notebook, HTML, figures), relative to the output dir."""
         return tuple(p for p in (self.output, self.html) if p) + tuple(f.path for f in self.figures)
 
+    @classmethod
+    def of(cls, job: Job, status: Status = "ok", message: str | None = None) -> NotebookResult:
+        """A result for `job` with nothing collected yet; a message becomes its error."""
+        error = ErrorInfo(message=message) if message is not None else None
+        return cls(id=job.id, path=job.path, parameters=job.parameters, status=status, error=error)
+
 
 @dataclass(frozen=True)
 class GitInfo:

@@ -21,7 +21,7 @@ from typing import Any
 
 from nbci.config import Config
 from nbci.errors import Interrupted, UsageError
-from nbci.model import Comparison, ErrorInfo, Job, NotebookResult, Run, Verdict
+from nbci.model import Comparison, Job, NotebookResult, Run, Verdict
 from nbci.plan import Plan, plan
 from nbci.results import RESULTS_FILE, new_run, read_run, write_run
 
@@ -214,7 +214,7 @@ def _execute(
     keys: dict[str, str | None] = {}
     for job in jobs:
         if job.id in problems:
-            finished(_invalid(job, problems[job.id]))
+            finished(NotebookResult.of(job, "invalid", problems[job.id]))
             continue
         key = cache.cache_key(job, config.root, environment_fingerprint=fingerprint)
         keys[job.id] = key
@@ -241,23 +241,9 @@ def _execute(
     return ordered, interrupted
 
 
-def _invalid(job: Job, message: str) -> NotebookResult:
-    return NotebookResult(
-        id=job.id,
-        path=job.path,
-        parameters=job.parameters,
-        status="invalid",
-        error=ErrorInfo(message=message),
-    )
-
-
 def _interrupted(job: Job) -> NotebookResult:
-    return NotebookResult(
-        id=job.id,
-        path=job.path,
-        parameters=job.parameters,
-        status="interrupted",
-        error=ErrorInfo(message="the run was stopped before this notebook finished"),
+    return NotebookResult.of(
+        job, "interrupted", "the run was stopped before this notebook finished"
     )
 
 
