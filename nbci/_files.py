@@ -19,7 +19,10 @@ def _current_umask() -> int:
     return mask
 
 
-_FILE_MODE = 0o666 & ~_current_umask()
+_UMASK = _current_umask()
+_FILE_MODE = 0o666 & ~_UMASK
+FOLDER_MODE = 0o777 & ~_UMASK
+"""What `mkdir` would give: for folders made with `mkdtemp` (0700) that others may read."""
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from nbci._files import FOLDER_MODE
 from nbci.config import Config
 from nbci.errors import Interrupted, UsageError
 from nbci.model import Comparison, Job, NotebookResult, Run, Verdict
@@ -294,7 +295,7 @@ class _staging:
             _recover(stale, self.out_dir)
             shutil.rmtree(stale, ignore_errors=True)
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.staging-", dir=parent))
-        os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the run from others
+        os.chmod(self.path, FOLDER_MODE)  # mkdtemp's 0700 would hide the run from others
         (self.path / _PID_FILE).write_text(str(os.getpid()))
         return self.path
 
@@ -320,12 +321,6 @@ def _recover(stale: Path, out_dir: Path) -> None:
     if ".old-" in stale.name and not out_dir.exists() and (previous / RESULTS_FILE).is_file():
         log.warning("restoring the previous run from %s", stale)
         os.replace(previous, out_dir)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _owned_by_live_process(path: Path) -> bool:
