@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -49,6 +50,9 @@ LOCK_FILES = ("uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "pixi.lock",
 """Lock files at the project root whose content joins the environment fingerprint."""
 STALE_TMP_SECONDS = 3600.0
 """A folder in `tmp/` this old belongs to a run that was killed."""
+_OURS_IN_TMP = re.compile(r"^(store-|delete-)")
+_OURS_IN_ENTRIES = re.compile(r"^[0-9a-f]{64}$")
+"""Pruning touches only folders nbci names like this: `cache_dir` may hold the user's files."""
 _ENTRY_FILE = "entry.json"
 _CHUNK = 1024 * 1024
 _CACHEDIR_TAG = (
@@ -398,11 +402,11 @@ def prune(settings: CacheSettings) -> None:
     """Drop stale temp folders, entries unused for `max_age_days`, then the least recently used
     entries until the cache fits in `max_bytes`."""
     now = time.time()
-    for stray in _subdirs(settings.tmp):
+    for stray in _subdirs(settings.tmp, _OURS_IN_TMP):
         if now - _mtime(stray) > STALE_TMP_SECONDS:
             shutil.rmtree(stray, ignore_errors=True)
     entries = sorted(
-        ((_mtime(e), e) for e in _subdirs(settings.entries)),
+        ((_mtime(e), e) for e in _subdirs(settings.entries, _OURS_IN_ENTRIES)),
         key=lambda pair: (pair[0], pair[1].name),
     )
     oldest_allowed = now - settings.max_age_days * 86400
@@ -431,9 +435,14 @@ def _remove(settings: CacheSettings, entry: Path) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _subdirs(folder: Path) -> list[Path]:
+def _subdirs(folder: Path, named: re.Pattern[str]) -> list[Path]:
+    """The folders (not links) in `folder` whose names nbci gave them."""
     try:
-        return [Path(e.path) for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
+        return [
+            Path(e.path)
+            for e in os.scandir(folder)
+            if e.is_dir(follow_symlinks=False) and named.match(e.name)
+        ]
     except OSError:
         return []
 

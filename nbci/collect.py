@@ -57,6 +57,8 @@ MAX_PARQUET_BYTES = 50 * 1024 * 1024
 MAX_NOTES = 50
 MAX_HTML_OUTPUT_CHARS = 1_000_000
 """Per output, for the notebook's HTML rendering: bigger outputs are trimmed first."""
+MAX_HTML_TOTAL_CHARS = 5_000_000
+"""All outputs of one notebook together, for its HTML rendering (100 loud cells too)."""
 
 SCRAP_PREFIX = "application/scrapbook.scrap."
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -70,6 +72,8 @@ _NUMBER_REPR = re.compile(
     re.IGNORECASE,
 )
 _BOOL_REPR = re.compile(r"(?:(?:np|numpy)\.)?(True|False)_?")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""A lone surrogate (a `\\ud800` escape in the notebook's JSON) has no UTF-8 encoding."""
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,7 @@ class _Collector:
         )
 
     def add(self, raw_name: str, found: _Found) -> None:
-        name = self._name(raw_name)
+        name = self._name(_unicode(raw_name))
         try:
             if found.has_data:
                 self._add_data(name, found.encoder or "", found.data)
@@ -267,8 +271,10 @@ class _Collector:
             self._add_json(name, value)
 
     def _add_metric(self, name: str, value: MetricValue) -> None:
+        name = _unicode(name)  # flattened keys come straight from the notebook
         if not isinstance(value, bool) and isinstance(value, int) and abs(value) > MAX_EXACT_INT:
             value = _as_float(value)  # so that every reader can format and compare it
+            self.notes.add(f"{_shown(name)}: an integer beyond ±2**63, kept as the float {value}")
         if name in self.metrics or len(self.metrics) < MAX_METRICS:
             self.metrics[name] = value
         else:
@@ -304,7 +310,7 @@ class _Collector:
         if len(text) > limit:
             self.notes.add(f"{_shown(name)}: {kind} trimmed from {len(text)} to {limit} characters")
             text = text[: limit - 1] + "…"
-        self._add_scrap(name, Scrap(kind=kind, value=text))
+        self._add_scrap(name, Scrap(kind=kind, value=_unicode(text)))
 
     def _add_json(self, name: str, value: Any) -> None:
         too_deep = _depth(value, MAX_JSON_DEPTH + 1) > MAX_JSON_DEPTH
@@ -314,7 +320,7 @@ class _Collector:
             self.notes.add(f"{_shown(name)}: json value {why}, kept as trimmed text")
             self._add_scrap(name, Scrap(kind="text", value=_trim(text, MAX_JSON_CHARS)))
         else:
-            self._add_scrap(name, Scrap(kind="json", value=value))
+            self._add_scrap(name, Scrap(kind="json", value=_unicode_json(value)))
 
     def _add_table(self, name: str, table: dict[str, Any]) -> None:
         columns, rows = table.get("columns"), table.get("rows")
@@ -492,7 +498,23 @@ def _table_cell(cell: Any) -> Any:
 
 
 def _trim(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return _unicode(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _unicode(text: str) -> str:
+    """`text` with lone surrogates shown as U+FFFD, so that it can be written as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _unicode_json(value: Any) -> Any:
+    """`_unicode` for every key and string of a (depth-bounded) JSON value."""
+    if isinstance(value, str):
+        return _unicode(value)
+    if isinstance(value, dict):
+        return {_unicode(str(key)): _unicode_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unicode_json(item) for item in value]
+    return value
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -526,35 +548,44 @@ def _html_exporter() -> Any:
 
 def _prepare_for_html(notebook: Any) -> None:
     """Drop scrapbook's invisible payload outputs; trim huge outputs so conversion stays fast."""
+    budget = _Budget(MAX_HTML_TOTAL_CHARS)
     for cell in notebook.get("cells", []):
         if "outputs" in cell:
-            cell["outputs"] = [out for out in cell["outputs"] if _prepare_output(out)]
+            cell["outputs"] = [out for out in cell["outputs"] if _prepare_output(out, budget)]
 
 
-def _prepare_output(output: Any) -> bool:
+@dataclass
+class _Budget:
+    """Characters of output the notebook's HTML may still take."""
+
+    left: int
+
+
+def _prepare_output(output: Any, budget: _Budget) -> bool:
     """Trim one output in place; False when nothing visible is left of it."""
     if isinstance(output.get("text"), str):
-        output["text"] = _trim_note(output["text"])
+        output["text"] = _trim_note(output["text"], budget)
     data = output.get("data")
     if not isinstance(data, dict):
         return True
     for mime in list(data):
+        value = data[mime]
         if mime.startswith(SCRAP_PREFIX):
             del data[mime]
-        elif isinstance(data[mime], str) and len(data[mime]) > MAX_HTML_OUTPUT_CHARS:
-            if mime.startswith("text/"):
-                data[mime] = _trim_note(data[mime])
-            else:
-                data[mime] = None
+        elif isinstance(value, str) and mime.startswith("text/"):
+            data[mime] = _trim_note(value, budget)
+        elif isinstance(value, str):  # an image: whole or not at all
+            fits = len(value) <= min(MAX_HTML_OUTPUT_CHARS, budget.left)
+            budget.left -= len(value) if fits else 0
+            data[mime] = value if fits else None
     if any(value is None for value in data.values()):
         output["data"] = {"text/plain": "[output too large, removed by nbci]"}
     return bool(output["data"])
 
 
-def _trim_note(text: str) -> str:
-    if len(text) <= MAX_HTML_OUTPUT_CHARS:
+def _trim_note(text: str, budget: _Budget) -> str:
+    limit = max(min(MAX_HTML_OUTPUT_CHARS, budget.left), 0)
+    budget.left -= min(len(text), limit)
+    if len(text) <= limit:
         return text
-    return (
-        text[:MAX_HTML_OUTPUT_CHARS]
-        + f"\n[... {len(text) - MAX_HTML_OUTPUT_CHARS} characters trimmed by nbci]"
-    )
+    return text[:limit] + f"\n[... {len(text) - limit} characters trimmed by nbci]"

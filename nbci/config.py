@@ -140,6 +140,8 @@ def _load(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML (not UTF-8 text)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
 
@@ -152,6 +154,9 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
     check.known_keys(table, _TOP_KEYS, "")
     defaults = Config(root=root)
     gates_table = check.table(table.get("gates", {}), "gates")
+    out = Path(check.string(table.get("out", DEFAULT_OUT), "out"))
+    cache_dir = Path(check.string(table.get("cache_dir", DEFAULT_CACHE), "cache_dir"))
+    check.folder_apart(root, cache_dir, out)
     return Config(
         root=root,
         source=source,
@@ -161,7 +166,7 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
             _parse_entry(check, entry, f"notebook[{i}]")
             for i, entry in enumerate(check.list(table.get("notebook", []), "notebook"))
         ),
-        parameters=check.table(table.get("parameters", {}), "parameters"),
+        parameters=check.parameters(table.get("parameters", {}), "parameters"),
         deps=check.strings(table.get("deps", []), "deps"),
         kernel=check.optional_string(table.get("kernel"), "kernel"),
         cell_timeout=check.seconds(
@@ -169,8 +174,8 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
         ),
         timeout=check.seconds(table.get("timeout", defaults.timeout), "timeout"),
         jobs=check.count(table.get("jobs", defaults.jobs), "jobs"),
-        out=Path(check.string(table.get("out", DEFAULT_OUT), "out")),
-        cache_dir=Path(check.string(table.get("cache_dir", DEFAULT_CACHE), "cache_dir")),
+        out=out,
+        cache_dir=cache_dir,
         cache_max_mb=check.positive(
             table.get("cache_max_mb", defaults.cache_max_mb), "cache_max_mb", "megabytes"
         ),
@@ -207,9 +212,10 @@ def _parse_entry(check: _Checker, raw: Any, where: str) -> NotebookEntry:
     for name, values in matrix.items():
         if not isinstance(values, list) or not values:
             raise check.error(f"{where}.matrix.{name}", "a non-empty list of values", values)
+        check.parameter_value(values, f"{where}.matrix.{name}")
     return NotebookEntry(
         pattern=check.string(entry["path"], f"{where}.path"),
-        parameters=check.table(entry.get("parameters", {}), f"{where}.parameters"),
+        parameters=check.parameters(entry.get("parameters", {}), f"{where}.parameters"),
         matrix={name: tuple(values) for name, values in matrix.items()},
         deps=check.strings(entry.get("deps", []), f"{where}.deps"),
         kernel=check.optional_string(entry.get("kernel"), f"{where}.kernel"),
@@ -252,6 +258,25 @@ class _Checker:
             raise self.error(key, "a table", value)
         return value
 
+    def parameters(self, value: Any, key: str) -> dict[str, Any]:
+        table = self.table(value, key)
+        for name, item in table.items():
+            self.parameter_value(item, f"{key}.{name}")
+        return table
+
+    def parameter_value(self, value: Any, key: str) -> None:
+        """Parameters travel as JSON (ids, results.json): TOML dates and times do not."""
+        if isinstance(value, dict):
+            for name, item in value.items():
+                self.parameter_value(item, f"{key}.{name}")
+        elif isinstance(value, list):
+            for item in value:
+                self.parameter_value(item, key)
+        elif not isinstance(value, str | int | float | bool):
+            raise self.error(
+                key, "text, numbers, booleans, lists or tables (quote dates and times)", value
+            )
+
     def list(self, value: Any, key: str) -> list[Any]:
         if not isinstance(value, list):
             raise self.error(key, "a list", value)
@@ -286,6 +311,19 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise self.error(key, "a whole number ≥ 1", value)
         return value
+
+    def folder_apart(self, root: Path, cache_dir: Path, out: Path) -> None:
+        """The cache prunes and the output directory is replaced: neither may hold the other,
+        nor the project."""
+        cache, out, root = (root / cache_dir).resolve(), (root / out).resolve(), root.resolve()
+        if cache == root or cache in root.parents:
+            raise self.error(
+                "cache_dir", "a folder of its own, not one holding the project", str(cache_dir)
+            )
+        if cache == out or cache in out.parents or out in cache.parents:
+            raise self.error(
+                "cache_dir", "a folder apart from the output directory", str(cache_dir)
+            )
 
     def identifier(self, value: Any, key: str) -> str:
         text = self.string(value, key)

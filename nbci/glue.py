@@ -47,7 +47,10 @@ TABLE_MARKER = "nbci.table"
 MAX_TABLE_ROWS = 1000
 """Rows of a DataFrame that are kept; `total_rows` keeps the real count."""
 MAX_CELL_CHARS = 1000
-MAX_DEPTH = 32
+MAX_DEPTH = 100
+"""Deeper values are stored as their display: the bound only stops self-referential
+containers. Deep values within it are stored as data, so that collect keeps them (as
+trimmed text past its own bounds) and says so in a note."""
 FIGURE_DPI = 100
 
 

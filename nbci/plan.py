@@ -42,6 +42,8 @@ class Plan:
 
 def parse_parameter(text: str) -> tuple[str, Any]:
     """`NAME=VALUE` from the command line; VALUE is JSON when it parses, else a string."""
+    if not _is_utf8(text):
+        raise UsageError(f"-p {_shown(text)}: not valid UTF-8 text")
     name, sep, raw = text.partition("=")
     if not sep or not name.isidentifier():
         raise UsageError(f"-p {text!r}: expected NAME=VALUE with a Python identifier as NAME")
@@ -56,13 +58,29 @@ def plan(
     config: Config,
     paths: Sequence[Path] = (),
     overrides: Mapping[str, Any] | None = None,
+    *,
+    out_dir: Path | None = None,
 ) -> Plan:
-    """Jobs for the notebooks in `paths` (files or folders), or for the configured ones."""
+    """Jobs for the notebooks in `paths` (files or folders), or for the configured ones.
+
+    Notebooks in the output directory (`out_dir`, default the configured one) and in
+    the cache are nbci's own executed copies: a folder or glob never selects them.
+    """
     overrides = dict(overrides or {})
-    notebooks = _select_notebooks(config, paths)
+    own = (
+        (out_dir or config.root / config.out).resolve(),
+        (config.root / config.cache_dir).resolve(),
+    )
+    notebooks = _select_notebooks(config, paths, own)
     jobs: list[Job] = []
     problems: list[Problem] = []
     for notebook in notebooks:
+        if not _is_utf8(notebook):
+            job = _unnamable(notebook)
+            jobs.append(job)
+            message = f"{job.path}: the file name is not valid UTF-8; rename it"
+            problems.append(Problem(job, message))
+            continue
         defined = _parameters_defined(config.root / notebook)
         for job in _jobs_for(config, notebook, overrides, defined):
             jobs.append(job)
@@ -76,45 +94,48 @@ def plan(
 # -- which notebooks ---------------------------------------------------------
 
 
-def _select_notebooks(config: Config, paths: Sequence[Path]) -> list[str]:
+def _select_notebooks(config: Config, paths: Sequence[Path], own: tuple[Path, ...]) -> list[str]:
     """Posix paths relative to the root, sorted; every configured glob must match."""
     root = config.root
     if paths:
-        found = [_relative(root, p) for p in _expand_paths(paths)]
+        found = [_relative(root, p) for p in _expand_paths(paths, own)]
     else:
         found = []
         for pattern in config.notebooks:
-            matches = _glob(root, pattern, config)
+            matches = _glob(root, pattern, own)
             if not matches:
                 raise ConfigError(f"{_where(config)}notebooks: {pattern!r} matches no notebook")
             found.extend(matches)
         for entry in config.entries:
-            matches = _glob(root, entry.pattern, config)
+            matches = _glob(root, entry.pattern, own)
             if not matches:
                 raise ConfigError(
                     f"{_where(config)}notebook.path: {entry.pattern!r} matches no notebook"
                 )
             found.extend(matches)
-    excluded = {m for pattern in config.exclude for m in _glob(root, pattern, config)}
+    excluded = {m for pattern in config.exclude for m in _glob(root, pattern, own)}
     return sorted(set(found) - excluded)
 
 
-def _expand_paths(paths: Sequence[Path]) -> Iterable[Path]:
+def _expand_paths(paths: Sequence[Path], own: tuple[Path, ...]) -> Iterable[Path]:
     for path in paths:
         if path.is_dir():
-            yield from (p for p in sorted(path.rglob("*.ipynb")) if _wanted(p.relative_to(path)))
+            yield from (
+                p
+                for p in sorted(path.rglob("*.ipynb"))
+                if _wanted(p.relative_to(path)) and not _inside_any(p.resolve(), own)
+            )
         elif path.exists():
             yield path
         else:
             raise UsageError(f"{path}: no such notebook or folder")
 
 
-def _glob(root: Path, pattern: str, config: Config) -> list[str]:
-    out = (root / config.out).resolve()
+def _glob(root: Path, pattern: str, own: tuple[Path, ...]) -> list[str]:
     matches = []
     for path in sorted(root.glob(pattern)):
         wanted = _wanted(path.relative_to(root))
-        if path.suffix == ".ipynb" and wanted and not _inside(path.resolve(), out):
+        if path.suffix == ".ipynb" and wanted and not _inside_any(path.resolve(), own):
             matches.append(path.relative_to(root).as_posix())
     return matches
 
@@ -126,6 +147,10 @@ def _wanted(path: Path) -> bool:
 
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
+
+
+def _inside_any(path: Path, folders: tuple[Path, ...]) -> bool:
+    return any(_inside(path, folder) for folder in folders)
 
 
 def _relative(root: Path, path: Path) -> str:
@@ -268,6 +293,26 @@ def _source(cell: Mapping[str, Any]) -> str:
 
 def _where(config: Config) -> str:
     return f"{config.source} " if config.source else ""
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a name the OS gave us with undecodable bytes (`surrogateescape`)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(text: str) -> str:
+    """A name for messages and results: undecodable bytes as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _unnamable(notebook: str) -> Job:
+    """The `invalid` job of a notebook whose path cannot be written to results.json."""
+    shown = _shown(notebook)
+    return Job(id=_job_id(shown, {}), path=shown)
 
 
 # -- ids ---------------------------------------------------------------------

@@ -151,7 +151,9 @@ class GitHubStub:
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
         self.base_url = f"http://{host}:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )  # close() waits one poll interval
         self._thread.start()
         return self
 
@@ -1014,6 +1016,7 @@ class _Handler(BaseHTTPRequestHandler):
     stub: GitHubStub
     protocol_version = "HTTP/1.1"
     server_version = "GitHub.com"
+    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed ACK
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet in tests
         return

@@ -1,0 +1,283 @@
+"""Interrupted runs: SIGINT (Ctrl-C, to the whole process group) and SIGTERM (to nbci)
+while a kernel starts, in the middle of a cell, and while the results and reports
+are written.
+
+Whatever the moment, the output directory is either the previous complete run
+(byte for byte) or a new valid one, partial and marked interrupted: results.json
+reads back, both reports exist, never a half-written file. No process of the
+run is left. A second run afterwards works and leaves no staging folder behind.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from nbci.model import NotebookResult, Run
+from nbci.render import write_reports
+from nbci.results import read_run, write_run
+
+from .support import cli_env, kill_tagged, leftovers, nbci, new_tag, tagged
+
+OUTPUTS = ("results.json", "report.md", "report.html")
+HOLD = """\
+import pathlib
+import time
+
+pathlib.Path("started").write_text("yes")
+while pathlib.Path("hold").exists():  # the test removes it for the second run
+    time.sleep(0.05)"""
+WAIT_S = 120
+
+
+def previous_run(out: Path) -> dict[str, bytes]:
+    """A complete earlier run in `out`; returns its files' bytes."""
+    result = NotebookResult(
+        id="earlier", path="notebooks/earlier.ipynb", parameters={}, status="ok",
+        metrics={"accuracy": 0.5},
+    )  # fmt: skip
+    run = Run(notebooks=(result,), created="2026-11-26T22:00:00Z")
+    write_run(run, out)
+    write_reports(run, out)
+    return {name: (out / name).read_bytes() for name in OUTPUTS}
+
+
+def start(args: list[str], cwd: Path, tag: str) -> subprocess.Popen[str]:
+    """`nbci ARGS` in a process group of its own, like a command run from a terminal."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nbci", *args],
+        cwd=cwd,
+        env=cli_env(tag),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def interrupt(process: subprocess.Popen[str], signum: int) -> None:
+    """Ctrl-C reaches the whole foreground group; SIGTERM (CI cancelling) only nbci."""
+    if signum == signal.SIGINT:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+
+
+def wait_for(condition: Callable[[], bool], what: str, *, every: float = 0.002) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(every)
+
+
+def kernel_starting(tag: str) -> bool:
+    for pid in tagged(tag):
+        try:
+            if b"ipykernel_launcher" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def writing(project: Path, process: subprocess.Popen[str]) -> bool:
+    """The run has written results.json into its own staging folder (or has ended).
+
+    A staging folder names its run's pid; one left by an earlier killed run is not it.
+    """
+    for staging in project.glob(".nbci-out.staging-*"):
+        try:
+            mine = (staging / ".nbci-pid").read_text() == str(process.pid)
+        except OSError:
+            continue
+        if mine and (staging / "results.json").exists():
+            return True
+    return process.poll() is not None
+
+
+def check_output(out: Path, previous: dict[str, bytes]) -> str:
+    """The output directory is the previous run or a new valid one; says which."""
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    run = read_run(out)  # never half-written
+    files = {name: (out / name).read_bytes() for name in OUTPUTS}
+    if files == previous:
+        return "previous"
+    assert files["results.json"] != previous["results.json"]  # never a mix of old and new
+    assert files["report.md"] and files["report.html"].rstrip().endswith(b"</html>")
+    if run.interrupted:
+        assert b"interrupted" in files["report.md"]
+        return "partial"
+    return "complete"
+
+
+def second_run(project: Path, *args: str) -> None:
+    (project / "notebooks" / "hold").unlink(missing_ok=True)
+    tag = new_tag()
+    try:
+        done = nbci(["run", *args], project, tag=tag)
+        assert leftovers(tag) == []
+    finally:
+        kill_tagged(tag)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = read_run(project / "nbci-out")
+    assert not run.interrupted and run.ok
+    siblings = sorted(p.name for p in project.iterdir() if p.name.startswith(".nbci-out"))
+    assert siblings == []
+
+
+@pytest.mark.parametrize(
+    ("moment", "signum"),
+    [
+        ("kernel-start", signal.SIGINT),
+        ("kernel-start", signal.SIGTERM),
+        ("mid-cell", signal.SIGINT),
+        ("mid-cell", signal.SIGTERM),
+    ],
+    ids=["kernel-start-sigint", "kernel-start-sigterm", "mid-cell-sigint", "mid-cell-sigterm"],
+)
+def test_a_signal_while_notebooks_run(
+    project: Path, notebook: Callable[..., Path], moment: str, signum: int
+) -> None:
+    held = notebook("notebooks/held.ipynb", [HOLD])
+    (held.parent / "hold").write_text("")
+    out = project / "nbci-out"
+    previous = previous_run(out)
+    tag = new_tag()
+    process = start(["run", "--no-cache"], project, tag)
+    try:
+        if moment == "kernel-start":
+            wait_for(lambda: kernel_starting(tag), "a kernel to start", every=0.01)
+        else:
+            wait_for(lambda: (held.parent / "started").exists(), "the cell to start")
+        interrupt(process, signum)
+        stdout, stderr = process.communicate(timeout=WAIT_S)
+        assert leftovers(tag) == []
+    finally:
+        process.kill()
+        kill_tagged(tag)
+
+    assert process.returncode == 1, stdout + stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert check_output(out, previous) == "partial"
+    assert read_run(out).get("held").status == "interrupted"  # type: ignore[union-attr]
+    second_run(project)
+
+
+SLOW_REPORT = """\
+import nbci
+
+nbci.glue("many", {f"m{i}": i / 7 for i in range(4000)})
+nbci.glue("text", "t" * 90_000)
+nbci.glue("table", {"nbci.table": 1, "columns": ["c"] * 50, "rows": [[1] * 50] * 1000,
+                    "total_rows": 1000})"""
+
+
+def test_a_signal_while_the_results_and_reports_are_written(
+    project: Path, notebook: Callable[..., Path]
+) -> None:
+    """Once cached, a run spends its time restoring and writing: signals land there.
+
+    Each attempt waits until results.json appears in the staging folder, then
+    signals after a random delay: while the reports are written, during the
+    swap into place, or just after. The random seed is printed for a failing attempt.
+    """
+    for i in range(3):
+        notebook(f"notebooks/big{i}.ipynb", [textwrap.dedent(SLOW_REPORT)])
+    out = project / "nbci-out"
+    first = nbci(["run"], project)  # fills the cache; later runs execute nothing
+    assert first.returncode == 0, first.stdout + first.stderr
+    seed = random.randrange(2**32)
+    chance = random.Random(seed)
+    seen = set()
+    for attempt in range(6):
+        previous = {name: (out / name).read_bytes() for name in OUTPUTS}
+        signum = (signal.SIGINT, signal.SIGTERM)[attempt % 2]
+        delay = chance.uniform(0, 0.9)  # writing takes ~0.8 s here
+        process = start(["run"], project, new_tag())
+        try:
+            wait_for(partial(writing, project, process), "results.json in the staging folder")
+            time.sleep(delay)
+            interrupt(process, signum)
+            stdout, stderr = process.communicate(timeout=WAIT_S)
+        finally:
+            process.kill()
+        where = f"attempt {attempt}, seed {seed}, {signal.Signals(signum).name} after {delay:.3f} s"
+        assert "Traceback" not in stderr, where
+        # Killed by the signal itself when it lands after nbci's own handling ended.
+        assert process.returncode in (0, 1, -signal.SIGINT, -signal.SIGTERM), (
+            where + stdout + stderr
+        )
+        seen.add(check_output(out, previous))
+    assert seen <= {"previous", "complete"}  # the notebooks were done: nothing partial
+    second_run(project)
+
+
+SWAP_DRIVER = """
+import os
+import signal
+import sys
+from pathlib import Path
+
+from nbci import pipeline
+
+staging, out = Path(sys.argv[1]), Path(sys.argv[2])
+real_replace = os.replace
+
+
+def replace_then_signal(source, target):
+    real_replace(source, target)
+    os.kill(os.getpid(), signal.SIGTERM)  # lands between the two renames of the swap
+
+
+pipeline.os.replace = replace_then_signal
+pipeline._swap_into_place(staging, out)
+"""
+
+
+def test_a_signal_between_the_two_renames_of_the_swap_waits(tmp_path: Path) -> None:
+    """The swap moves the old run aside, then the new one in: a signal between the two
+    used to leave no output directory at all (and the next run deleted the old one)."""
+    out, staging = tmp_path / "nbci-out", tmp_path / ".nbci-out.staging-x"
+    previous_run(out)
+    new = previous_run(staging)
+    driver = tmp_path / "driver.py"
+    driver.write_text(SWAP_DRIVER)
+
+    done = subprocess.run(
+        [sys.executable, str(driver), str(staging), str(out)],
+        env=cli_env(new_tag()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == -signal.SIGTERM, done.stderr  # it did die, after the swap
+    assert {name: (out / name).read_bytes() for name in OUTPUTS} == new
+    read_run(out)
+
+
+def test_a_run_killed_mid_swap_is_restored_by_the_next(tmp_path: Path) -> None:
+    """SIGKILL cannot be held off: the next run puts the previous run back first."""
+    from nbci.pipeline import _staging
+
+    out = tmp_path / "nbci-out"
+    aside = tmp_path / ".nbci-out.old-killed"
+    previous = previous_run(aside / "run")
+
+    with pytest.raises(RuntimeError), _staging(out):
+        raise RuntimeError("this run fails before its swap")
+
+    assert {name: (out / name).read_bytes() for name in OUTPUTS} == previous
+    assert not aside.exists()
