@@ -147,6 +147,8 @@ class Tool:
     name: str
     run: Callable[[], Sample]
     samples: list[Sample] = field(default_factory=list)
+    failures: int = 0
+    """Runs that exited non-zero and were timed again."""
 
     @property
     def median(self) -> float:
@@ -157,6 +159,10 @@ class Tool:
         return statistics.median(values) if values else None
 
 
+class RunFailed(Exception):
+    """A timed command exited non-zero (for peers, e.g. a kernel that lost a port race)."""
+
+
 def _run(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
     done = subprocess.run(
@@ -165,7 +171,7 @@ def _run(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> f
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         tail = "\n".join(done.stdout.splitlines()[-30:])
-        raise SystemExit(f"bench: `{' '.join(argv)}` failed ({done.returncode}):\n{tail}")
+        raise RunFailed(f"`{' '.join(argv)}` failed ({done.returncode}):\n{tail}")
     return seconds
 
 
@@ -221,14 +227,31 @@ def lower_bound(executed: Path, cores: int) -> float:
     return total / cores
 
 
+ATTEMPTS = 3
+"""A failed run is timed again (and counted): one flaky kernel start should not end the session."""
+
+
 def measure(tools: Sequence[Tool], repeat: int) -> None:
     """Each repetition runs every tool once; the order rotates from one repetition to the next."""
     for rep in range(repeat):
         shift = rep % len(tools)
         for tool in [*tools[shift:], *tools[:shift]]:
-            sample = tool.run()
+            sample = _attempt(tool)
             tool.samples.append(sample)
             print(f"  rep {rep + 1}/{repeat}  {tool.name:<28} {sample.seconds:7.2f} s", flush=True)
+
+
+def _attempt(tool: Tool) -> Sample:
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return tool.run()
+        except RunFailed as failure:
+            tool.failures += 1
+            last = str(failure).splitlines()[-1]
+            print(f"  {tool.name} failed ({last}); attempt {attempt} of {ATTEMPTS}", flush=True)
+            if attempt == ATTEMPTS:
+                raise SystemExit(f"bench: {failure}") from None
+    raise AssertionError("unreachable")
 
 
 # -- reporting ---------------------------------------------------------------------------
@@ -252,7 +275,8 @@ def report(tools: dict[str, Tool], count: int, cores: int, bound: float | None) 
     )
     for tool in tools.values():
         spread = ", ".join(f"{s.seconds:.2f}" for s in tool.samples)
-        print(f"  {tool.name:<28} {tool.median:7.2f} s   ({spread})")
+        failed = f", {tool.failures} failed run(s) repeated" if tool.failures else ""
+        print(f"  {tool.name:<28} {tool.median:7.2f} s   ({spread}{failed})")
     if bound is not None:
         print(f"  {'lower bound (cell time/cores)':<28} {bound:7.2f} s")
     cold, warm = tools.get("nbci-cold"), tools.get("nbci-warm")

@@ -451,6 +451,7 @@ def _worker_main(conn: Connection, settings: _WorkerSettings) -> None:
         while (message := _receive(conn)) is not None:
             job, kernels.start_ahead = message
             sender.send(("result", _run_job_safely(job, settings, kernels, sender)))
+            kernels.reap(wait=False)
     finally:
         kernels.close()
 
@@ -629,18 +630,21 @@ def _run_job(
             return replace(
                 result, status="died", duration_s=clock.elapsed(), error=ErrorInfo(message=message)
             )
-        result, retry = _run_in_kernel(result, nb, kernel, kernels, clock, settings, sender, notes)
-        if not retry or attempt == KERNEL_START_ATTEMPTS:
+        last = attempt == KERNEL_START_ATTEMPTS
+        ran, retry = _run_in_kernel(
+            result, job, nb, kernel, kernels, clock, settings, sender, notes, may_retry=not last
+        )
+        if not retry:
+            result = ran
             break
         logger.warning("%s: the kernel died before it answered; starting another", job.id)
-    if result.output is not None:
-        result = _collect(result, job, settings.out_dir, html_rel)
     logger.debug("%s: %s in %.1f s", job.id, result.status, result.duration_s)
     return result
 
 
 def _run_in_kernel(
     result: NotebookResult,
+    job: Job,
     nb: NotebookNode,
     kernel: _Kernel,
     kernels: _Kernels,
@@ -648,14 +652,17 @@ def _run_in_kernel(
     settings: _WorkerSettings,
     sender: _Sender,
     notes: tuple[str, ...],
+    *,
+    may_retry: bool,
 ) -> tuple[NotebookResult, bool]:
-    """Run the notebook in `kernel`, then release it.
+    """Run the notebook in `kernel`, collect what it glued, then release the kernel.
 
-    Also says whether to try again in a new kernel: when this one died before
-    it ever answered (two kernels starting at once can race for the same free
-    port), nothing of the notebook ran, so running it again changes nothing.
+    Also says whether to try again in a new kernel (when `may_retry`): when
+    this one died before it ever answered (two kernels starting at once can
+    race for the same free port), nothing of the notebook ran, so running it
+    again changes nothing.
     """
-    notebook_rel, _ = _output_paths(result.id)
+    notebook_rel, html_rel = _output_paths(result.id)
     notebook_path = settings.out_dir / notebook_rel
     source_dir = (settings.root / result.path).parent
     kernel_name = kernel.name
@@ -670,20 +677,24 @@ def _run_in_kernel(
     graceful = False
     try:
         outcome = _execute(nb, kernel, notebook_path, clock, settings.start_timeout, on_ready)
+        if may_retry and outcome.status == "died" and not clock.kernel_ready:
+            return result, True
         graceful = outcome.status in ("ok", "failed")  # the kernel is idle and can exit cleanly
         if graceful:
             kernel.request_shutdown()  # it exits while we collect
+        result = replace(
+            result,
+            status=outcome.status,
+            error=outcome.error,
+            duration_s=clock.elapsed(),
+            output=notebook_rel if notebook_path.is_file() else None,
+            notes=notes,
+        )
+        if result.output is not None:
+            result = _collect(result, job, settings.out_dir, html_rel)
+        return result, False
     finally:
         kernels.release(kernel, graceful=graceful)
-    retry = outcome.status == "died" and not clock.kernel_ready
-    return replace(
-        result,
-        status=outcome.status,
-        error=outcome.error,
-        duration_s=clock.elapsed(),
-        output=notebook_rel if notebook_path.is_file() else None,
-        notes=notes,
-    ), retry
 
 
 def _output_paths(job_id: str) -> tuple[str, str]:
@@ -936,6 +947,8 @@ class _Kernels:
         self._settings = settings
         self._sender = sender
         self._warm: _Kernel | None = None
+        self._dying: list[tuple[_Kernel, float]] = []
+        """Kernels asked to exit, with the time after which they are killed."""
         self._spec_manager: Any = None
         self.live: set[int] = set()
         self._subreaper = _become_subreaper()
@@ -976,6 +989,7 @@ class _Kernels:
         """A kernel nobody has used: the warm one if it fits and lives, else a new one."""
         from jupyter_core.utils import run_sync
 
+        self.reap(wait=False)
         kernel, self._warm = self._warm, None
         if kernel is not None and kernel.name == name and kernel.exit_code() is None:
             return kernel
@@ -985,12 +999,38 @@ class _Kernels:
         return run_sync(self._start)(name, cwd)
 
     def release(self, kernel: _Kernel, *, graceful: bool) -> None:
-        """Stop `kernel` and kill whatever it started. Never raises."""
+        """Stop `kernel` and kill whatever it started. Never raises.
+
+        A kernel asked to shut down (`graceful`) takes most of a second to exit:
+        it is left to do so while the worker goes on, and finished by `reap`.
+        """
+        if graceful:
+            self._dying.append((kernel, time.monotonic() + SHUTDOWN_WAIT_S))
+            self.reap(wait=False)
+        else:
+            self._finish(kernel)
+
+    def reap(self, *, wait: bool) -> None:
+        """Finish the kernels asked to exit that have exited or whose time is up.
+
+        With `wait`, finish them all, waiting for each until its time is up.
+        """
         from jupyter_core.utils import run_sync
 
-        if graceful:
-            with _logged_failure("waiting for kernel %s to exit", kernel.pid):
-                run_sync(kernel.km.finish_shutdown)(waittime=SHUTDOWN_WAIT_S)
+        dying, self._dying = self._dying, []
+        for kernel, deadline in dying:
+            left = deadline - time.monotonic()
+            if wait and left > 0 and kernel.exit_code() is None:
+                with _logged_failure("waiting for kernel %s to exit", kernel.pid):
+                    run_sync(kernel.km.finish_shutdown)(waittime=left)
+            if wait or left <= 0 or kernel.exit_code() is not None:
+                self._finish(kernel)
+            else:
+                self._dying.append((kernel, deadline))
+
+    def _finish(self, kernel: _Kernel) -> None:
+        from jupyter_core.utils import run_sync
+
         _kill_session(kernel.pid)
         with _logged_failure("cleaning up kernel %s", kernel.pid):
             run_sync(kernel.km.shutdown_kernel)(now=True)  # reaps it, closes its sockets
@@ -1002,6 +1042,7 @@ class _Kernels:
             self._sender.send(("kernel", kernel.pid, False))
 
     def close(self) -> None:
+        self.reap(wait=True)
         if self._warm is not None:
             self.release(self._warm, graceful=False)
             self._warm = None

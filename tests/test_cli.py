@@ -109,7 +109,9 @@ def test_a_failing_notebook_beside_passing_ones_keeps_every_result(
     (project / "nbci.toml").write_text(
         '[[notebook]]\npath = "notebooks/good.ipynb"\nmatrix = { lr = [0.25, 0.5] }\n'
     )
-    done = nbci("run", "--jobs", "2", cwd=project)
+    summary = project / "summary.md"
+    actions = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    done = nbci("run", "--jobs", "2", cwd=project, env=actions)
     assert done.returncode == EXIT_FAILED, done.stderr
     assert "Traceback" not in done.stderr
     out = project / "nbci-out"
@@ -138,6 +140,13 @@ def test_a_failing_notebook_beside_passing_ones_keeps_every_result(
     header = next(line for line in lines if line.startswith("notebook"))
     assert header.split() == ["notebook", "parameters", "status", "time", "metrics"]
     assert any("good-lr-0.5" in line and "accuracy=1" in line for line in lines)
+    # in GitHub Actions: an annotation on the failing notebook, the report in the job summary
+    (annotation,) = [line for line in lines if line.startswith("::error")]
+    assert annotation.startswith("::error file=notebooks/bad.ipynb,title=bad%3A failed (cell ")
+    assert annotation.endswith("::ValueError: no convergence")
+    job_summary = summary.read_text()
+    assert "no convergence" in job_summary and "good-lr-0.5" in job_summary
+    assert "<img" not in job_summary and "data:" not in job_summary
 
 
 def test_parameters_from_the_command_line(project: Path, notebook: NotebookFactory) -> None:
@@ -162,10 +171,11 @@ def test_example_runs_compare_diff_and_gate(tmp_path: Path) -> None:
     assert base.returncode == EXIT_OK, base.stdout + base.stderr
     head = nbci(
         "run", "--out", "head", "-p", "model=logreg", "-p", "C=0.0005", "--baseline", "base",
-        cwd=root,
+        cwd=root, env={"GITHUB_ACTIONS": "true"},
     )  # fmt: skip
     assert head.returncode == EXIT_FAILED, head.stdout + head.stderr
     assert "gate failed: train:accuracy" in head.stdout
+    assert "::error title=nbci gate failed::train:accuracy" in head.stdout
     report = (root / "head" / "report.md").read_text()
     assert "accuracy" in report and "▼" in report
     assert "max_drop" in report
