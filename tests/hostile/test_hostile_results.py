@@ -15,57 +15,20 @@ import math
 from typing import Any
 
 import pytest
+from handmade_runs import sample_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbci.compare import compare
 from nbci.errors import ResultsError
 from nbci.gates import evaluate, parse_gates
-from nbci.model import Environment, ErrorInfo, Figure, GitInfo, NotebookResult, Run, Scrap
+from nbci.model import Run
 from nbci.render import markdown_report
 from nbci.render.markdown import MAX_CHARS
 from nbci.render.report import html_report
 from nbci.results import read_run, run_from_dict, run_to_dict, write_run
 
-
-def _valid_run() -> Run:
-    return Run(
-        notebooks=(
-            NotebookResult(
-                id="train-lr-0.1",
-                path="notebooks/train.ipynb",
-                parameters={"lr": 0.1, "layers": [64, 32]},
-                status="ok",
-                duration_s=3.25,
-                output="notebooks/train-lr-0.1.ipynb",
-                html="notebooks/train-lr-0.1.html",
-                metrics={"accuracy": 0.93, "steps": 10, "converged": True, "loss": math.nan},
-                scraps={
-                    "notes": Scrap("text", "hello"),
-                    "page": Scrap("html", "<b>hi</b>"),
-                    "table": Scrap("table", {"columns": ["a"], "rows": [[1]], "total_rows": 1}),
-                    "cfg": Scrap("json", {"depth": [1, {"x": 2}]}),
-                },
-                figures=(Figure("confusion", "figures/train-lr-0.1/confusion.png"),),
-                notes=("trimmed x",),
-                cache_key="abc",
-            ),
-            NotebookResult(
-                id="profile",
-                path="notebooks/profile.ipynb",
-                parameters={},
-                status="failed",
-                error=ErrorInfo(cell=3, ename="ValueError", evalue="bad", traceback="tb"),
-            ),
-        ),
-        created="2026-11-26T22:00:00Z",
-        git=GitInfo("a" * 40, "main", False),
-        environment=Environment("3.11.7", "Linux", {"papermill": "2.7.0"}),
-        nbci_version="0.1.0",
-    )
-
-
-VALID = run_to_dict(_valid_run())
+VALID = run_to_dict(sample_run())
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -197,7 +160,7 @@ def test_whatever_is_accepted_renders_compares_and_gates(data: dict[str, Any]) -
     run = _accepted(data)
     if run is None:
         return
-    comparison = compare(run, _valid_run(), label="base")
+    comparison = compare(run, sample_run(), label="base")
     rules = parse_gates({"accuracy": {"min": 0.5, "max_drop": "1%"}, "*": {"required": True}}, "x")
     verdict = evaluate(rules, run, comparison)
     markdown = markdown_report(run, comparison=comparison, verdict=verdict)
