@@ -392,3 +392,14 @@ def test_added_removed_and_fixed_jobs_are_called_out() -> None:
     assert "- ℹ️ New, not in the baseline: train-lr-1" in text
     assert "- ⚠️ Not in this run any more: gone" in text
     assert "| gone | auc | 0.8000 | – | removed |" in text
+
+
+@pytest.mark.parametrize("total_rows", [10**400, 1e400, float("nan"), True, "many"])
+def test_a_table_with_an_impossible_row_count_still_renders(total_rows: object) -> None:
+    table = Scrap("table", {"columns": ["a"], "rows": [[1]], "total_rows": total_rows})
+    notebook = NotebookResult(
+        id="t", path="t.ipynb", parameters={}, status="ok", scraps={"table": table}
+    )
+    run = Run(notebooks=(notebook,), created="2026-11-26T22:00:00Z")
+    assert "| 1 |" in markdown_report(run).replace("|:---|", "")
+    assert "<table" in html_report(run)

@@ -548,7 +548,9 @@ def _scrap_table(value: Any) -> Table | None:
     if not isinstance(columns, list) or not isinstance(rows, list):
         return None
     total = value.get("total_rows")
-    total_rows = int(total) if isinstance(total, int | float) and math.isfinite(total) else 0
+    if isinstance(total, float):
+        total = int(total) if math.isfinite(total) else 0
+    total_rows = total if isinstance(total, int) and not isinstance(total, bool) else 0
     total_rows = max(total_rows, len(rows))
     shown_columns = columns[:TABLE_COLUMNS]
     width = len(shown_columns)
