@@ -132,9 +132,9 @@ def test_comparison_rows_regressions_first_unchanged_folded() -> None:
         if line.startswith("| train") or line.startswith("| eval")
     ]
     assert rows[0].startswith(
-        "| train-lr-0.1 | accuracy | 0.9512 | 0.9346 | **▼ -0.01664 (-1.7%) worse** |"
+        "| train-lr-0.1 | accuracy | 0.9512 | 0.9346 | **▼ -0.01664 (-1.7%) regressed** |"
     )
-    assert "▼ -0.03970 (-16%) better" in rows[1]
+    assert "▼ -0.03970 (-16%) improved" in rows[1]
     assert "▲ +2 (+11%)" in rows[2]  # whole numbers change by whole numbers
     assert "<details><summary>3 unchanged metrics</summary>" in table
 

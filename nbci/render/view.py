@@ -277,7 +277,7 @@ def _comparison_facts(comparison: Comparison) -> list[str]:
         if tally.get(change):
             facts.append(f"{tally[change]} {singular if tally[change] == 1 else plural}")
     if not facts and comparison.deltas:
-        facts.append("no metric got worse or better")
+        facts.append("no metric regressed or improved")
     return facts
 
 
@@ -457,9 +457,9 @@ def _change_cell(delta: MetricDelta) -> Cell:
     if relative:
         text += f" ({relative})"
     if change == "regressed":
-        return Cell(f"{text} worse", "worse")
+        return Cell(f"{text} regressed", "worse")
     if change == "improved":
-        return Cell(f"{text} better", "better")
+        return Cell(f"{text} improved", "better")
     return Cell(text)
 
 
