@@ -85,9 +85,7 @@ def run(
             planned=[job.id for job in planned.jobs] if shard else (),
         )
         outcome = _finish(config, the_run, baseline, request.baseline, staging)
-    return replace(
-        outcome, out_dir=out_dir, reports=tuple(out_dir / p.name for p in outcome.reports)
-    )
+    return _moved(outcome, out_dir)
 
 
 def report(config: Config, out_dir: Path, baseline_dir: Path | None = None) -> RunOutcome:
@@ -107,6 +105,11 @@ def merge(config: Config, shard_dirs: Sequence[Path], out: Path) -> RunOutcome:
     with _staging(out_dir) as staging:
         merged = merge_runs(runs, shard_dirs, staging)
         outcome = _finish(config, merged, None, None, staging)
+    return _moved(outcome, out_dir)
+
+
+def _moved(outcome: RunOutcome, out_dir: Path) -> RunOutcome:
+    """The outcome built in the staging folder, with its paths where the swap put them."""
     return replace(
         outcome, out_dir=out_dir, reports=tuple(out_dir / p.name for p in outcome.reports)
     )
