@@ -11,6 +11,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from scrapbook_outputs import scrap, shown
 
 from nbci import collect
 from nbci.collect import Collected, collect_notebook, render_notebook_html
@@ -134,23 +135,6 @@ def test_notebook_html_is_sanitized(scrapbook_run: Executed) -> None:
 
 
 # -- hand-made notebooks: bounds and odd content, no kernel needed ----------------------
-
-
-def scrap(name: str, data: Any, encoder: str = "json") -> dict[str, Any]:
-    payload = {"name": name, "data": data, "encoder": encoder, "version": 1}
-    return {
-        "output_type": "display_data",
-        "data": {f"application/scrapbook.scrap.{encoder}+json": payload},
-        "metadata": {"scrapbook": {"name": name, "data": True, "display": False}},
-    }
-
-
-def shown(name: str, bundle: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "output_type": "display_data",
-        "data": bundle,
-        "metadata": {"scrapbook": {"name": name, "data": False, "display": True}},
-    }
 
 
 def write_outputs(path: Path, *outputs: dict[str, Any]) -> Path:

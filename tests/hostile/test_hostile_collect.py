@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scrapbook_outputs import scrap, shown
 
 from nbci import collect
 from nbci.collect import collect_notebook
@@ -81,23 +82,6 @@ def deep(depth: int, leaf: Any) -> Any:
 values = json_values | st.builds(deep, st.integers(0, 60), numbers | names)
 
 
-def data_output(name: Any, value: Any, encoder: str) -> dict[str, Any]:
-    payload = {"name": name, "data": value, "encoder": encoder, "version": 1}
-    return {
-        "output_type": "display_data",
-        "data": {f"application/scrapbook.scrap.{encoder}+json": payload},
-        "metadata": {"scrapbook": {"name": name, "data": True, "display": False}},
-    }
-
-
-def display_output(name: Any, bundle: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "output_type": "display_data",
-        "data": bundle,
-        "metadata": {"scrapbook": {"name": name, "data": False, "display": True}},
-    }
-
-
 png_payloads = st.sampled_from(
     [
         base64.b64encode(PNG).decode(),
@@ -118,11 +102,11 @@ bundles = st.fixed_dictionaries(
     },
 )
 outputs = st.one_of(
-    st.builds(data_output, names, values, st.just("json")),
-    st.builds(data_output, names, names, st.just("text")),
-    st.builds(data_output, names, values, st.sampled_from(["pandas", "arrow", ""])),
-    st.builds(display_output, names, bundles),
-    st.builds(data_output, json_values, json_values, st.just("json")),  # a name that is no str
+    st.builds(scrap, names, values, st.just("json")),
+    st.builds(scrap, names, names, st.just("text")),
+    st.builds(scrap, names, values, st.sampled_from(["pandas", "arrow", ""])),
+    st.builds(shown, names, bundles),
+    st.builds(scrap, json_values, json_values, st.just("json")),  # a name that is no str
     json_values.map(lambda v: {"output_type": "display_data", "data": v, "metadata": {}}),
     json_values,  # not even an output
 )
@@ -198,10 +182,8 @@ def test_any_names_and_values_render_within_bounds(
     tmp_path_factory: pytest.TempPathFactory, glued_names: list[str], value: Any
 ) -> None:
     folder = tmp_path_factory.mktemp("render")
-    outs = [data_output(name, value, "json") for name in glued_names]
-    outs += [
-        display_output(name, {"image/png": base64.b64encode(PNG).decode()}) for name in glued_names
-    ]
+    outs = [scrap(name, value, "json") for name in glued_names]
+    outs += [shown(name, {"image/png": base64.b64encode(PNG).decode()}) for name in glued_names]
     result = collected_result("job", write_notebook(folder / "nb.ipynb", [outs]), folder / "out")
 
     markdown = markdown_report(new_run([result], folder))
@@ -219,11 +201,11 @@ def test_lone_surrogates_in_names_and_values_become_replacement_characters(
     whose UTF-8 writer (and every renderer) then failed, losing the whole run."""
     cells = [
         [
-            data_output("acc\ud800", 1, "json"),
-            data_output("nested", {"k\udfff": 2}, "json"),
-            data_output("text", "v\ud800", "text"),
-            data_output("blob", ["\udc00", {"\ud800": "x"}], "json"),
-            display_output("fig\ud800", {"image/png": base64.b64encode(PNG).decode()}),
+            scrap("acc\ud800", 1, "json"),
+            scrap("nested", {"k\udfff": 2}, "json"),
+            scrap("text", "v\ud800", "text"),
+            scrap("blob", ["\udc00", {"\ud800": "x"}], "json"),
+            shown("fig\ud800", {"image/png": base64.b64encode(PNG).decode()}),
         ]
     ]
     result = collected_result("job", write_notebook(tmp_path / "nb.ipynb", cells), tmp_path / "o")
