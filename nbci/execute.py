@@ -878,7 +878,8 @@ def _collect(result: NotebookResult, job: Job, out_dir: Path, html_rel: str) -> 
     notes = list(result.notes)
     notebook = out_dir / str(result.output)
     try:
-        from nbci.collect import collect_notebook, render_notebook_html
+        from nbci.collect import collect_notebook
+        from nbci.render.notebook_html import render_notebook_html
 
         collected = collect_notebook(notebook, job, out_dir)
         result = replace(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from nbci.errors import PublishError, ResultsError, UsageError
+from nbci.judge import Criteria, judge
 from nbci.model import Comparison, Run, Verdict
 from nbci.publish.assets import (
     Asset,
@@ -57,7 +58,6 @@ __all__ = ["PublishError", "PublishOptions", "PublishOutcome", "RetryPolicy", "p
 
 logger = logging.getLogger(__name__)
 
-MAX_SUMMARY_BYTES = 1024 * 1024
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 _BRANCH = re.compile(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}(?<![./])(?<!\.lock)")
 
@@ -156,8 +156,13 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     notes = list(figures.skipped)
     tip = _read_tip(session, options.assets_branch, notes)
     baseline = _baseline(session, tip, target, options, notes)
-    comparison = _compare(run, baseline, target, options)
-    verdict = _evaluate(options, run, comparison)
+    judged = judge(
+        run,
+        baseline.run if baseline else None,
+        label=_baseline_label(baseline, target) if baseline else "",
+        criteria=Criteria(options.gates, options.higher_is_better, options.lower_is_better),
+    )
+    comparison, verdict = judged.comparison, judged.verdict
     hosting = _host(session, tip, target, run, figures, notes)
     report = render_report(
         run,
@@ -292,22 +297,6 @@ def _baseline(
     return None
 
 
-def _compare(
-    run: Run, baseline: Baseline | None, target: _Target, options: PublishOptions
-) -> Comparison | None:
-    if baseline is None:
-        return None
-    from nbci.compare import compare
-
-    return compare(
-        run,
-        baseline.run,
-        label=_baseline_label(baseline, target),
-        higher=options.higher_is_better,
-        lower=options.lower_is_better,
-    )
-
-
 def _baseline_label(baseline: Baseline, target: _Target) -> str:
     short = baseline.sha[:12]
     if target.kind == "baseline":
@@ -316,12 +305,6 @@ def _baseline_label(baseline: Baseline, target: _Target) -> str:
         return f"{short}, the base commit"
     plural = "s" if baseline.distance > 1 else ""
     return f"{short}, {baseline.distance} commit{plural} before the base commit"
-
-
-def _evaluate(options: PublishOptions, run: Run, comparison: Comparison | None) -> Verdict:
-    from nbci.gates import evaluate
-
-    return evaluate(options.gates, run, comparison)
 
 
 # -- 4: figures and the stored baseline ----------------------------------------------
@@ -396,14 +379,8 @@ def _verdict(
 
 def _job_summary(env: Mapping[str, str], report: str) -> None:
     """Append the report to the Actions job summary, when there is one."""
+    from nbci.actions import append_step_summary
+
     path = env.get("GITHUB_STEP_SUMMARY")
-    if not path:
-        return
-    text = report + "\n"
-    if len(text.encode("utf-8")) > MAX_SUMMARY_BYTES:
-        return
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as exc:
-        logger.warning("could not write the job summary %s: %s", path, exc.strerror)
+    if path:
+        append_step_summary(report, path=Path(path))
