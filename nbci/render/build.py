@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
+from nbci.history import MIN_RUNS
 from nbci.model import Comparison, GateResult, JobChange, ParameterChange, Run, Verdict
 from nbci.render.escape import clean_text, truncate
 from nbci.render.labels import anchors, job_cell, name, parameters_text
@@ -259,6 +260,9 @@ def _details(run: Run, comparison: Comparison | None) -> tuple[tuple[str, str], 
     ]
     if comparison:
         details.append(("Baseline", comparison.baseline_label))
+        if comparison.history_runs:
+            runs = count(comparison.history_runs, "run")
+            details.append(("History", f"{runs} of the base branch (ranges need {MIN_RUNS})"))
     if run.shard:
         details.append(("Shard", run.shard))
     env = run.environment
