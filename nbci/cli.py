@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from nbci import __version__
 from nbci.errors import NbciError, UsageError
@@ -34,6 +34,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+_HISTORY: dict[str, Any] = {
+    "nargs": "+",
+    "type": Path,
+    "default": [],
+    "metavar": "DIR",
+    "help": "earlier runs of the base branch, oldest first: each metric's normal range",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="re-render the reports of a run")
     report.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="run (default: out)")
     report.add_argument("--baseline", type=Path, metavar="DIR", help="compare with this run")
+    report.add_argument("--history", **_HISTORY)
     report.set_defaults(handler=_report)
 
     diff = commands.add_parser("diff", help="compare two runs metric by metric")
@@ -77,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--all", action="store_true", help="include unchanged metrics")
     diff.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     diff.add_argument("--gates", action="store_true", help="exit 1 when a gate fails")
+    diff.add_argument("--history", **_HISTORY)
     diff.set_defaults(handler=_diff)
 
     merge = commands.add_parser("merge", help="one run from shard runs")
@@ -162,7 +173,7 @@ def _report(args: argparse.Namespace) -> int:
 
     config = _config(args)
     out_dir = args.dir.resolve() if args.dir else output_dir(config)
-    outcome = report(config, out_dir, args.baseline)
+    outcome = report(config, out_dir, args.baseline, tuple(args.history))
     for path in outcome.reports:
         print(f"Wrote {_shown(path)}")
     return EXIT_OK if outcome.passed else EXIT_FAILED
@@ -171,6 +182,7 @@ def _report(args: argparse.Namespace) -> int:
 def _diff(args: argparse.Namespace) -> int:
     import json
 
+    from nbci.history import read_history
     from nbci.judge import Criteria, judge, run_label
     from nbci.render.diff import diff_json, diff_markdown
     from nbci.results import read_run
@@ -178,7 +190,8 @@ def _diff(args: argparse.Namespace) -> int:
     config = _config(args)
     baseline, head = read_run(args.baseline), read_run(args.head)
     label = run_label(baseline, str(args.baseline))
-    judged = judge(head, baseline, label=label, criteria=Criteria.of(config))
+    history = read_history(args.history)
+    judged = judge(head, baseline, label=label, criteria=Criteria.of(config), history=history)
     assert judged.comparison is not None
     verdict = judged.verdict if args.gates else None
     if args.json:

@@ -64,6 +64,9 @@ class Config:
     higher_is_better: tuple[str, ...] = ()
     lower_is_better: tuple[str, ...] = ()
     gates: tuple[GateRule, ...] = ()
+    history: int = 20
+    """How many default-branch commits `nbci publish` reads stored runs of, for each
+    metric's range (`nbci.history`); 0 turns history off."""
 
 
 # Key → (checker, what a user is told is expected).
@@ -87,7 +90,9 @@ _TOP_KEYS = {
     "higher_is_better",
     "lower_is_better",
     "gates",
+    "history",
 }
+MAX_HISTORY = 200
 _ENTRY_KEYS = {"path", "parameters", "matrix", "deps", "kernel", "timeout", "cell_timeout"}
 
 
@@ -192,6 +197,7 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
         higher_is_better=check.strings(table.get("higher_is_better", []), "higher_is_better"),
         lower_is_better=check.strings(table.get("lower_is_better", []), "lower_is_better"),
         gates=_parse_gates(gates_table, file, "[tool.nbci.gates]" if in_pyproject else "[gates]"),
+        history=check.history(table.get("history", defaults.history), "history"),
     )
 
 
@@ -306,6 +312,11 @@ class _Checker:
 
     def seconds(self, value: Any, key: str) -> float:
         return self.positive(value, key, "seconds")
+
+    def history(self, value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HISTORY:
+            raise self.error(key, f"a whole number of commits from 0 (off) to {MAX_HISTORY}", value)
+        return value
 
     def count(self, value: Any, key: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

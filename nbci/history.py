@@ -19,11 +19,16 @@ regressed nor improved.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
+from nbci.errors import ResultsError
 from nbci.model import Range, Run
+
+logger = logging.getLogger(__name__)
 
 MIN_RUNS = 5
 """Values a metric needs in the history to have a range."""
@@ -71,3 +76,17 @@ def _finite(value: object) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+def read_history(folders: Sequence[Path]) -> tuple[Run, ...]:
+    """The runs in `folders` (oldest first) for `--history`; one that cannot be read is
+    skipped with a warning: history informs the judgement, it never stops it."""
+    from nbci.results import read_run
+
+    runs = []
+    for folder in folders:
+        try:
+            runs.append(read_run(folder))
+        except ResultsError as exc:
+            logger.warning("history: skipped %s", exc)
+    return tuple(runs)

@@ -119,7 +119,8 @@ def comparison_table(
         "Change",
     )
     labels = 2 if with_job else 1
-    align: list[Align] = ["left"] * labels + ["right"] * (len(columns) - labels)
+    left: list[Align] = ["left"] * labels
+    right: list[Align] = ["right"] * (len(columns) - labels)
 
     def row(delta: MetricDelta) -> tuple[Cell, ...]:
         job = (job_cell(delta.job_id, None, anchors),) if with_job else ()
@@ -138,7 +139,7 @@ def comparison_table(
     return Table(
         columns,
         tuple(row(d) for d in ordered),
-        tuple(align),
+        (*left, *right),
         folded=tuple(row(d) for d in unchanged),
         folded_label=folded_label,
     )
