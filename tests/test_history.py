@@ -218,3 +218,43 @@ def test_noise_is_within_for_any_history_length(length: int) -> None:
     assert delta.change == "within"
     slow = run(nb("a", train_time_s=median + 50))
     assert compare(slow, base, label="main", history=runs).deltas[0].change == "regressed"
+
+
+def test_reports_show_trend_charts_changed_first_then_gated(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "nbci.toml").write_text('[gates]\n"train:accuracy" = { min = 0.5 }\n')
+    base = folder(project, "base", train_time_s=11.0, accuracy=0.9, steady=3.0)
+    head = folder(project, "head", train_time_s=40.0, accuracy=0.9, steady=3.0)
+    runs = [
+        str(folder(project, f"h{i:02d}", train_time_s=t, accuracy=0.9, steady=3.0))
+        for i, t in enumerate(NOISY)
+    ]
+    assert main(["report", str(head), "--baseline", str(base), "--history", *runs]) == EXIT_OK
+    capsys.readouterr()
+    charts = sorted(p.relative_to(head).as_posix() for p in (head / "trends").rglob("*.png"))
+    # the changed metric and the gated one; `steady` neither changed nor is gated
+    assert charts == ["trends/train/accuracy.png", "trends/train/train_time_s.png"]
+    assert all((head / c).read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for c in charts)
+    report = (head / "report.md").read_text()
+    trends = report[report.index("#### Trends") :]
+    assert trends.index("trends/train/train_time_s.png") < trends.index("trends/train/accuracy.png")
+    html = (head / "report.html").read_text()
+    section = html[html.index('<section id="trends">') : html.index('<section id="notebooks">')]
+    assert section.count('src="data:image/png;base64,') == 2
+
+
+def test_the_comment_shows_a_bounded_number_of_trend_charts(tmp_path: Path) -> None:
+    from nbci.render import html_report, markdown_report
+    from nbci.render.trends import COMMENT_TRENDS
+
+    names = [f"m{i}_loss" for i in range(COMMENT_TRENDS + 3)]
+    hist = [run(nb("a", **{n: 1.0 + i / 100 for n in names})) for i in range(MIN_RUNS)]
+    head = run(nb("a", **dict.fromkeys(names, 5.0)))
+    base = run(nb("a", **dict.fromkeys(names, 1.0)))
+    comparison = compare(head, base, label="main", history=hist)
+    markdown = markdown_report(head, comparison=comparison)
+    assert markdown.count("<img src=") == COMMENT_TRENDS
+    assert "3 more trend charts in report.html" in markdown
+    html = html_report(head, comparison=comparison, out_dir=tmp_path)
+    assert html.count("<figcaption>a: m") == len(names)
