@@ -230,6 +230,7 @@ def _publish(args: argparse.Namespace) -> int:
         lower_is_better=config.lower_is_better,
         gates=config.gates,
         templates=config.root / config.templates if config.templates else None,
+        history=config.history,
     )
     outcome = publish(options)
     for line in outcome.lines:

@@ -47,6 +47,7 @@ from nbci.publish.baseline import DEFAULT_DEPTH, Baseline, find_baseline, run_fo
 from nbci.publish.client import PermissionDenied, RetryPolicy, Session
 from nbci.publish.comment import comment_body, upsert_comment
 from nbci.publish.context import Context, read_artifact_pr, resolve_context
+from nbci.publish.history import History, read_history, with_trend_charts
 from nbci.publish.report import render_report
 from nbci.publish.status import describe, passed, post_check, post_status
 from nbci.results import RESULTS_FILE, read_run, run_to_dict
@@ -83,6 +84,9 @@ class PublishOptions:
     templates: Path | None = None
     baseline_depth: int = DEFAULT_DEPTH
     """How many commits back to look for a stored baseline."""
+    history: int = 20
+    """On a pull request, how many base-branch commits' stored runs give each metric's
+    range (`nbci.publish.history`); 0: none."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -156,13 +160,21 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     notes = list(figures.skipped)
     tip = _read_tip(session, options.assets_branch, notes)
     baseline = _baseline(session, tip, target, options, notes)
+    history = History()
+    if target.kind == "pull_request" and target.base_sha and baseline:
+        known = {baseline.sha: baseline.run}
+        history = read_history(
+            session, tip, target.base_sha, commits=options.history, notes=notes, known=known
+        )
     judged = judge(
         run,
         baseline.run if baseline else None,
         label=_baseline_label(baseline, target) if baseline else "",
         criteria=Criteria(options.gates, options.higher_is_better, options.lower_is_better),
+        history=history.runs,
     )
     comparison, verdict = judged.comparison, judged.verdict
+    figures = with_trend_charts(figures, comparison, verdict)
     hosting = _host(session, tip, target, run, figures, notes)
     report = render_report(
         run,

@@ -84,15 +84,21 @@ def find_baseline(
 
 
 def _load(session: Session, tip: Tip, sha: str, distance: int) -> Baseline:
+    return Baseline(sha, load_stored_run(session, tip, sha), distance)
+
+
+def load_stored_run(session: Session, tip: Tip, sha: str) -> Run:
+    """The stored run of commit `sha`: one blob read. Raises ResultsError when it is too big
+    or not a valid results.json, PublishError when GitHub refuses."""
     path = f"{run_folder(sha)}/{RESULTS_FILE}"
     blob_sha, size = tip.files[path]
-    source = f"the stored baseline {path} on {tip.branch}"
+    source = f"the stored run {path} on {tip.branch}"
     if size > MAX_RESULTS_BYTES:
         raise ResultsError(f"{source}: {size} bytes, larger than the {MAX_RESULTS_BYTES} allowed")
     with session.errors(f"read {path} from the {tip.branch} branch", "contents: read"):
         blob = session.repo.get_git_blob(blob_sha)
         content, encoding = blob.content, blob.encoding
-    return Baseline(sha, run_from_json(_decode(content, encoding, source), source=source), distance)
+    return run_from_json(_decode(content, encoding, source), source=source)
 
 
 def _decode(content: str | None, encoding: str | None, source: str) -> bytes:
