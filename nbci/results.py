@@ -317,7 +317,7 @@ def _notebook_from_dict(v: _Validator, raw: Any, where: str) -> NotebookResult:
         id=job_id,
         path=v.string(nb.get("path"), f"{where}.path"),
         parameters=v.json_value(v.mapping(nb.get("parameters", {}), f"{where}.parameters")),
-        status=status,  # type: ignore[arg-type]
+        status=status,
         cached=v.boolean(nb.get("cached", False), f"{where}.cached"),
         duration_s=duration,
         output=v.relative_path(nb.get("output"), f"{where}.output", under="notebooks"),
@@ -372,7 +372,7 @@ def _scrap_from_dict(v: _Validator, raw: Any, where: str) -> Scrap:
         for row in v.sequence(table.get("rows"), f"{where}.value.rows", limit=1_000_000):
             v.sequence(row, f"{where}.value.rows[]", limit=MAX_METRICS)
         v.count(table.get("total_rows"), f"{where}.value.total_rows")
-    return Scrap(kind=kind, value=value)  # type: ignore[arg-type]
+    return Scrap(kind=kind, value=value)
 
 
 def _figure_from_dict(v: _Validator, raw: Any, where: str) -> Figure:
