@@ -89,6 +89,6 @@ def test_step_summary_keeps_hosted_images_and_never_raises(tmp_path: Path) -> No
     assert actions.append_step_summary(text, path=summary)
     written = summary.read_text(encoding="utf-8")
     assert hosted in written and "![b](https://x.test/b.png)" in written
-    assert 'figures/a.png"' not in written and "c.png" not in written
+    assert '<img src="figures/a.png">' not in written and "(c.png)" not in written
     # a summary that cannot be written is a warning, not an error
     assert actions.append_step_summary("x", path=tmp_path / "missing" / "summary.md") is False
