@@ -258,3 +258,17 @@ def test_the_comment_shows_a_bounded_number_of_trend_charts(tmp_path: Path) -> N
     assert "3 more trend charts in report.html" in markdown
     html = html_report(head, comparison=comparison, out_dir=tmp_path)
     assert html.count("<figcaption>a: m") == len(names)
+
+
+def test_a_report_without_history_leaves_no_stale_charts(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = folder(project, "base", train_time_s=11.0)
+    head = folder(project, "head", train_time_s=30.0)
+    runs = history(project, NOISY)
+    assert main(["report", str(head), "--baseline", str(base), "--history", *runs]) == EXIT_OK
+    assert (head / "trends").is_dir()
+    assert main(["report", str(head), "--baseline", str(base)]) == EXIT_OK
+    capsys.readouterr()
+    assert not (head / "trends").exists()
+    assert "#### Trends" not in (head / "report.md").read_text()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,11 @@ def trend_path(delta: MetricDelta) -> str:
 
 
 def write_trends(deltas: Sequence[MetricDelta], out_dir: Path) -> list[Path]:
-    """Draw each chart into `out_dir/trends/`; a chart that cannot be drawn is skipped."""
+    """Draw each chart into `out_dir/trends/` (replacing the charts of an earlier report);
+    a chart that cannot be drawn is skipped."""
+    folder = out_dir / FOLDER
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder)
     written = []
     for delta in deltas:
         data = draw_trend(delta)
