@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=_seconds, metavar="S", help="whole-notebook timeout")
     run.add_argument("--cell-timeout", type=_seconds, metavar="S", help="per-cell timeout")
     run.add_argument("--no-cache", action="store_true", help="run every notebook again")
-    run.add_argument("--shard", metavar="K/N", help="run only shard K of N")
+    run.add_argument(
+        "--shard", metavar="K/N", help="run only shard K of N ('auto': GitLab's CI_NODE_INDEX)"
+    )
     run.add_argument("--baseline", type=Path, metavar="DIR", help="compare with this run")
     run.set_defaults(handler=_run)
 
@@ -137,9 +140,9 @@ def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     shard = None
     if args.shard:
-        from nbci.shards import parse_shard
+        from nbci.shards import resolve_shard
 
-        shard = parse_shard(args.shard)
+        shard = resolve_shard(args.shard, os.environ)
     request = RunRequest(
         paths=tuple(args.paths),
         overrides=dict(parse_parameter(p) for p in args.parameter),

@@ -125,6 +125,7 @@ def _finish(
     write_results: bool = True,
 ) -> RunOutcome:
     from nbci.gates import evaluate
+    from nbci.junit import write_junit
     from nbci.render import write_reports
 
     comparison = _compare(config, the_run, baseline, baseline_dir)
@@ -139,6 +140,7 @@ def _finish(
         baseline_dir=baseline_dir,
         templates=config.root / config.templates if config.templates else None,
     )
+    reports = [*reports, write_junit(the_run, verdict, out_dir)]
     return RunOutcome(the_run, out_dir, comparison, verdict, tuple(reports))
 
 
