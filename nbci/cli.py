@@ -87,14 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="merged run")
     merge.set_defaults(handler=_merge)
 
-    publish = commands.add_parser("publish", help="post the report to the pull request")
+    publish = commands.add_parser("publish", help="post the report to the PR / merge request")
     publish.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="run (default: out)")
+    publish.add_argument(
+        "--forge",
+        choices=("github", "gitlab"),
+        help="default: gitlab inside GitLab CI, else github",
+    )
     publish.add_argument("--repo", metavar="OWNER/NAME", help="default: $GITHUB_REPOSITORY")
-    publish.add_argument("--pr", type=_positive_int, metavar="N", help="pull request number")
+    publish.add_argument("--pr", type=_positive_int, metavar="N", help="PR number / MR iid")
     publish.add_argument("--sha", metavar="SHA", help="commit that gets the verdict")
     publish.add_argument("--api-url", metavar="URL", help="default: $GITHUB_API_URL")
     publish.add_argument(
-        "--token-env", default="GITHUB_TOKEN", metavar="VAR", help="variable with the token"
+        "--token-env", metavar="VAR", help="variable with the token (GITHUB_TOKEN / GITLAB_TOKEN)"
     )
     publish.add_argument("--check", action="store_true", help="a check run, not a status")
     publish.add_argument("--name", metavar="NAME", help="report name (default: config)")
@@ -213,6 +218,7 @@ def _publish(args: argparse.Namespace) -> int:
     options = PublishOptions(
         out_dir=args.dir.resolve() if args.dir else output_dir(config),
         name=args.name or config.name,
+        forge=args.forge,
         repo=args.repo,
         pr=args.pr,
         sha=args.sha,
