@@ -113,16 +113,26 @@ class GitLabForge:
                 if exc.response_code == 404:
                     return Tip(branch)
                 raise
+            return Tip(branch, commit, None, self._assets_at(commit))
+
+    def _assets_at(self, commit: str) -> dict[str, tuple[str, int]]:
+        """nbci's files at `commit`: path below `ASSETS_ROOT` -> (blob sha, 0: size unknown)."""
+        from gitlab.exceptions import GitlabGetError
+
+        prefix = ASSETS_ROOT + "/"
+        try:
             listing = self.project.repository_tree(
                 path=ASSETS_ROOT, ref=commit, recursive=True, iterator=True
             )
-            prefix = ASSETS_ROOT + "/"
-            files = {
+            return {
                 item["path"].removeprefix(prefix): (item["id"], 0)
                 for item in listing
                 if item.get("type") == "blob" and item.get("path", "").startswith(prefix)
             }
-        return Tip(branch, commit, None, files)
+        except GitlabGetError as exc:
+            if exc.response_code == 404:  # "Tree Not Found": a branch without nbci's folder
+                return {}
+            raise
 
     def commit(
         self, tip: Tip, changed: Sequence[Asset], removed: Sequence[str], message: str
