@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="add nbci config, workflows and an example")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.add_argument(
+        "--gitlab", action="store_true", help="a .gitlab-ci.yml, not GitHub workflows"
+    )
     init.set_defaults(handler=_init)
     return parser
 
@@ -240,7 +243,7 @@ def _publish(args: argparse.Namespace) -> int:
 def _init(args: argparse.Namespace) -> int:
     from nbci.scaffold import init
 
-    for path in init(Path.cwd(), force=args.force):
+    for path in init(Path.cwd(), force=args.force, gitlab=args.gitlab):
         print(f"Wrote {_shown(path)}")
     return EXIT_OK
 
