@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -318,3 +319,33 @@ def test_check_runs_are_github_only(gl: GitLabStub, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--check"):
         publish(options(make_run(tmp_path / "out"), check=True), push_env(gl, "a" * 40))
     assert gl.requests == []
+
+
+def test_the_flags_mean_the_same_on_gitlab_outside_its_ci(
+    gl: GitLabStub,
+    main_history: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--forge gitlab from a laptop: --repo as the project id, --pr as the MR iid."""
+    mr = gl.add_merge_request(18, base_sha=main_history[-1])
+    for key in [k for k in os.environ if k.startswith(("GITLAB", "CI_", "GITHUB"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("MY_GITLAB_TOKEN", gl.token)
+    monkeypatch.chdir(tmp_path)
+    out = make_run(tmp_path / "out")
+    args = ["publish", str(out), "--forge", "gitlab", "--repo", "4242", "--pr", "18"]
+    args += ["--api-url", f"{gl.base_url}/api/v4", "--token-env", "MY_GITLAB_TOKEN"]
+    assert main([*args, "--name", "nightly", "--assets-branch", "reports"]) == 0
+    (note,) = gl.mr_notes(18)
+    assert note["body"].startswith(MARKER.replace("nbci -->", "nightly -->"))
+    for url in image_urls(note["body"]):
+        assert url.startswith(f"{gl.web_url}/-/raw/")  # the project's path, not its id
+        assert fetch(url).startswith(b"\x89PNG")
+    assert gl.branches.get("reports")
+    (status,) = gl.statuses
+    assert (status["sha"], status["name"]) == (mr.sha, "nightly")
+    assert f"Commented on merge request !18: {gl.web_url}/-/merge_requests/18#note_" in (
+        capsys.readouterr().out
+    )
