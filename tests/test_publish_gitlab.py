@@ -349,3 +349,34 @@ def test_the_flags_mean_the_same_on_gitlab_outside_its_ci(
     assert f"Commented on merge request !18: {gl.web_url}/-/merge_requests/18#note_" in (
         capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (lambda gl: gl.tokens.clear(), "GitLab rejected the token in $GITLAB_TOKEN (401"),
+        (
+            lambda gl: gl.tokens.update({gl.token: Token(scopes=("read_api",))}),
+            "needs the `api` scope and at least the Developer role",
+        ),
+        (lambda gl: gl.merge_requests.pop(19), "GitLab answered 404 Not Found"),
+        (lambda gl: gl.fail("POST", r"/notes$", 422), "GitLab rejected nbci's request to add"),
+        (lambda gl: gl.fail("POST", r"/notes$", 503, times=9), "GitLab kept failing (503"),
+    ],
+    ids=["401", "403-scope", "404", "422", "5xx"],
+)
+def test_every_refusal_ends_in_one_line_without_the_token(
+    gl: GitLabStub,
+    main_history: list[str],
+    tmp_path: Path,
+    setup: object,
+    expected: str,
+) -> None:
+    gl.add_merge_request(19, base_sha=main_history[-1])
+    env = mr_env(gl, 19)
+    setup(gl)  # type: ignore[operator]
+    with pytest.raises(PublishError) as caught:
+        publish(options(make_run(tmp_path / "out")), env)
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message and gl.token not in message

@@ -4,7 +4,8 @@ python-gitlab's own retry waits whatever `Retry-After` says and logs nothing,
 so it is switched off and the `BoundedRetry` of `nbci.publish.retry` is mounted
 on its `requests` session instead: 5xx, dropped connections and 429 (with
 `Retry-After` or `RateLimit-Reset`) are retried within the `RetryPolicy`'s
-bounds, every wait logged, exactly as on GitHub.
+bounds, every wait logged, exactly as on GitHub. (This module is imported only when
+publishing to GitLab, so python-gitlab is imported at its top.)
 
 The token is a project access token (role Developer, scope `api`) in
 `$GITLAB_TOKEN`. `CI_JOB_TOKEN` cannot write merge request notes or commit
@@ -19,16 +20,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import gitlab
+import requests
+from requests.adapters import HTTPAdapter
 
 from nbci import __version__
 from nbci.errors import PublishError, UsageError
 from nbci.publish.forge import PermissionDenied
 from nbci.publish.retry import GITLAB_LIMITS, BoundedRetry, RetryPolicy
-
-if TYPE_CHECKING:
-    import requests
-    from gitlab import Gitlab
 
 DEFAULT_TOKEN_ENV = "GITLAB_TOKEN"
 READ = "the `read_api` scope and at least the Reporter role"
@@ -84,17 +85,14 @@ class GitLabSession:
         `action` reads after "to" ("edit nbci's note"); `needs` is what the token
         needs for it (`WRITE`).
         """
-        from gitlab.exceptions import GitlabError
-        from requests import RequestException
-
         try:
             yield
-        except GitlabError as exc:
+        except gitlab.GitlabError as exc:
             message = self.scrub(self.describe(exc, action, needs))
             if exc.response_code == 403:
                 raise PermissionDenied(message, needs) from None
             raise PublishError(message) from None
-        except RequestException as exc:
+        except requests.RequestException as exc:
             reason = exc.args[0] if exc.args else exc
             reason = getattr(reason, "reason", reason)  # MaxRetryError -> the underlying error
             raise PublishError(
@@ -133,16 +131,15 @@ class GitLabSession:
         return f"GitLab rejected nbci's request to {action} ({said})"
 
 
-def _connect(server_url: str, token: str, policy: RetryPolicy) -> Gitlab:
-    import gitlab
-    import requests
-    from requests.adapters import HTTPAdapter
+class _BoundedGitlab(gitlab.Gitlab):
+    """python-gitlab without its own 429 sleep: the session's BoundedRetry waits, within bounds."""
 
-    class _BoundedGitlab(gitlab.Gitlab):
-        def http_request(self, *args: Any, **kwargs: Any) -> requests.Response:
-            kwargs["obey_rate_limit"] = False  # the session's BoundedRetry waits, within bounds
-            return super().http_request(*args, **kwargs)
+    def http_request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["obey_rate_limit"] = False
+        return super().http_request(*args, **kwargs)
 
+
+def _connect(server_url: str, token: str, policy: RetryPolicy) -> gitlab.Gitlab:
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=BoundedRetry.for_policy(policy, GITLAB_LIMITS))
     session.mount("http://", adapter)
