@@ -13,14 +13,13 @@ token needs. The token never appears in a message or a log line.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nbci import __version__
-from nbci.errors import PublishError, UsageError
+from nbci.errors import PublishError
 from nbci.publish.forge import PermissionDenied
 from nbci.publish.retry import GITHUB_LIMITS, BoundedRetry, RetryPolicy
 
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 TOKEN_HELP = "in GitHub Actions: `env: GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}`"
 """How a workflow hands the token over, quoted in messages."""
 
@@ -38,20 +36,13 @@ TOKEN_HELP = "in GitHub Actions: `env: GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}
 # -- the session -----------------------------------------------------------------
 
 
-def token_from_env(env: Mapping[str, str], name: str) -> str:
-    """The token in the environment variable `name`, checked but never shown."""
-    if not _ENV_NAME.fullmatch(name):
-        raise UsageError(f"--token-env: {name!r} is not an environment variable name")
-    token = env.get(name, "").strip()
-    if not token:
-        raise PublishError(
-            f"no GitHub token in ${name}: set it (in GitHub Actions: "
-            f"`env: {name}: ${{{{ secrets.GITHUB_TOKEN }}}}`) or name another variable "
-            "with --token-env"
-        )
-    if any(ch.isspace() or not ch.isprintable() for ch in token):
-        raise PublishError(f"the token in ${name} contains spaces or control characters")
-    return token
+def missing_token(name: str) -> PublishError:
+    """What to do when `$name` holds no token."""
+    return PublishError(
+        f"no GitHub token in ${name}: set it (in GitHub Actions: "
+        f"`env: {name}: ${{{{ secrets.GITHUB_TOKEN }}}}`) or name another variable "
+        "with --token-env"
+    )
 
 
 class Session:

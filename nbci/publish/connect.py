@@ -7,10 +7,11 @@ from `$GITHUB_TOKEN` or `$GITLAB_TOKEN` unless `--token-env` names another.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
-from nbci.errors import UsageError
+from nbci.errors import PublishError, UsageError
 
 if TYPE_CHECKING:
     from nbci.publish import PublishOptions
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
 
 ForgeName = Literal["github", "gitlab"]
 FORGES: tuple[ForgeName, ...] = ("github", "gitlab")
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
 
 class ForkPipeline(Exception):
@@ -41,8 +45,18 @@ def connect(options: PublishOptions, env: Mapping[str, str], artifact_pr: int | 
     return _github(options, env, artifact_pr)
 
 
+def read_token(env: Mapping[str, str], name: str) -> str:
+    """The token in the environment variable `name` ("" when unset), checked but never shown."""
+    if not _ENV_NAME.fullmatch(name):
+        raise UsageError(f"--token-env: {name!r} is not an environment variable name")
+    token = env.get(name, "").strip()
+    if any(ch.isspace() or not ch.isprintable() for ch in token):
+        raise PublishError(f"the token in ${name} contains spaces or control characters")
+    return token
+
+
 def _github(options: PublishOptions, env: Mapping[str, str], artifact_pr: int | None) -> Forge:
-    from nbci.publish.client import Session, token_from_env
+    from nbci.publish.client import Session, missing_token
     from nbci.publish.context import resolve_context
     from nbci.publish.github import GitHubForge
 
@@ -55,10 +69,13 @@ def _github(options: PublishOptions, env: Mapping[str, str], artifact_pr: int | 
         artifact_pr=artifact_pr,
     )
     token_env = options.token_env or "GITHUB_TOKEN"
+    token = read_token(env, token_env)
+    if not token:
+        raise missing_token(token_env)
     session = Session(
         api_url=ctx.api_url,
         repo=ctx.repo,
-        token=token_from_env(env, token_env),
+        token=token,
         token_env=token_env,
         policy=options.retry,
     )
@@ -67,7 +84,7 @@ def _github(options: PublishOptions, env: Mapping[str, str], artifact_pr: int | 
 
 def _gitlab(options: PublishOptions, env: Mapping[str, str]) -> Forge:
     from nbci.publish.gitlab import GitLabForge
-    from nbci.publish.gitlab_client import DEFAULT_TOKEN_ENV, GitLabSession, gitlab_token
+    from nbci.publish.gitlab_client import DEFAULT_TOKEN_ENV, GitLabSession, missing_token
     from nbci.publish.gitlab_context import resolve_gitlab_context
 
     if options.check:
@@ -83,10 +100,13 @@ def _gitlab(options: PublishOptions, env: Mapping[str, str]) -> Forge:
             "project (the merge request's Pipelines tab > Run pipeline) to publish it there"
         )
     token_env = options.token_env or DEFAULT_TOKEN_ENV
+    token = read_token(env, token_env)
+    if not token:
+        raise missing_token(env, token_env)
     session = GitLabSession(
         server_url=ctx.server_url,
         project=ctx.project,
-        token=gitlab_token(env, token_env),
+        token=token,
         token_env=token_env,
         policy=options.retry,
     )

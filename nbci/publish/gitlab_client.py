@@ -17,7 +17,6 @@ needs. The token never appears in a message or a log line.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -27,7 +26,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from nbci import __version__
-from nbci.errors import PublishError, UsageError
+from nbci.errors import PublishError
 from nbci.publish.forge import PermissionDenied
 from nbci.publish.retry import GITLAB_LIMITS, BoundedRetry, RetryPolicy
 
@@ -38,27 +37,17 @@ CREATE_TOKEN = (
     "create a project access token (Settings > Access tokens) with the Developer role and "
     "the `api` scope, and store it as a masked CI/CD variable named {name}"
 )
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 
 
-def gitlab_token(env: Mapping[str, str], name: str) -> str:
-    """The token in `$name`; one line saying what to create when there is none."""
-    if not _ENV_NAME.fullmatch(name):
-        raise UsageError(f"--token-env: {name!r} is not an environment variable name")
-    token = env.get(name, "").strip()
-    if not token:
-        create = CREATE_TOKEN.format(name=name)
-        if env.get("CI_JOB_TOKEN"):
-            raise PublishError(
-                f"no GitLab token in ${name}, only CI_JOB_TOKEN, which cannot write merge "
-                f"request notes or commit statuses: {create}"
-            )
-        raise PublishError(
-            f"no GitLab token in ${name}: {create} (or name another with --token-env)"
+def missing_token(env: Mapping[str, str], name: str) -> PublishError:
+    """What to create when `$name` holds no token (and say so if CI_JOB_TOKEN is all there is)."""
+    create = CREATE_TOKEN.format(name=name)
+    if env.get("CI_JOB_TOKEN"):
+        return PublishError(
+            f"no GitLab token in ${name}, only CI_JOB_TOKEN, which cannot write merge "
+            f"request notes or commit statuses: {create}"
         )
-    if any(ch.isspace() or not ch.isprintable() for ch in token):
-        raise PublishError(f"the token in ${name} contains spaces or control characters")
-    return token
+    return PublishError(f"no GitLab token in ${name}: {create} (or use --token-env)")
 
 
 class GitLabSession:
