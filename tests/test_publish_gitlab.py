@@ -380,3 +380,21 @@ def test_every_refusal_ends_in_one_line_without_the_token(
     message = str(caught.value)
     assert expected in message
     assert "\n" not in message and gl.token not in message
+
+
+def test_a_tampered_stored_baseline_is_rejected_not_trusted(
+    gl: GitLabStub, main_history: list[str], tmp_path: Path
+) -> None:
+    store_baseline(gl, tmp_path, main_history[-1])
+    path = f"{ASSETS_ROOT}/runs/{main_history[-1]}/results.json"
+    gl.before_next(
+        "GET",
+        r"/repository/blobs/",
+        lambda: gl.blobs.update({gl.commits[gl.branches["nbci-assets"]]["files"][path]: b"[1,"}),
+    )
+    gl.add_merge_request(20, base_sha=main_history[-1])
+    outcome = publish(options(make_run(tmp_path / "out")), mr_env(gl, 20))
+    assert outcome.baseline_sha is None
+    assert any("stored baseline was rejected" in note for note in outcome.notes)
+    (note,) = gl.mr_notes(20)
+    assert "stored baseline was rejected" in note["body"]
