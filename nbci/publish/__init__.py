@@ -31,7 +31,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from nbci.errors import PublishError
 from nbci.publish import steps
@@ -83,7 +83,7 @@ class PublishOptions:
 
 @dataclass(frozen=True)
 class PublishOutcome:
-    kind: TargetKind
+    kind: TargetKind | Literal["artifact"]
     """What was published to: a review, the default branch (baseline stored), a bare commit;
     `artifact`: nothing (a fork's GitLab pipeline), the report stays in the artifacts."""
     sha: str
@@ -131,10 +131,9 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     figures = load_figures(run, options.out_dir)
     try:
         forge = connect(options, env, read_artifact_pr(options.out_dir))
-    except ForkPipeline as exc:
-        return PublishOutcome(
-            "artifact", "", passed(run, steps.evaluate_gates(options, run, None)), notes=(str(exc),)
-        )
+    except ForkPipeline as exc:  # nothing to publish to: the report stays in the artifacts
+        verdict = steps.evaluate_gates(options, run, None)
+        return PublishOutcome("artifact", "", passed(run, verdict), notes=(str(exc),))
     target = forge.resolve_target()
     notes = list(figures.skipped)
     tip = steps.read_assets_tip(forge, options.assets_branch, notes)

@@ -23,10 +23,8 @@ from nbci.errors import PublishError
 if TYPE_CHECKING:
     from nbci.publish.assets import Asset, Tip
 
-TargetKind = Literal["pull_request", "baseline", "commit", "artifact"]
-"""A review, a push to the default branch (stores the baseline), a bare commit, or nothing
-to publish to (a fork's pipeline without the parent's secrets: the report stays in the
-artifacts)."""
+TargetKind = Literal["pull_request", "baseline", "commit"]
+"""A review, a push to the default branch (stores the baseline), or a bare commit."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ class Forge(Protocol):
         ...
 
     def read_file(self, tip: Tip, path: str, limit: int) -> bytes:
-        """A file of the branch, refused (PublishError) when over `limit` bytes."""
+        """A file of the branch; ResultsError when it is over `limit` bytes or arrives garbled."""
         ...
 
     def file_url(self, commit: str, path: str) -> str:
