@@ -132,14 +132,14 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     try:
         forge = connect(options, env, read_artifact_pr(options.out_dir))
     except ForkPipeline as exc:  # nothing to publish to: the report stays in the artifacts
-        verdict = steps.evaluate_gates(options, run, None)
+        verdict = steps.judge_run(run, None, None, options).verdict
         return PublishOutcome("artifact", "", passed(run, verdict), notes=(str(exc),))
     target = forge.resolve_target()
     notes = list(figures.skipped)
     tip = steps.read_assets_tip(forge, options.assets_branch, notes)
     baseline = steps.baseline_for(forge, tip, target, options, notes)
-    comparison = steps.compare_with(run, baseline, target, options)
-    verdict = steps.evaluate_gates(options, run, comparison)
+    judged = steps.judge_run(run, baseline, target, options)
+    comparison, verdict = judged.comparison, judged.verdict
     hosting = steps.host(forge, tip, target, run, figures, notes)
     report = render_report(
         run,

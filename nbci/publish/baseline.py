@@ -5,22 +5,21 @@ the figures) on the assets branch. A pull request is compared with its base
 commit's stored run or, when that commit has none (its CI did not finish, or
 ran before nbci), with the nearest ancestor on the base branch that has one:
 the base branch's first-parent history is walked from the base commit, at
-most `depth` commits back. A stored run is untrusted data like any artifact: size-capped
-and validated by `nbci.results.run_from_dict`.
+most `depth` commits back. A stored run is untrusted data like any artifact:
+size-capped and decoded by `nbci.results.run_from_json`, as a results.json file is.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nbci.errors import ResultsError
 from nbci.model import Run
 from nbci.publish.assets import Tip, stored_source
-from nbci.results import MAX_RESULTS_BYTES, RESULTS_FILE, run_from_dict
+from nbci.results import MAX_RESULTS_BYTES, RESULTS_FILE, run_from_json
 
 if TYPE_CHECKING:
     from nbci.publish.forge import Forge
@@ -89,17 +88,4 @@ def _load(forge: Forge, tip: Tip, sha: str, distance: int) -> Baseline:
     if size > MAX_RESULTS_BYTES:
         raise ResultsError(f"{source}: {size} bytes, larger than the {MAX_RESULTS_BYTES} allowed")
     data = forge.read_file(tip, path, MAX_RESULTS_BYTES)
-    return Baseline(sha, parse_stored_run(data, source), distance)
-
-
-def parse_stored_run(data: bytes, source: str) -> Run:
-    """A Run from the bytes of a results.json that nobody vouches for."""
-    try:
-        parsed: Any = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ResultsError(f"{source}: not valid JSON ({type(exc).__name__})") from None
-    return run_from_dict(parsed, source=source)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
+    return Baseline(sha, run_from_json(data, source=source), distance)
