@@ -94,10 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("github", "gitlab"),
         help="default: gitlab inside GitLab CI, else github",
     )
-    publish.add_argument("--repo", metavar="OWNER/NAME", help="default: $GITHUB_REPOSITORY")
+    publish.add_argument(
+        "--repo", metavar="OWNER/NAME", help="default: $GITHUB_REPOSITORY / $CI_PROJECT_PATH"
+    )
     publish.add_argument("--pr", type=_positive_int, metavar="N", help="PR number / MR iid")
     publish.add_argument("--sha", metavar="SHA", help="commit that gets the verdict")
-    publish.add_argument("--api-url", metavar="URL", help="default: $GITHUB_API_URL")
+    publish.add_argument(
+        "--api-url", metavar="URL", help="default: $GITHUB_API_URL / $CI_API_V4_URL"
+    )
     publish.add_argument(
         "--token-env", metavar="VAR", help="variable with the token (GITHUB_TOKEN / GITLAB_TOKEN)"
     )
