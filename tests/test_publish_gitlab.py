@@ -398,3 +398,23 @@ def test_a_tampered_stored_baseline_is_rejected_not_trusted(
     assert any("stored baseline was rejected" in note for note in outcome.notes)
     (note,) = gl.mr_notes(20)
     assert "stored baseline was rejected" in note["body"]
+
+
+def test_a_commit_racing_on_the_assets_branch_is_redone_from_the_new_tip(
+    gl: GitLabStub, main_history: list[str], tmp_path: Path
+) -> None:
+    store_baseline(gl, tmp_path, main_history[-1])
+    gl.add_merge_request(21, base_sha=main_history[-1])
+    path = f"{ASSETS_ROOT}/pr/21/figures/train/confusion.png"
+
+    def other_publish() -> None:  # lands between our read of the branch and our commit
+        files = dict(gl.commits[gl.branches["nbci-assets"]]["files"])
+        files[path] = gl._store_blob(b"an older figure")
+        gl.branches["nbci-assets"] = gl._store_commit("other", files, [gl.branches["nbci-assets"]])
+
+    gl.before_next("POST", r"/repository/commits$", other_publish)
+    outcome = publish(options(make_run(tmp_path / "out")), mr_env(gl, 21))
+    assert [r.status for r in gl.calls("POST", r"/repository/commits$")][-2:] == [400, 201]
+    data = gl.file_at("nbci-assets", path)
+    assert data is not None and data.startswith(b"\x89PNG")  # ours, on top of theirs
+    assert outcome.assets_commit == gl.branches["nbci-assets"]
