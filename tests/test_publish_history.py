@@ -150,3 +150,30 @@ def test_history_zero_reads_nothing_more(gh: GitHubStub, tmp_path: Path) -> None
     body = gh.pr_comments(24)[0]["body"]
     assert "within the base branch's range" not in body and "#### Trends" not in body
     assert json.loads(gh.file_at("nbci-assets", f"runs/{shas[-1]}/results.json") or b"")
+
+
+def test_history_on_gitlab_too(tmp_path: Path) -> None:
+    """The history reader is written against the forge interface: a merge request works alike."""
+    from gitlab_stub import GitLabStub
+    from test_publish_gitlab import mr_env
+    from test_publish_gitlab import options as gl_options
+    from test_publish_gitlab import push_env as gl_push_env
+
+    with GitLabStub() as gl:
+        shas = gl.add_history(len(NOISY))
+        for i, (sha, timing) in enumerate(zip(shas, NOISY, strict=True)):
+            out = run_dir(tmp_path / f"main-{i}", train_time_s=timing, accuracy=0.9)
+            assert publish(gl_options(out), gl_push_env(gl, sha)).stored_baseline
+        gl.add_merge_request(5, base_sha=shas[-1])
+        head = run_dir(tmp_path / "mr", train_time_s=NOISY[-1] + 1.0, accuracy=0.7)
+
+        outcome = publish(gl_options(head), mr_env(gl, 5))
+
+        (note,) = gl.mr_notes(5)
+        assert "within the base branch's range" in note["body"]
+        assert "below the base branch's range" in note["body"]
+        charts = [u for u in image_urls(note["body"]) if "/trends/" in u]
+        assert len(charts) == 2
+        for url in charts:
+            assert f"/-/raw/{outcome.assets_commit}/" in url
+            assert fetch(url).startswith(PNG)

@@ -1,38 +1,35 @@
-"""The base branch's history for a pull request: the stored runs of its last N commits.
+"""The base branch's history for a review: the stored runs of its last N commits.
 
 Publish stores each default-branch run under `runs/<sha>/` on the assets
-branch. For a pull request, the last `history` commits along the base commit's
-first-parent line are walked (the commit listing, `per_page` 100, usually one
-request), and the stored run of each one that has one is read: one blob read
-per run, since the assets branch's tree was already listed once for the whole
-publish. So the number of requests grows with the history's length, never with
-the number of metrics.
+branch. For a pull request (or merge request), the last `history` commits
+along the base commit's first-parent line are listed (`Forge.ancestors`: one
+commit listing, 100 a page), and the stored run of each one that has one is
+read: one file read per run, the assets branch's tree having been listed once
+for the whole publish. So the number of requests grows with the history's
+length, never with the number of metrics.
 
 History informs the judgement and never stops a publish: a stored run that is
 too big, not valid JSON, of another schema or otherwise malformed is skipped
-with a note, and a history that cannot be read at all is a note too.
+with a note, and a history that cannot be listed at all is a note too.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nbci.errors import NbciError, ResultsError
 from nbci.history import MIN_RUNS
 from nbci.model import Comparison, Run, Verdict
 from nbci.publish.assets import FigureFile, Figures, Tip
 from nbci.publish.baseline import load_stored_run, stored_runs
-from nbci.publish.client import Session
+
+if TYPE_CHECKING:
+    from nbci.publish.forge import Forge
 
 logger = logging.getLogger(__name__)
-
-LISTING_FACTOR = 5
-"""Commits listed at most per commit of history: merges interleave other branches'
-commits in GitHub's listing, which the first-parent walk skips."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +41,7 @@ class History:
 
 
 def read_history(
-    session: Session,
+    forge: Forge,
     tip: Tip,
     start: str,
     *,
@@ -61,9 +58,7 @@ def read_history(
     if commits <= 0 or len(stored) < MIN_RUNS or tip.truncated:
         return History()  # too few stored runs for any range: not worth a request
     try:
-        with session.errors(f"list the history of {start[:12]}", "contents: read"):
-            listing = islice(session.repo.get_commits(sha=start), commits * LISTING_FACTOR)
-            line = first_parent_line(listing, start, commits)
+        line = list(forge.ancestors(start, commits))
     except NbciError as exc:
         notes.append(f"the base branch's history could not be read: {exc}")
         logger.warning("%s", exc)
@@ -72,7 +67,7 @@ def read_history(
     for sha in reversed(line):  # oldest first
         if sha not in stored:
             continue
-        run = (known or {}).get(sha) or _load(session, tip, sha, notes)
+        run = (known or {}).get(sha) or _load(forge, tip, sha, notes)
         if run is not None:
             runs.append(run)
             shas.append(sha)
@@ -80,27 +75,9 @@ def read_history(
     return History(tuple(runs), tuple(shas))
 
 
-def first_parent_line(listing: Iterable[Any], start: str, commits: int) -> list[str]:
-    """`start` and its first parents, newest first, at most `commits`, taken from GitHub's
-    commit listing (which holds every parent's line, newest first)."""
-    line: list[str] = []
-    wanted: str | None = start
-    for commit in listing:
-        if commit.sha != wanted:
-            continue
-        line.append(commit.sha)
-        if len(line) == commits:
-            break
-        parents = commit.parents
-        wanted = parents[0].sha if parents else None
-        if wanted is None:
-            break
-    return line
-
-
-def _load(session: Session, tip: Tip, sha: str, notes: list[str]) -> Run | None:
+def _load(forge: Forge, tip: Tip, sha: str, notes: list[str]) -> Run | None:
     try:
-        return load_stored_run(session, tip, sha)
+        return load_stored_run(forge, tip, sha)
     except ResultsError as exc:
         notes.append(f"history: the stored run of {sha[:12]} was skipped: {exc}")
     except NbciError as exc:
