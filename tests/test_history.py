@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from handmade_runs import nb, run
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nbci.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from nbci.compare import compare
@@ -272,3 +274,19 @@ def test_a_report_without_history_leaves_no_stale_charts(
     capsys.readouterr()
     assert not (head / "trends").exists()
     assert "#### Trends" not in (head / "report.md").read_text()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False),
+        min_size=MIN_RUNS,
+        max_size=30,
+    )
+)
+def test_every_value_of_the_history_lies_inside_its_range(values: list[float]) -> None:
+    found = robust_range(values)
+    assert found is not None
+    assert found.low <= min(values) <= found.median <= max(values) <= found.high
+    assert all(found.contains(v) for v in values)
+    assert found.values == tuple(values)
