@@ -157,13 +157,15 @@ def describe_change(delta: MetricDelta) -> str:
     if change in ("added", "removed", "unchanged"):
         return CHANGE_WORD[change]
     move = format_move(delta)
+    outside = describe_outside(delta)
     if change == "changed":
-        return move or CHANGE_WORD["changed"]
-    if not move:
+        text = move or CHANGE_WORD["changed"]
+    elif not move:
         side = _nan_side(delta)
         return f"{CHANGE_WORD[change]} ({side})" if side else CHANGE_WORD[change]
-    outside = describe_outside(delta)
-    return f"{move} {CHANGE_WORD[change]}" + (f", {outside}" if outside else "")
+    else:
+        text = f"{move} {CHANGE_WORD[change]}"
+    return f"{text}, {outside}" if outside else text
 
 
 def describe_outside(delta: MetricDelta) -> str:
@@ -178,7 +180,9 @@ def describe_outside(delta: MetricDelta) -> str:
     if not distance or math.isnan(distance):
         return ""
     where = "above" if distance > 0 else "below"
-    return f"{format_number(abs(distance))} {where} the base branch's range"
+    whole = isinstance(value, int) and distance.is_integer()  # ranges of counts are whole
+    amount = int(abs(distance)) if whole else abs(distance)
+    return f"{format_number(amount)} {where} the base branch's range"
 
 
 def format_range(low: float, high: float) -> str:
