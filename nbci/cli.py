@@ -311,11 +311,12 @@ class _Progress:
         self.tty = sys.stdout.isatty()
 
     def finished(self, result: NotebookResult) -> None:
-        from nbci.vocabulary import STATUS_MARK
+        from nbci.vocabulary import STATUS_MARK, status_label
 
         self.count += 1
         cached = " (cached)" if result.cached else ""
-        line = f"{STATUS_MARK.get(result.status, '?')} {result.id}: {result.status}{cached}"
+        status = status_label(result.status)
+        line = f"{STATUS_MARK.get(result.status, '?')} {result.id}: {status}{cached}"
         line += f" in {result.duration_s:.1f}s"
         if result.error is not None and not result.ok:
             line += f" — {_one_line(result.error.summary)[:120]}"
@@ -334,7 +335,7 @@ class _Progress:
 
 def _results_table(notebooks: Sequence[NotebookResult]) -> str:
     """A plain-text table: notebook, parameters, status, time, metrics."""
-    from nbci.vocabulary import format_number
+    from nbci.vocabulary import format_number, status_label
 
     header = ("notebook", "parameters", "status", "time", "metrics")
     rows = [header]
@@ -343,7 +344,7 @@ def _results_table(notebooks: Sequence[NotebookResult]) -> str:
         metrics = "  ".join(f"{k}={format_number(v)}" for k, v in list(nb.metrics.items())[:4])
         if len(nb.metrics) > 4:
             metrics += f"  (+{len(nb.metrics) - 4} more)"
-        status = nb.status + (" (cached)" if nb.cached else "")
+        status = status_label(nb.status) + (" (cached)" if nb.cached else "")
         rows.append(
             (
                 nb.id,
