@@ -7,8 +7,9 @@
 A document's first problem (in the order of the file) becomes one line:
 `WHERE: expected WHAT, got VALUE`. Two keywords of nbci's own, which other
 validators ignore, give the words: `x-expected` (WHAT, for every keyword of
-the schema that holds it) and `x-error` (the whole text after `WHERE: `,
-`{value}` standing for the offending value).
+the schema that holds it), `x-missing` (WHAT, when a required key is absent)
+and `x-error` (the whole text after `WHERE: `, `{value}` standing for the
+offending value).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 RESULTS_SCHEMAS = {"nbci.results/1": "results-1.schema.json"}
 """Every results.json version nbci reads, and its schema file here (the last one is written)."""
+
+CONFIG_SCHEMA = "config.schema.json"
+
+CONFIG_SCHEMA = "config.schema.json"
 
 Where = tuple[str | int, ...]
 """Where in a document: object keys and list indices from the top."""
@@ -102,8 +107,9 @@ def _describe(error: ValidationError, root: Mapping[str, Any]) -> Problem:
     keyword = error.validator
     if keyword == "required":
         missing = next(k for k in schema["required"] if k not in value)
-        expected = _expected(_resolve(schema["properties"].get(missing, {}), root))
-        return Problem((*where, missing), f"expected {expected}, got None")
+        prop = schema["properties"].get(missing, {})
+        expected = prop.get("x-missing") or _expected(_resolve(prop, root))
+        return Problem((*where, missing), f"expected {expected}, got nothing")
     if keyword == "additionalProperties" and schema.get("additionalProperties") is False:
         return _unknown_key(where, value, schema)
     if "x-error" in schema:
