@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -178,8 +177,10 @@ json_values = st.recursive(
 @given(st.dictionaries(st.sampled_from(list(_valid())), json_values, max_size=8))
 def test_arbitrary_top_level_values_raise_only_results_error(data: dict[str, Any]) -> None:
     merged = {**_valid(), **data}
-    with contextlib.suppress(ResultsError):
+    try:
         run_from_dict(merged, source="x")
+    except ResultsError as error:
+        assert str(error).startswith("x: ") and "\n" not in str(error)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -205,14 +206,16 @@ def test_arbitrary_top_level_values_raise_only_results_error(data: dict[str, Any
     json_values,
 )
 def test_arbitrary_notebook_fields_raise_only_results_error(field: str, value: Any) -> None:
+    """Accepted: every path stays inside the run. Rejected: one line naming the notebook."""
     data = _mutate(f"notebooks/0/{field}", value)
     try:
         run = run_from_dict(data, source="x")
-    except ResultsError:
-        return
-    nb = run.notebooks[0]
-    for path in (nb.output, nb.html, *(f.path for f in nb.figures)):
-        assert path is None or (".." not in path.split("/") and not path.startswith("/"))
+    except ResultsError as error:
+        assert str(error).startswith("x: notebooks") and "\n" not in str(error)
+    else:
+        nb = run.notebooks[0]
+        for path in (nb.output, nb.html, *(f.path for f in nb.figures)):
+            assert path is None or (".." not in path.split("/") and not path.startswith("/"))
 
 
 def _shipped_schema() -> dict[str, Any]:
