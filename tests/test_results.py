@@ -4,6 +4,8 @@ import copy
 import json
 import math
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -15,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+import nbci.schemas
 from nbci.errors import ResultsError
 from nbci.model import (
     SCHEMA,
@@ -237,6 +240,23 @@ def test_a_written_run_fits_the_shipped_schema_read_by_any_validator(tmp_path: P
         "$.notebooks[0].figures[0].path",
         "$.notebooks[0].status",
     ]
+
+
+@pytest.mark.tools
+def test_check_jsonschema_reads_runs_with_the_shipped_schema(tmp_path: Path) -> None:
+    """The README's shell command for readers of runs."""
+    schema = Path(nbci.schemas.__path__[0]) / "results-1.schema.json"
+    results = write_run(sample_run(), tmp_path)
+
+    def check() -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "check_jsonschema", "--schemafile", str(schema)]
+        return subprocess.run([*command, str(results)], capture_output=True, text=True)
+
+    done = check()
+    assert done.returncode == 0, done.stdout + done.stderr
+    results.write_text(results.read_text().replace('"ok"', '"great"', 1))
+    done = check()
+    assert done.returncode == 1 and "'great' is not one of" in done.stdout, done.stdout
 
 
 def test_the_schema_lists_the_model_s_statuses_and_scrap_kinds() -> None:
