@@ -75,6 +75,7 @@ def test_the_workflows_follow_the_default_branch(tmp_path: Path) -> None:
     assert "branches: [trunk]" in (tmp_path / ".github/workflows/nbci.yml").read_text()
 
 
+@pytest.mark.kernel
 def test_the_example_runs_and_passes_its_gate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
