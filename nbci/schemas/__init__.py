@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ _TYPE_WORDS = {
     "integer": "a whole number",
 }
 _SHOWN = 60
+_ERRORS_SORTED = 100
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,11 @@ def _inlined(node: Any, root: Mapping[str, Any], expanding: tuple[str, ...]) -> 
 
 
 def first_problem(document: Any, file: str) -> Problem | None:
-    """The first place (in document order) where `document` breaks the schema `file`."""
-    errors = list(_validator(file).iter_errors(document))
+    """The first place (in document order) where `document` breaks the schema `file`.
+
+    Only the first errors found are sorted: a hostile file can hold millions.
+    """
+    errors = list(itertools.islice(_validator(file).iter_errors(document), _ERRORS_SORTED))
     if not errors:
         return None
     error = min(errors, key=lambda e: _document_order(document, e.absolute_path))
