@@ -17,8 +17,9 @@ code spans, tables, math), raw HTML and comments (`<` `>` `&` become entities),
 and the autolinks that notify people or cross-reference: `@user`, `#123`,
 `GH-123` on GitHub, and GitLab's `!12` (merge request), `%12`/`%name`
 (milestone), `~name` (label), `&12` (epic), `$12` (snippet) get an invisible
-U+200B after the sigil, which the mention and reference parsers do not cross. Control characters are dropped and bidi
-overrides (which could make a row read backwards) are shown as U+FFFD.
+U+200B after the sigil, which the mention and reference parsers do not cross.
+Control characters are dropped and bidi overrides (which could make a row read
+backwards) are shown as U+FFFD.
 """
 
 from __future__ import annotations
