@@ -64,6 +64,9 @@ class Config:
     higher_is_better: tuple[str, ...] = ()
     lower_is_better: tuple[str, ...] = ()
     gates: tuple[GateRule, ...] = ()
+    preload: tuple[str, ...] | None = ()
+    """Modules Python kernels get pre-imported besides the notebooks' own imports
+    (`preload = [...]`); None (`preload = false`): every kernel starts from scratch."""
 
 
 # Key → (checker, what a user is told is expected).
@@ -87,6 +90,7 @@ _TOP_KEYS = {
     "higher_is_better",
     "lower_is_better",
     "gates",
+    "preload",
 }
 _ENTRY_KEYS = {"path", "parameters", "matrix", "deps", "kernel", "timeout", "cell_timeout"}
 
@@ -192,6 +196,7 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
         higher_is_better=check.strings(table.get("higher_is_better", []), "higher_is_better"),
         lower_is_better=check.strings(table.get("lower_is_better", []), "lower_is_better"),
         gates=_parse_gates(gates_table, file, "[tool.nbci.gates]" if in_pyproject else "[gates]"),
+        preload=_parse_preload(check, table.get("preload", True)),
     )
 
 
@@ -201,6 +206,20 @@ def _parse_gates(table: Mapping[str, Any], file: str, table_name: str) -> tuple[
     from nbci.gates import parse_gates
 
     return parse_gates(table, file, table_name=table_name)
+
+
+def _parse_preload(check: _Checker, value: Any) -> tuple[str, ...] | None:
+    """`preload = false` turns pre-importing off; a list names more modules to pre-import."""
+    if value is False:
+        return None
+    if value is True:
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(name, str) and all(part.isidentifier() for part in name.split("."))
+        for name in value
+    ):
+        raise check.error("preload", "true, false or a list of module names", value)
+    return tuple(value)
 
 
 def _parse_entry(check: _Checker, raw: Any, where: str) -> NotebookEntry:
