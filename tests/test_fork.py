@@ -440,3 +440,81 @@ def test_sigterm_stops_forked_kernels_and_the_template(
     long = read(record)
     assert long["forked"]
     assert_all_gone([long["pid"], long["worker"]], workers=[long["worker"]])  # and its template
+
+
+# -- jupyter_client drives a forked kernel unchanged ------------------------------------------
+
+CLIENT = """
+import json, os, sys, tempfile
+from pathlib import Path
+
+from jupyter_client.manager import KernelManager
+
+from nbci.execute.fork_client import Template
+from nbci.execute.process_tree import become_subreaper
+from nbci.execute.provisioner import ForkingKernelSpecManager, register
+
+
+def run(kc, code, timeout=30):
+    return kc.execute_interactive(code, timeout=timeout, output_hook=lambda m: None)
+
+
+def main():
+    assert become_subreaper()
+    register()
+    folder = Path(tempfile.mkdtemp())
+    template = Template(folder, dict(os.environ), ["numpy"], folder / "project")
+    socket = str(template.socket_path)
+    template.wait_ready(60)
+    km = KernelManager(kernel_name="python3", kernel_spec_manager=ForkingKernelSpecManager(socket))
+    km.start_kernel(cwd=str(folder))
+    seen = {"provisioner": type(km.provisioner).__name__, "pid": km.provisioner.pid}
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=30)
+    reply = kc.execute_interactive(
+        "import sys; x = 1", user_expressions={"forked": "'numpy' in sys.modules"}, timeout=30
+    )
+    seen["forked"] = reply["content"]["user_expressions"]["forked"]["data"]["text/plain"]
+    kc.execute("import time\\nwhile True: time.sleep(0.01)")
+    import time; time.sleep(1.0)
+    km.interrupt_kernel()
+    reply = kc.get_shell_msg(timeout=30)
+    seen["interrupted"] = reply["content"].get("ename")
+    km.restart_kernel(now=True)
+    kc.wait_for_ready(timeout=30)
+    seen["restarted_pid"] = km.provisioner.pid
+    reply = run(kc, "x")
+    seen["state_after_restart"] = reply["content"].get("ename")
+    km.shutdown_kernel(now=False)
+    seen["alive_after_shutdown"] = km.is_alive()
+    seen["exit_code"] = km.provisioner.process.poll() if km.provisioner.process else "reaped"
+    kc.stop_channels()
+    template.stop()
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_jupyter_client_interrupts_restarts_and_shuts_down_a_forked_kernel(
+    tmp_path: Path,
+) -> None:
+    driver = tmp_path / "client.py"
+    driver.write_text(textwrap.dedent(CLIENT))
+    done = subprocess.run(
+        [sys.executable, str(driver)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["provisioner"] == "ForkProvisioner" and seen["forked"] == "True"
+    assert seen["interrupted"] == "KeyboardInterrupt"
+    assert seen["restarted_pid"] != seen["pid"]
+    assert seen["state_after_restart"] == "NameError"  # a new kernel, nothing kept
+    assert seen["alive_after_shutdown"] is False
