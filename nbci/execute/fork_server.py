@@ -54,10 +54,9 @@ _PR_SET_PDEATHSIG = 1
 class _BecomeKernel(BaseException):
     """Raised in a forked child: unwinds the server's loop, then the child becomes a kernel."""
 
-    def __init__(self, request: dict[str, Any], initial_path: list[str]) -> None:
+    def __init__(self, request: dict[str, Any]) -> None:
         super().__init__()
         self.request = request
-        self.initial_path = initial_path
 
 
 def main() -> None:
@@ -66,14 +65,17 @@ def main() -> None:
     _die_with_parent()
     settings = json.loads(sys.stdin.readline())
     report = _preload(settings)
+    kernel: dict[str, Any] | None = None
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
             listener.bind(sys.argv[1])
             listener.listen(8)
             _say(report)
-            _serve(listener, initial_path)
+            _serve(listener)
     except _BecomeKernel as become:
-        _become_kernel(become.request, become.initial_path)
+        kernel = become.request
+    if kernel is not None:  # outside the handler: the kernel's exceptions must not chain to it
+        _become_kernel(kernel, initial_path)
 
 
 def _say(message: dict[str, Any]) -> None:
@@ -194,7 +196,7 @@ def _try_import(name: str) -> str | None:
 # -- serving fork requests ----------------------------------------------------------
 
 
-def _serve(listener: socket.socket, initial_path: list[str]) -> None:
+def _serve(listener: socket.socket) -> None:
     """Fork a kernel for each request until stdin closes."""
     with selectors.DefaultSelector() as selector:
         selector.register(listener, selectors.EVENT_READ)
@@ -204,15 +206,15 @@ def _serve(listener: socket.socket, initial_path: list[str]) -> None:
                 if key.fileobj is listener:
                     connection, _ = listener.accept()
                     with connection:
-                        _answer(connection, listener, initial_path)
+                        _answer(connection, listener)
                 elif not sys.stdin.readline():
                     return  # the worker is done (or gone)
 
 
-def _answer(connection: socket.socket, listener: socket.socket, initial_path: list[str]) -> None:
+def _answer(connection: socket.socket, listener: socket.socket) -> None:
     request, fds = _receive(connection)
     try:
-        pid = _fork_kernel(request, fds, [connection, listener], initial_path)
+        pid = _fork_kernel(request, fds, [connection, listener])
         reply: dict[str, Any] = {"pid": pid}
     except OSError as error:
         reply = {"error": f"cannot fork: {error}"}
@@ -232,9 +234,7 @@ def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
     return json.loads(data), list(fds)
 
 
-def _fork_kernel(
-    request: dict[str, Any], fds: list[int], sockets: list[socket.socket], initial_path: list[str]
-) -> int:
+def _fork_kernel(request: dict[str, Any], fds: list[int], sockets: list[socket.socket]) -> int:
     """Fork twice; the grandchild becomes the kernel. Returns its pid once it is the worker's."""
     read_end, write_end = os.pipe()
     middle = os.fork()
@@ -250,7 +250,7 @@ def _fork_kernel(
                     _detach(fds, sockets, intermediate=intermediate)
                 except BaseException:
                     os._exit(70)
-                raise _BecomeKernel(request, initial_path)
+                raise _BecomeKernel(request)
             os.write(write_end, str(kernel).encode())
         finally:
             if kernel != 0:  # never return into the template's loop from here
