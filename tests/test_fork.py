@@ -208,14 +208,20 @@ def test_kernels_the_template_cannot_give_start_normally(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A kernelspec with its own argv starts normally, said once for the whole run; a module
-    that raises on import, one that starts a thread and one that asks IPython for its shell
-    while imported are not pre-imported, and the others still are."""
-    kernels = tmp_path / "jupyter" / "kernels" / "flagged"
-    kernels.mkdir(parents=True)
-    argv = [sys.executable, "-X", "utf8", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    spec = {"argv": argv, "display_name": "flagged", "language": "python"}
-    (kernels / "kernel.json").write_text(json.dumps(spec))
+    """A kernelspec with its own argv, or with environment variables of its own (modules may
+    read them on import), starts normally, said once for the whole run; a module that raises
+    on import, one that starts a thread and one that asks IPython for its shell while
+    imported are not pre-imported, and the others still are."""
+    launcher = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    specs = {
+        "flagged": {"argv": [launcher[0], "-X", "utf8", *launcher[1:]]},
+        "with-env": {"argv": launcher, "env": {"NBCI_SPEC_VARIABLE": "1"}},
+    }
+    for name, spec in specs.items():
+        folder = tmp_path / "jupyter" / "kernels" / name
+        folder.mkdir(parents=True)
+        spec |= {"display_name": name, "language": "python"}
+        (folder / "kernel.json").write_text(json.dumps(spec))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     modules = tmp_path / "site"
     modules.mkdir()
@@ -231,9 +237,9 @@ def test_kernels_the_template_cannot_give_start_normally(
         "import numpy, nbci_thread, nbci_asks\nrecord['shell'] = nbci_asks.SHELL is not None",
     ]
     jobs = []
-    for name in ("plain", "flagged-1", "flagged-2"):
+    kernel_of = {"plain": None, "flagged-1": "flagged", "flagged-2": "flagged"}
+    for name, kernel in {**kernel_of, "with-env": "with-env"}.items():
         notebook(f"notebooks/{name}.ipynb", [*cells, save(tmp_path / f"{name}.json")])
-        kernel = "flagged" if name.startswith("flagged") else None
         jobs.append(Job(name, f"notebooks/{name}.ipynb", kernel=kernel))
     caplog.set_level(logging.INFO, logger="nbci")
     extra = ("nbci_raises", "nbci_thread", "nbci_asks")
@@ -244,9 +250,12 @@ def test_kernels_the_template_cannot_give_start_normally(
     plain, flagged = read(tmp_path / "plain.json"), read(tmp_path / "flagged-1.json")
     assert plain["forked"] and plain["shell"]  # imported in the kernel: it found the shell
     assert not flagged["forked"] and not read(tmp_path / "flagged-2.json")["forked"]
-    assert fallbacks(caplog) == [
-        "some kernels start normally, without pre-imported modules: "
-        "the kernelspec's argv is not `python -m ipykernel_launcher …`"
+    assert not read(tmp_path / "with-env.json")["forked"]
+    said = "some kernels start normally, without pre-imported modules: "
+    assert sorted(fallbacks(caplog)) == [
+        said + "the kernelspec's argv is not `python -m ipykernel_launcher …`",
+        said + "the template failed (the kernel's environment differs from the template's: "
+        "NBCI_SPEC_VARIABLE)",
     ]
     dropped = [r.getMessage() for r in caplog.records if "not pre-importing" in r.getMessage()]
     assert sorted(dropped) == [

@@ -48,6 +48,8 @@ KERNEL_MACHINERY = (
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 """ipykernel sets MPLBACKEND to this before any cell runs; set before matplotlib is preloaded."""
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024
+_SET_IN_THE_CHILD = {"JPY_PARENT_PID", "JPY_SESSION_NAME"}
+"""Variables the child applies where the kernel machinery read them on import."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -62,6 +64,7 @@ class _BecomeKernel(BaseException):
 def main() -> None:
     """Entry point of the template process (argv: the socket's path)."""
     initial_path = list(sys.path)
+    environment = dict(os.environ)
     _die_with_parent()
     settings = json.loads(sys.stdin.readline())
     report = _preload(settings)
@@ -71,7 +74,7 @@ def main() -> None:
             listener.bind(sys.argv[1])
             listener.listen(8)
             _say(report)
-            _serve(listener)
+            _serve(listener, environment)
     except _BecomeKernel as become:
         kernel = become.request
     if kernel is not None:  # outside the handler: the kernel's exceptions must not chain to it
@@ -196,7 +199,7 @@ def _try_import(name: str) -> str | None:
 # -- serving fork requests ----------------------------------------------------------
 
 
-def _serve(listener: socket.socket) -> None:
+def _serve(listener: socket.socket, environment: dict[str, str]) -> None:
     """Fork a kernel for each request until stdin closes."""
     with selectors.DefaultSelector() as selector:
         selector.register(listener, selectors.EVENT_READ)
@@ -206,21 +209,35 @@ def _serve(listener: socket.socket) -> None:
                 if key.fileobj is listener:
                     connection, _ = listener.accept()
                     with connection:
-                        _answer(connection, listener)
+                        _answer(connection, listener, environment)
                 elif not sys.stdin.readline():
                     return  # the worker is done (or gone)
 
 
-def _answer(connection: socket.socket, listener: socket.socket) -> None:
+def _answer(
+    connection: socket.socket, listener: socket.socket, environment: dict[str, str]
+) -> None:
     request, fds = _receive(connection)
-    try:
-        pid = _fork_kernel(request, fds, [connection, listener])
-        reply: dict[str, Any] = {"pid": pid}
-    except OSError as error:
-        reply = {"error": f"cannot fork: {error}"}
+    reply: dict[str, Any]
+    if differing := _differences(request["env"], environment):
+        reply = {"error": f"the kernel's environment differs from the template's: {differing}"}
+    else:
+        try:
+            reply = {"pid": _fork_kernel(request, fds, [connection, listener])}
+        except OSError as error:
+            reply = {"error": f"cannot fork: {error}"}
     for fd in fds:  # (only the template gets here: the kernel child left by `_BecomeKernel`)
         os.close(fd)
     connection.sendall(json.dumps(reply).encode() + b"\n")
+
+
+def _differences(wanted: dict[str, str], own: dict[str, str]) -> str:
+    """Variables the kernel gets that the template did not import with (modules may read
+    them on import, e.g. from a kernelspec's `env`), except those set again in the child."""
+    names = (wanted.keys() ^ own.keys()) | {
+        k for k in wanted.keys() & own.keys() if wanted[k] != own[k]
+    }
+    return ", ".join(sorted(names - _SET_IN_THE_CHILD))
 
 
 def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
@@ -293,6 +310,7 @@ def _become_kernel(request: dict[str, Any], initial_path: list[str]) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    _reread_kernel_settings()
     argv: list[str] = request["argv"]
     sys.orig_argv = list(argv)
     sys.argv = ["-m", *argv[3:]]  # runpy sets argv[0] to the launcher's file, as -m does
@@ -305,3 +323,11 @@ def _become_kernel(request: dict[str, Any], initial_path: list[str]) -> None:
     if numpy := sys.modules.get("numpy"):
         numpy.random.seed()
     runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+
+
+def _reread_kernel_settings() -> None:
+    """What ipykernel read from the environment when the template imported it."""
+    from ipykernel.kernelapp import IPKernelApp
+
+    parent = IPKernelApp.class_traits()["parent_handle"]
+    parent.default_value = int(os.environ.get("JPY_PARENT_PID") or 0)
