@@ -184,12 +184,14 @@ class Kernels:
 
         self.reap(wait=False)
         kernel, self._warm = self._warm, None
-        if kernel is not None and kernel.name == name and kernel.exit_code() is None:
-            return kernel
-        if kernel is not None:
-            logger.debug("discarding a warm %r kernel: %r is needed", kernel.name, name)
-            self.release(kernel, graceful=False)
-        return run_sync(self._start)(name, cwd)
+        if kernel is None or kernel.name != name or kernel.exit_code() is not None:
+            if kernel is not None:
+                logger.debug("discarding a warm %r kernel: %r is needed", kernel.name, name)
+                self.release(kernel, graceful=False)
+            kernel = run_sync(self._start)(name, cwd)
+        if self._templates is not None:  # a fork is quick: the next kernel boots meanwhile
+            self.warm_up(name, cwd)
+        return kernel
 
     def release(self, kernel: Kernel, *, graceful: bool) -> None:
         """Stop `kernel` and kill whatever it started. Never raises.
