@@ -117,8 +117,11 @@ def _preload(settings: dict[str, Any]) -> dict[str, Any]:
     report: dict[str, Any] = {"imported": [], "skipped": {}, "unsafe": None, "why": None}
     for name in KERNEL_MACHINERY:
         _import_into(report, name, project)
-    if report["skipped"]:
-        return {**report, "unsafe": KERNEL_MACHINERY[0], "why": "the kernel cannot be imported"}
+    kernel_app = KERNEL_MACHINERY[0]
+    if kernel_app in report["skipped"]:
+        return {**report, "unsafe": kernel_app, "why": report["skipped"][kernel_app]}
+    if threading.active_count() > 1:
+        return {**report, "unsafe": kernel_app, "why": "a thread is running after its import"}
     with _ShellQueries() as asked:
         for name in settings["modules"]:
             asked.clear()
