@@ -96,6 +96,7 @@ record['linewidth'] = plt.rcParams['lines.linewidth']
 record['figures'] = plt.get_fignums()"""
 
 
+@pytest.mark.kernel
 def test_nothing_one_notebook_does_is_seen_by_the_next(
     project: Path, notebook: NotebookFactory, tmp_path: Path
 ) -> None:
@@ -149,6 +150,7 @@ record['stdout'] = type(sys.stdout).__name__
 record['nbci_preloaded'] = 'nbci' in sys.modules"""
 
 
+@pytest.mark.kernel
 def test_a_forked_kernel_looks_like_a_fresh_one(
     project: Path, notebook: NotebookFactory, tmp_path: Path
 ) -> None:
@@ -174,6 +176,8 @@ def test_a_forked_kernel_looks_like_a_fresh_one(
     assert forked["imports"] == ["beside", "relative"] and forked["ppid_is_worker"]
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_a_local_module_edited_between_two_runs_is_seen(
     project: Path, notebook: NotebookFactory, tmp_path: Path
 ) -> None:
@@ -201,6 +205,7 @@ def test_a_local_module_edited_between_two_runs_is_seen(
 # -- falling back to a normal start ------------------------------------------------------
 
 
+@pytest.mark.kernel
 def test_kernels_the_template_cannot_give_start_normally(
     project: Path,
     notebook: NotebookFactory,
@@ -264,6 +269,7 @@ def test_kernels_the_template_cannot_give_start_normally(
     ]
 
 
+@pytest.mark.kernel
 def test_a_template_that_cannot_start_or_dies_means_normal_starts(
     project: Path,
     notebook: NotebookFactory,
@@ -305,6 +311,8 @@ def test_a_template_that_cannot_start_or_dies_means_normal_starts(
     ]
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_no_preload_starts_every_kernel_normally(
     project: Path, notebook: NotebookFactory, tmp_path: Path
 ) -> None:
@@ -373,6 +381,7 @@ DIE = "import os\nos._exit(3)"
 HANG = "import time\ntime.sleep(600)"
 
 
+@pytest.mark.kernel
 def test_forked_kernels_that_die_or_hang_leave_nothing_behind(
     project: Path, notebook: NotebookFactory, tmp_path: Path
 ) -> None:
@@ -422,6 +431,8 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_sigterm_stops_forked_kernels_and_the_template(
     project: Path, notebook: NotebookFactory, tmp_path: Path
 ) -> None:
@@ -508,6 +519,8 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_jupyter_client_interrupts_restarts_and_shuts_down_a_forked_kernel(
     tmp_path: Path,
 ) -> None:
