@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterator, Mapping, Sequence
 
+from nbci.ids import pair_renamed
 from nbci.model import Comparison, Direction, JobChange, MetricDelta, NotebookResult, Run
 
 DEFAULT_HIGHER: tuple[str, ...] = (
@@ -98,13 +99,18 @@ def compare(
 def _join_jobs(
     run: Run, baseline: Run
 ) -> Iterator[tuple[str, NotebookResult | None, NotebookResult | None]]:
-    """(job id, head result, baseline result), either side None when absent."""
-    base_by_id = {nb.id: nb for nb in baseline.notebooks}
+    """(job id, head result, baseline result), either side None when absent.
+
+    A baseline job stored under an older id of the same job is joined under its
+    head id (`nbci.ids.pair_renamed`).
+    """
+    renamed = pair_renamed(run.notebooks, baseline.notebooks)
+    base_by_id = {renamed.get(nb.id, nb.id): nb for nb in baseline.notebooks}
     head_ids = {nb.id for nb in run.notebooks}
     for nb in run.notebooks:
         yield nb.id, nb, base_by_id.get(nb.id)
     for nb in baseline.notebooks:
-        if nb.id not in head_ids:
+        if renamed.get(nb.id, nb.id) not in head_ids:
             yield nb.id, None, nb
 
 

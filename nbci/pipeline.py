@@ -171,6 +171,7 @@ def _apply_request(planned: Plan, request: RunRequest) -> Plan:
     return Plan(
         jobs=tuple(replace(job, **changes) for job in planned.jobs),
         problems=tuple(replace(p, job=replace(p.job, **changes)) for p in planned.problems),
+        notes=tuple(replace(n, job=replace(n.job, **changes)) for n in planned.notes),
     )
 
 
@@ -207,7 +208,13 @@ def _execute(
     )
     done: dict[str, NotebookResult] = {}
 
+    plan_notes: dict[str, tuple[str, ...]] = {}
+    for note in planned.notes:
+        plan_notes[note.job.id] = (*plan_notes.get(note.job.id, ()), note.message)
+
     def finished(result: NotebookResult) -> None:
+        if result.id in plan_notes:
+            result = replace(result, notes=(*plan_notes[result.id], *result.notes))
         done[result.id] = result
         if on_result:
             on_result(result)
