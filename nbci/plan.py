@@ -107,7 +107,7 @@ def plan(
         cell = parameters_cell(config.root / notebook)
         for job in _jobs_for(config, notebook, overrides, cell):
             jobs.append(job)
-            problem = _check_parameters(config, job, cell, explicit=set(overrides))
+            problem = _check_parameters(config, job, cell)
             if problem:
                 problems.append(Problem(job, problem))
             elif warning := _doubt_warning(job, cell):
@@ -229,19 +229,20 @@ def _applicable(parameters: Mapping[str, Any], cell: ParametersCell | None) -> d
     return {name: value for name, value in parameters.items() if cell.takes(name)}
 
 
-def _check_parameters(
-    config: Config, job: Job, cell: ParametersCell | None, *, explicit: set[str]
-) -> str | None:
-    """Raise for a parameter the notebook does not define; a message if it has no such cell."""
+def _check_parameters(config: Config, job: Job, cell: ParametersCell | None) -> str | None:
+    """Raise for a parameter the notebook does not define; a message if it has no such cell.
+
+    A project-wide or `-p` parameter only reaches the notebooks that take it
+    (`_applicable`): another notebook runs as it is.
+    """
     if cell is None:
         return None  # unreadable notebook: the executor reports it as invalid
-    given = set(job.parameters) | explicit
-    if not given:
+    if not job.parameters:
         return None
     if not cell.tagged:
         return (
             f"{job.path}: has no cell tagged 'parameters', "
-            f"so it cannot take {', '.join(sorted(given))}"
+            f"so it cannot take {', '.join(sorted(job.parameters))}"
         )
     unknown = sorted(name for name in job.parameters if not cell.takes(name))
     if unknown:

@@ -82,6 +82,16 @@ def test_a_parameter_nbci_cannot_see_defined_is_injected_with_a_note(
     assert note.message in caplog.text
 
 
+def test_a_notebook_that_takes_no_cli_parameter_runs_as_it_is(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/plain.ipynb", ["x = 1"])
+    notebook("notebooks/takes.ipynb", ["pass"], parameters="seed = 0")
+    planned = plan(load_config(project), overrides={"seed": 3})
+    assert {j.id: dict(j.parameters) for j in planned.jobs} == {"plain": {}, "takes": {"seed": 3}}
+    assert planned.problems == ()
+
+
 def test_a_configured_parameter_a_plain_cell_lacks_is_still_an_error(
     project: Path, notebook: NotebookFactory
 ) -> None:
