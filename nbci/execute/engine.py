@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbci.execute.reporting import OutputStream, cell_hook
 from nbci.execute.text import describe_exit, one_line, seconds, strip_ansi
 from nbci.model import ErrorInfo, Status
 
@@ -81,6 +82,10 @@ def _run_cells(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> Notebo
     def notebook_started(notebook: object) -> Awaitable[None]:  # nbclient passes it by name
         return on_ready(client.kc)
 
+    streams: dict[str, Any] = {}
+    if running.settings.stream_output:
+        streams = {"stdout_file": OutputStream(running, "stdout")}
+        streams["stderr_file"] = OutputStream(running, "stderr")
     client = PapermillNotebookClient(
         manager,
         km=kernel.km,
@@ -89,6 +94,8 @@ def _run_cells(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> Notebo
         startup_timeout=math.ceil(running.settings.start_timeout),
         log=logging.getLogger("papermill"),
         on_notebook_start=notebook_started,
+        on_cell_execute=cell_hook(running),
+        **streams,
     )
     manager.notebook_start()
     try:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from nbci.execute.engine import change_directory, execute
 from nbci.execute.handoff import collect_outputs
 from nbci.execute.protocol import Started
+from nbci.execute.reporting import announce_start
 from nbci.execute.running import Clock, RunningJob, WorkerContext
 from nbci.execute.settings import output_paths
 from nbci.execute.text import one_line
@@ -97,6 +98,7 @@ def _run_in_kernel(
         await change_directory(kc, running.source_dir, running.settings.start_timeout)
         clock.start()
         worker.sender.send(Started())
+        announce_start(running)
         await worker.kernels.prestart(kernel.name, running.source_dir)
 
     graceful = False

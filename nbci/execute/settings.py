@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbci.model import Job
+from nbci.progress import OnEvent
 
 DEFAULT_KERNEL = "python3"
 
@@ -26,6 +27,10 @@ class ExecuteOptions:
     """Start each worker's next kernel ahead of need."""
     start_timeout: float = 60.0
     """Seconds a kernel may take to boot."""
+    on_event: OnEvent | None = None
+    """Called in the parent with what running jobs tell (`nbci.progress`)."""
+    stream_output: bool = False
+    """Also send each notebook's stdout/stderr to `on_event` as it is produced."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class WorkerSettings:
     """BLAS/OpenMP threads per kernel: the cores shared among the workers."""
     scratch: Path
     """A temporary folder for kernel logs, removed by the parent (also after a worker dies)."""
+    stream_output: bool = False
 
     @classmethod
     def make(cls, options: ExecuteOptions, first_job: Job, scratch: Path) -> WorkerSettings:
@@ -57,6 +63,7 @@ class WorkerSettings:
             parent_pid=os.getpid(),
             kernel_threads=max(1, (os.cpu_count() or 1) // max(1, options.workers)),
             scratch=scratch,
+            stream_output=options.stream_output,
         )
 
 
