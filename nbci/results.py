@@ -109,6 +109,7 @@ def _notebook_to_dict(nb: NotebookResult) -> dict[str, Any]:
         "figures": [{"name": f.name, "path": f.path} for f in nb.figures],
         "notes": list(nb.notes),
         "cache_key": nb.cache_key,
+        "kernel": nb.kernel,
     }
 
 
@@ -332,6 +333,7 @@ def _notebook_from_dict(v: _Validator, raw: Any, where: str) -> NotebookResult:
             for n in v.sequence(nb.get("notes", []), f"{where}.notes", limit=1000)
         ),
         cache_key=v.optional_string(nb.get("cache_key"), f"{where}.cache_key"),
+        kernel=v.optional_string(nb.get("kernel"), f"{where}.kernel"),
     )
 
 

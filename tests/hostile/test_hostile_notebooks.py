@@ -52,7 +52,7 @@ EXPECTED = {
     ),
     "broken-missing_kernel": ("invalid", "unknown kernel 'no-such-kernel-nbci' (installed: "),
     "broken-sys_exit": ("failed", "SystemExit: 3"),
-    "broken-never_returns": ("timeout", "cell 1 ran longer than the cell timeout (4 s)"),
+    "broken-never_returns": ("timeout", "cell 2 ran longer than the cell timeout (4 s)"),
     "broken-no_cells": ("ok", ""),
     "broken-popen_child": ("ok", ""),
     "broken-fork_child": ("ok", ""),
@@ -104,7 +104,7 @@ def test_broken_notebooks_get_a_status_and_a_reason_and_leave_no_process(
         summary = nb.error.summary
         assert reason in summary and "\n" not in summary and len(summary) < 400, summary
         assert f"{nb.id}: {status}" in done.stdout  # the progress line names it too
-    assert run.get("broken-sys_exit").error.cell == 0  # type: ignore[union-attr]
+    assert run.get("broken-sys_exit").error.cell == 1  # type: ignore[union-attr]
     assert run.get("broken-never_returns").output == "notebooks/broken-never_returns.ipynb"  # type: ignore[union-attr]
     for report in ("report.md", "report.html"):
         assert (project / "nbci-out" / report).stat().st_size > 0
