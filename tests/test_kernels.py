@@ -7,7 +7,7 @@ from handmade_runs import run
 
 from nbci.execute.job import installed_kernel_name
 from nbci.model import NotebookResult
-from nbci.render.view import build_view
+from nbci.render.build import build_view
 
 
 @pytest.mark.parametrize(
