@@ -138,6 +138,7 @@ def _finish(
     write_results: bool = True,
 ) -> RunOutcome:
     from nbci.judge import Criteria, judge, run_label
+    from nbci.junit import write_junit
     from nbci.render import write_reports
 
     label = run_label(baseline, str(baseline_dir)) if baseline is not None else ""
@@ -152,6 +153,7 @@ def _finish(
         baseline_dir=baseline_dir,
         templates=config.root / config.templates if config.templates else None,
     )
+    reports = [*reports, write_junit(the_run, judged.verdict, out_dir)]
     return RunOutcome(the_run, out_dir, judged.comparison, judged.verdict, tuple(reports))
 
 

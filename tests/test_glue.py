@@ -38,6 +38,7 @@ def glued(
 # -- in a kernel -----------------------------------------------------------------
 
 
+@pytest.mark.kernel
 def test_scrapbook_reads_what_nbci_glue_stored(glued: tuple[Path, Collected, Path]) -> None:
     scraps = scrapbook.read_notebook(str(glued[0])).scraps
 
@@ -58,6 +59,7 @@ def test_scrapbook_reads_what_nbci_glue_stored(glued: tuple[Path, Collected, Pat
         assert "image/png" in scraps[figure].display["data"]
 
 
+@pytest.mark.kernel
 def test_numpy_values_become_metrics(glued: tuple[Path, Collected, Path]) -> None:
     metrics = glued[1].metrics
 
@@ -73,6 +75,7 @@ def test_numpy_values_become_metrics(glued: tuple[Path, Collected, Path]) -> Non
     assert metrics["shown"] == 0.5
 
 
+@pytest.mark.kernel
 def test_dataframes_become_tables(glued: tuple[Path, Collected, Path]) -> None:
     scraps = glued[1].scraps
 
@@ -90,6 +93,7 @@ def test_dataframes_become_tables(glued: tuple[Path, Collected, Path]) -> None:
     assert any("long_table" in note and "1000 of 1500" in note for note in glued[1].notes)
 
 
+@pytest.mark.kernel
 def test_other_values_become_text_and_json(glued: tuple[Path, Collected, Path]) -> None:
     scraps = glued[1].scraps
 
@@ -99,6 +103,7 @@ def test_other_values_become_text_and_json(glued: tuple[Path, Collected, Path]) 
     assert scraps["nothing"].kind == "text" and scraps["nothing"].value == "None"
 
 
+@pytest.mark.kernel
 def test_agg_figure_becomes_a_png_file(glued: tuple[Path, Collected, Path]) -> None:
     _, collected, out_dir = glued
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from handmade_runs import run
 
 from nbci.execute.job import installed_kernel_name
 from nbci.model import NotebookResult
 from nbci.render.build import build_view
+from nbci.results import read_run, write_run
 
 
 @pytest.mark.parametrize(
@@ -34,3 +37,9 @@ def test_run_details_say_which_kernels_ran() -> None:
     assert ("Kernel", "python3") in build_view(one).details
     assert ("Kernels", "ir, python3") in build_view(two).details
     assert not any(label.startswith("Kernel") for label, _ in build_view(run()).details)
+
+
+def test_results_json_keeps_the_kernel(tmp_path: Path) -> None:
+    result = NotebookResult(id="a", path="a.ipynb", parameters={}, status="ok", kernel="python3")
+    write_run(run(result), tmp_path)
+    assert read_run(tmp_path).notebooks[0].kernel == "python3"
