@@ -103,6 +103,7 @@ def test_a_configured_parameter_a_plain_cell_lacks_is_still_an_error(
         plan(load_config(project))
 
 
+@pytest.mark.kernel
 def test_magic_parameters_cell_runs_with_the_value_given(
     project: Path, notebook: NotebookFactory
 ) -> None:

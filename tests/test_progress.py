@@ -126,6 +126,7 @@ def test_github_actions_folds_each_notebook_into_its_own_group() -> None:
 # -- a real run ----------------------------------------------------------------------
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("github", [False, True])
 def test_a_run_in_ci_shows_start_heartbeats_output_and_end(
     project: Path,

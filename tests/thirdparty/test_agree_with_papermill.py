@@ -17,6 +17,8 @@ from .make_thirdparty import EXPECTED, PARAMETERS
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 
+pytestmark = [pytest.mark.kernel, pytest.mark.tools]
+
 
 def papermill_status(source: Path, target: Path, parameters: dict[str, Any]) -> tuple[str, Any]:
     """How papermill alone ends a notebook: its status and the exception, if any."""

@@ -15,6 +15,8 @@ from nbci.model import Job
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 
+pytestmark = pytest.mark.kernel
+
 
 def nbci_value(collected: Collected, name: str) -> Any:
     """What nbci made of a scrap: a metric, a scrap's value, or its figure's name."""
