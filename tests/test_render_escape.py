@@ -55,7 +55,7 @@ MARKDOWN_TAGS = {
 }  # fmt: skip
 OUR_LINKS = ("[executed notebook](LINK)", "[notebook](LINK)", "[!NOTE]")
 MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9]")
-REFERENCE = re.compile(r"#\d|\bGH-\d|!\d|%[\w\"]|~[\w\"]|&(amp;)?\d|\$\d", re.I)
+REFERENCE = re.compile(r"#\d|\bGH-\d|!\d|[%~](\w|\"\w|&quot;)|&(amp;)?\d|\$\d", re.I)
 DELIMITER_ROW = re.compile(r"^\|(:?-+:?\|)+$")
 UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
 

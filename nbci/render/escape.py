@@ -37,7 +37,7 @@ _NEWLINES = re.compile(r"\r\n?|[\u2028\u2029\x85]")
 _MENTION = re.compile(r"@(?=[A-Za-z0-9])")
 _REFERENCE = re.compile(
     r"(#|\bGH-|!|&amp;|&|\$)(?=\d)"  # GitHub issues; GitLab merge requests, epics, snippets
-    r"|([%~])(?=[\w\"])",  # GitLab milestones and labels, by number or name
+    r"|[%~](?=[\w\"]|&quot;)",  # GitLab milestones and labels, by number or (quoted) name
     re.IGNORECASE,
 )
 # Characters with a markdown meaning anywhere in a line. `_` is handled apart
