@@ -451,9 +451,10 @@ class _Progress:
         owner = self.group
         if owner is not None:
             self._write("::endgroup::")
-        self._write(f"::group::{line}")
+        self._write(f"::group::{job_id}")
         for kept in waiting_lines:
             self._write(kept)
+        self._write(line)
         self._write("::endgroup::")
         if owner is not None:
             self._write(f"::group::{owner} (continued)")
