@@ -13,7 +13,8 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from nbci.ids import pair_renamed
+from nbci.history import metric_ranges
+from nbci.ids import pair_renamed, with_head_ids
 from nbci.model import (
     Comparison,
     Direction,
@@ -73,8 +74,13 @@ def compare(
     label: str,
     higher: Sequence[str] = (),
     lower: Sequence[str] = (),
+    history: Sequence[Run] = (),
 ) -> Comparison:
     """Every metric of every job of `run` against `baseline`, nothing dropped.
+
+    `history`: the base branch's recent runs, oldest first; a metric with
+    enough of them gets its range (`nbci.history`), and a move inside it is
+    `within` rather than regressed or improved.
 
     Jobs are joined by id and metrics by name. Order: the head run's jobs and
     metrics as they come, then whatever only the baseline has. A job present
@@ -86,6 +92,7 @@ def compare(
     jobs: list[JobChange] = []
     parameters: list[ParameterChange] = []
     directions: dict[str, Direction] = {}  # many jobs share metric names
+    ranges = metric_ranges([with_head_ids(run.notebooks, old) for old in history])
     for job_id, head_nb, base_nb in _join_jobs(run, baseline):
         head_status = head_nb.status if head_nb else None
         base_status = base_nb.status if base_nb else None
@@ -105,6 +112,7 @@ def compare(
                     baseline=base_metrics.get(name),
                     value=head_metrics.get(name),
                     direction=directions[name],
+                    range=ranges.get((job_id, name)),
                 )
             )
     return Comparison(
@@ -112,6 +120,7 @@ def compare(
         deltas=tuple(deltas),
         jobs=tuple(jobs),
         parameters=tuple(parameters),
+        history_runs=len(history),
     )
 
 

@@ -24,10 +24,11 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import PurePosixPath
 from typing import Any
 
-from nbci.model import NotebookResult
+from nbci.model import NotebookResult, Run
 
 MAX_ID = 120
 CONVENTIONAL_FOLDER = "notebooks"
@@ -79,3 +80,12 @@ def pair_renamed(
             renamed[old.id] = same_path[0].id
             unmatched_head.remove(same_path[0])
     return renamed
+
+
+def with_head_ids(head: Sequence[NotebookResult], stored: Run) -> Run:
+    """`stored` with its jobs under the ids `head` gives them (`pair_renamed`)."""
+    renamed = pair_renamed(head, stored.notebooks)
+    if not renamed:
+        return stored
+    notebooks = tuple(replace(nb, id=renamed.get(nb.id, nb.id)) for nb in stored.notebooks)
+    return replace(stored, notebooks=notebooks)

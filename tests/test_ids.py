@@ -8,7 +8,7 @@ import pytest
 from handmade_runs import nb, run
 
 from nbci.compare import compare
-from nbci.ids import MAX_ID, job_id, pair_renamed
+from nbci.ids import MAX_ID, job_id, pair_renamed, with_head_ids
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,10 @@ def test_a_job_present_under_its_own_id_is_never_paired_with_another() -> None:
     head = [replace(nb("a"), path="x.ipynb"), replace(nb("b"), path="x.ipynb")]
     base = [replace(nb("a"), path="x.ipynb"), replace(nb("c"), path="x.ipynb")]
     assert pair_renamed(head, base) == {"c": "b"}
+
+
+def test_stored_runs_of_the_history_take_the_head_ids() -> None:
+    head = [replace(nb("examples-train"), path="examples/train.ipynb")]
+    stored = run(replace(nb("train", accuracy=0.8), path="examples/train.ipynb"), nb("other"))
+    assert [n.id for n in with_head_ids(head, stored).notebooks] == ["examples-train", "other"]
+    assert with_head_ids(head, run(nb("other"))) == run(nb("other"))

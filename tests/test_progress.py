@@ -58,7 +58,7 @@ def test_a_log_gets_start_heartbeats_output_and_end_lines() -> None:
         "[train:stderr] warn red",
         "… train: cell 3 of 12, 1m35s",
         "[train] no newline at the end",
-        "✓ train: ok in 95.0s",
+        "✓ train: passed in 95.0s",
     ]
 
 
@@ -108,19 +108,19 @@ def test_github_actions_folds_each_notebook_into_its_own_group() -> None:
         "::endgroup::",
         "::group::c",
         "▶ c: started, 1 cells",
-        "✓ c: ok in 0.0s",
+        "✓ c: passed in 0.0s",
         "::endgroup::",
         "::group::a (continued)",
-        "✓ a: ok in 0.0s",
+        "✓ a: passed in 0.0s",
         "::endgroup::",
         "::group::b",
         "▶ b: started, 3 cells",
         "[b] b1",
         "[b] b2",
         "[b] b3",
-        "✓ b: ok in 0.0s",
+        "✓ b: passed in 0.0s",
         "::endgroup::",
-        "✓ d: ok (cached) in 0.0s",
+        "✓ d: passed (cached) in 0.0s",
     ]
 
 
@@ -156,7 +156,7 @@ def test_a_run_in_ci_shows_start_heartbeats_output_and_end(
     assert lines[started + 1 : started + 3] == ["[slow] hello", "[slow:stderr] careful"]
     beats = [i for i, line in enumerate(lines) if line.startswith("… slow: cell 2 of 3, ")]
     done = lines.index("[slow] done")
-    end = next(i for i, line in enumerate(lines) if line.startswith("✓ slow: ok in "))
+    end = next(i for i, line in enumerate(lines) if line.startswith("✓ slow: passed in "))
     assert started < beats[0] < done < end
     if github:
         assert (lines[started - 1], lines[end + 1]) == ("::group::slow", "::endgroup::")

@@ -11,6 +11,7 @@ from nbci._files import is_within, write_text_atomic
 from nbci.model import Comparison, Run, Verdict
 from nbci.render.build import build_view
 from nbci.render.markdown import MAX_CHARS, Links, render_markdown
+from nbci.render.trends import trend_deltas, write_trends
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,11 @@ def write_reports(
     templates: Path | None = None,
     title: str = "nbci",
 ) -> list[Path]:
-    """Write `report.md` and `report.html` into `out_dir` (atomically); returns their paths."""
+    """Write `report.md` and `report.html` into `out_dir` (atomically); returns their paths.
+
+    Trend charts (with history) are drawn into `out_dir/trends/` first.
+    """
+    write_trends(trend_deltas(comparison, verdict), out_dir)
     base_paths = _baseline_figures(run, baseline_dir)
     base_urls = {p: _relative_url(baseline_dir / p, out_dir) for p in base_paths if baseline_dir}
     markdown = markdown_report(
