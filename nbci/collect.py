@@ -4,11 +4,8 @@ The outputs are parsed here rather than with `scrapbook.read_notebook`, which
 reads the same format but fails the whole notebook on one malformed or
 unknown-encoder scrap, validates every payload with jsonschema (slow on big
 ones) and keeps nothing bounded. Here each scrap stands alone: an odd one
-becomes a note and the rest are still collected. The format followed is
-scrapbook 0.5's: data outputs `application/scrapbook.scrap.<encoder>+json`
-holding `{"name", "data", "encoder", "version"}`, and display outputs marked
-by `metadata.scrapbook = {"name", "display": true}`. For each name the last
-data scrap wins; a name with no data scrap uses its last display.
+becomes a note and the rest are still collected. Where scraps sit in the
+outputs (scrapbook's format and papermill < 1.0's) is `nbci.scrap_outputs`.
 
 Everything is untrusted and bounded (the `MAX_*` constants): names, counts,
 sizes, nesting. Nothing raises on odd content; what was trimmed or skipped is
@@ -31,10 +28,11 @@ from typing import Any, Literal
 from nbci._files import is_within, safe_name, write_bytes_atomic
 from nbci.glue import MAX_CELL_CHARS, MAX_TABLE_ROWS, TABLE_MARKER, table_from_dataframe
 from nbci.model import Figure, Job, MetricValue, Scrap
+from nbci.scrap_outputs import Found, Notes, find_scraps, read_cells
+from nbci.scrap_outputs import shown as _shown
 
 logger = logging.getLogger(__name__)
 
-MAX_NOTEBOOK_BYTES = 512 * 1024 * 1024
 MAX_NAME_CHARS = 256
 """Longer scrap names are shortened (keeping a hash of the original, so they stay distinct)."""
 MAX_METRICS = 5000
@@ -52,9 +50,7 @@ MAX_FLATTEN_DEPTH = 10
 """A dict of numbers nested deeper than this is kept as a json scrap, not as metrics."""
 MAX_TABLE_COLUMNS = 200
 MAX_PARQUET_BYTES = 50 * 1024 * 1024
-MAX_NOTES = 50
 
-SCRAP_PREFIX = "application/scrapbook.scrap."
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf|infinity)"
@@ -83,104 +79,20 @@ class Collected:
 def collect_notebook(notebook_path: Path, job: Job, out_dir: Path) -> Collected:
     """Read the scraps of an executed notebook; write its figures below `out_dir/figures/`."""
     collector = _Collector(job.id, out_dir)
-    cells = _read_cells(notebook_path, collector.notes)
-    for name, found in _find_scraps(cells, collector.notes).items():
+    cells = read_cells(notebook_path, collector.notes)
+    for name, found in find_scraps(cells, collector.notes).items():
         collector.add(name, found)
     return collector.result()
 
 
-# -- finding scraps in the outputs ---------------------------------------------
-
-
-@dataclass
-class _Found:
-    """What the outputs held for one scrap name: the last data scrap and the last display."""
-
-    encoder: str | None = None
-    data: Any = None
-    display: dict[str, Any] | None = None
-
-    @property
-    def has_data(self) -> bool:
-        return self.encoder is not None
-
-
-def _read_cells(path: Path, notes: _Notes) -> list[Any]:
-    try:
-        size = path.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            notes.add(f"notebook is {size} bytes, over {MAX_NOTEBOOK_BYTES}: nothing collected")
-            return []
-        with path.open("rb") as f:
-            notebook = json.load(f)
-    except (OSError, ValueError, RecursionError) as error:
-        notes.add(f"could not read the executed notebook: {error}")
-        return []
-    cells = notebook.get("cells") if isinstance(notebook, dict) else None
-    if not isinstance(cells, list):
-        notes.add("executed notebook has no list of cells (not nbformat 4?): nothing collected")
-        return []
-    return cells
-
-
-def _find_scraps(cells: list[Any], notes: _Notes) -> dict[str, _Found]:
-    found: dict[str, _Found] = {}
-    for cell in cells:
-        outputs = cell.get("outputs") if isinstance(cell, dict) else None
-        for output in outputs if isinstance(outputs, list) else ():
-            if isinstance(output, dict) and isinstance(output.get("data"), dict):
-                _read_output(output, found, notes)
-    return found
-
-
-def _read_output(output: dict[str, Any], found: dict[str, _Found], notes: _Notes) -> None:
-    bundle: dict[str, Any] = output["data"]
-    for mime, payload in bundle.items():
-        if not (isinstance(mime, str) and mime.startswith(SCRAP_PREFIX)):
-            continue
-        if not (
-            isinstance(payload, dict)
-            and isinstance(payload.get("name"), str)
-            and isinstance(payload.get("encoder"), str)
-            and "data" in payload
-        ):
-            notes.add(f"skipped a malformed scrapbook payload ({_shown(mime)})")
-            continue
-        entry = found.setdefault(payload["name"], _Found())
-        entry.encoder, entry.data = payload["encoder"], payload["data"]
-    metadata = output.get("metadata")
-    marker = metadata.get("scrapbook") if isinstance(metadata, dict) else None
-    if isinstance(marker, dict) and marker.get("display") and isinstance(marker.get("name"), str):
-        display = {k: v for k, v in bundle.items() if not str(k).startswith(SCRAP_PREFIX)}
-        found.setdefault(marker["name"], _Found()).display = display
-
-
 # -- sorting scraps into metrics, scraps and figures -----------------------------
-
-
-class _Notes:
-    """What a reader should know was trimmed or skipped; bounded itself."""
-
-    def __init__(self) -> None:
-        self._notes: list[str] = []
-        self._dropped = 0
-
-    def add(self, note: str) -> None:
-        if len(self._notes) < MAX_NOTES:
-            self._notes.append(note)
-        else:
-            self._dropped += 1
-
-    def result(self) -> tuple[str, ...]:
-        more = (f"... and {self._dropped} more notes",) if self._dropped else ()
-        return (*self._notes, *more)
 
 
 @dataclass
 class _Collector:
     job_id: str
     out_dir: Path
-    notes: _Notes = field(default_factory=_Notes)
+    notes: Notes = field(default_factory=Notes)
     metrics: dict[str, MetricValue] = field(default_factory=dict)
     scraps: dict[str, Scrap] = field(default_factory=dict)
     figures: list[Figure] = field(default_factory=list)
@@ -198,7 +110,7 @@ class _Collector:
             notes=self.notes.result(),
         )
 
-    def add(self, raw_name: str, found: _Found) -> None:
+    def add(self, raw_name: str, found: Found) -> None:
         name = self._name(_unicode(raw_name))
         try:
             if found.has_data:
@@ -505,8 +417,3 @@ def _depth(value: Any, limit: int) -> int:
         ]
         depth += 1 if level else 0
     return depth
-
-
-def _shown(name: str) -> str:
-    """An untrusted name for a note: quoted, short."""
-    return repr(name if len(name) <= 60 else name[:57] + "...")

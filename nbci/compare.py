@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from nbci.history import metric_ranges
+from nbci.ids import pair_renamed, with_head_ids
 from nbci.model import (
     Comparison,
     Direction,
@@ -91,7 +92,7 @@ def compare(
     jobs: list[JobChange] = []
     parameters: list[ParameterChange] = []
     directions: dict[str, Direction] = {}  # many jobs share metric names
-    ranges = metric_ranges(history) if history else {}
+    ranges = metric_ranges([with_head_ids(run.notebooks, old) for old in history])
     for job_id, head_nb, base_nb in _join_jobs(run, baseline):
         head_status = head_nb.status if head_nb else None
         base_status = base_nb.status if base_nb else None
@@ -146,13 +147,18 @@ def _json_text(value: Any) -> str:
 def _join_jobs(
     run: Run, baseline: Run
 ) -> Iterator[tuple[str, NotebookResult | None, NotebookResult | None]]:
-    """(job id, head result, baseline result), either side None when absent."""
-    base_by_id = {nb.id: nb for nb in baseline.notebooks}
+    """(job id, head result, baseline result), either side None when absent.
+
+    A baseline job stored under an older id of the same job is joined under its
+    head id (`nbci.ids.pair_renamed`).
+    """
+    renamed = pair_renamed(run.notebooks, baseline.notebooks)
+    base_by_id = {renamed.get(nb.id, nb.id): nb for nb in baseline.notebooks}
     head_ids = {nb.id for nb in run.notebooks}
     for nb in run.notebooks:
         yield nb.id, nb, base_by_id.get(nb.id)
     for nb in baseline.notebooks:
-        if nb.id not in head_ids:
+        if renamed.get(nb.id, nb.id) not in head_ids:
             yield nb.id, None, nb
 
 

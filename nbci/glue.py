@@ -47,6 +47,8 @@ TABLE_MARKER = "nbci.table"
 MAX_TABLE_ROWS = 1000
 """Rows of a DataFrame that are kept; `total_rows` keeps the real count."""
 MAX_CELL_CHARS = 1000
+MAX_CELL_DEPTH = 10
+"""A list-like table cell is shown to this depth; deeper values as text."""
 MAX_DEPTH = 100
 """Deeper values are stored as their display: the bound only stops self-referential
 containers. Deep values within it are stored as data, so that collect keeps them (as
@@ -191,10 +193,32 @@ def _cell(value: Any) -> str | int | float | bool | None:
         if math.isnan(value):
             return None
         return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
-    if _is_missing(value):
+    if isinstance(value, list | tuple | dict):
+        text = _json_text(value)
+    elif _is_missing(value):
         return None
-    text = value if isinstance(value, str) else str(value)
+    else:
+        text = value if isinstance(value, str) else str(value)
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
+
+
+def _json_text(value: Any) -> str:
+    """A list-like cell (parquet gives numpy arrays, nested ones too) as its values in JSON."""
+    return json.dumps(_plain(value, MAX_CELL_DEPTH), ensure_ascii=False, default=str)
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """`value` with numpy/torch values inside lists and dicts as Python ones (to `depth`)."""
+    value = _scalar(value)
+    if depth <= 0:
+        return value if isinstance(value, str | int | float | bool | None) else str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(item, depth - 1) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item, depth - 1) for key, item in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    return value
 
 
 def _is_missing(value: Any) -> bool:

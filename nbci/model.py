@@ -104,6 +104,8 @@ class NotebookResult:
     notes: tuple[str, ...] = ()
     """What collection trimmed or skipped, said to the reader."""
     cache_key: str | None = None
+    kernel: str | None = None
+    """The kernel that ran the notebook, as installed (`python` in a notebook runs `python3`)."""
 
     @property
     def ok(self) -> bool:

@@ -24,6 +24,7 @@ from nbci.config import Config
 from nbci.errors import Interrupted, UsageError
 from nbci.model import Comparison, Job, NotebookResult, Run, Verdict
 from nbci.plan import Plan, plan
+from nbci.progress import OnEvent
 from nbci.results import RESULTS_FILE, new_run, read_run, write_run
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class RunRequest:
     use_cache: bool = True
     shard: tuple[int, int] | None = None
     baseline: Path | None = None
+    log_output: bool = False
+    """Send each notebook's stdout/stderr to `on_event` as it is produced."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,17 @@ def output_dir(config: Config, out: Path | None = None) -> Path:
 
 
 def run(
-    config: Config, request: RunRequest, *, on_result: ResultCallback | None = None
+    config: Config,
+    request: RunRequest,
+    *,
+    on_result: ResultCallback | None = None,
+    on_event: OnEvent | None = None,
 ) -> RunOutcome:
-    """Run the planned jobs and write the output directory. Raises only for bad input."""
+    """Run the planned jobs and write the output directory. Raises only for bad input.
+
+    `on_result` gets each job's result as it finishes; `on_event` what running
+    jobs tell on the way (`nbci.progress`).
+    """
     out_dir = output_dir(config, request.out)
     check_output_dir(out_dir, config.root)
     planned = plan(config, request.paths, request.overrides, out_dir=out_dir)
@@ -75,7 +86,9 @@ def run(
     baseline = read_run(request.baseline) if request.baseline else None
     jobs = _select_shard(planned.jobs, request.shard, baseline)
     with _staging(out_dir) as staging:
-        results, interrupted = _execute(config, request, planned, jobs, staging, on_result)
+        results, interrupted = _execute(
+            config, request, planned, jobs, staging, on_result, on_event
+        )
         shard = f"{request.shard[0]}/{request.shard[1]}" if request.shard else None
         the_run = new_run(
             results,
@@ -171,6 +184,7 @@ def _apply_request(planned: Plan, request: RunRequest) -> Plan:
     return Plan(
         jobs=tuple(replace(job, **changes) for job in planned.jobs),
         problems=tuple(replace(p, job=replace(p.job, **changes)) for p in planned.problems),
+        notes=tuple(replace(n, job=replace(n.job, **changes)) for n in planned.notes),
     )
 
 
@@ -194,6 +208,7 @@ def _execute(
     jobs: Sequence[Job],
     out_dir: Path,
     on_result: ResultCallback | None,
+    on_event: OnEvent | None,
 ) -> tuple[list[NotebookResult], bool]:
     """Every job's result in plan order, and whether the run was interrupted."""
     from nbci import cache
@@ -207,7 +222,13 @@ def _execute(
     )
     done: dict[str, NotebookResult] = {}
 
+    plan_notes: dict[str, tuple[str, ...]] = {}
+    for note in planned.notes:
+        plan_notes[note.job.id] = (*plan_notes.get(note.job.id, ()), note.message)
+
     def finished(result: NotebookResult) -> None:
+        if result.id in plan_notes:
+            result = replace(result, notes=(*plan_notes[result.id], *result.notes))
         done[result.id] = result
         if on_result:
             on_result(result)
@@ -234,6 +255,8 @@ def _execute(
         workers=request.workers or config.jobs,
         preload=config.preload is not None,
         preload_modules=config.preload or (),
+        on_event=on_event,
+        stream_output=request.log_output,
     )
     interrupted = False
     try:

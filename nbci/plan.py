@@ -1,28 +1,26 @@
 """Plan: which notebooks run with which parameters, as a list of `Job`s.
 
-A job id is the notebook's name plus the matrix values that tell its jobs
-apart (`train`, `train-C-0.1`), the same on every machine. Parameters are
+Job ids follow `nbci.ids` (path and matrix values only). Parameters are
 checked against each notebook's `parameters` cell before anything runs.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 import itertools
 import json
-import re
+import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nbci.config import Config, NotebookEntry
 from nbci.errors import ConfigError, UsageError
+from nbci.ids import job_id
 from nbci.model import Job
 
-MAX_ID = 120
-_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,10 +32,34 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Note:
+    """Something a reader of a job's result should know about how it was planned."""
+
+    job: Job
+    message: str
+
+
+@dataclass(frozen=True)
 class Plan:
     jobs: tuple[Job, ...]
     problems: tuple[Problem, ...] = ()
     """Jobs known to be `invalid` before any kernel starts."""
+    notes: tuple[Note, ...] = ()
+    """Parameters injected although nbci could not tell that the notebook defines them."""
+
+
+@dataclass(frozen=True)
+class ParametersCell:
+    """What a notebook's cells tagged `parameters` define, as far as nbci can tell."""
+
+    names: frozenset[str] = frozenset()
+    tagged: bool = False
+    doubt: str | None = None
+    """Why other names may be defined too (a `%run`, a syntax error...); None when sure."""
+
+    def takes(self, name: str) -> bool:
+        """Whether `name` goes in: defined there, or perhaps defined (papermill injects)."""
+        return name in self.names or self.doubt is not None
 
 
 def parse_parameter(text: str) -> tuple[str, Any]:
@@ -74,6 +96,7 @@ def plan(
     notebooks = _select_notebooks(config, paths, own)
     jobs: list[Job] = []
     problems: list[Problem] = []
+    notes: list[Note] = []
     for notebook in notebooks:
         if not _is_utf8(notebook):
             job = _unnamable(notebook)
@@ -81,14 +104,18 @@ def plan(
             message = f"{job.path}: the file name is not valid UTF-8; rename it"
             problems.append(Problem(job, message))
             continue
-        defined = _parameters_defined(config.root / notebook)
-        for job in _jobs_for(config, notebook, overrides, defined):
+        cell = parameters_cell(config.root / notebook)
+        for job in _jobs_for(config, notebook, overrides, cell):
             jobs.append(job)
-            problem = _check_parameters(config, job, defined, explicit=set(overrides))
+            problem = _check_parameters(config, job, cell)
             if problem:
                 problems.append(Problem(job, problem))
+            elif warning := _doubt_warning(job, cell):
+                log.warning("%s", warning)
+                notes.append(Note(job, warning))
     _check_global_parameters(config, overrides, notebooks)
-    return Plan(jobs=tuple(_unique_ids(jobs)), problems=tuple(problems))
+    _check_unique_ids(jobs)
+    return Plan(jobs=tuple(jobs), problems=tuple(problems), notes=tuple(notes))
 
 
 # -- which notebooks ---------------------------------------------------------
@@ -165,7 +192,7 @@ def _relative(root: Path, path: Path) -> str:
 
 
 def _jobs_for(
-    config: Config, notebook: str, overrides: Mapping[str, Any], defined: set[str] | None
+    config: Config, notebook: str, overrides: Mapping[str, Any], cell: ParametersCell | None
 ) -> list[Job]:
     entries = [e for e in config.entries if PurePosixPath(notebook).match(e.pattern)]
     if not entries:
@@ -176,14 +203,14 @@ def _jobs_for(
         for combo in itertools.product(*axes.values()):
             varying = dict(zip(axes, combo, strict=True))
             parameters = {
-                **_applicable(config.parameters, defined),
+                **_applicable(config.parameters, cell),
                 **entry.parameters,
                 **varying,
-                **_applicable(overrides, defined),
+                **_applicable(overrides, cell),
             }
             jobs.append(
                 Job(
-                    id=_job_id(notebook, varying),
+                    id=job_id(notebook, varying),
                     path=notebook,
                     parameters=parameters,
                     kernel=entry.kernel or config.kernel,
@@ -195,84 +222,139 @@ def _jobs_for(
     return jobs
 
 
-def _applicable(parameters: Mapping[str, Any], defined: set[str] | None) -> dict[str, Any]:
-    """Project-wide parameters go to the notebooks whose parameters cell defines them."""
-    if defined is None:
+def _applicable(parameters: Mapping[str, Any], cell: ParametersCell | None) -> dict[str, Any]:
+    """Project-wide parameters go to the notebooks whose parameters cell (perhaps) defines them."""
+    if cell is None:
         return {}
-    return {name: value for name, value in parameters.items() if name in defined}
+    return {name: value for name, value in parameters.items() if cell.takes(name)}
 
 
-def _check_parameters(
-    config: Config, job: Job, defined: set[str] | None, *, explicit: set[str]
-) -> str | None:
-    """Raise for a parameter the notebook does not define; a message if it has no such cell."""
-    if defined is None:
+def _check_parameters(config: Config, job: Job, cell: ParametersCell | None) -> str | None:
+    """Raise for a parameter the notebook does not define; a message if it has no such cell.
+
+    A project-wide or `-p` parameter only reaches the notebooks that take it
+    (`_applicable`): another notebook runs as it is.
+    """
+    if cell is None:
         return None  # unreadable notebook: the executor reports it as invalid
-    given = set(job.parameters) | explicit
-    if not given:
+    if not job.parameters:
         return None
-    if not defined and "parameters" not in _tags_seen(config.root / job.path):
+    if not cell.tagged:
         return (
             f"{job.path}: has no cell tagged 'parameters', "
-            f"so it cannot take {', '.join(sorted(given))}"
+            f"so it cannot take {', '.join(sorted(job.parameters))}"
         )
-    unknown = sorted(set(job.parameters) - defined)
+    unknown = sorted(name for name in job.parameters if not cell.takes(name))
     if unknown:
         raise ConfigError(
             f"{_where(config)}parameters for {job.path}: {unknown[0]!r} is not defined in its "
-            f"'parameters' cell (expected one of: {', '.join(sorted(defined)) or 'none'})"
+            f"'parameters' cell (expected one of: {', '.join(sorted(cell.names)) or 'none'})"
         )
     return None
+
+
+def _doubt_warning(job: Job, cell: ParametersCell | None) -> str | None:
+    """Said when a parameter went in although nbci cannot see the cell define it."""
+    unseen = sorted(name for name in job.parameters if cell and name not in cell.names)
+    if cell is None or cell.doubt is None or not unseen:
+        return None
+    return (
+        f"{job.path}: injected {', '.join(unseen)} although nbci cannot tell whether its "
+        f"'parameters' cell defines {'it' if len(unseen) == 1 else 'them'} ({cell.doubt})"
+    )
 
 
 def _check_global_parameters(
     config: Config, overrides: Mapping[str, Any], notebooks: Sequence[str]
 ) -> None:
-    """A project-wide or -p parameter that no selected notebook defines is a typo."""
-    defined: set[str] = set()
-    readable = False
-    for notebook in notebooks:
-        names = _parameters_defined(config.root / notebook)
-        if names is not None:
-            readable = True
-            defined |= names
-    if not readable:
+    """A project-wide or -p parameter that no selected notebook (perhaps) defines is a typo."""
+    cells = [c for n in notebooks if (c := parameters_cell(config.root / n)) is not None]
+    if not cells:
         return
     for name in config.parameters:
-        if name not in defined:
+        if not any(cell.takes(name) for cell in cells):
             raise ConfigError(
                 f"{_where(config)}parameters.{name}: no selected notebook's 'parameters' cell "
                 "defines it"
             )
     for name in overrides:
-        if name not in defined:
+        if not any(cell.takes(name) for cell in cells):
             raise UsageError(f"-p {name}: no selected notebook's 'parameters' cell defines it")
 
 
-def _parameters_defined(path: Path) -> set[str] | None:
-    """Names assigned in the notebook's `parameters` cell; None when it cannot be read."""
+# -- what a parameters cell defines -------------------------------------------------
+
+_NAME_MAKING_MAGICS = frozenset({"run", "store", "load", "macro"})
+"""Line magics that can define names a reader of the cell cannot see."""
+_NAME_MAKING_CALLS = frozenset({"exec", "eval", "globals", "locals", "vars", "setattr"})
+
+
+def parameters_cell(path: Path) -> ParametersCell | None:
+    """What the notebook's cells tagged `parameters` define; None when it cannot be read.
+
+    Like papermill, every tagged cell counts. A cell that is not plain Python
+    (`%matplotlib inline`, `!pip ...`) is read the way IPython runs it.
+    """
     cells = _code_cells(path)
     if cells is None:
         return None
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     names: set[str] = set()
-    for cell in cells:
-        if "parameters" not in cell.get("metadata", {}).get("tags", []):
-            continue
+    doubts: list[str] = []
+    for cell in tagged:
+        found, doubt = _names_defined(_source(cell))
+        names |= found
+        doubts += [doubt] if doubt else []
+    return ParametersCell(frozenset(names), bool(tagged), "; ".join(doubts) or None)
+
+
+def _names_defined(source: str) -> tuple[set[str], str | None]:
+    """Names the code assigns or imports, and why there may be more (None: there are not)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
         try:
-            tree = ast.parse(_source(cell))
-        except SyntaxError:
-            return None
-        for node in tree.body:
-            targets = (
-                node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-            )
-            names |= {t.id for t in targets if isinstance(t, ast.Name)}
-    return names
+            tree = ast.parse(_as_ipython_runs_it(source))
+        except SyntaxError as error:
+            return set(), f"line {error.lineno}: {error.msg}"
+    names: set[str] = set()
+    doubt = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                if alias.name == "*":
+                    doubt = "it has a star import"
+                names.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, ast.Call) and (why := _name_making_call(node)):
+            doubt = why
+    return names, doubt
 
 
-def _tags_seen(path: Path) -> set[str]:
-    cells = _code_cells(path) or []
-    return {tag for cell in cells for tag in cell.get("metadata", {}).get("tags", [])}
+def _as_ipython_runs_it(source: str) -> str:
+    """Magics and shell escapes as the `get_ipython()` calls IPython turns them into."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return str(TransformerManager().transform_cell(source))
+
+
+def _name_making_call(call: ast.Call) -> str | None:
+    """Why a call may define names: `exec(...)`, `%run`, a cell magic; else None."""
+    function = call.func
+    if isinstance(function, ast.Name) and function.id in _NAME_MAKING_CALLS:
+        return f"it calls {function.id}()"
+    if not (isinstance(function, ast.Attribute) and call.args):
+        return None
+    first = call.args[0]
+    magic = first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else ""
+    if function.attr == "run_cell_magic":
+        return f"it is a %%{magic} cell"
+    if function.attr == "run_line_magic" and magic.lstrip("%") in _NAME_MAKING_MAGICS:
+        return f"it runs %{magic}"
+    return None
 
 
 def _code_cells(path: Path) -> list[dict[str, Any]] | None:
@@ -312,39 +394,24 @@ def _shown(text: str) -> str:
 def _unnamable(notebook: str) -> Job:
     """The `invalid` job of a notebook whose path cannot be written to results.json."""
     shown = _shown(notebook)
-    return Job(id=_job_id(shown, {}), path=shown)
+    return Job(id=job_id(shown, {}), path=shown)
 
 
 # -- ids ---------------------------------------------------------------------
 
 
-def _job_id(notebook: str, varying: Mapping[str, Any]) -> str:
-    parts = [PurePosixPath(notebook).stem]
-    for name, value in sorted(varying.items()):
-        parts += [name, value if isinstance(value, str) else json.dumps(value)]
-    return _safe_id("-".join(str(p) for p in parts))
-
-
-def _safe_id(text: str) -> str:
-    cleaned = _ID_UNSAFE.sub("_", text).strip("._-") or "notebook"
-    if len(cleaned) > MAX_ID:
-        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-        cleaned = f"{cleaned[: MAX_ID - 9]}-{digest}"
-    return cleaned
-
-
-def _unique_ids(jobs: list[Job]) -> list[Job]:
-    """Jobs whose ids collide (same stem in two folders) get their folder in the id."""
-    counts: dict[str, int] = {}
+def _check_unique_ids(jobs: Sequence[Job]) -> None:
+    """Two jobs whose paths or values only differ in characters an id cannot hold."""
+    seen: dict[str, Job] = {}
     for job in jobs:
-        counts[job.id] = counts.get(job.id, 0) + 1
-    unique = []
-    for job in jobs:
-        if counts[job.id] > 1:
-            parent = PurePosixPath(job.path).parent.as_posix().replace("/", "-")
-            digest = hashlib.sha256(
-                json.dumps([job.path, job.parameters], sort_keys=True, default=str).encode()
-            ).hexdigest()[:6]
-            job = replace(job, id=_safe_id(f"{parent}-{job.id}-{digest}"))
-        unique.append(job)
-    return unique
+        other = seen.setdefault(job.id, job)
+        if other is not job and other.path == job.path:
+            raise ConfigError(
+                f"{job.path}: two [[notebook]] entries give it the job id {job.id!r}; "
+                "tell them apart with different matrix values"
+            )
+        if other is not job:
+            raise ConfigError(
+                f"{other.path} and {job.path} would both have the job id {job.id!r}: "
+                "rename one (ids keep only letters, digits, '.', '_' and '-')"
+            )

@@ -109,6 +109,7 @@ def _notebook_to_dict(nb: NotebookResult) -> dict[str, Any]:
         "figures": [{"name": f.name, "path": f.path} for f in nb.figures],
         "notes": list(nb.notes),
         "cache_key": nb.cache_key,
+        "kernel": nb.kernel,
     }
 
 
@@ -385,6 +386,7 @@ def _notebook_from_dict(nb: dict[str, Any], where: Where, source: str) -> Notebo
         ),
         notes=tuple(nb.get("notes", [])),
         cache_key=nb.get("cache_key"),
+        kernel=nb.get("kernel"),
     )
 
 

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from scrapbook_outputs import scrap, shown
 
-from nbci import collect
+from nbci import collect, scrap_outputs
 from nbci.collect import Collected, collect_notebook
 from nbci.errors import ResultsError
 from nbci.model import Job, NotebookResult
@@ -184,7 +184,7 @@ def test_bounds_on_hostile_values(tmp_path: Path) -> None:
     assert len(collected.scraps["huge_text"].value) == collect.MAX_TEXT_CHARS
     assert collected.scraps["huge_json"].kind == "text"
     assert len(collected.scraps["huge_json"].value) == collect.MAX_JSON_CHARS
-    assert len(collected.notes) <= collect.MAX_NOTES + 1
+    assert len(collected.notes) <= scrap_outputs.MAX_NOTES + 1
 
     # What collect keeps, results.json keeps: the untrusted reader accepts it.
     result = NotebookResult(

@@ -85,9 +85,9 @@ def test_every_status_in_one_run(project: Path, notebooks: Path, tmp_path: Path)
 
     failed = results["failed"]
     assert failed.status == "failed" and failed.error is not None
-    # code cells of the executed notebook: parameters, injected-parameters, `a = n`, the raise
+    # as Jupyter numbers the cells (`In [4]`): parameters, injected-parameters, `a = n`, the raise
     assert (failed.error.cell, failed.error.ename, failed.error.evalue) == (
-        3,
+        4,
         "ValueError",
         "boom 7",
     )
@@ -97,7 +97,7 @@ def test_every_status_in_one_run(project: Path, notebooks: Path, tmp_path: Path)
     assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
 
     cell = results["cell-timeout"]
-    assert cell.status == "timeout" and cell.error is not None and cell.error.cell == 3
+    assert cell.status == "timeout" and cell.error is not None and cell.error.cell == 4
     assert "cell timeout (2 s)" in str(cell.error.message)
     assert cell.output == "notebooks/cell-timeout.ipynb"
 
@@ -106,7 +106,7 @@ def test_every_status_in_one_run(project: Path, notebooks: Path, tmp_path: Path)
     assert "notebook ran longer than its timeout (3 s)" in str(whole.error.message)
 
     died = results["died"]
-    assert died.status == "died" and died.error is not None and died.error.cell == 3
+    assert died.status == "died" and died.error is not None and died.error.cell == 4
     assert "exit code 3" in str(died.error.message)
     assert died.output == "notebooks/died.ipynb"
 

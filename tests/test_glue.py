@@ -189,6 +189,19 @@ def test_table_keeps_index_and_bounds_rows() -> None:
     assert (len(big["rows"]), big["total_rows"]) == (MAX_TABLE_ROWS, MAX_TABLE_ROWS + 5)
 
 
+def test_list_cells_show_their_values_as_json() -> None:
+    nested = np.array(
+        [np.array(["foo", "bar"], dtype=object), np.array([1.5, np.nan])], dtype=object
+    )
+    frame = pd.DataFrame(
+        {"tokens": [np.array(["foo", "bar"], dtype=object), nested], "meta": [{"k": 1}, ("x", 2)]}
+    )
+    assert table_from_dataframe(frame)["rows"] == [
+        ['["foo", "bar"]', '{"k": 1}'],
+        ['[["foo", "bar"], [1.5, null]]', '["x", 2]'],
+    ]
+
+
 def test_glue_outside_a_kernel_only_warns(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="nbci.glue"):
         nbci.glue("accuracy", 0.5)

@@ -19,7 +19,7 @@ def test_default_plan_finds_notebooks_skipping_checkpoints_and_output(
     notebook("nbci-out/notebooks/train.ipynb", ["x = 1"])
     planned = plan(load_config(project))
     assert [(j.id, j.path) for j in planned.jobs] == [
-        ("profile", "notebooks/sub/profile.ipynb"),
+        ("sub-profile", "notebooks/sub/profile.ipynb"),
         ("train", "notebooks/train.ipynb"),
     ]
     assert all(j.parameters == {} for j in planned.jobs)
@@ -64,20 +64,42 @@ def test_explicit_paths_and_folders(project: Path, notebook: NotebookFactory) ->
     notebook("notebooks/a.ipynb", ["pass"])
     notebook("other/b.ipynb", ["pass"])
     config = load_config(project)
-    assert [j.id for j in plan(config, [Path("other")]).jobs] == ["b"]
+    assert [j.id for j in plan(config, [Path("other")]).jobs] == ["other-b"]
     assert [j.id for j in plan(config, [Path("notebooks/a.ipynb")]).jobs] == ["a"]
     with pytest.raises(UsageError, match=r"missing\.ipynb: no such notebook"):
         plan(config, [Path("missing.ipynb")])
 
 
-def test_same_stem_in_two_folders_gets_distinct_ids(
+def test_ids_depend_on_the_path_alone_never_on_the_selection(
     project: Path, notebook: NotebookFactory
 ) -> None:
     notebook("notebooks/a/train.ipynb", ["pass"])
     notebook("notebooks/b/train.ipynb", ["pass"])
-    ids = [j.id for j in plan(load_config(project)).jobs]
-    assert len(set(ids)) == 2
-    assert ids[0].startswith("notebooks-a-train") and ids[1].startswith("notebooks-b-train")
+    notebook("examples/train.ipynb", ["pass"])
+    notebook("train.ipynb", ["pass"])
+    config = load_config(project)
+    everything = [Path("notebooks"), Path("examples"), Path("train.ipynb")]
+    ids = {j.path: j.id for j in plan(config, everything).jobs}
+    assert ids == {
+        "notebooks/a/train.ipynb": "a-train",
+        "notebooks/b/train.ipynb": "b-train",
+        "examples/train.ipynb": "examples-train",
+        "train.ipynb": "train",
+    }
+    for path, expected in ids.items():
+        (alone,) = plan(config, [Path(path)]).jobs
+        assert alone.id == expected
+    (folder_b,) = plan(config, [Path("notebooks/b")]).jobs
+    assert folder_b.id == "b-train"
+
+
+def test_two_notebooks_that_would_share_an_id_are_refused_not_renamed(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/a/b-c.ipynb", ["pass"])
+    notebook("notebooks/a-b/c.ipynb", ["pass"])
+    with pytest.raises(ConfigError, match=r"would both have the job id 'a-b-c': rename one"):
+        plan(load_config(project))
 
 
 def test_a_glob_that_matches_nothing_is_a_config_error(project: Path) -> None:

@@ -69,7 +69,11 @@ def execute_jobs(jobs: Sequence[Job], options: ExecuteOptions) -> Iterator[Noteb
     with (
         tempfile.TemporaryDirectory(prefix="nbci-kernels-") as scratch,
         StopSignals() as stop,
-        Pool(WorkerSettings.make(options, pending[0], Path(scratch), preload), size) as pool,
+        Pool(
+            WorkerSettings.make(options, pending[0], Path(scratch), preload),
+            size,
+            options.on_event,
+        ) as pool,
     ):
 
         def interrupted() -> bool:

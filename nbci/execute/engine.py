@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbci.execute.reporting import OutputStream, cell_hook
 from nbci.execute.text import describe_exit, one_line, seconds, strip_ansi
 from nbci.model import ErrorInfo, Status
 
@@ -24,6 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from nbci.execute.running import Clock, RunningJob
 
 logger = logging.getLogger(__name__)
+
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.*)$")
+"""The last line of an error printed to stderr: `UsageError: Line magic function ...`."""
 
 OnReady = Callable[[Any], Awaitable[None]]
 """Called with the kernel client once the kernel answers, before the first cell."""
@@ -49,12 +54,12 @@ def execute(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> Outcome:
         raise_for_execution_errors(executed, str(running.output))
     except PapermillExecutionError as error:
         failing = ran[error.cell_index] if error.cell_index < len(ran) else None
-        return Outcome("failed", _failure(error, _code_index(nb, failing)))
+        return Outcome("failed", _failure(error, failing, cell_number(nb, failing)))
     except CellTimeoutError as error:
         message = _timeout_message(nb, clock, waiting_for_output="IOPub" in str(error))
-        return Outcome("timeout", ErrorInfo(cell=_code_index(nb, clock.cell), message=message))
+        return Outcome("timeout", ErrorInfo(cell=cell_number(nb, clock.cell), message=message))
     except DeadKernelError:
-        cell = _code_index(nb, clock.cell)
+        cell = cell_number(nb, clock.cell)
         message = f"the kernel died ({describe_exit(kernel.exit_code())}) while running cell {cell}"
         return Outcome("died", ErrorInfo(cell=cell, message=message, traceback=kernel.log_tail()))
     except Exception as error:  # a kernel that never came up, or a broken connection
@@ -81,6 +86,10 @@ def _run_cells(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> Notebo
     def notebook_started(notebook: object) -> Awaitable[None]:  # nbclient passes it by name
         return on_ready(client.kc)
 
+    streams: dict[str, Any] = {}
+    if running.settings.stream_output:
+        streams = {"stdout_file": OutputStream(running, "stdout")}
+        streams["stderr_file"] = OutputStream(running, "stderr")
     client = PapermillNotebookClient(
         manager,
         km=kernel.km,
@@ -89,6 +98,8 @@ def _run_cells(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> Notebo
         startup_timeout=math.ceil(running.settings.start_timeout),
         log=logging.getLogger("papermill"),
         on_notebook_start=notebook_started,
+        on_cell_execute=cell_hook(running),
+        **streams,
     )
     manager.notebook_start()
     try:
@@ -109,29 +120,68 @@ async def change_directory(kc: Any, cwd: Path, timeout: float) -> None:
         raise RuntimeError(f"cannot change the kernel's directory to {cwd}")
 
 
-def _failure(error: Any, cell: int | None) -> ErrorInfo:
-    """A `failed` job's error from papermill's PapermillExecutionError."""
-    traceback = error.traceback if isinstance(error.traceback, list) else [str(error.traceback)]
-    return ErrorInfo(
-        cell=cell,
-        ename=str(error.ename),
-        evalue=strip_ansi(str(error.evalue)),
-        traceback=strip_ansi("\n".join(map(str, traceback))),
-    )
+def _failure(error: Any, failing: Any, cell: int | None) -> ErrorInfo:
+    """A `failed` job's error from papermill's PapermillExecutionError.
 
-
-def _code_index(nb: NotebookNode, cell: Any) -> int | None:
-    """0-based index of `cell` among the code cells of the executed notebook.
-
-    The executed notebook is the one in `out_dir/notebooks/`: papermill's
-    `injected-parameters` cell counts; its markdown error banners do not.
+    An error that left no error output (a missing line magic: IPython's
+    UsageError goes to stderr) comes from papermill as an empty
+    CellExecutionError; the message the user saw in the cell's stderr is
+    used instead.
     """
-    code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    return next((i for i, c in enumerate(code_cells) if c is cell), None)
+    traceback = error.traceback if isinstance(error.traceback, list) else [str(error.traceback)]
+    ename, evalue = str(error.ename), strip_ansi(str(error.evalue))
+    text = strip_ansi("\n".join(map(str, traceback)))
+    if ename == "CellExecutionError" and not evalue.strip():
+        stderr = _stderr_of(failing)
+        if stderr:
+            ename, evalue = _last_error_line(stderr)
+            text = stderr
+    return ErrorInfo(cell=cell, ename=ename, evalue=evalue, traceback=text)
+
+
+def _stderr_of(cell: Any) -> str:
+    outputs = cell.get("outputs", []) if cell is not None else []
+    texts = [
+        "".join(o.get("text", "")) if isinstance(o.get("text"), list) else str(o.get("text", ""))
+        for o in outputs
+        if o.get("output_type") == "stream" and o.get("name") == "stderr"
+    ]
+    return strip_ansi("".join(texts)).strip()
+
+
+def _last_error_line(stderr: str) -> tuple[str, str]:
+    """`UsageError: Line magic function ... not found.` → its name and message."""
+    last = stderr.splitlines()[-1].strip()
+    match = _ERROR_LINE.match(last)
+    if match:
+        return match.group(1), match.group(2)
+    return "CellExecutionError", last
+
+
+def cell_number(nb: NotebookNode, cell: Any) -> int | None:
+    """The cell's number as Jupyter shows it: `In [N]`, `Cell In[N]` in tracebacks.
+
+    That is its execution count; a cell that has none yet gets the count it
+    would have: 1 + the code cells with source before it in the executed
+    notebook (papermill's `injected-parameters` cell included; nbclient skips
+    empty cells and so does the count).
+    """
+    if cell is None:
+        return None
+    count = cell.get("execution_count")
+    if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+        return count
+    before = 0
+    for other in nb.cells:
+        if other is cell:
+            return before + 1
+        if other.cell_type == "code" and other.source.strip():
+            before += 1
+    return None
 
 
 def _timeout_message(nb: NotebookNode, clock: Clock, *, waiting_for_output: bool) -> str:
-    cell = _code_index(nb, clock.cell)
+    cell = cell_number(nb, clock.cell)
     if waiting_for_output:  # nbclient's iopub_timeout: the reply came, its outputs did not
         return f"cell {cell} finished but its output did not arrive in time"
     if clock.notebook_bound:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from nbci.execute.engine import change_directory, execute
 from nbci.execute.handoff import collect_outputs
 from nbci.execute.protocol import Started
+from nbci.execute.reporting import announce_start
 from nbci.execute.running import Clock, RunningJob, WorkerContext
 from nbci.execute.settings import output_paths
 from nbci.execute.text import one_line
@@ -23,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 KERNEL_START_ATTEMPTS = 2
 """A kernel that dies before it answers is replaced once (nothing of the notebook ran)."""
+KERNEL_ALIASES = {"python": "python3"}
+"""Names jupyter_client's KernelManager (and so papermill) runs as another kernel."""
 
 
 class _Invalid(Exception):
@@ -98,6 +102,7 @@ def _run_in_kernel(
         clock.start()
         worker.sender.send(Started())
         logger.debug("%s: the kernel answered after %.2f s", running.job.id, clock.elapsed())
+        announce_start(running)
         await worker.kernels.prestart(kernel.name, running.source_dir)
         logger.debug("%s: the next kernel started after %.2f s", running.job.id, clock.elapsed())
 
@@ -116,6 +121,7 @@ def _run_in_kernel(
             duration_s=clock.elapsed(),
             output=running.notebook_rel if running.output.is_file() else None,
             notes=running.notes,
+            kernel=running.kernel_name,
         )
         if result.output is not None:
             result = collect_outputs(result, running)
@@ -162,16 +168,17 @@ def _resolve_kernel(job: Job, nb: NotebookNode, kernels: Kernels) -> tuple[str, 
 
     kernelspec = nb.metadata.get("kernelspec")
     own = kernelspec.get("name") if isinstance(kernelspec, dict) else None
-    name = job.kernel or own
-    if not name or not isinstance(name, str):
+    asked = job.kernel or own
+    if not asked or not isinstance(asked, str):
         raise _Invalid(
             f"{job.path}: names no kernel (no metadata.kernelspec) and none is configured"
         )
+    name = installed_kernel_name(asked, kernels.installed())
     try:
         spec = kernels.spec(name)
     except NoSuchKernel as error:
         installed = ", ".join(sorted(kernels.installed())) or "none"
-        raise _Invalid(f"{job.path}: unknown kernel {name!r} (installed: {installed})") from error
+        raise _Invalid(f"{job.path}: unknown kernel {asked!r} (installed: {installed})") from error
     if job.kernel and job.kernel != own:
         nb.metadata["kernelspec"] = {
             "name": name,
@@ -179,3 +186,14 @@ def _resolve_kernel(job: Job, nb: NotebookNode, kernels: Kernels) -> tuple[str, 
             "language": spec.language,
         }
     return name, spec.language
+
+
+def installed_kernel_name(name: str, installed: Sequence[str]) -> str:
+    """The installed kernel a notebook's kernel name means, as jupyter_client finds it.
+
+    `python` is `python3` (KernelManager's alias), and kernelspec folders are
+    matched without regard to case. A name that matches nothing is returned as
+    given, for the caller to report.
+    """
+    name = KERNEL_ALIASES.get(name, name)
+    return next((kernel for kernel in installed if kernel.lower() == name.lower()), name)

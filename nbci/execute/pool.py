@@ -20,6 +20,7 @@ from nbci.execute.protocol import (
     Finished,
     KernelEvent,
     Log,
+    Progress,
     Started,
     WorkerMessage,
 )
@@ -31,6 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
     from pathlib import Path
+
+    from nbci.progress import OnEvent
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +60,15 @@ class _Worker:
 class Pool:
     """Worker processes (multiprocessing, `spawn`), one job each at a time."""
 
-    def __init__(self, settings: WorkerSettings, size: int) -> None:
+    def __init__(
+        self, settings: WorkerSettings, size: int, on_event: OnEvent | None = None
+    ) -> None:
         import multiprocessing
 
         self._context = multiprocessing.get_context("spawn")
         self._settings = settings
         self._size = size
+        self._on_event = on_event
         self._workers: list[_Worker] = []
         self.terminated_from_outside = False
         """A worker was stopped by a SIGTERM the parent did not send."""
@@ -193,6 +199,8 @@ class Pool:
                 worker.deadline = _hard_deadline(worker.job, 0.0)
             case KernelEvent(pid, alive):
                 (worker.kernels.add if alive else worker.kernels.discard)(pid)
+            case Progress(event) if self._on_event is not None:
+                self._on_event(event)
             case Log(record):
                 once = getattr(record, "nbci_once", False)
                 if once and record.getMessage() in self._said:

@@ -2,8 +2,8 @@
 
 Parent → worker: an `Assignment` per job, then `None` (no more jobs).
 Worker → parent: `Ready` once, `KernelEvent` for every kernel it starts or
-stops, `Started` when a job's kernel answers (the job's clock runs), `Log`
-records, and `Finished` with each job's result.
+stops, `Started` when a job's kernel answers (the job's clock runs), `Progress`
+as it runs, `Log` records, and `Finished` with each job's result.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nbci.model import Job, NotebookResult
+from nbci.progress import JobEvent
 
 if TYPE_CHECKING:  # pragma: no cover
     from multiprocessing.connection import Connection
@@ -53,11 +54,18 @@ class Log:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """What the running job tells on the way (`nbci.execute.reporting`)."""
+
+    event: JobEvent
+
+
+@dataclass(frozen=True)
 class Finished:
     result: NotebookResult
 
 
-WorkerMessage = Ready | KernelEvent | Started | Log | Finished
+WorkerMessage = Ready | KernelEvent | Started | Progress | Log | Finished
 
 
 class Sender:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbci.model import Job
+from nbci.progress import OnEvent
 
 DEFAULT_KERNEL = "python3"
 
@@ -30,6 +31,10 @@ class ExecuteOptions:
     """Fork Python kernels from a template that pre-imported what the notebooks import."""
     preload_modules: tuple[str, ...] = ()
     """Modules to pre-import on top of the notebooks' own top-level imports."""
+    on_event: OnEvent | None = None
+    """Called in the parent with what running jobs tell (`nbci.progress`)."""
+    stream_output: bool = False
+    """Also send each notebook's stdout/stderr to `on_event` as it is produced."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class WorkerSettings:
     """A temporary folder for kernel logs, removed by the parent (also after a worker dies)."""
     preload: tuple[str, ...] | None = None
     """Modules the worker's template pre-imports; None: no template, kernels start normally."""
+    stream_output: bool = False
 
     @classmethod
     def make(
@@ -70,6 +76,7 @@ class WorkerSettings:
             kernel_threads=max(1, (os.cpu_count() or 1) // max(1, options.workers)),
             scratch=scratch,
             preload=preload,
+            stream_output=options.stream_output,
         )
 
 

@@ -272,6 +272,9 @@ def _details(run: Run, comparison: Comparison | None) -> tuple[tuple[str, str], 
         ("Notebooks", f"{len(run.notebooks)} ({run.cached_count} from cache)"),
         ("Total notebook time", format_duration(run.duration_s)),
     ]
+    kernels = sorted({nb.kernel for nb in run.notebooks if nb.kernel})
+    if kernels:
+        details.append(("Kernel" if len(kernels) == 1 else "Kernels", ", ".join(kernels)))
     if comparison:
         details.append(("Baseline", comparison.baseline_label))
         if comparison.history_runs:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from nbci._files import write_text_atomic
-from nbci.collect import SCRAP_PREFIX
 from nbci.errors import ResultsError
+from nbci.scrap_outputs import is_payload
 
 MAX_HTML_OUTPUT_CHARS = 1_000_000
 """Per output: bigger outputs are trimmed first."""
@@ -66,7 +66,7 @@ def _prepare_output(output: Any, budget: _Budget) -> bool:
         return True
     for mime in list(data):
         value = data[mime]
-        if mime.startswith(SCRAP_PREFIX):
+        if is_payload(mime):
             del data[mime]
         elif isinstance(value, str) and mime.startswith("text/"):
             data[mime] = _trim_note(value, budget)

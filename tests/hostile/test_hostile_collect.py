@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scrapbook_outputs import scrap, shown
 
-from nbci import collect
+from nbci import collect, scrap_outputs
 from nbci.collect import collect_notebook
 from nbci.model import Job, NotebookResult
 from nbci.render import markdown_report
@@ -130,7 +130,7 @@ def collected_result(job_id: str, notebook: Path, out: Path) -> NotebookResult:
     assert len(found.metrics) <= collect.MAX_METRICS
     assert len(found.scraps) <= collect.MAX_SCRAPS
     assert len(found.figures) <= collect.MAX_FIGURES
-    assert len(found.notes) <= collect.MAX_NOTES + 1
+    assert len(found.notes) <= scrap_outputs.MAX_NOTES + 1
     assert all(isinstance(v, int | float) for v in found.metrics.values())
     return NotebookResult(
         id=job_id,

@@ -93,7 +93,7 @@ def test_hostile_content_is_collected_bounded_and_contained(project: Path, tmp_p
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
     run = read_run(out)
     assert {nb.id: nb.status for nb in run.notebooks} == dict.fromkeys(
-        ("display", "names", "stdout", "values"), "ok"
+        ("content-display", "content-names", "content-stdout", "content-values"), "ok"
     )
     figures = [f for nb in run.notebooks for f in nb.figures]
     for figure in figures:
@@ -102,10 +102,10 @@ def test_hostile_content_is_collected_bounded_and_contained(project: Path, tmp_p
         assert all(SAFE_FILE.fullmatch(part) for part in Path(figure.path).parts)
     assert len({f.path for f in figures}) == len(figures)
 
-    _check_names(run.get("names"))
-    _check_values(run.get("values"), out)
-    _check_displays(run.get("display"), out)
-    _check_stdout(run.get("stdout"), out)
+    _check_names(run.get("content-names"))
+    _check_values(run.get("content-values"), out)
+    _check_displays(run.get("content-display"), out)
+    _check_stdout(run.get("content-stdout"), out)
     _check_reports(out)
 
 
@@ -161,7 +161,7 @@ def _check_displays(nb: object, out: Path) -> None:
     ):
         assert f"'{name}': skipped image/png figure, {why}" in notes
     assert [f.name for f in nb.figures] == ["evil_svg"]  # type: ignore[attr-defined]
-    notebook_html = parse_html((out / "notebooks" / "display.html").read_text())
+    notebook_html = parse_html((out / "notebooks" / "content-display.html").read_text())
     for tag, attrs in notebook_html.tags:
         assert not any(k.startswith("on") and "__pwned" in v for k, v in attrs.items()), tag
         assert not any(v.strip().lower().startswith("javascript:") for v in attrs.values())
@@ -171,8 +171,8 @@ def _check_displays(nb: object, out: Path) -> None:
 
 def _check_stdout(nb: object, out: Path) -> None:
     assert nb.metrics == {"after_stdout": 1}  # type: ignore[attr-defined]
-    assert (out / "notebooks" / "stdout.ipynb").stat().st_size > 100 * 1024 * 1024
-    html = (out / "notebooks" / "stdout.html").read_text()
+    assert (out / "notebooks" / "content-stdout.ipynb").stat().st_size > 100 * 1024 * 1024
+    html = (out / "notebooks" / "content-stdout.html").read_text()
     assert len(html) < notebook_html.MAX_HTML_TOTAL_CHARS + 1_000_000
     assert "characters trimmed by nbci" in html
 

@@ -44,18 +44,21 @@ path = "broken/no_parameters_cell.ipynb"
 parameters = { alpha = 1 }
 """
 
-# job id -> (status, what its one-line reason says)
+# job id (folder `broken/` + file name) -> (status, what its one-line reason says)
 EXPECTED = {
-    "invalid_json": ("invalid", "broken/invalid_json.ipynb: not a readable notebook"),
-    "zero_bytes": ("invalid", "broken/zero_bytes.ipynb: not a readable notebook"),
-    "nbformat3": ("invalid", "names no kernel"),
-    "no_parameters_cell": ("invalid", "has no cell tagged 'parameters', so it cannot take alpha"),
-    "missing_kernel": ("invalid", "unknown kernel 'no-such-kernel-nbci' (installed: "),
-    "sys_exit": ("failed", "SystemExit: 3"),
-    "never_returns": ("timeout", "cell 1 ran longer than the cell timeout (4 s)"),
-    "no_cells": ("ok", ""),
-    "popen_child": ("ok", ""),
-    "fork_child": ("ok", ""),
+    "broken-invalid_json": ("invalid", "broken/invalid_json.ipynb: not a readable notebook"),
+    "broken-zero_bytes": ("invalid", "broken/zero_bytes.ipynb: not a readable notebook"),
+    "broken-nbformat3": ("invalid", "names no kernel"),
+    "broken-no_parameters_cell": (
+        "invalid",
+        "has no cell tagged 'parameters', so it cannot take alpha",
+    ),
+    "broken-missing_kernel": ("invalid", "unknown kernel 'no-such-kernel-nbci' (installed: "),
+    "broken-sys_exit": ("failed", "SystemExit: 3"),
+    "broken-never_returns": ("timeout", "cell 2 ran longer than the cell timeout (4 s)"),
+    "broken-no_cells": ("ok", ""),
+    "broken-popen_child": ("ok", ""),
+    "broken-fork_child": ("ok", ""),
 }
 
 
@@ -106,8 +109,8 @@ def test_broken_notebooks_get_a_status_and_a_reason_and_leave_no_process(
         summary = nb.error.summary
         assert reason in summary and "\n" not in summary and len(summary) < 400, summary
         assert f"{nb.id}: {status_label(status)}" in done.stdout  # the progress line says it too
-    assert run.get("sys_exit").error.cell == 0  # type: ignore[union-attr]
-    assert run.get("never_returns").output == "notebooks/never_returns.ipynb"  # type: ignore[union-attr]
+    assert run.get("broken-sys_exit").error.cell == 1  # type: ignore[union-attr]
+    assert run.get("broken-never_returns").output == "notebooks/broken-never_returns.ipynb"  # type: ignore[union-attr]
     for report in ("report.md", "report.html"):
         assert (project / "nbci-out" / report).stat().st_size > 0
 
