@@ -84,6 +84,33 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Series:
+    """One glued curve: y against x, at most `nbci.series.MAX_POINTS` points kept."""
+
+    name: str
+    """Its metric prefix: the scrap name (`loss`), or `group.key` in a group (`history.loss`)."""
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    """NaN where the notebook had NaN, ±inf or null: a gap in the line."""
+    points: int
+    """How many points were glued; more than `len(y)` when downsampled."""
+
+
+@dataclass(frozen=True)
+class SeriesGroup:
+    """Series glued together (a dict of curves, a DataFrame): drawn on one chart."""
+
+    name: str
+    """The scrap name (untrusted)."""
+    series: tuple[Series, ...]
+
+    def label(self, series: Series) -> str:
+        """A series' name inside its group: `loss` for `history.loss`."""
+        prefix = f"{self.name}."
+        return series.name[len(prefix) :] if series.name.startswith(prefix) else series.name
+
+
+@dataclass(frozen=True)
 class NotebookResult:
     """What one job produced."""
 
@@ -101,6 +128,7 @@ class NotebookResult:
     metrics: Mapping[str, MetricValue] = field(default_factory=dict)
     scraps: Mapping[str, Scrap] = field(default_factory=dict)
     figures: tuple[Figure, ...] = ()
+    series: tuple[SeriesGroup, ...] = ()
     notes: tuple[str, ...] = ()
     """What collection trimmed or skipped, said to the reader."""
     cache_key: str | None = None
