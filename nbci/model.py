@@ -104,10 +104,10 @@ class SeriesGroup:
     """The scrap name (untrusted)."""
     series: tuple[Series, ...]
 
-    def label(self, series: Series) -> str:
+    def label(self, series_name: str) -> str:
         """A series' name inside its group: `loss` for `history.loss`."""
         prefix = f"{self.name}."
-        return series.name[len(prefix) :] if series.name.startswith(prefix) else series.name
+        return series_name[len(prefix) :] if series_name.startswith(prefix) else series_name
 
 
 @dataclass(frozen=True)

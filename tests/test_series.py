@@ -38,7 +38,7 @@ def test_a_dict_of_equal_length_lists_is_a_group_sharing_x() -> None:
 
     assert found is not None
     assert [s.name for s in found.group.series] == ["history.loss", "history.val_loss"]
-    assert [found.group.label(s) for s in found.group.series] == ["loss", "val_loss"]
+    assert [found.group.label(s.name) for s in found.group.series] == ["loss", "val_loss"]
     assert found.metrics["history.val_loss.min"] == 0.8
 
 
