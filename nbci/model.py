@@ -83,6 +83,26 @@ class Figure:
     """Posix path relative to the output directory: `figures/<job-id>/<safe-name>.png`."""
 
 
+FigureState = Literal["unchanged", "changed", "added", "removed"]
+
+
+@dataclass(frozen=True)
+class FigureChange:
+    """One figure of a run against the baseline's figure at the same path."""
+
+    job_id: str
+    name: str
+    state: FigureState
+    path: str | None = None
+    """This run's figure, relative to its output directory; None when removed."""
+    baseline_path: str | None = None
+    """The baseline's figure, relative to the baseline's directory; None when added."""
+    diff_path: str | None = None
+    """The difference image (`diffs/<job>/<name>.png`), when changed and of the same size."""
+    note: str = ""
+    """The change in words: `1,234 pixels changed (0.5%)`, `size changed from …`."""
+
+
 @dataclass(frozen=True)
 class Series:
     """One glued curve: y against x, at most `nbci.series.MAX_POINTS` points kept."""
