@@ -886,6 +886,7 @@ def _collect(result: NotebookResult, job: Job, out_dir: Path, html_rel: str) -> 
             metrics=collected.metrics,
             scraps=collected.scraps,
             figures=collected.figures,
+            series=collected.series,
         )
         notes += collected.notes
     except Exception as error:

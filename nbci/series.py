@@ -23,17 +23,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nbci.glue import SERIES_MARKER
 from nbci.model import MetricValue, Series, SeriesGroup
 
-SERIES_MARKER = "nbci.series"
-"""Key that marks a json scrap as `nbci.glue`'s series payload (its value is the version)."""
 MAX_POINTS = 2000
 """Points kept per series; longer ones are downsampled."""
 MAX_SERIES_PER_GROUP = 100
 """A dict with more curves than this stays a json scrap."""
 _PER_BUCKET = 5
 """Points a bucket may keep: first, min, max, last and its first gap."""
-SUMMARIES = ("last", "min", "max")
 
 
 @dataclass(frozen=True)
