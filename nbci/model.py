@@ -131,6 +131,19 @@ class SeriesGroup:
 
 
 @dataclass(frozen=True)
+class Chart:
+    """A drawn series group: this run's curves against the baseline's."""
+
+    job_id: str
+    group: str
+    """The group's name (untrusted)."""
+    path: str
+    """The PNG, relative to the output directory: `charts/<job-id>/<safe-name>.png`."""
+    change: float = 0.0
+    """How much the curves moved against the baseline (`nbci.series.change_score`)."""
+
+
+@dataclass(frozen=True)
 class NotebookResult:
     """What one job produced."""
 

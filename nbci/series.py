@@ -19,7 +19,7 @@ Pure functions, no I/O: collect recognises, results stores, render draws.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,16 +190,6 @@ def _resample(y: Sequence[float]) -> list[float]:
     if not y:
         return [math.nan] * _SAMPLES
     return [y[round(i * (len(y) - 1) / (_SAMPLES - 1))] for i in range(_SAMPLES)]
-
-
-def by_change(
-    groups: Iterable[SeriesGroup], baseline: Mapping[str, SeriesGroup]
-) -> list[SeriesGroup]:
-    """The groups, most changed against `baseline` (by name) first; ties keep their order."""
-    scored = [(change_score(group, baseline.get(group.name)), group) for group in groups]
-    if not baseline:
-        return [group for _, group in scored]
-    return [group for _, group in sorted(scored, key=lambda pair: -pair[0])]
 
 
 # -- results.json ------------------------------------------------------------------

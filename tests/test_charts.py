@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
-from nbci.model import SeriesGroup
-from nbci.render.charts import DPI, SIZE_INCHES, chart_figure, chart_order, draw_chart
+from nbci.model import NotebookResult, Run, SeriesGroup
+from nbci.render import charts as charts_module
+from nbci.render.charts import DPI, SIZE_INCHES, chart_figure, draw_chart, write_charts
 from nbci.series import make_series
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -103,10 +106,39 @@ def test_a_series_only_in_the_baseline_is_drawn_dashed() -> None:
     assert "old" in legend_texts(figure)
 
 
-def test_chart_order_puts_the_most_changed_first() -> None:
-    same = group("same", a=[1.0, 2.0])
-    moved = group("moved", a=[1.0, 2.0])
-    baseline = [same, group("moved", a=[2.0, 1.0])]
+def run_of(**groups_by_job: list[SeriesGroup]) -> Run:
+    notebooks = tuple(
+        NotebookResult(id=job, path=f"{job}.ipynb", parameters={}, status="ok", series=tuple(g))
+        for job, g in groups_by_job.items()
+    )
+    return Run(notebooks=notebooks, created="2026-12-01T00:00:00Z")
 
-    assert [g.name for g in chart_order([same, moved], baseline)] == ["moved", "same"]
-    assert [g.name for g in chart_order([same, moved], None)] == ["same", "moved"]
+
+def test_charts_are_written_most_changed_first(tmp_path: Path) -> None:
+    same, moved = group("same", a=[1.0, 2.0]), group("../moved", a=[1.0, 2.0])
+    gone = group("gone", a=[5.0, 6.0])
+    head = run_of(train=[same, moved])
+    base = run_of(train=[same, group("../moved", a=[2.0, 1.0]), gone])
+
+    charts, left_out = write_charts(head, base, tmp_path, baseline_label="abc1234")
+
+    assert [(c.group, c.change > 0) for c in charts] == [
+        ("../moved", True),
+        ("gone", True),  # only the baseline has it: drawn dashed
+        ("same", False),
+    ]
+    assert left_out == 0
+    for chart in charts:
+        assert chart.path.startswith("charts/train/") and ".." not in chart.path
+        assert (tmp_path / chart.path).read_bytes().startswith(PNG_SIGNATURE)
+    alone, _ = write_charts(head, None, tmp_path / "alone")
+    assert [c.group for c in alone] == ["same", "../moved"]  # run order without a baseline
+
+
+def test_charts_past_the_bound_are_counted_not_drawn(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(charts_module, "MAX_CHARTS", 2)
+    head = run_of(train=[group(f"g{i}", a=[1.0, 2.0]) for i in range(3)])
+
+    charts, left_out = write_charts(head, None, tmp_path)
+
+    assert len(charts) == 2 and left_out == 1

@@ -14,14 +14,21 @@ mathtext) and shortened.
 from __future__ import annotations
 
 import io
+import logging
 import math
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from nbci.model import Series, SeriesGroup
+from nbci._files import is_within, safe_name, write_bytes_atomic
+from nbci.model import Chart, Run, Series, SeriesGroup
+
+logger = logging.getLogger(__name__)
 
 MAX_COMMENT_CHARTS = 8
 """Charts the PR comment shows; the HTML report shows them all."""
+MAX_CHARTS = 100
+"""Charts drawn for one run, the most changed first; the rest are said to be left out."""
+CHART_FOLDER = "charts"
 LOG_SPAN = 1e3
 """Positive values spanning more than this factor are drawn on a log scale."""
 MAX_LABEL = 60
@@ -131,10 +138,50 @@ def _plain(text: str) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in short).replace("$", r"\$")
 
 
-def chart_order(
-    groups: Sequence[SeriesGroup], baseline: Sequence[SeriesGroup] | None
-) -> list[SeriesGroup]:
-    """Groups to chart, the most changed against the baseline first."""
-    from nbci.series import by_change
+def write_charts(
+    run: Run, baseline: Run | None, out_dir: Path, *, baseline_label: str | None = None
+) -> tuple[tuple[Chart, ...], int]:
+    """Draw every job's series groups into `out_dir/charts/`; the charts, most changed first,
+    and how many were left out past `MAX_CHARTS`.
 
-    return by_change(groups, {g.name: g for g in baseline or ()})
+    A group only the baseline has is drawn too (dashed only): its curves were removed.
+    """
+    from nbci.series import change_score
+
+    scored = [
+        (change_score(head, base) if baseline else 0.0, job_id, name, head, base)
+        for job_id, name, head, base in _joined_groups(run, baseline)
+    ]
+    scored.sort(key=lambda item: -item[0])  # stable: without a baseline, run order
+    charts: list[Chart] = []
+    for score, job_id, name, head, base in scored[:MAX_CHARTS]:
+        relative = f"{CHART_FOLDER}/{safe_name(job_id)}/{safe_name(name)}.png"
+        path = out_dir / relative
+        if not is_within(path, out_dir):
+            continue
+        png = draw_chart(head, base, baseline_label=baseline_label, title=f"{job_id}: {name}")
+        try:
+            write_bytes_atomic(path, png)
+        except OSError as error:
+            logger.warning("could not write the chart %s: %s", path, error.strerror)
+            continue
+        charts.append(Chart(job_id=job_id, group=name, path=relative, change=score))
+    return tuple(charts), max(len(scored) - MAX_CHARTS, 0)
+
+
+_Joined = tuple[str, str, SeriesGroup | None, SeriesGroup | None]
+
+
+def _joined_groups(run: Run, baseline: Run | None) -> list[_Joined]:
+    """(job id, group name, this run's group, the baseline's), in run order."""
+    base_jobs = {nb.id: nb for nb in baseline.notebooks} if baseline else {}
+    joined: list[_Joined] = []
+    for nb in run.notebooks:
+        base_nb = base_jobs.get(nb.id)
+        base_groups = {g.name: g for g in base_nb.series} if base_nb else {}
+        joined.extend((nb.id, g.name, g, base_groups.get(g.name)) for g in nb.series)
+        head_names = {g.name for g in nb.series}
+        joined.extend(
+            (nb.id, g.name, None, g) for g in base_groups.values() if g.name not in head_names
+        )
+    return joined
