@@ -153,7 +153,7 @@ def _compared(
 ) -> FigureChange:
     head, base = read_head(path), read_base(path)
     if head is None or base is None:
-        note = "could not be read, not compared"
+        note = "not compared pixel by pixel"
         return FigureChange(job_id, name, "changed", path=path, baseline_path=path, note=note)
     result = compare_images(head, base)
     if not result.changed:

@@ -1,0 +1,105 @@
+"""Charts, figure comparison and notebooks for a publish: drawn here, hosted by `assets.store`.
+
+The baseline's figures are on the assets branch already (stored with its
+run). A figure whose blob equals the stored one is unchanged without a
+request; a figure that differs is fetched to be compared pixel by pixel and
+to draw its difference image, at most `MAX_FETCHED` of them, so a publish
+stays a bounded number of API calls however many figures changed. The rest
+are shown as changed, beside the baseline's, without a difference image.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbci.figures import Reader, figure_changes
+from nbci.model import FigureChange, Run
+from nbci.publish.assets import Asset, FigureFile, Tip
+from nbci.publish.client import PermissionDenied, Session
+from nbci.render.charts import write_charts
+from nbci.render.visuals import Drawn, visuals_by_job
+
+logger = logging.getLogger(__name__)
+
+MAX_FETCHED = 10
+"""Baseline figures fetched for a pixel comparison in one publish."""
+MAX_FETCHED_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a publish adds to the assets commit, and the view of it for the report."""
+
+    drawn: Drawn
+    assets: tuple[Asset, ...]
+    """Charts and difference images, paths under the target's folder."""
+
+
+def prepare_visuals(
+    session: Session,
+    tip: Tip,
+    run: Run,
+    figures: Iterable[FigureFile],
+    *,
+    baseline: Run | None,
+    baseline_folder: str | None,
+    baseline_label: str | None,
+    work_dir: Path,
+    folder: str,
+    notes: list[str],
+) -> Prepared:
+    """Draw the charts and compare the figures into `work_dir`; their assets under `folder`."""
+    charts, left_out = write_charts(run, baseline, work_dir, baseline_label=baseline_label)
+    changes: tuple[FigureChange, ...] = ()
+    if baseline is not None and baseline_folder is not None:
+        head = {f.path: f.data for f in figures}
+        read_base = _branch_reader(session, tip, baseline_folder, head, notes)
+        changes = figure_changes(run, baseline, head.get, read_base, work_dir)
+    files = [c.path for c in charts] + [c.diff_path for c in changes if c.diff_path]
+    assets = tuple(Asset(f"{folder}/{path}", (work_dir / path).read_bytes()) for path in files)
+    return Prepared(Drawn(visuals_by_job(charts, changes), left_out), assets)
+
+
+def _branch_reader(
+    session: Session, tip: Tip, folder: str, head: dict[str, bytes], notes: list[str]
+) -> Reader:
+    """Reads the baseline's figures from the branch; an unchanged blob is not fetched."""
+    fetched = 0
+
+    def read(path: str) -> bytes | None:
+        nonlocal fetched
+        stored = tip.files.get(f"{folder}/{path}")
+        if stored is None:
+            return None
+        blob_sha, size = stored
+        own = head.get(path)
+        if own is not None and Asset(path, own).sha == blob_sha:
+            return own  # the same bytes: unchanged, nothing to fetch
+        if fetched >= MAX_FETCHED or size > MAX_FETCHED_BYTES:
+            return None
+        fetched += 1
+        return _fetch(session, blob_sha, path, notes)
+
+    return read
+
+
+def _fetch(session: Session, blob_sha: str, path: str, notes: list[str]) -> bytes | None:
+    try:
+        with session.errors(f"read the baseline's {path}", "contents: read"):
+            blob = session.repo.get_git_blob(blob_sha)
+            content, encoding = blob.content, blob.encoding
+    except PermissionDenied as exc:
+        notes.append(f"the baseline's figures could not be read ({exc.permission} missing)")
+        return None
+    if encoding != "base64" or content is None:
+        return None
+    try:
+        return base64.b64decode(content)
+    except (binascii.Error, ValueError):
+        logger.warning("the baseline's %s is not valid base64", path)
+        return None
