@@ -1,6 +1,6 @@
 """`nbci init`: the config, the two workflows and an example notebook, in a user's repository.
 
-The files are package data under `nbci/scaffold/`; the workflows there are the
+The files are package data under `nbci/scaffold_files/`; the workflows there are the
 ones this repository runs itself (a test keeps them from drifting). Written
 as-is except for two values: the `nbci==` pin becomes the installed version,
 and the default branch (`main`) becomes the repository's when git knows it.
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _File:
     source: str
-    """Below nbci/scaffold/."""
+    """Below nbci/scaffold_files/."""
     target: str
     """Below the repository root."""
 
@@ -39,6 +39,8 @@ FILES = (
     _File("workflows/nbci-publish.yml", ".github/workflows/nbci-publish.yml"),
     _File("notebooks/example.ipynb", "notebooks/example.ipynb"),
 )
+FILES_DIR = "scaffold_files"
+"""The package data folder holding what `init` writes."""
 _PIN = re.compile(r'"nbci==[^"]*"')
 _BRANCHES = "branches: [main]"
 _BRANCH_NAME = re.compile(r"[A-Za-z0-9._/-]{1,100}")
@@ -69,7 +71,7 @@ def init(root: Path, *, force: bool = False) -> list[Path]:
 
 def template(source: str) -> str:
     """A scaffold file as shipped."""
-    return (resources.files("nbci") / "scaffold" / source).read_text(encoding="utf-8")
+    return (resources.files("nbci") / FILES_DIR / source).read_text(encoding="utf-8")
 
 
 def render(source: str, *, branch: str = "main") -> str:

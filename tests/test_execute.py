@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import psutil
 import pytest
 
-from nbci import execute
-from nbci.execute import ExecuteOptions, execute_jobs, strip_ansi
+from nbci.execute import ExecuteOptions, execute_jobs, pool, strip_ansi
 from nbci.model import Job, NotebookResult
 
 FIXTURES = Path(__file__).parent / "notebooks"
@@ -56,31 +56,28 @@ def read_record(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-# -- the process table (Linux /proc) ------------------------------------------------
+# -- the process table (psutil) ----------------------------------------------------
 
 
 def alive(pid: int) -> bool:
     """True for a process that exists and is not a zombie."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
         return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def kernels_of(workers: Iterable[int]) -> list[int]:
     """Live processes started by a kernel of one of `workers` (jupyter sets JPY_PARENT_PID)."""
-    marks = {f"JPY_PARENT_PID={pid}".encode() for pid in workers}
+    marks = {str(pid) for pid in workers}
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for process in psutil.process_iter():
         try:
-            environ = set((entry / "environ").read_bytes().split(b"\0"))
-        except OSError:
+            mark = process.environ().get("JPY_PARENT_PID")
+        except psutil.Error:
             continue
-        if environ & marks and alive(int(entry.name)):
-            found.append(int(entry.name))
+        if mark in marks and alive(process.pid):
+            found.append(process.pid)
     return found
 
 
@@ -204,7 +201,7 @@ def test_fresh_kernel_per_job_and_a_worker_crash(
 def test_a_hung_worker_is_killed_after_the_timeout(
     project: Path, notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(execute, "HARD_TIMEOUT_GRACE_S", 0.5)
+    monkeypatch.setattr(pool, "HARD_TIMEOUT_GRACE_S", 0.5)
     record = tmp_path / "hung.json"
     parameters = {"record": str(record), "sig": "SIGSTOP"}  # the notebook freezes its worker
     jobs = [job("hung", "kill_worker", parameters=parameters, timeout=5)]
@@ -306,11 +303,11 @@ def test_no_jobs_no_workers(project: Path) -> None:
 def test_kernels_share_the_cores_unless_the_user_set_thread_counts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from nbci.execute import THREAD_VARIABLES, _kernel_environment
+    from nbci.execute.kernels import THREAD_VARIABLES, kernel_environment
 
     for name in THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MKL_NUM_THREADS", "7")
-    environment = _kernel_environment(2)
+    environment = kernel_environment(2)
     assert environment["OMP_NUM_THREADS"] == environment["OPENBLAS_NUM_THREADS"] == "2"
     assert environment["MKL_NUM_THREADS"] == "7"

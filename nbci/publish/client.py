@@ -15,27 +15,32 @@ token needs. The token never appears in a message or a log line.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from nbci import __version__
-from nbci.errors import PublishError
+from nbci.errors import PublishError, UsageError
 
 if TYPE_CHECKING:
     from github import Github
     from github.Repository import Repository
+    from urllib3.connectionpool import ConnectionPool
+    from urllib3.response import BaseHTTPResponse
 
 logger = logging.getLogger(__name__)
 
 RATE_LIMIT_STATUSES = (403, 429)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 TOKEN_HELP = "in GitHub Actions: `env: GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}`"
 """How a workflow hands the token over, quoted in messages."""
 
@@ -100,22 +105,24 @@ class BoundedRetry(Retry):
         kw.setdefault("max_wait", self.max_wait)
         kw.setdefault("first_backoff", self.first_backoff)
         kw.setdefault("budget", self.budget)
-        return super().new(**kw)  # type: ignore[return-value]
+        return super().new(**kw)
 
-    def increment(  # type: ignore[override]
+    def increment(
         self,
         method: str | None = None,
         url: str | None = None,
-        response: Any = None,
+        response: BaseHTTPResponse | None = None,
         error: Exception | None = None,
-        _pool: Any = None,
-        _stacktrace: Any = None,
-    ) -> Retry:
-        rate_status = response is not None and response.status in RATE_LIMIT_STATUSES
-        if rate_status and not _is_rate_limited(response.headers):
-            raise MaxRetryError(_pool, url or "", None)  # a real 403: not ours to retry
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        if (
+            response is not None
+            and response.status in RATE_LIMIT_STATUSES
+            and not _is_rate_limited(response.headers)
+        ):
+            raise _gave_up(_pool, url, None)  # a real 403: not ours to retry
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        assert isinstance(retry, BoundedRetry)
         what = (
             f"GitHub answered {response.status} {response.reason}"
             if response is not None
@@ -132,7 +139,7 @@ class BoundedRetry(Retry):
                 wait,
                 min(self.max_wait, left),
             )
-            raise MaxRetryError(_pool, url or "", error)
+            raise _gave_up(_pool, url, error)
         self.budget.spent += wait
         retry.planned_wait = wait
         logger.warning(
@@ -146,11 +153,11 @@ class BoundedRetry(Retry):
         )
         return retry
 
-    def sleep(self, response: Any = None) -> None:
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         if self.planned_wait > 0:
             time.sleep(self.planned_wait)
 
-    def _wait_for(self, response: Any, *, attempt: int) -> float:
+    def _wait_for(self, response: BaseHTTPResponse | None, *, attempt: int) -> float:
         """Seconds to wait before the next try, as GitHub's documentation asks."""
         if response is not None:
             retry_after = _retry_after(response.headers.get("retry-after"))
@@ -159,6 +166,13 @@ class BoundedRetry(Retry):
             if response.status in RATE_LIMIT_STATUSES:
                 return _until_reset(response.headers.get("x-ratelimit-reset"))
         return self.first_backoff * 2 ** max(attempt - 1, 0)
+
+
+def _gave_up(
+    pool: ConnectionPool | None, url: str | None, error: Exception | None
+) -> MaxRetryError:
+    """What urllib3 raises when retrying stops; it passes no pool either when it has none."""
+    return MaxRetryError(cast("ConnectionPool", pool), url or "", error)
 
 
 def _is_rate_limited(headers: Any) -> bool:
@@ -196,6 +210,22 @@ def _short(error: Exception | None) -> str:
 
 
 # -- the session -----------------------------------------------------------------
+
+
+def token_from_env(env: Mapping[str, str], name: str) -> str:
+    """The token in the environment variable `name`, checked but never shown."""
+    if not _ENV_NAME.fullmatch(name):
+        raise UsageError(f"--token-env: {name!r} is not an environment variable name")
+    token = env.get(name, "").strip()
+    if not token:
+        raise PublishError(
+            f"no GitHub token in ${name}: set it (in GitHub Actions: "
+            f"`env: {name}: ${{{{ secrets.GITHUB_TOKEN }}}}`) or name another variable "
+            "with --token-env"
+        )
+    if any(ch.isspace() or not ch.isprintable() for ch in token):
+        raise PublishError(f"the token in ${name} contains spaces or control characters")
+    return token
 
 
 class PermissionDenied(PublishError):

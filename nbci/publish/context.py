@@ -1,5 +1,9 @@
 """Where a publish goes: the repository, pull request and commit, from the Actions environment.
 
+`resolve_context` reads what the environment and flags say (no request);
+`resolve_target` then asks GitHub what that means: the pull request's head and
+base commits, or whether a push went to the default branch.
+
 GitHub Actions describes the run in `GITHUB_*` variables and the event payload
 at `GITHUB_EVENT_PATH` (written by GitHub, so trusted). Flags override each
 value. A pull request number that comes from a fork's artifact (`pr-number`
@@ -15,9 +19,12 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from nbci.errors import ResultsError, UsageError
+from nbci.errors import PublishError, ResultsError, UsageError
+
+if TYPE_CHECKING:
+    from nbci.publish.client import Session
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_SERVER_URL = "https://github.com"
@@ -56,6 +63,22 @@ class Context:
     default_branch: str | None = None
     run_url: str | None = None
     workflow_run: WorkflowRun | None = None
+
+
+TargetKind = Literal["pull_request", "baseline", "commit"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a publish goes to, once asked of GitHub."""
+
+    kind: TargetKind
+    """A pull request, a push to the default branch (stores the baseline), or a bare commit."""
+    sha: str
+    """The commit that gets the verdict."""
+    pr: int | None = None
+    base_sha: str | None = None
+    """Where the baseline search starts."""
 
 
 def resolve_context(
@@ -107,6 +130,52 @@ def resolve_context(
         run_url=run_url,
         workflow_run=workflow_run,
     )
+
+
+def resolve_target(session: Session, ctx: Context) -> Target:
+    """The target `ctx` names, asking GitHub for a pull request's commits or the default branch.
+
+    A pull request number from a fork's artifact must name the pull request
+    whose head the workflow run tested; otherwise PublishError.
+    """
+    if ctx.pr is not None:
+        return _pull_request(session, ctx)
+    if ctx.sha is None:
+        raise UsageError(
+            "nothing to publish to: no pull request or commit in the environment; "
+            "pass --pr NUMBER or --sha SHA"
+        )
+    if ctx.branch is not None and ctx.branch == _default_branch(session, ctx):
+        return Target("baseline", ctx.sha, base_sha=ctx.sha)
+    return Target("commit", ctx.sha)
+
+
+def _default_branch(session: Session, ctx: Context) -> str:
+    if ctx.default_branch:
+        return ctx.default_branch
+    with session.errors(f"read the repository {ctx.repo}", "contents: read"):
+        return session.repo.default_branch
+
+
+def _pull_request(session: Session, ctx: Context) -> Target:
+    assert ctx.pr is not None
+    with session.errors(f"read pull request #{ctx.pr}", "pull-requests: read"):
+        pull = session.repo.get_pull(ctx.pr)
+        head_sha, head_ref, base_sha = pull.head.sha, pull.head.ref, pull.base.sha
+        head_repo = pull.head.repo.full_name if pull.head.repo else None
+    run = ctx.workflow_run
+    if run is not None and run.head_sha:
+        same_commit = head_sha == run.head_sha
+        same_branch = (head_repo, head_ref) == (run.head_repo, run.head_branch)
+        if not (same_commit or same_branch):
+            origin = "the artifact's pr-number" if ctx.pr_from_artifact else "--pr"
+            raise PublishError(
+                f"{origin} names pull request #{ctx.pr}, but this workflow run tested "
+                f"{run.head_sha[:12]} of {run.head_repo}:{run.head_branch}, which is not that "
+                "pull request's head: refusing to publish there"
+            )
+    sha = ctx.sha or head_sha
+    return Target("pull_request", sha, pr=ctx.pr, base_sha=base_sha)
 
 
 def read_artifact_pr(out_dir: Path) -> int | None:
@@ -168,7 +237,7 @@ def _from_event(
         found["pr"] = _int(_get(payload, "pull_request", "number"))
         found["sha"] = _get(payload, "pull_request", "head", "sha")
     elif event == "workflow_run":
-        run = payload.get("workflow_run") if isinstance(payload.get("workflow_run"), dict) else {}
+        run = _dict(payload.get("workflow_run"))
         workflow_run = WorkflowRun(
             event=str(run.get("event") or ""),
             head_sha=str(run.get("head_sha") or ""),
@@ -201,6 +270,10 @@ def _get(data: Any, *keys: str) -> Any:
             return None
         data = data.get(key)
     return data
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _str(value: Any) -> str | None:

@@ -80,7 +80,9 @@ def post_check(
     details_url: str | None,
 ) -> str:
     """Create a completed check run; returns its web address."""
-    output = {
+    from github.GithubObject import NotSet
+
+    output: dict[str, str | list[dict[str, str | int]]] = {
         "title": _fit(title, CHECK_TITLE_LIMIT),
         "summary": _fit(summary, CHECK_TEXT_LIMIT, note="\n\n(cut to fit GitHub's limit)"),
     }
@@ -92,7 +94,7 @@ def post_check(
             conclusion="success" if success else "failure",
             completed_at=datetime.now(UTC),
             output=output,
-            **({"details_url": details_url} if details_url else {}),
+            details_url=details_url or NotSet,
         )
     logger.info("check run %r (%s) on %s", name, run.conclusion, sha[:12])
     return run.html_url

@@ -1,4 +1,4 @@
-"""Helpers of the hostile suite: the CLI as a subprocess, file-system snapshots, /proc."""
+"""Helpers of the hostile suite: the CLI as a subprocess, file-system snapshots, processes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "notebooks"
@@ -93,43 +95,42 @@ def changes(
     return changed
 
 
-# -- the process table (Linux /proc) -------------------------------------------
+# -- the process table (psutil) ------------------------------------------------
 
 
 def alive(pid: int) -> bool:
     """True for a process that exists and is not a zombie."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
         return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def tagged(tag: str) -> list[int]:
     """Live processes started (at any depth) by an `nbci` run with this tag."""
-    mark = f"{TAG}={tag}".encode()
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
             continue
         try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
+            mark = process.environ().get(TAG)
+        except psutil.Error:
             continue
-        if mark in environ and alive(int(entry.name)):
-            found.append(int(entry.name))
+        if mark == tag and alive(process.pid):
+            found.append(process.pid)
     return found
 
 
+def command_line(pid: int) -> str:
+    """A process's command line, or `?` when it is gone."""
+    try:
+        return " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return "?"
+
+
 def describe(pids: Iterable[int]) -> list[str]:
-    shown = []
-    for pid in pids:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            cmdline = "?"
-        shown.append(f"{pid}: {cmdline.strip()[:120]}")
-    return shown
+    return [f"{pid}: {command_line(pid).strip()[:120]}" for pid in pids]
 
 
 def leftovers(tag: str, *, wait: float = 10.0) -> list[str]:

@@ -27,7 +27,7 @@ from nbci.model import NotebookResult, Run
 from nbci.render import write_reports
 from nbci.results import read_run, write_run
 
-from .support import cli_env, kill_tagged, leftovers, nbci, new_tag, tagged
+from .support import cli_env, command_line, kill_tagged, leftovers, nbci, new_tag, tagged
 
 OUTPUTS = ("results.json", "report.md", "report.html")
 HOLD = """\
@@ -82,13 +82,7 @@ def wait_for(condition: Callable[[], bool], what: str, *, every: float = 0.002) 
 
 
 def kernel_starting(tag: str) -> bool:
-    for pid in tagged(tag):
-        try:
-            if b"ipykernel_launcher" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return True
-        except OSError:
-            continue
-    return False
+    return any("ipykernel_launcher" in command_line(pid) for pid in tagged(tag))
 
 
 def writing(project: Path, process: subprocess.Popen[str]) -> bool:

@@ -1,0 +1,81 @@
+"""Execute: run jobs in worker processes, each notebook in a fresh kernel of its own.
+
+How it fits together (one module per concern):
+
+- `pool` — the parent keeps a pool of long-lived worker processes
+  (multiprocessing, `spawn`: no forked threads or zmq sockets), hands one job
+  at a time to an idle worker and yields each result as it arrives;
+  `stop_signals` turns SIGINT/SIGTERM into a flag and a wake-up.
+- `worker` and `protocol` — a worker's loop, the messages on its pipe, its log
+  records forwarded to the parent. Workers import papermill once, not per job.
+- `job` and `running` — one job: read the notebook, inject parameters
+  (papermill's way), run it, with the job described by one `RunningJob`.
+- `engine` — the papermill adapter: cells run with papermill's pieces in our
+  own kernel; nbclient's errors become statuses.
+- `handoff` — the worker collects scraps and renders HTML (`nbci.collect`)
+  before answering, off the parent's critical path.
+- `kernels` — a fresh kernel per job, started ahead of need (warm kernels).
+- `process_tree` — a kernel and everything it started is killed after its job
+  (sessions, a child subreaper on Linux, psutil's process table); the parent
+  kills the kernels of a worker that died (its job is then `died`).
+
+SIGINT/SIGTERM in the parent: the workers get SIGTERM and kill their kernels
+(the parent kills those of a worker that does not answer), and `execute_jobs`
+raises `Interrupted` after yielding what had finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import tempfile
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from nbci.errors import Interrupted
+from nbci.execute.pool import Pool
+from nbci.execute.settings import ExecuteOptions, WorkerSettings
+from nbci.execute.stop_signals import StopSignals
+from nbci.execute.text import strip_ansi
+from nbci.model import Job, NotebookResult
+
+__all__ = ["ExecuteOptions", "execute_jobs", "strip_ansi"]
+
+logger = logging.getLogger(__name__)
+
+
+def execute_jobs(jobs: Sequence[Job], options: ExecuteOptions) -> Iterator[NotebookResult]:
+    """Run every job; yield each one's result as it finishes (in any order).
+
+    A job's failure never stops the others. On SIGINT or SIGTERM (while this
+    generator is active, in the main thread) the workers and their kernels are
+    stopped and `Interrupted` is raised after the results that had finished
+    were yielded; the caller knows which jobs are missing.
+    """
+    pending = deque(jobs)
+    if not pending:
+        return
+    (options.out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    size = max(1, min(options.workers, len(pending)))
+    with (
+        tempfile.TemporaryDirectory(prefix="nbci-kernels-") as scratch,
+        StopSignals() as stop,
+        Pool(WorkerSettings.make(options, pending[0], Path(scratch)), size) as pool,
+    ):
+
+        def interrupted() -> bool:
+            return stop.signum is not None or pool.terminated_from_outside
+
+        pool.dispatch(pending)
+        while pool.busy and not interrupted():
+            results = pool.poll(stop.fd)
+            if not interrupted():
+                pool.dispatch(pending)
+            yield from results
+        if interrupted():
+            reason = signal.Signals(stop.signum).name if stop.signum else "SIGTERM to its workers"
+            logger.info("interrupted by %s: stopping the workers and their kernels", reason)
+            yield from pool.arrived()
+            pool.close(force=True)
+            raise Interrupted(f"the run was interrupted by {reason}")

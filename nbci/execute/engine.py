@@ -1,0 +1,140 @@
+"""The papermill adapter: run a notebook's cells in our kernel, map the outcome to a status.
+
+papermill's engine loop is reproduced here with a kernel the worker started
+(warm kernels), per-cell limits that also enforce the notebook's timeout, and
+nbclient's and papermill's exceptions translated into statuses and `ErrorInfo`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nbci.execute.text import describe_exit, one_line, seconds, strip_ansi
+from nbci.model import ErrorInfo, Status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nbformat import NotebookNode
+
+    from nbci.execute.kernels import Kernel
+    from nbci.execute.running import Clock, RunningJob
+
+logger = logging.getLogger(__name__)
+
+OnReady = Callable[[Any], Awaitable[None]]
+"""Called with the kernel client once the kernel answers, before the first cell."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    error: ErrorInfo | None = None
+
+
+def execute(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> Outcome:
+    """Run the cells in `kernel`, save the notebook as it runs, map the outcome to a status."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+    from papermill.execute import raise_for_execution_errors
+
+    nb, clock = running.notebook, running.clock
+    ran: list[Any] = []
+    try:
+        executed = _run_cells(running, kernel, on_ready)
+        ran = list(executed.cells)  # papermill's error banners shift the indices below
+        raise_for_execution_errors(executed, str(running.output))
+    except PapermillExecutionError as error:
+        failing = ran[error.cell_index] if error.cell_index < len(ran) else None
+        return Outcome("failed", _failure(error, _code_index(nb, failing)))
+    except CellTimeoutError as error:
+        message = _timeout_message(nb, clock, waiting_for_output="IOPub" in str(error))
+        return Outcome("timeout", ErrorInfo(cell=_code_index(nb, clock.cell), message=message))
+    except DeadKernelError:
+        cell = _code_index(nb, clock.cell)
+        message = f"the kernel died ({describe_exit(kernel.exit_code())}) while running cell {cell}"
+        return Outcome("died", ErrorInfo(cell=cell, message=message, traceback=kernel.log_tail()))
+    except Exception as error:  # a kernel that never came up, or a broken connection
+        logger.warning("%s: execution failed", running.output.name, exc_info=True)
+        message = f"the kernel failed: {type(error).__name__}: {one_line(error)}"
+        return Outcome("died", ErrorInfo(message=message, traceback=kernel.log_tail()))
+    return Outcome("ok")
+
+
+def _run_cells(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> NotebookNode:
+    """papermill's engine loop (`Engine.execute_notebook`) with our pre-started kernel.
+
+    The notebook is saved as cells finish and at the end, also when an
+    exception escapes.
+    """
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NotebookExecutionManager
+
+    manager = NotebookExecutionManager(
+        running.notebook, output_path=str(running.output), progress_bar=False
+    )
+    client: Any = None
+
+    def notebook_started(notebook: object) -> Awaitable[None]:  # nbclient passes it by name
+        return on_ready(client.kc)
+
+    client = PapermillNotebookClient(
+        manager,
+        km=kernel.km,
+        kernel_name=kernel.name,
+        timeout_func=running.clock.cell_limit,
+        startup_timeout=math.ceil(running.settings.start_timeout),
+        log=logging.getLogger("papermill"),
+        on_notebook_start=notebook_started,
+    )
+    manager.notebook_start()
+    try:
+        executed: NotebookNode = client.execute()
+        return executed
+    finally:
+        manager.cleanup_pbar()
+        manager.notebook_complete()
+        if client.kc is not None:
+            client.kc.stop_channels()
+
+
+async def change_directory(kc: Any, cwd: Path, timeout: float) -> None:
+    """Move the kernel into the notebook's folder without touching its namespace or history."""
+    code = f"__import__('os').chdir({str(cwd)!r})"
+    reply = await kc.execute_interactive(code, silent=True, store_history=False, timeout=timeout)
+    if reply["content"]["status"] != "ok":
+        raise RuntimeError(f"cannot change the kernel's directory to {cwd}")
+
+
+def _failure(error: Any, cell: int | None) -> ErrorInfo:
+    """A `failed` job's error from papermill's PapermillExecutionError."""
+    traceback = error.traceback if isinstance(error.traceback, list) else [str(error.traceback)]
+    return ErrorInfo(
+        cell=cell,
+        ename=str(error.ename),
+        evalue=strip_ansi(str(error.evalue)),
+        traceback=strip_ansi("\n".join(map(str, traceback))),
+    )
+
+
+def _code_index(nb: NotebookNode, cell: Any) -> int | None:
+    """0-based index of `cell` among the code cells of the executed notebook.
+
+    The executed notebook is the one in `out_dir/notebooks/`: papermill's
+    `injected-parameters` cell counts; its markdown error banners do not.
+    """
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    return next((i for i, c in enumerate(code_cells) if c is cell), None)
+
+
+def _timeout_message(nb: NotebookNode, clock: Clock, *, waiting_for_output: bool) -> str:
+    cell = _code_index(nb, clock.cell)
+    if waiting_for_output:  # nbclient's iopub_timeout: the reply came, its outputs did not
+        return f"cell {cell} finished but its output did not arrive in time"
+    if clock.notebook_bound:
+        limit = seconds(clock.timeout)
+        return f"the notebook ran longer than its timeout ({limit}), in cell {cell}"
+    return f"cell {cell} ran longer than the cell timeout ({seconds(clock.cell_timeout)})"

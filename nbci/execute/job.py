@@ -1,0 +1,179 @@
+"""Running one job in a worker: read and parameterize the notebook, run it, collect it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from nbci.execute.engine import change_directory, execute
+from nbci.execute.handoff import collect_outputs
+from nbci.execute.protocol import Started
+from nbci.execute.running import Clock, RunningJob, WorkerContext
+from nbci.execute.settings import output_paths
+from nbci.execute.text import one_line
+from nbci.model import ErrorInfo, Job, NotebookResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nbformat import NotebookNode
+
+    from nbci.execute.kernels import Kernel, Kernels
+
+logger = logging.getLogger(__name__)
+
+KERNEL_START_ATTEMPTS = 2
+"""A kernel that dies before it answers is replaced once (nothing of the notebook ran)."""
+
+
+class _Invalid(Exception):
+    """The job cannot run: its message is one line for the reader."""
+
+
+def run_job_safely(job: Job, worker: WorkerContext) -> NotebookResult:
+    """`run_job`, with a bug of ours reported as the job's error instead of ending the worker."""
+    try:
+        return run_job(job, worker)
+    except Exception as error:
+        logger.exception("%s: internal error", job.id)
+        message = f"nbci failed running this notebook: {type(error).__name__}: {one_line(error)}"
+        return NotebookResult.of(job, "died", message)
+
+
+def run_job(job: Job, worker: WorkerContext) -> NotebookResult:
+    """Execute one job and collect what it glued. Never raises for the job's own problems.
+
+    `duration_s` covers reading, waiting for the kernel and running the cells,
+    not collecting and rendering afterwards.
+    """
+    out_dir = worker.settings.out_dir
+    for stale in output_paths(job.id):  # from an earlier run
+        (out_dir / stale).unlink(missing_ok=True)
+    clock = Clock(job.cell_timeout, job.timeout)
+    logger.debug("running %s", job.id)
+    try:
+        running = _prepare(job, worker, clock)
+    except _Invalid as invalid:
+        return replace(
+            NotebookResult.of(job),
+            status="invalid",
+            duration_s=clock.elapsed(),
+            error=ErrorInfo(message=str(invalid)),
+        )
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        try:
+            kernel = worker.kernels.take(running.kernel_name, running.source_dir)
+        except Exception as error:
+            name = running.kernel_name
+            logger.warning("%s: cannot start a %r kernel", job.id, name, exc_info=True)
+            message = f"the {name!r} kernel could not be started: {one_line(error)}"
+            return replace(
+                NotebookResult.of(job),
+                status="died",
+                duration_s=clock.elapsed(),
+                error=ErrorInfo(message=message),
+            )
+        result = _run_in_kernel(running, kernel, may_retry=attempt < KERNEL_START_ATTEMPTS)
+        if result is not None:
+            break
+        logger.warning("%s: the kernel died before it answered; starting another", job.id)
+    assert result is not None
+    logger.debug("%s: %s in %.1f s", job.id, result.status, result.duration_s)
+    return result
+
+
+def _run_in_kernel(
+    running: RunningJob, kernel: Kernel, *, may_retry: bool
+) -> NotebookResult | None:
+    """Run the notebook in `kernel`, collect what it glued, then release the kernel.
+
+    None says to try again in a new kernel (only when `may_retry`): this one
+    died before it ever answered (two kernels starting at once can race for
+    the same free port), so nothing of the notebook ran.
+    """
+    worker, clock = running.worker, running.clock
+
+    async def on_ready(kc: Any) -> None:
+        """The kernel answers: move it to the notebook's folder, tell the parent, warm the next."""
+        await change_directory(kc, running.source_dir, running.settings.start_timeout)
+        clock.start()
+        worker.sender.send(Started())
+        await worker.kernels.prestart(kernel.name, running.source_dir)
+
+    graceful = False
+    try:
+        outcome = execute(running, kernel, on_ready)
+        if may_retry and outcome.status == "died" and not clock.kernel_ready:
+            return None
+        graceful = outcome.status in ("ok", "failed")  # the kernel is idle and can exit cleanly
+        if graceful:
+            kernel.request_shutdown()  # it exits while we collect
+        result = replace(
+            NotebookResult.of(running.job),
+            status=outcome.status,
+            error=outcome.error,
+            duration_s=clock.elapsed(),
+            output=running.notebook_rel if running.output.is_file() else None,
+            notes=running.notes,
+        )
+        if result.output is not None:
+            result = collect_outputs(result, running)
+        return result
+    finally:
+        worker.kernels.release(kernel, graceful=graceful)
+
+
+def _prepare(job: Job, worker: WorkerContext, clock: Clock) -> RunningJob:
+    """Read the notebook, resolve its kernel, inject the parameters (papermill's way)."""
+    from papermill.execute import prepare_notebook_metadata, remove_error_markers
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+    from papermill.utils import find_first_tagged_cell_index
+
+    source = worker.settings.root / job.path
+    output = worker.settings.out_dir / output_paths(job.id)[0]
+    if not source.is_file():
+        raise _Invalid(f"{job.path}: no such notebook")
+    try:
+        nb = load_notebook_node(str(source))
+        nb = remove_error_markers(prepare_notebook_metadata(nb, str(source), str(output)))
+    except Exception as error:  # nbformat raises many kinds for a bad file
+        raise _Invalid(f"{job.path}: not a readable notebook: {one_line(error)}") from error
+    kernel_name, language = _resolve_kernel(job, nb, worker.kernels)
+    running = RunningJob(job, worker, clock, notebook=nb, kernel_name=kernel_name)
+    if not job.parameters:
+        return running
+    notes: tuple[str, ...] = ()
+    if find_first_tagged_cell_index(nb, "parameters") < 0:
+        notes = ("no cell is tagged 'parameters': the parameters were injected at the top",)
+    try:
+        nb = parameterize_notebook(
+            nb, dict(job.parameters), kernel_name=kernel_name, language=language
+        )
+    except Exception as error:  # papermill's translators raise for values they cannot write
+        raise _Invalid(f"{job.path}: cannot inject the parameters: {one_line(error)}") from error
+    return replace(running, notebook=nb, notes=notes)
+
+
+def _resolve_kernel(job: Job, nb: NotebookNode, kernels: Kernels) -> tuple[str, str]:
+    """The kernel name and language for a job; `_Invalid` when there is no such kernel."""
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    kernelspec = nb.metadata.get("kernelspec")
+    own = kernelspec.get("name") if isinstance(kernelspec, dict) else None
+    name = job.kernel or own
+    if not name or not isinstance(name, str):
+        raise _Invalid(
+            f"{job.path}: names no kernel (no metadata.kernelspec) and none is configured"
+        )
+    try:
+        spec = kernels.spec(name)
+    except NoSuchKernel as error:
+        installed = ", ".join(sorted(kernels.installed())) or "none"
+        raise _Invalid(f"{job.path}: unknown kernel {name!r} (installed: {installed})") from error
+    if job.kernel and job.kernel != own:
+        nb.metadata["kernelspec"] = {
+            "name": name,
+            "display_name": spec.display_name,
+            "language": spec.language,
+        }
+    return name, spec.language

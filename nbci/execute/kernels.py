@@ -1,0 +1,269 @@
+"""A worker's kernels: each job gets one nobody used before, started ahead when possible.
+
+While a job runs, its worker already starts the kernel for its next job (and
+one at start-up, while idle), so a job rarely waits for a kernel to boot. A
+warm kernel of the wrong kind is shut down. A warm kernel is launched in the
+previous job's folder; a silent prologue moves it to its own job's folder
+(`sys.path` holds `''`, so imports beside the notebook work the same).
+
+Kernels are launched in a session of their own; after each job what is left
+of that session is killed (`process_tree`). The parent is told every kernel
+started and stopped, so that it can kill them when the worker itself dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nbci._files import safe_name
+from nbci.execute.process_tree import become_subreaper, kill_session, kill_strays
+from nbci.execute.protocol import EXIT_TERMINATED, KernelEvent, Sender
+from nbci.execute.text import strip_ansi
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jupyter_client.manager import AsyncKernelManager
+
+    from nbci.execute.settings import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_WAIT_S = 2.0
+"""How long a kernel gets to exit after a shutdown request before it is killed."""
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+"""Set for each kernel (unless the user set them) so parallel kernels share the cores
+instead of each starting a BLAS thread per core: oversubscribed, a small fit ran 70x slower."""
+_KERNEL_LOG_TAIL_BYTES = 4000
+_KERNEL_LOG_NOISE = re.compile(r"Kernel is running over TCP without encryption")
+"""ipykernel's start-up warning, in every kernel's log; says nothing about why it died."""
+
+
+@dataclass(eq=False)
+class Kernel:
+    name: str
+    km: AsyncKernelManager
+    pid: int
+    """Also the kernel's process group and session id (it is launched with a session of its own)."""
+    log: Path
+    """The kernel process's own stdout and stderr (not the notebook's outputs)."""
+
+    def exit_code(self) -> int | None:
+        process = getattr(self.km.provisioner, "process", None)
+        return process.poll() if process is not None else None
+
+    def request_shutdown(self) -> None:
+        from jupyter_core.utils import run_sync
+
+        try:
+            run_sync(self.km.request_shutdown)()
+        except Exception:
+            logger.debug("shutdown request to kernel %s failed", self.pid, exc_info=True)
+
+    def log_tail(self) -> str | None:
+        try:
+            with self.log.open("rb") as f:
+                f.seek(max(0, self.log.stat().st_size - _KERNEL_LOG_TAIL_BYTES))
+                text = strip_ansi(f.read().decode("utf-8", "replace"))
+        except OSError:
+            return None
+        lines = [line for line in text.splitlines() if not _KERNEL_LOG_NOISE.search(line)]
+        return "\n".join(lines).strip() or None
+
+
+class Kernels:
+    """A worker's kernels: the one running a job and at most one warm one waiting.
+
+    Every kernel's pid is reported to the parent (`KernelEvent`) and kept in
+    `live`, which the SIGTERM handler reads to kill them all.
+    """
+
+    def __init__(self, settings: WorkerSettings, sender: Sender) -> None:
+        self._settings = settings
+        self._sender = sender
+        self._warm: Kernel | None = None
+        self._dying: list[tuple[Kernel, float]] = []
+        """Kernels asked to exit, with the time after which they are killed."""
+        self._spec_manager: Any = None
+        self.live: set[int] = set()
+        self._subreaper = become_subreaper()
+        self.start_ahead = settings.warm_kernels
+        """Whether `prestart` starts a kernel (the parent says so with each job)."""
+        self._starting = False
+        self._terminate_when_started = False
+
+    def spec(self, name: str) -> Any:
+        """The kernelspec called `name`; raises jupyter_client's NoSuchKernel."""
+        return self._specs().get_kernel_spec(name)
+
+    def installed(self) -> list[str]:
+        return list(self._specs().find_kernel_specs())
+
+    def _specs(self) -> Any:
+        if self._spec_manager is None:
+            from jupyter_client.kernelspec import KernelSpecManager
+
+            self._spec_manager = KernelSpecManager()
+        return self._spec_manager
+
+    def warm_up(self, name: str, cwd: Path) -> None:
+        from jupyter_core.utils import run_sync
+
+        run_sync(self.prestart)(name, cwd)
+
+    async def prestart(self, name: str, cwd: Path) -> None:
+        """Start the next job's kernel ahead of need; a failure only means a cold start later."""
+        if not (self._settings.warm_kernels and self.start_ahead) or self._warm is not None:
+            return
+        try:
+            self._warm = await self._start(name, cwd)
+        except Exception:
+            logger.debug("could not start a %r kernel ahead of need", name, exc_info=True)
+
+    def take(self, name: str, cwd: Path) -> Kernel:
+        """A kernel nobody has used: the warm one if it fits and lives, else a new one."""
+        from jupyter_core.utils import run_sync
+
+        self.reap(wait=False)
+        kernel, self._warm = self._warm, None
+        if kernel is not None and kernel.name == name and kernel.exit_code() is None:
+            return kernel
+        if kernel is not None:
+            logger.debug("discarding a warm %r kernel: %r is needed", kernel.name, name)
+            self.release(kernel, graceful=False)
+        return run_sync(self._start)(name, cwd)
+
+    def release(self, kernel: Kernel, *, graceful: bool) -> None:
+        """Stop `kernel` and kill whatever it started. Never raises.
+
+        A kernel asked to shut down (`graceful`) takes most of a second to exit:
+        it is left to do so while the worker goes on, and finished by `reap`.
+        """
+        if graceful:
+            self._dying.append((kernel, time.monotonic() + SHUTDOWN_WAIT_S))
+            self.reap(wait=False)
+        else:
+            self._finish(kernel)
+
+    def reap(self, *, wait: bool) -> None:
+        """Finish the kernels asked to exit that have exited or whose time is up.
+
+        With `wait`, finish them all, waiting for each until its time is up.
+        """
+        from jupyter_core.utils import run_sync
+
+        dying, self._dying = self._dying, []
+        for kernel, deadline in dying:
+            left = deadline - time.monotonic()
+            if wait and left > 0 and kernel.exit_code() is None:
+                with _logged_failure("waiting for kernel %s to exit", kernel.pid):
+                    run_sync(kernel.km.finish_shutdown)(waittime=left)
+            if wait or left <= 0 or kernel.exit_code() is not None:
+                self._finish(kernel)
+            else:
+                self._dying.append((kernel, deadline))
+
+    def _finish(self, kernel: Kernel) -> None:
+        from jupyter_core.utils import run_sync
+
+        kill_session(kernel.pid)
+        with _logged_failure("cleaning up kernel %s", kernel.pid):
+            run_sync(kernel.km.shutdown_kernel)(now=True)  # reaps it, closes its sockets
+        self.live.discard(kernel.pid)
+        if self._subreaper:
+            kill_strays(keep=self.live)
+        kernel.log.unlink(missing_ok=True)
+        with _logged_failure("reporting kernel %s", kernel.pid):
+            self._sender.send(KernelEvent(kernel.pid, alive=False))
+
+    def close(self) -> None:
+        self.reap(wait=True)
+        if self._warm is not None:
+            self.release(self._warm, graceful=False)
+            self._warm = None
+
+    def kill_all(self) -> None:
+        """Kill every kernel and what it started (from a signal handler or the parent watch)."""
+        for pid in list(self.live):
+            kill_session(pid)
+        if self._subreaper:
+            kill_strays(keep=())
+
+    def terminate(self) -> None:
+        """The worker's SIGTERM handler: kill every kernel, then exit.
+
+        A kernel being launched is registered first (signal handlers run in
+        the main thread, between two steps of `_start`), so none is missed.
+        """
+        if self._starting:
+            self._terminate_when_started = True
+            return
+        self.kill_all()
+        os._exit(EXIT_TERMINATED)
+
+    async def _start(self, name: str, cwd: Path) -> Kernel:
+        from jupyter_client.manager import AsyncKernelManager
+
+        scratch = self._settings.scratch  # removed by the parent, even if this worker is killed
+        fd, log = tempfile.mkstemp(prefix=f"{safe_name(name)}-", suffix=".log", dir=scratch)
+        km = AsyncKernelManager(
+            kernel_name=name,
+            kernel_spec_manager=self._specs(),
+            connection_file=str(Path(log).with_suffix(".json")),
+            shutdown_wait_time=SHUTDOWN_WAIT_S,
+        )
+        self._starting = True
+        try:
+            with os.fdopen(fd, "wb") as out:
+                await km.start_kernel(
+                    cwd=str(cwd),
+                    env=kernel_environment(self._settings.kernel_threads),
+                    stdout=out,
+                    stderr=out,
+                    extra_arguments=["--HistoryManager.hist_file=:memory:"],
+                )
+        except BaseException:
+            if pid := _provisioner_pid(km):
+                kill_session(pid)
+            raise
+        else:
+            pid = _provisioner_pid(km)
+            if pid is None:
+                raise RuntimeError(f"the {name!r} kernel started without a process id")
+            self.live.add(pid)
+        finally:
+            self._starting = False
+            if self._terminate_when_started:
+                self.terminate()
+        self._sender.send(KernelEvent(pid, alive=True))
+        logger.debug("started a %r kernel, pid %s", name, pid)
+        return Kernel(name=name, km=km, pid=pid, log=Path(log))
+
+
+def kernel_environment(threads: int) -> dict[str, str]:
+    """The kernel's environment: ours, with the thread counts set unless the user set them."""
+    environment = dict(os.environ)
+    for name in THREAD_VARIABLES:
+        environment.setdefault(name, str(threads))
+    return environment
+
+
+def _provisioner_pid(km: AsyncKernelManager) -> int | None:
+    """The kernel process's pid (jupyter_client's local provisioner has one)."""
+    pid = getattr(km.provisioner, "pid", None)
+    return pid if isinstance(pid, int) else None
+
+
+@contextlib.contextmanager
+def _logged_failure(what: str, *args: object) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        logger.debug(what + " failed", *args, exc_info=True)

@@ -1,0 +1,86 @@
+"""Killing a kernel and everything it started, through psutil's process table.
+
+A kernel is launched as the leader of a session of its own: killing that
+session takes the kernel and whatever it forked, also children that moved to
+a process group of their own. A worker is a child subreaper (Linux), so what
+escaped into a session of its own is reparented to the worker when its parent
+dies, and `kill_strays` finds it among the worker's descendants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Collection
+
+import psutil
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL the process group `sid` and every process in session `sid`."""
+    with contextlib.suppress(OSError):
+        os.killpg(sid, signal.SIGKILL)
+    for pid in psutil.pids():
+        try:
+            in_session = os.getsid(pid) == sid
+        except OSError:  # gone, or not ours to see
+            continue
+        if in_session:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants of this process its children again, not init's (Linux).
+
+    psutil has no prctl; this is one call through libc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def kill_strays(keep: Collection[int]) -> None:
+    """SIGKILL and reap every descendant of this process outside the kernels in `keep`.
+
+    For a worker that is a child subreaper: whatever a kernel started, even in
+    a session of its own, stays below the worker when its parent dies.
+    """
+    me = psutil.Process()
+    for _ in range(100):  # each round reaps one generation of orphans
+        strays = _descendants_outside(me, keep)
+        if not strays:
+            return
+        for process in strays:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        for process in strays:
+            with contextlib.suppress(psutil.Error, ChildProcessError):
+                if process.ppid() == me.pid:
+                    os.waitpid(process.pid, 0)
+
+
+def _descendants_outside(root: psutil.Process, keep: Collection[int]) -> list[psutil.Process]:
+    """`root`'s descendants, except the processes in `keep` and their own descendants."""
+    found: list[psutil.Process] = []
+    below = [child for child in _children(root) if child.pid not in keep]
+    while below:
+        process = below.pop()
+        found.append(process)
+        below += _children(process)
+    return found
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children()
+    except psutil.Error:
+        return []

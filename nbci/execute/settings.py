@@ -1,0 +1,68 @@
+"""What a run of jobs is given (`ExecuteOptions`) and what each worker is sent once."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbci.model import Job
+
+DEFAULT_KERNEL = "python3"
+
+
+@dataclass(frozen=True)
+class ExecuteOptions:
+    """How `execute_jobs` runs jobs (the timeouts are per job, in `Job`)."""
+
+    root: Path
+    """Project root; `Job.path` is relative to it."""
+    out_dir: Path
+    """Executed notebooks go to `out_dir/notebooks/<job-id>.ipynb` (and `.html`)."""
+    workers: int = 1
+    """Parallel worker processes."""
+    warm_kernels: bool = True
+    """Start each worker's next kernel ahead of need."""
+    start_timeout: float = 60.0
+    """Seconds a kernel may take to boot."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What every worker needs to know, sent once when it is spawned."""
+
+    root: Path
+    out_dir: Path
+    warm_kernels: bool
+    start_timeout: float
+    kernel_hint: str
+    """The kernel a worker warms up before its first job arrives."""
+    log_level: int
+    parent_pid: int
+    kernel_threads: int
+    """BLAS/OpenMP threads per kernel: the cores shared among the workers."""
+    scratch: Path
+    """A temporary folder for kernel logs, removed by the parent (also after a worker dies)."""
+
+    @classmethod
+    def make(cls, options: ExecuteOptions, first_job: Job, scratch: Path) -> WorkerSettings:
+        return cls(
+            root=options.root.resolve(),
+            out_dir=options.out_dir.resolve(),
+            warm_kernels=options.warm_kernels,
+            start_timeout=options.start_timeout,
+            kernel_hint=first_job.kernel or DEFAULT_KERNEL,
+            log_level=logging.getLogger("nbci").getEffectiveLevel(),
+            parent_pid=os.getpid(),
+            kernel_threads=max(1, (os.cpu_count() or 1) // max(1, options.workers)),
+            scratch=scratch,
+        )
+
+
+def output_paths(job_id: str) -> tuple[str, str]:
+    """The executed notebook and its HTML, relative to the output directory."""
+    from nbci._files import safe_name
+
+    name = safe_name(job_id)
+    return f"notebooks/{name}.ipynb", f"notebooks/{name}.html"

@@ -1,0 +1,100 @@
+"""A worker process: run the jobs the parent sends, one at a time, until it sends None."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from nbci.execute.job import WorkerContext, run_job_safely
+from nbci.execute.kernels import Kernels
+from nbci.execute.protocol import Finished, Log, Ready, Sender, receive_assignment
+
+if TYPE_CHECKING:  # pragma: no cover
+    from multiprocessing.connection import Connection
+
+    from nbci.execute.settings import WorkerSettings
+
+
+def worker_main(conn: Connection, settings: WorkerSettings) -> None:
+    """Entry point of a worker (spawned by the pool)."""
+    # Ctrl-C reaches the whole process group; the parent decides what happens. A handler
+    # that does nothing, not SIG_IGN: an ignored signal would be inherited by the kernels.
+    signal.signal(signal.SIGINT, _do_nothing)
+    sender = Sender(conn)
+    sender.send(Ready())
+    _forward_logs(sender, settings.log_level)
+    kernels = Kernels(settings, sender)
+
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: kernels.terminate())
+    _watch_parent(settings.parent_pid, kernels)
+    context = WorkerContext(settings, kernels, sender)
+    try:
+        kernels.warm_up(settings.kernel_hint, settings.root)
+        _import_papermill()  # while the warm kernel boots
+        while (assignment := receive_assignment(conn)) is not None:
+            kernels.start_ahead = assignment.start_ahead
+            sender.send(Finished(run_job_safely(assignment.job, context)))
+            kernels.reap(wait=False)
+    finally:
+        kernels.close()
+
+
+def _do_nothing(_signum: int, _frame: object) -> None:
+    pass
+
+
+def _import_papermill() -> None:
+    import papermill.execute  # noqa: F401
+
+
+class _ForwardHandler(logging.Handler):
+    """Sends log records to the parent, which hands them to its own loggers.
+
+    Records of other libraries (papermill, nbclient, traitlets) are demoted to
+    DEBUG: their errors ("Timeout waiting for execute reply") are statuses here.
+    """
+
+    def __init__(self, sender: Sender) -> None:
+        super().__init__()
+        self._sender = sender
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record) if record.exc_info else record.getMessage()
+            portable = logging.makeLogRecord(
+                {
+                    **record.__dict__,
+                    "msg": message,
+                    "args": None,
+                    "exc_info": None,
+                    "exc_text": None,
+                }
+            )
+            if not record.name.startswith("nbci"):
+                portable.levelno, portable.levelname = logging.DEBUG, "DEBUG"
+            self._sender.send(Log(portable))
+        except Exception:  # logging must never break a job
+            pass
+
+
+def _forward_logs(sender: Sender, level: int) -> None:
+    root = logging.getLogger()
+    root.handlers[:] = [_ForwardHandler(sender)]
+    root.setLevel(level)
+    logging.captureWarnings(True)
+
+
+def _watch_parent(parent_pid: int, kernels: Kernels) -> None:
+    """If the parent disappears (killed hard), kill the kernels and leave."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        kernels.kill_all()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="nbci-parent-watch", daemon=True).start()

@@ -1,0 +1,186 @@
+"""The steps of a publish after the target is known, each degrading rather than failing.
+
+`nbci.publish.publish` calls them in order: read the assets branch, find the
+baseline, compare and judge, host the figures (and store the baseline), set the
+verdict, write the job summary. A step that lacks a permission adds a note (shown
+under the report) instead of ending the publish, except storing a baseline, whose
+error `publish` raises once everything else is done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from nbci.errors import ResultsError, UsageError
+from nbci.model import Comparison, Run, Verdict
+from nbci.publish.assets import Asset, Figures, Hosting, Tip, figure_assets, read_tip, store
+from nbci.publish.baseline import Baseline, find_baseline, run_folder
+from nbci.publish.client import PermissionDenied, Session
+from nbci.publish.context import Context, Target
+from nbci.publish.status import describe, post_check, post_status
+from nbci.results import RESULTS_FILE, run_to_dict
+
+if TYPE_CHECKING:
+    from nbci.publish import PublishOptions
+
+logger = logging.getLogger(__name__)
+
+MAX_SUMMARY_BYTES = 1024 * 1024
+_BRANCH = re.compile(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}(?<![./])(?<!\.lock)")
+
+
+def check_branch(name: str) -> None:
+    if not _BRANCH.fullmatch(name):
+        raise UsageError(f"--assets-branch: {name!r} is not a usable branch name")
+
+
+def read_assets_tip(session: Session, branch: str, notes: list[str]) -> Tip:
+    try:
+        return read_tip(session, branch)
+    except PermissionDenied as exc:
+        notes.append(f"the {branch} branch could not be read ({exc.permission} missing)")
+        logger.warning("%s", exc)
+        return Tip(branch)
+
+
+def baseline_for(
+    session: Session, tip: Tip, target: Target, options: PublishOptions, notes: list[str]
+) -> Baseline | None:
+    if target.base_sha is None or tip.truncated:
+        return None
+    try:
+        return find_baseline(
+            session,
+            tip,
+            target.base_sha,
+            include_start=target.kind != "baseline",  # a push compares with its ancestors
+            depth=options.baseline_depth,
+        )
+    except ResultsError as exc:
+        notes.append(f"the stored baseline was rejected: {exc}")
+        logger.warning("%s", exc)
+    except PermissionDenied as exc:
+        notes.append(f"the baseline could not be read ({exc.permission} missing)")
+        logger.warning("%s", exc)
+    return None
+
+
+def compare_with(
+    run: Run, baseline: Baseline | None, target: Target, options: PublishOptions
+) -> Comparison | None:
+    if baseline is None:
+        return None
+    from nbci.compare import compare
+
+    return compare(
+        run,
+        baseline.run,
+        label=_baseline_label(baseline, target),
+        higher=options.higher_is_better,
+        lower=options.lower_is_better,
+    )
+
+
+def _baseline_label(baseline: Baseline, target: Target) -> str:
+    short = baseline.sha[:12]
+    if target.kind == "baseline":
+        return f"{short}, " + ("the parent commit" if baseline.distance == 1 else "an ancestor")
+    if baseline.distance == 0:
+        return f"{short}, the base commit"
+    plural = "s" if baseline.distance > 1 else ""
+    return f"{short}, {baseline.distance} commit{plural} before the base commit"
+
+
+def evaluate_gates(options: PublishOptions, run: Run, comparison: Comparison | None) -> Verdict:
+    from nbci.gates import evaluate
+
+    return evaluate(options.gates, run, comparison)
+
+
+# -- figures and the stored baseline -----------------------------------------------
+
+
+def host(
+    session: Session, tip: Tip, target: Target, run: Run, figures: Figures, notes: list[str]
+) -> Hosting:
+    """Commit what the target needs to the assets branch."""
+    if target.kind == "commit":
+        return Hosting(tip)
+    if target.kind == "pull_request":
+        assert target.pr is not None
+        folder = f"pr/{target.pr}"
+        assets = figure_assets(figures.files, folder)
+        message = f"nbci: figures of #{target.pr} at {target.sha[:12]}"
+        replace: str | None = folder
+    else:
+        folder = run_folder(target.sha)
+        assets = [*figure_assets(figures.files, folder), _results_asset(run, folder)]
+        message = f"nbci: results of {target.sha[:12]} (baseline)"
+        replace = None
+    try:
+        tip = store(session, tip, assets, replace=replace, message=message)
+    except PermissionDenied as exc:
+        logger.warning("%s", exc)
+        notes.append(f"figures not hosted: the token lacks `{exc.permission}`")
+        return Hosting(tip, error=exc if target.kind == "baseline" else None)
+    return Hosting(tip, folder)
+
+
+def _results_asset(run: Run, folder: str) -> Asset:
+    text = json.dumps(run_to_dict(run), indent=1, ensure_ascii=False, allow_nan=False)
+    return Asset(f"{folder}/{RESULTS_FILE}", (text + "\n").encode("utf-8"))
+
+
+# -- verdict and job summary ------------------------------------------------------
+
+
+def post_verdict(
+    session: Session,
+    options: PublishOptions,
+    ctx: Context,
+    target: Target,
+    run: Run,
+    verdict: Verdict,
+    comparison: Comparison | None,
+    success: bool,
+    report: str,
+) -> str | None:
+    description = describe(run, verdict, comparison)
+    if options.check:
+        return post_check(
+            session,
+            target.sha,
+            name=options.name,
+            success=success,
+            title=description,
+            summary=report,
+            details_url=ctx.run_url,
+        )
+    post_status(
+        session,
+        target.sha,
+        context=options.name,
+        success=success,
+        description=description,
+        target_url=ctx.run_url,
+    )
+    return None
+
+
+def write_job_summary(env: Mapping[str, str], report: str) -> None:
+    """Append the report to the Actions job summary, when there is one."""
+    path = env.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    text = report + "\n"
+    if len(text.encode("utf-8")) > MAX_SUMMARY_BYTES:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        logger.warning("could not write the job summary %s: %s", path, exc.strerror)
