@@ -25,20 +25,30 @@ resolved in `context`, the steps themselves live in `steps`.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nbci.errors import PublishError
+from nbci.model import Comparison, Run
 from nbci.publish import steps
-from nbci.publish.assets import load_figures
-from nbci.publish.baseline import DEFAULT_DEPTH
+from nbci.publish.assets import Figures, Tip, load_figures
+from nbci.publish.baseline import DEFAULT_DEPTH, Baseline
 from nbci.publish.client import RetryPolicy, Session, token_from_env
 from nbci.publish.comment import comment_body, upsert_comment
-from nbci.publish.context import TargetKind, read_artifact_pr, resolve_context, resolve_target
+from nbci.publish.context import (
+    Target,
+    TargetKind,
+    read_artifact_pr,
+    resolve_context,
+    resolve_target,
+)
 from nbci.publish.report import render_report
 from nbci.publish.status import passed
+from nbci.publish.visuals import Prepared, prepare
+from nbci.render.visuals import Drawn
 from nbci.results import read_run
 
 if TYPE_CHECKING:
@@ -69,6 +79,8 @@ class PublishOptions:
     baseline_depth: int = DEFAULT_DEPTH
     """How many commits back to look for a stored baseline."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    notebooks: bool = True
+    """Commit the executed notebooks to the assets branch (config `publish_notebooks`)."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,11 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     baseline = steps.baseline_for(session, tip, target, options, notes)
     comparison = steps.compare_with(run, baseline, target, options)
     verdict = steps.evaluate_gates(options, run, comparison)
-    hosting = steps.host(session, tip, target, run, figures, notes)
+    with tempfile.TemporaryDirectory(prefix="nbci-publish-") as work_dir:
+        review = _prepare(
+            session, tip, run, figures, target, baseline, comparison, options, notes, Path(work_dir)
+        )
+        hosting = steps.host(session, tip, target, run, figures, notes, extra=review.assets)
     report = render_report(
         run,
         comparison=comparison,
@@ -145,6 +161,7 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         hosting=hosting,
         figures=figures,
         baseline=baseline,
+        review=review,
         notes=notes,
     )
     comment_url = None
@@ -169,4 +186,36 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         baseline_sha=baseline.sha if baseline else None,
         stored_baseline=target.kind == "baseline" and hosting.folder is not None,
         notes=tuple(notes),
+    )
+
+
+def _prepare(
+    session: Session,
+    tip: Tip,
+    run: Run,
+    figures: Figures,
+    target: Target,
+    baseline: Baseline | None,
+    comparison: Comparison | None,
+    options: PublishOptions,
+    notes: list[str],
+    work_dir: Path,
+) -> Prepared:
+    """Charts, difference images (for a pull request) and notebooks for the assets commit."""
+    folder = steps.assets_folder(target)
+    if folder is None:
+        return Prepared(Drawn({}), ())
+    return prepare(
+        session,
+        tip,
+        run,
+        figures.files,
+        out_dir=options.out_dir,
+        work_dir=work_dir,
+        folder=folder,
+        baseline=baseline,
+        baseline_label=comparison.baseline_label if comparison else None,
+        with_charts=target.kind == "pull_request",
+        with_notebooks=options.notebooks,
+        notes=notes,
     )

@@ -1,4 +1,4 @@
-"""Charts, figure comparison and notebooks for a publish: drawn here, hosted by `assets.store`.
+"""Charts, figure comparison and notebooks for a publish: made here, hosted by `assets.store`.
 
 The baseline's figures are on the assets branch already (stored with its
 run). A figure whose blob equals the stored one is unchanged without a
@@ -13,14 +13,16 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbci.figures import Reader, figure_changes
 from nbci.model import FigureChange, Run
 from nbci.publish.assets import Asset, FigureFile, Tip
+from nbci.publish.baseline import Baseline
 from nbci.publish.client import PermissionDenied, Session
+from nbci.publish.notebooks import notebook_assets
 from nbci.render.charts import write_charts
 from nbci.render.visuals import Drawn, visuals_by_job
 
@@ -37,7 +39,49 @@ class Prepared:
 
     drawn: Drawn
     assets: tuple[Asset, ...]
-    """Charts and difference images, paths under the target's folder."""
+    """Charts and difference images (and notebooks), paths under the target's folder."""
+    folder: str = ""
+    notebooks: Mapping[str, str] = field(default_factory=dict)
+    """Job id → its executed notebook's path on the assets branch."""
+
+
+def prepare(
+    session: Session,
+    tip: Tip,
+    run: Run,
+    figures: Iterable[FigureFile],
+    *,
+    out_dir: Path,
+    work_dir: Path,
+    folder: str,
+    baseline: Baseline | None,
+    baseline_label: str | None,
+    with_charts: bool,
+    with_notebooks: bool,
+    notes: list[str],
+) -> Prepared:
+    """Charts, difference images and notebooks for the assets commit of one publish."""
+    drawn = Drawn({})
+    assets: tuple[Asset, ...] = ()
+    if with_charts:
+        visuals = prepare_visuals(
+            session,
+            tip,
+            run,
+            figures,
+            baseline=baseline.run if baseline else None,
+            baseline_folder=baseline.folder if baseline else None,
+            baseline_label=baseline_label,
+            work_dir=work_dir,
+            folder=folder,
+            notes=notes,
+        )
+        drawn, assets = visuals.drawn, visuals.assets
+    if not with_notebooks:
+        return Prepared(drawn, assets, folder)
+    stored = notebook_assets(run, out_dir, folder)
+    notes.extend(f"notebook not stored: {line}" for line in stored.skipped)
+    return Prepared(drawn, (*assets, *stored.assets), folder, stored.paths)
 
 
 def prepare_visuals(
@@ -62,7 +106,7 @@ def prepare_visuals(
         changes = figure_changes(run, baseline, head.get, read_base, work_dir)
     files = [c.path for c in charts] + [c.diff_path for c in changes if c.diff_path]
     assets = tuple(Asset(f"{folder}/{path}", (work_dir / path).read_bytes()) for path in files)
-    return Prepared(Drawn(visuals_by_job(charts, changes), left_out), assets)
+    return Prepared(Drawn(visuals_by_job(charts, changes), left_out), assets, folder)
 
 
 def _branch_reader(

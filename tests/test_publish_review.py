@@ -1,0 +1,84 @@
+"""`nbci publish` puts charts, difference images and executed notebooks on the assets branch.
+
+Against the GitHub stand-in (PyGithub over real HTTP on 127.0.0.1): every link
+in the comment must point at a file that the assets branch holds at the
+linked commit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote
+
+import nbformat
+import pytest
+from github_stub import GitHubStub
+from test_publish import make_run, options, pr_env
+
+from nbci.model import ErrorInfo, NotebookResult
+from nbci.publish import publish
+from nbci.results import read_run, write_run
+
+
+@pytest.fixture
+def gh() -> Iterator[GitHubStub]:
+    with GitHubStub() as stub:
+        yield stub
+
+
+def with_notebook(out: Path, status: str = "failed") -> Path:
+    """The run of `make_run`, its notebook executed (written) and marked `status`."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1 / 0")
+    cell.id = "cell-0"
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="training\n")]
+    nb.cells = [cell]
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    (out / "notebooks" / "train.ipynb").write_text(json.dumps(nb))
+    run = read_run(out)
+    (train,) = run.notebooks
+    error = ErrorInfo(cell=1, ename="ZeroDivisionError", evalue="division by zero")
+    failed = NotebookResult(
+        **{**train.__dict__, "status": status, "output": "notebooks/train.ipynb", "error": error}
+    )
+    write_run(type(run)(**{**run.__dict__, "notebooks": (failed,)}), out)
+    return out
+
+
+def blob_links(gh: GitHubStub, body: str) -> list[tuple[str, str]]:
+    """(commit, path) of every `/blob/` link in the comment."""
+    pattern = re.escape(f"{gh.server_url}/{gh.repo}/blob/") + r"([0-9a-f]{40})/([^)\s\"<>]+)"
+    found = [(commit, unquote(path)) for commit, path in re.findall(pattern, body)]
+    return list(dict.fromkeys(found))
+
+
+def test_the_failing_notebook_is_linked_where_github_renders_it(
+    gh: GitHubStub, tmp_path: Path
+) -> None:
+    history = gh.add_history(3)
+    gh.add_pull(7, base_sha=history[-1])
+    run_dir = with_notebook(make_run(tmp_path / "out"))
+
+    outcome = publish(options(run_dir), pr_env(gh, tmp_path, 7))
+
+    (comment,) = gh.pr_comments(7)
+    links = blob_links(gh, comment["body"])
+    assert links == [(outcome.assets_commit, "pr/7/notebooks/train.ipynb")]
+    stored = gh.file_at(links[0][0], links[0][1])
+    assert stored is not None and b"training" in stored
+    assert len(gh.calls("POST", r"/git/commits$")) == 1  # figures and notebook: one commit
+
+
+def test_publish_notebooks_false_keeps_them_off_the_branch(gh: GitHubStub, tmp_path: Path) -> None:
+    history = gh.add_history(3)
+    gh.add_pull(7, base_sha=history[-1])
+    run_dir = with_notebook(make_run(tmp_path / "out"))
+
+    outcome = publish(options(run_dir, notebooks=False), pr_env(gh, tmp_path, 7))
+
+    assert outcome.assets_commit is not None
+    assert not any("notebooks/" in p for p in gh.paths_at(outcome.assets_commit))
+    assert not blob_links(gh, gh.pr_comments(7)[0]["body"])
