@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import nbformat
 import pytest
 from github_stub import GitHubStub
-from test_publish import make_run, options, pr_env
+from test_publish import fetch, make_run, options, pr_env
 
 from nbci.model import ErrorInfo, NotebookResult
 from nbci.publish import publish
@@ -67,8 +67,8 @@ def test_the_failing_notebook_is_linked_where_github_renders_it(
     (comment,) = gh.pr_comments(7)
     links = blob_links(gh, comment["body"])
     assert links == [(outcome.assets_commit, "pr/7/notebooks/train.ipynb")]
-    stored = gh.file_at(links[0][0], links[0][1])
-    assert stored is not None and b"training" in stored
+    page = fetch(f"{gh.server_url}/{gh.repo}/blob/{links[0][0]}/{links[0][1]}")
+    assert b"training" in page  # the notebook is there at the linked commit
     assert len(gh.calls("POST", r"/git/commits$")) == 1  # figures and notebook: one commit
 
 
