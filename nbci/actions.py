@@ -27,6 +27,8 @@ TRUNCATED_NOTE = (
 
 _IMG_TAG = re.compile(r"<img\b[^>]*>", re.I)
 _MD_IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
+_HOSTED_SRC = re.compile(r"""\ssrc=["']https://""", re.I)
+_HOSTED_LINK = re.compile(r"\]\(<?https://")
 
 
 def in_github_actions() -> bool:
@@ -65,9 +67,12 @@ def annotation(
 def append_step_summary(markdown: str, *, path: Path | None = None) -> bool:
     """Append `markdown` to the job summary ($GITHUB_STEP_SUMMARY); False when not written.
 
-    Images are removed (GitHub shows no `data:` images there, and relative ones
-    point nowhere). The file stays under `SUMMARY_LIMIT` bytes: a report that
-    does not fit is cut at a paragraph boundary with a note saying so.
+    The one writer of the job summary (`nbci run` and `nbci publish` both call
+    it). Images are removed unless hosted at an https URL (publish's figures):
+    GitHub shows no `data:` images there, and relative ones point nowhere. The
+    file stays under `SUMMARY_LIMIT` bytes: a report that does
+    not fit is cut at a paragraph boundary with a note saying so. A summary
+    that cannot be written is logged, never raised: it is a courtesy.
     """
     target = path or _summary_path()
     if target is None:
@@ -75,14 +80,17 @@ def append_step_summary(markdown: str, *, path: Path | None = None) -> bool:
     text = _without_images(markdown)
     if not text.endswith("\n"):
         text += "\n"
-    used = target.stat().st_size if target.exists() else 0
-    room = SUMMARY_LIMIT - used
-    text = _fit(text, room)
-    if not text:
-        logger.warning("job summary %s is full; nbci's report is not added", target)
+    try:
+        used = target.stat().st_size if target.exists() else 0
+        text = _fit(text, SUMMARY_LIMIT - used)
+        if not text:
+            logger.warning("job summary %s is full; nbci's report is not added", target)
+            return False
+        with target.open("a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        logger.warning("could not write the job summary %s: %s", target, exc.strerror)
         return False
-    with target.open("a", encoding="utf-8") as f:
-        f.write(text)
     return True
 
 
@@ -92,7 +100,9 @@ def _summary_path() -> Path | None:
 
 
 def _without_images(markdown: str) -> str:
-    return _MD_IMAGE.sub("", _IMG_TAG.sub("", markdown))
+    """`markdown` without the images that do not show in a job summary (not https)."""
+    markdown = _IMG_TAG.sub(lambda m: m[0] if _HOSTED_SRC.search(m[0]) else "", markdown)
+    return _MD_IMAGE.sub(lambda m: m[0] if _HOSTED_LINK.search(m[0]) else "", markdown)
 
 
 def _fit(text: str, room: int) -> str:

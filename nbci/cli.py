@@ -171,25 +171,21 @@ def _report(args: argparse.Namespace) -> int:
 def _diff(args: argparse.Namespace) -> int:
     import json
 
-    from nbci.compare import compare
-    from nbci.gates import evaluate
+    from nbci.judge import Criteria, judge, run_label
     from nbci.render.diff import diff_json, diff_markdown
     from nbci.results import read_run
 
     config = _config(args)
     baseline, head = read_run(args.baseline), read_run(args.head)
-    comparison = compare(
-        head,
-        baseline,
-        label=baseline.git.sha[:12] if baseline.git.sha else str(args.baseline),
-        higher=config.higher_is_better,
-        lower=config.lower_is_better,
-    )
-    verdict = evaluate(config.gates, head, comparison) if args.gates else None
+    label = run_label(baseline, str(args.baseline))
+    judged = judge(head, baseline, label=label, criteria=Criteria.of(config))
+    assert judged.comparison is not None
+    verdict = judged.verdict if args.gates else None
     if args.json:
-        print(json.dumps(diff_json(comparison, verdict=verdict), indent=2, allow_nan=False))
+        data = diff_json(judged.comparison, verdict=verdict)
+        print(json.dumps(data, indent=2, allow_nan=False))
     else:
-        print(diff_markdown(comparison, show_all=args.all, verdict=verdict), end="")
+        print(diff_markdown(judged.comparison, show_all=args.all, verdict=verdict), end="")
     return EXIT_FAILED if verdict is not None and not verdict.passed else EXIT_OK
 
 
@@ -285,9 +281,11 @@ class _Progress:
         self.tty = sys.stdout.isatty()
 
     def finished(self, result: NotebookResult) -> None:
+        from nbci.vocabulary import STATUS_MARK
+
         self.count += 1
         cached = " (cached)" if result.cached else ""
-        line = f"{_STATUS_MARK.get(result.status, '?')} {result.id}: {result.status}{cached}"
+        line = f"{STATUS_MARK.get(result.status, '?')} {result.id}: {result.status}{cached}"
         line += f" in {result.duration_s:.1f}s"
         if result.error is not None and not result.ok:
             line += f" — {_one_line(result.error.summary)[:120]}"
@@ -304,19 +302,9 @@ class _Progress:
             sys.stdout.flush()
 
 
-_STATUS_MARK = {
-    "ok": "✓",
-    "failed": "✗",
-    "timeout": "⏱",
-    "died": "☠",
-    "invalid": "!",
-    "interrupted": "-",
-}
-
-
 def _results_table(notebooks: Sequence[NotebookResult]) -> str:
     """A plain-text table: notebook, parameters, status, time, metrics."""
-    from nbci.render.numbers import format_number
+    from nbci.vocabulary import format_number
 
     header = ("notebook", "parameters", "status", "time", "metrics")
     rows = [header]

@@ -25,12 +25,10 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from nbci._files import is_within, safe_name, write_bytes_atomic, write_text_atomic
-from nbci.errors import ResultsError
+from nbci._files import is_within, safe_name, write_bytes_atomic
 from nbci.glue import MAX_CELL_CHARS, MAX_TABLE_ROWS, TABLE_MARKER, table_from_dataframe
 from nbci.model import Figure, Job, MetricValue, Scrap, SeriesGroup
 from nbci.series import Recognised, recognise
@@ -58,10 +56,6 @@ MAX_FLATTEN_DEPTH = 10
 MAX_TABLE_COLUMNS = 200
 MAX_PARQUET_BYTES = 50 * 1024 * 1024
 MAX_NOTES = 50
-MAX_HTML_OUTPUT_CHARS = 1_000_000
-"""Per output, for the notebook's HTML rendering: bigger outputs are trimmed first."""
-MAX_HTML_TOTAL_CHARS = 5_000_000
-"""All outputs of one notebook together, for its HTML rendering (100 loud cells too)."""
 
 SCRAP_PREFIX = "application/scrapbook.scrap."
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -97,24 +91,6 @@ def collect_notebook(notebook_path: Path, job: Job, out_dir: Path) -> Collected:
     for name, found in _find_scraps(cells, collector.notes).items():
         collector.add(name, found)
     return collector.result()
-
-
-def render_notebook_html(notebook_path: Path, html_path: Path) -> None:
-    """Write nbconvert's HTML (lab template) of an executed notebook, atomically.
-
-    Outputs are sanitized (nbconvert's `sanitize_html`: the notebook is
-    untrusted and reviewers open this file) and huge ones are trimmed first.
-    Raises ResultsError when the notebook cannot be read or converted.
-    """
-    import nbformat
-
-    try:
-        notebook = nbformat.read(notebook_path, as_version=4)
-        _prepare_for_html(notebook)
-        body, _ = _html_exporter().from_notebook_node(notebook)
-    except Exception as error:  # nbformat and nbconvert raise many kinds
-        raise ResultsError(f"{notebook_path}: cannot render as HTML: {error}") from error
-    write_text_atomic(html_path, body)
 
 
 # -- finding scraps in the outputs ---------------------------------------------
@@ -560,58 +536,3 @@ def _depth(value: Any, limit: int) -> int:
 def _shown(name: str) -> str:
     """An untrusted name for a note: quoted, short."""
     return repr(name if len(name) <= 60 else name[:57] + "...")
-
-
-# -- notebook HTML -----------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _html_exporter() -> Any:
-    from nbconvert import HTMLExporter
-
-    return HTMLExporter(template_name="lab", sanitize_html=True)
-
-
-def _prepare_for_html(notebook: Any) -> None:
-    """Drop scrapbook's invisible payload outputs; trim huge outputs so conversion stays fast."""
-    budget = _Budget(MAX_HTML_TOTAL_CHARS)
-    for cell in notebook.get("cells", []):
-        if "outputs" in cell:
-            cell["outputs"] = [out for out in cell["outputs"] if _prepare_output(out, budget)]
-
-
-@dataclass
-class _Budget:
-    """Characters of output the notebook's HTML may still take."""
-
-    left: int
-
-
-def _prepare_output(output: Any, budget: _Budget) -> bool:
-    """Trim one output in place; False when nothing visible is left of it."""
-    if isinstance(output.get("text"), str):
-        output["text"] = _trim_note(output["text"], budget)
-    data = output.get("data")
-    if not isinstance(data, dict):
-        return True
-    for mime in list(data):
-        value = data[mime]
-        if mime.startswith(SCRAP_PREFIX):
-            del data[mime]
-        elif isinstance(value, str) and mime.startswith("text/"):
-            data[mime] = _trim_note(value, budget)
-        elif isinstance(value, str):  # an image: whole or not at all
-            fits = len(value) <= min(MAX_HTML_OUTPUT_CHARS, budget.left)
-            budget.left -= len(value) if fits else 0
-            data[mime] = value if fits else None
-    if any(value is None for value in data.values()):
-        output["data"] = {"text/plain": "[output too large, removed by nbci]"}
-    return bool(output["data"])
-
-
-def _trim_note(text: str, budget: _Budget) -> str:
-    limit = max(min(MAX_HTML_OUTPUT_CHARS, budget.left), 0)
-    budget.left -= min(len(text), limit)
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n[... {len(text) - limit} characters trimmed by nbci]"

@@ -9,9 +9,19 @@ segment (`scores.f1` matches `f1`).
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
-from nbci.model import Comparison, Direction, JobChange, MetricDelta, NotebookResult, Run
+from nbci.model import (
+    Comparison,
+    Direction,
+    JobChange,
+    MetricDelta,
+    NotebookResult,
+    ParameterChange,
+    Run,
+)
 
 DEFAULT_HIGHER: tuple[str, ...] = (
     "accuracy", "*accuracy*", "acc", "*_acc", "top*acc*",
@@ -68,16 +78,20 @@ def compare(
     Jobs are joined by id and metrics by name. Order: the head run's jobs and
     metrics as they come, then whatever only the baseline has. A job present
     on one side only gives a `JobChange` and one `added`/`removed` delta per
-    metric; a job whose status changed gives a `JobChange` too.
+    metric; a job whose status changed gives a `JobChange` too. A job on both
+    sides whose parameters differ gives a `ParameterChange` per parameter.
     """
     deltas: list[MetricDelta] = []
     jobs: list[JobChange] = []
+    parameters: list[ParameterChange] = []
     directions: dict[str, Direction] = {}  # many jobs share metric names
     for job_id, head_nb, base_nb in _join_jobs(run, baseline):
         head_status = head_nb.status if head_nb else None
         base_status = base_nb.status if base_nb else None
         if head_status != base_status:
             jobs.append(JobChange(job_id, baseline_status=base_status, status=head_status))
+        if head_nb and base_nb:
+            parameters += _parameter_changes(job_id, base_nb.parameters, head_nb.parameters)
         head_metrics = head_nb.metrics if head_nb else {}
         base_metrics = base_nb.metrics if base_nb else {}
         for name in _union(head_metrics, base_metrics):
@@ -92,7 +106,32 @@ def compare(
                     direction=directions[name],
                 )
             )
-    return Comparison(baseline_label=label, deltas=tuple(deltas), jobs=tuple(jobs))
+    return Comparison(
+        baseline_label=label,
+        deltas=tuple(deltas),
+        jobs=tuple(jobs),
+        parameters=tuple(parameters),
+    )
+
+
+def _parameter_changes(
+    job_id: str, baseline: Mapping[str, Any], head: Mapping[str, Any]
+) -> list[ParameterChange]:
+    changes = []
+    for name in _union(head, baseline):
+        base_text = _json_text(baseline[name]) if name in baseline else None
+        head_text = _json_text(head[name]) if name in head else None
+        if base_text != head_text:
+            changes.append(ParameterChange(job_id, name, base_text, head_text))
+    return changes
+
+
+def _json_text(value: Any) -> str:
+    """A parameter value as compact JSON (its canonical form: `0.1`, `"adam"`, `[1, 2]`)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
 
 
 def _join_jobs(

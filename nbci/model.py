@@ -218,7 +218,7 @@ class Run:
         return next((nb for nb in self.notebooks if nb.id == job_id), None)
 
     @property
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[Status, int]:
         """Jobs per status, every status present (zero when none)."""
         counts = dict.fromkeys(STATUSES, 0)
         for nb in self.notebooks:
@@ -259,22 +259,39 @@ class MetricDelta:
     direction: Direction = "neutral"
 
     @property
-    def absolute(self) -> float | None:
-        """Head minus baseline; None unless both are numbers (or too big for a float)."""
-        if not _is_number(self.baseline) or not _is_number(self.value):
-            return None
+    def difference(self) -> int | float | None:
+        """Head minus baseline, exact between whole numbers; None unless both are numbers."""
+        base, value = self.baseline, self.value
+        if not isinstance(base, int | float) or not isinstance(value, int | float):
+            return None  # absent, or not a number (bools count as 0 and 1)
+        if isinstance(base, int) and isinstance(value, int):
+            return int(value) - int(base)
         try:
-            return float(self.value) - float(self.baseline)
+            return float(value) - float(base)
         except OverflowError:  # an int beyond float range
+            return None
+
+    @property
+    def absolute(self) -> float | None:
+        """Head minus baseline as a float; None unless both are numbers (or too big for one)."""
+        difference = self.difference
+        try:
+            return None if difference is None else float(difference)
+        except OverflowError:
             return None
 
     @property
     def relative(self) -> float | None:
         """Change as a fraction of |baseline|; None for a zero or missing baseline."""
-        absolute = self.absolute
-        if absolute is None or self.baseline == 0 or not math.isfinite(float(self.baseline)):
+        difference, base = self.difference, self.baseline
+        if difference is None or not isinstance(base, int | float) or base == 0:
             return None
-        return absolute / abs(float(self.baseline))
+        if isinstance(base, float) and not math.isfinite(base):
+            return None
+        try:
+            return float(difference / abs(base))  # true division copes with huge ints
+        except OverflowError:
+            return None
 
     @property
     def change(self) -> Change:
@@ -284,14 +301,14 @@ class MetricDelta:
             return "removed"
         if _same(self.baseline, self.value):
             return "unchanged"
-        absolute = self.absolute
-        if self.direction == "neutral" or absolute is None:
+        difference = self.difference
+        if self.direction == "neutral" or difference is None or self.absolute is None:
             return "changed"
-        if math.isnan(absolute):
+        if math.isnan(difference):
             # One side is NaN (both NaN is unchanged): a metric that became NaN is
             # broken, one that stopped being NaN is mended, whichever way it improves.
-            return "regressed" if math.isnan(float(self.value)) else "improved"
-        better = absolute > 0 if self.direction == "higher" else absolute < 0
+            return "regressed" if _is_nan(self.value) else "improved"
+        better = difference > 0 if self.direction == "higher" else difference < 0
         return "improved" if better else "regressed"
 
 
@@ -313,6 +330,18 @@ class JobChange:
 
 
 @dataclass(frozen=True)
+class ParameterChange:
+    """A parameter of a job on both sides whose value differs (or is set on one side only)."""
+
+    job_id: str
+    name: str
+    baseline: str | None
+    """The value as compact JSON; None when the baseline did not set it."""
+    value: str | None
+    """The value as compact JSON; None when this run did not set it."""
+
+
+@dataclass(frozen=True)
 class Comparison:
     """A run against its baseline run."""
 
@@ -321,6 +350,9 @@ class Comparison:
     deltas: tuple[MetricDelta, ...]
     jobs: tuple[JobChange, ...] = ()
     """Jobs added, removed, or whose status changed."""
+    parameters: tuple[ParameterChange, ...] = ()
+    """Parameters that differ between the two runs, job by job: a change of a metric
+    may come from them rather than from the code."""
 
     @property
     def added_jobs(self) -> tuple[str, ...]:
@@ -378,8 +410,8 @@ class Verdict:
         return not self.failures
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float)  # bools count as 0 and 1
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _same(a: object, b: object) -> bool:

@@ -124,39 +124,22 @@ def _finish(
     *,
     write_results: bool = True,
 ) -> RunOutcome:
-    from nbci.gates import evaluate
+    from nbci.judge import Criteria, judge, run_label
     from nbci.render import write_reports
 
-    comparison = _compare(config, the_run, baseline, baseline_dir)
-    verdict = evaluate(config.gates, the_run, comparison)
+    label = run_label(baseline, str(baseline_dir)) if baseline is not None else ""
+    judged = judge(the_run, baseline, label=label, criteria=Criteria.of(config))
     if write_results:
         write_run(the_run, out_dir)
     reports = write_reports(
         the_run,
         out_dir,
-        comparison=comparison,
-        verdict=verdict,
+        comparison=judged.comparison,
+        verdict=judged.verdict,
         baseline_dir=baseline_dir,
         templates=config.root / config.templates if config.templates else None,
     )
-    return RunOutcome(the_run, out_dir, comparison, verdict, tuple(reports))
-
-
-def _compare(
-    config: Config, the_run: Run, baseline: Run | None, baseline_dir: Path | None
-) -> Comparison | None:
-    if baseline is None:
-        return None
-    from nbci.compare import compare
-
-    label = baseline.git.sha[:12] if baseline.git.sha else str(baseline_dir)
-    return compare(
-        the_run,
-        baseline,
-        label=label,
-        higher=config.higher_is_better,
-        lower=config.lower_is_better,
-    )
+    return RunOutcome(the_run, out_dir, judged.comparison, judged.verdict, tuple(reports))
 
 
 def _apply_request(planned: Plan, request: RunRequest) -> Plan:

@@ -36,6 +36,7 @@ from nbci.model import (
     Run,
     Scrap,
 )
+from nbci.vocabulary import JSON_NONFINITE, json_number
 
 RESULTS_FILE = "results.json"
 MAX_RESULTS_BYTES = 64 * 1024 * 1024
@@ -59,7 +60,7 @@ KEY_PACKAGES = (
     "matplotlib",
     "torch",
 )
-_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_NONFINITE = JSON_NONFINITE
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -124,10 +125,8 @@ def _error_to_dict(error: ErrorInfo | None) -> dict[str, Any] | None:
     }
 
 
-def _encode_number(value: float | int | bool) -> float | int | bool | str:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
+def _encode_number(value: float | int | bool) -> object:
+    return json_number(value)
 
 
 def _json_safe(value: Any) -> Any:
@@ -228,12 +227,20 @@ def read_run(path: Path) -> Run:
     try:
         with file.open("rb") as f:
             raw = f.read(MAX_RESULTS_BYTES + 1)
-        if len(raw) > MAX_RESULTS_BYTES:
-            raise ResultsError(f"{file}: larger than the {MAX_RESULTS_BYTES} bytes allowed")
+    except OSError as exc:
+        raise ResultsError(f"{file}: cannot be read ({exc.strerror})") from None
+    return run_from_json(raw, source=str(file))
+
+
+def run_from_json(raw: bytes, *, source: str) -> Run:
+    """Decode and validate the bytes of a results.json (a file, or one stored elsewhere)."""
+    if len(raw) > MAX_RESULTS_BYTES:
+        raise ResultsError(f"{source}: larger than the {MAX_RESULTS_BYTES} bytes allowed")
+    try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting too
-        raise ResultsError(f"{file}: not valid JSON ({exc})") from None
-    return run_from_dict(data, source=str(file))
+        raise ResultsError(f"{source}: not valid JSON ({exc})") from None
+    return run_from_dict(data, source=source)
 
 
 def _reject_constant(name: str) -> Any:
@@ -310,7 +317,7 @@ def _notebook_from_dict(v: _Validator, raw: Any, where: str) -> NotebookResult:
         id=job_id,
         path=v.string(nb.get("path"), f"{where}.path"),
         parameters=v.json_value(v.mapping(nb.get("parameters", {}), f"{where}.parameters")),
-        status=status,  # type: ignore[arg-type]
+        status=status,
         cached=v.boolean(nb.get("cached", False), f"{where}.cached"),
         duration_s=duration,
         output=v.relative_path(nb.get("output"), f"{where}.output", under="notebooks"),
@@ -365,7 +372,7 @@ def _scrap_from_dict(v: _Validator, raw: Any, where: str) -> Scrap:
         for row in v.sequence(table.get("rows"), f"{where}.value.rows", limit=1_000_000):
             v.sequence(row, f"{where}.value.rows[]", limit=MAX_METRICS)
         v.count(table.get("total_rows"), f"{where}.value.total_rows")
-    return Scrap(kind=kind, value=value)  # type: ignore[arg-type]
+    return Scrap(kind=kind, value=value)
 
 
 def _figure_from_dict(v: _Validator, raw: Any, where: str) -> Figure:

@@ -14,9 +14,10 @@ import pytest
 from scrapbook_outputs import scrap, shown
 
 from nbci import collect
-from nbci.collect import Collected, collect_notebook, render_notebook_html
+from nbci.collect import Collected, collect_notebook
 from nbci.errors import ResultsError
 from nbci.model import Job, NotebookResult
+from nbci.render.notebook_html import render_notebook_html
 from nbci.results import new_run, read_run, write_run
 
 ROOT = Path(__file__).resolve().parents[1]

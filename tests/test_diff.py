@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ from hypothesis import strategies as st
 
 from nbci.compare import compare
 from nbci.gates import evaluate, parse_gates
-from nbci.model import Comparison, MetricDelta, Verdict
-from nbci.render.diff import DIFF_SCHEMA, diff_json, diff_markdown, verdict_markdown
+from nbci.model import Comparison, MetricDelta
+from nbci.render import markdown_report
+from nbci.render.diff import DIFF_SCHEMA, diff_json, diff_markdown
 
 GOLD = Path(__file__).parent / "gold"
 NAN = float("nan")
@@ -80,15 +82,48 @@ def test_hidden_rows_are_counted(comparison: Comparison) -> None:
     unchanged = [d for d in comparison.deltas if d.change == "unchanged"]
     assert f"{len(unchanged)} unchanged metrics hidden" in text
     assert "| train-lr-0.1 | epochs |" not in text
-    assert "| train-lr-0.1 | epochs |" in diff_markdown(comparison, show_all=True)
+    assert "| train-lr-0.1 | epochs | 10 | 10 | unchanged |" in diff_markdown(
+        comparison, show_all=True
+    )
 
 
 def test_regressions_are_marked_in_words_not_only_colour(comparison: Comparison) -> None:
     text = diff_markdown(comparison)
-    assert "| train-lr-0.1 | accuracy | 0.9512 | 0.9398 | **regressed** ▼" in text
-    assert "| train-lr-0.1 | fit_time_s | 12.50 | 9.750 | improved ▼" in text
-    assert "| train-lr-0.01 | loss | 0.2500 | NaN | **regressed** now NaN |" in text
-    assert "**Newly failing**: prep (ok → timeout)" in text
+    accuracy = "| train-lr-0.1 | accuracy | 0.9512 | 0.9398 | **▼ -0.01140 (-1.2%) regressed** |"
+    assert accuracy in text
+    assert "| train-lr-0.1 | fit_time_s | 12.50 | 9.750 | ▼ -2.750 (-22%) improved |" in text
+    assert "| train-lr-0.01 | loss | 0.2500 | NaN | **regressed (now NaN)** |" in text
+    assert "- ❌ prep timed out now (passed on the baseline)" in text
+
+
+def test_diff_and_report_word_a_change_alike(comparison: Comparison) -> None:
+    """The same change reads the same in `nbci diff` and in the report (issue 15)."""
+    whole = compare(run(nb("a", n=161, t=2.0)), run(nb("a", n=100, t=1.0)), label="main")
+    text = diff_markdown(whole)
+    assert "| a | n | 100 | 161 | ▲ +61 (+61%) |" in text
+    report = markdown_report(run(nb("a", n=161, t=2.0)), comparison=whole)
+    assert "| a | n | 100 | 161 | ▲ +61 (+61%) |" in report
+    assert "+61.00" not in text + report
+
+
+def test_different_parameters_are_said() -> None:
+    base = run(replace(nb("train", acc=0.9), parameters={"lr": 0.1, "opt": "adam"}))
+    head = run(replace(nb("train", acc=0.8), parameters={"lr": 0.01, "seed": 3}))
+    comparison = compare(head, base, label="main")
+    line = (
+        "Parameters differ from the baseline: "
+        'train: lr 0.1 → 0.01, seed (unset) → 3, opt "adam" → (unset)'
+    )
+    assert f"- ℹ️ {line}" in diff_markdown(comparison)
+    assert line in markdown_report(head, comparison=comparison)
+    assert diff_json(comparison)["parameters"] == [
+        {"job": "train", "name": "lr", "baseline": "0.1", "value": "0.01"},
+        {"job": "train", "name": "seed", "baseline": None, "value": "3"},
+        {"job": "train", "name": "opt", "baseline": '"adam"', "value": None},
+    ]
+    same = compare(base, base, label="main")
+    assert "Parameters differ" not in diff_markdown(same)
+    assert same.parameters == ()
 
 
 def test_every_table_row_keeps_five_columns(comparison: Comparison) -> None:
@@ -110,21 +145,36 @@ def test_nothing_changed() -> None:
 def test_no_metrics_at_all() -> None:
     empty = compare(run(nb("a")), run(), label="main")
     assert diff_markdown(empty) == (
-        "### nbci diff against main\n\nAdded jobs: a\n\nNo metrics in either run.\n"
+        "### nbci diff against main\n\n- ℹ️ New, not in the baseline: a\n\n"
+        "No metrics in either run.\n"
     )
 
 
-def test_verdict_markdown() -> None:
-    assert verdict_markdown(Verdict()) == "**Gates: passed** (no gate applies)"
-    verdict = evaluate(
-        parse_gates({"acc": {"min": 0.5}}, "x"), run(nb("a", acc=0.9), nb("b", acc=0.1)), None
-    )
-    assert verdict_markdown(verdict) == (
-        "**Gates: FAILED**: 1 of 2 checks failed\n- ✗ **FAIL**: b:acc 0.1000 &lt; min 0.5"
-    )
-    assert verdict_markdown(verdict, show_all=True).splitlines()[1] == (
-        "- ✓ pass: a:acc 0.9000 ≥ min 0.5"
-    )
+def test_gates_in_the_diff() -> None:
+    head = run(nb("a", acc=0.9), nb("b", acc=0.1))
+    comparison = compare(head, head, label="main")
+    verdict = evaluate(parse_gates({"acc": {"min": 0.5}}, "x"), head, comparison)
+    text = diff_markdown(comparison, verdict=verdict)
+    assert "- ❌ Gate failed: b:acc 0.1000 &lt; min 0.5" in text
+    assert "**Gates: 1 of 2 failed**" in text
+    assert "a:acc 0.9000 ≥ min 0.5" not in text
+    every = diff_markdown(comparison, verdict=verdict, show_all=True)
+    assert "| **failed** | acc | **b:acc 0.1000 &lt; min 0.5** |" not in every
+    assert "| passed | acc | a:acc 0.9000 ≥ min 0.5 |" in every
+    none = evaluate((), head, comparison)
+    assert "**Gates: none apply**" in diff_markdown(comparison, verdict=none)
+
+
+def test_json_special_numbers_are_spelled_as_in_results_json(tmp_path: Path) -> None:
+    from nbci.results import read_run, write_run
+
+    head = run(nb("a", x=INF, y=-INF, z=NAN))
+    write_run(head, tmp_path)
+    stored = json.loads((tmp_path / "results.json").read_text())["notebooks"][0]["metrics"]
+    base = run(nb("a", x=1.0, y=1.0, z=1.0))
+    metrics = diff_json(compare(read_run(tmp_path), base, label="main"))["metrics"]
+    assert {m["metric"]: m["value"] for m in metrics} == stored
+    assert stored == {"x": "Infinity", "y": "-Infinity", "z": "NaN"}
 
 
 def test_json_shape(comparison: Comparison) -> None:
@@ -191,7 +241,7 @@ values = st.one_of(
 def test_hostile_names_and_values_never_break_a_row(deltas: list[MetricDelta], label: str) -> None:
     comparison = Comparison(baseline_label=label, deltas=tuple(deltas))
     text = diff_markdown(comparison, show_all=True)
-    rows = [line for line in text.splitlines() if line.startswith("| ") or line.startswith("|---")]
+    rows = [line for line in text.splitlines() if line.startswith("|")]
     assert len(rows) == (len(deltas) + 2 if deltas else 0)
     for line in rows:
         assert len(re.findall(r"(?<!\\)\|", line)) == 6, line

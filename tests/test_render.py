@@ -24,9 +24,9 @@ from render_samples import (
 
 from nbci.model import ErrorInfo, Figure, NotebookResult, Run, Scrap
 from nbci.render import html_report, markdown_report, write_reports
+from nbci.render.build import build_view
 from nbci.render.html import image_type, sanitize_html
-from nbci.render.numbers import format_delta, format_duration, format_number, format_percent
-from nbci.render.view import build_view
+from nbci.vocabulary import format_delta, format_duration, format_number, format_percent
 
 GOLD = Path(__file__).parent / "gold"
 

@@ -22,7 +22,8 @@ def collect_outputs(result: NotebookResult, running: RunningJob) -> NotebookResu
     notes = list(result.notes)
     notebook = out_dir / str(result.output)
     try:
-        from nbci.collect import collect_notebook, render_notebook_html
+        from nbci.collect import collect_notebook
+        from nbci.render.notebook_html import render_notebook_html
 
         collected = collect_notebook(notebook, job, out_dir)
         result = replace(

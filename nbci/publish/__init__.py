@@ -144,8 +144,8 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     notes = list(figures.skipped)
     tip = steps.read_assets_tip(session, options.assets_branch, notes)
     baseline = steps.baseline_for(session, tip, target, options, notes)
-    comparison = steps.compare_with(run, baseline, target, options)
-    verdict = steps.evaluate_gates(options, run, comparison)
+    judged = steps.judge_run(run, baseline, target, options)
+    comparison, verdict = judged.comparison, judged.verdict
     with tempfile.TemporaryDirectory(prefix="nbci-publish-") as work_dir:
         review = _prepare(
             session, tip, run, figures, target, baseline, comparison, options, notes, Path(work_dir)

@@ -6,25 +6,23 @@ commit's stored run or, when that commit has none (its CI did not finish, or
 ran before nbci), with the nearest ancestor on the base branch that has one:
 the base branch's history is walked from the base commit, at most `depth`
 commits back. A stored run is untrusted data like any artifact: size-capped
-and validated by `nbci.results.run_from_dict`.
+and decoded by `nbci.results.run_from_json`, as a results.json file is.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
 
 from nbci.errors import ResultsError
 from nbci.model import Run
 from nbci.publish.assets import Tip
 from nbci.publish.client import Session
-from nbci.results import MAX_RESULTS_BYTES, RESULTS_FILE, run_from_dict
+from nbci.results import MAX_RESULTS_BYTES, RESULTS_FILE, run_from_json
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +92,7 @@ def _load(session: Session, tip: Tip, sha: str, distance: int) -> Baseline:
     with session.errors(f"read {path} from the {tip.branch} branch", "contents: read"):
         blob = session.repo.get_git_blob(blob_sha)
         content, encoding = blob.content, blob.encoding
-    return Baseline(sha, parse_stored_run(_decode(content, encoding, source), source), distance)
+    return Baseline(sha, run_from_json(_decode(content, encoding, source), source=source), distance)
 
 
 def _decode(content: str | None, encoding: str | None, source: str) -> bytes:
@@ -104,19 +102,4 @@ def _decode(content: str | None, encoding: str | None, source: str) -> bytes:
         data = base64.b64decode(content, validate=False)
     except (binascii.Error, ValueError):
         raise ResultsError(f"{source}: not valid base64") from None
-    if len(data) > MAX_RESULTS_BYTES:
-        raise ResultsError(f"{source}: larger than the {MAX_RESULTS_BYTES} bytes allowed")
     return data
-
-
-def parse_stored_run(data: bytes, source: str) -> Run:
-    """A Run from the bytes of a results.json that nobody vouches for."""
-    try:
-        parsed: Any = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ResultsError(f"{source}: not valid JSON ({type(exc).__name__})") from None
-    return run_from_dict(parsed, source=source)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nbci.errors import ResultsError, UsageError
+from nbci.judge import Criteria, Judgement, judge
 from nbci.model import Comparison, Run, Verdict
 from nbci.publish.assets import Asset, Figures, Hosting, Tip, figure_assets, read_tip, store
 from nbci.publish.baseline import Baseline, find_baseline, run_folder
@@ -69,19 +70,15 @@ def baseline_for(
     return None
 
 
-def compare_with(
+def judge_run(
     run: Run, baseline: Baseline | None, target: Target, options: PublishOptions
-) -> Comparison | None:
-    if baseline is None:
-        return None
-    from nbci.compare import compare
-
-    return compare(
+) -> Judgement:
+    """The run against the stored baseline (if any), then the gates: `nbci.judge.judge`."""
+    return judge(
         run,
-        baseline.run,
-        label=_baseline_label(baseline, target),
-        higher=options.higher_is_better,
-        lower=options.lower_is_better,
+        baseline.run if baseline else None,
+        label=_baseline_label(baseline, target) if baseline else "",
+        criteria=Criteria(options.gates, options.higher_is_better, options.lower_is_better),
     )
 
 
@@ -93,12 +90,6 @@ def _baseline_label(baseline: Baseline, target: Target) -> str:
         return f"{short}, the base commit"
     plural = "s" if baseline.distance > 1 else ""
     return f"{short}, {baseline.distance} commit{plural} before the base commit"
-
-
-def evaluate_gates(options: PublishOptions, run: Run, comparison: Comparison | None) -> Verdict:
-    from nbci.gates import evaluate
-
-    return evaluate(options.gates, run, comparison)
 
 
 # -- figures and the stored baseline -----------------------------------------------

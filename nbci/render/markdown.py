@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
-from nbci.model import Status
 from nbci.render.escape import (
     escape_cell,
     escape_html_text,
@@ -33,20 +32,12 @@ from nbci.render.escape import (
 )
 from nbci.render.templating import MARKDOWN_TEMPLATE, environment
 from nbci.render.view import Cell, FigureView, NotebookView, ReportView, ScrapView, Table
+from nbci.vocabulary import FAIL_ICON, NOTICE_ICON, PASS_ICON, STATUS_ICON
 
 MAX_CHARS = 65_000
 """GitHub's comment limit is 65,536; the rest is headroom for publish's marker and links."""
 FIGURE_WIDTH = 360
 
-STATUS_ICON: Mapping[Status, str] = {
-    "ok": "✅",
-    "failed": "❌",
-    "timeout": "⏱️",
-    "died": "💥",
-    "invalid": "⚠️",
-    "interrupted": "⏹️",
-}
-NOTICE_ICON = {"fail": "❌", "warn": "⚠️", "info": "ℹ️", "pass": "✅"}
 
 Sections = Literal["full", "collapsed", "omitted"]
 
@@ -150,7 +141,7 @@ def _list_lengths(view: ReportView) -> list[int]:
 
 def _last_resort(view: ReportView, max_chars: int) -> str:
     """A few lines that fit any sane limit; cut hard only below that."""
-    icon = "✅" if view.verdict.passed else "❌"
+    icon = PASS_ICON if view.verdict.passed else FAIL_ICON
     lines = [
         f"### {icon} {escape_markdown(truncate(view.title, 100))}: "
         f"{escape_markdown(view.verdict.headline)}",
@@ -207,11 +198,11 @@ class _Helpers:
         folded = list(table.folded)[: None if limit is None else max(limit - len(rows), 0)]
         parts = []
         if rows:
-            parts.append(_gfm_table(table, rows))
+            parts.append(gfm_table(table, rows))
         if folded:
             label = escape_html_text(table.folded_label or f"{len(folded)} more rows")
             parts.append(
-                f"<details><summary>{label}</summary>\n\n{_gfm_table(table, folded)}\n</details>\n"
+                f"<details><summary>{label}</summary>\n\n{gfm_table(table, folded)}\n</details>\n"
             )
         notes = [table.note] if table.note else []
         left_out = table.size - len(rows) - len(folded)
@@ -362,7 +353,8 @@ def _has_content(nb: NotebookView, view: ReportView) -> bool:
     return bool(own_metrics or nb.figures or nb.scraps or nb.notes)
 
 
-def _gfm_table(table: Table, rows: Sequence[Sequence[object]]) -> str:
+def gfm_table(table: Table, rows: Sequence[Sequence[object]]) -> str:
+    """`rows` (of `table`'s, or its folded ones) as a GFM table under `table`'s header."""
     header = "| " + " | ".join(escape_cell(c) or " " for c in table.columns) + " |"
     rule = "|" + "|".join("---:" if a == "right" else ":---" for a in table.align) + "|"
     body = ["| " + " | ".join(_cell_text(c) for c in row) + " |" for row in rows]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from nbci._files import is_within, write_text_atomic
 from nbci.model import Comparison, Run, Verdict
+from nbci.render.build import build_view
 from nbci.render.markdown import MAX_CHARS, Links, render_markdown
-from nbci.render.view import build_view
 
 logger = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from nbci import collect
+from nbci.render import notebook_html
 from nbci.render.markdown import MAX_CHARS
 from nbci.results import read_run
 
@@ -168,7 +169,7 @@ def _check_stdout(nb: object, out: Path) -> None:
     assert nb.metrics == {"after_stdout": 1}  # type: ignore[attr-defined]
     assert (out / "notebooks" / "stdout.ipynb").stat().st_size > 100 * 1024 * 1024
     html = (out / "notebooks" / "stdout.html").read_text()
-    assert len(html) < collect.MAX_HTML_TOTAL_CHARS + 1_000_000
+    assert len(html) < notebook_html.MAX_HTML_TOTAL_CHARS + 1_000_000
     assert "characters trimmed by nbci" in html
 
 
