@@ -137,6 +137,7 @@ def _finish(
         comparison=judged.comparison,
         verdict=judged.verdict,
         baseline_dir=baseline_dir,
+        baseline=baseline,
         templates=config.root / config.templates if config.templates else None,
     )
     return RunOutcome(the_run, out_dir, judged.comparison, judged.verdict, tuple(reports))

@@ -14,6 +14,7 @@ from nbci.render.labels import anchors, job_cell, name, parameters_text
 from nbci.render.metric_tables import comparison_table, metric_tables
 from nbci.render.notebook_view import notebook_view
 from nbci.render.view import Align, Cell, DiffView, Notice, ReportView, Table, VerdictView
+from nbci.render.visuals import Visuals
 from nbci.vocabulary import (
     STATUS_LABEL,
     change_counts,
@@ -33,9 +34,11 @@ def build_view(
     comparison: Comparison | None = None,
     verdict: Verdict | None = None,
     base_figures: Collection[str] = (),
+    visuals: Mapping[str, Visuals] | None = None,
     title: str = "nbci",
 ) -> ReportView:
-    """The report's content for `run`; `base_figures`: figure paths the baseline also has."""
+    """The report's content for `run`; `base_figures`: figure paths the baseline also has;
+    `visuals`: each job's charts and figure comparison (`nbci.render.visuals`)."""
     links = anchors(nb.id for nb in run.notebooks)
     job_changes = _job_changes(comparison)
     metrics, in_tables = metric_tables(run, comparison, links)
@@ -47,6 +50,7 @@ def build_view(
             base_figures=base_figures,
             change=job_changes.get(nb.id, ""),
             metrics_elsewhere=nb.id in in_tables,
+            visuals=(visuals or {}).get(nb.id),
         )
         for nb in run.notebooks
     )

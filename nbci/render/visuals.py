@@ -24,6 +24,9 @@ class ChartView:
     path: str
     """The PNG, relative to the output directory: `charts/<job>/<name>.png`."""
     changed: bool
+    rank: int = 0
+    """Place among all the run's charts, most changed first: the PR comment shows the first
+    `charts.MAX_COMMENT_CHARTS`."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,8 @@ def visuals_by_job(
 ) -> dict[str, Visuals]:
     """Job id → its visuals; charts keep their order (the most changed first)."""
     chart_lists: dict[str, list[ChartView]] = {}
-    for chart in charts:
-        view = ChartView(_name(chart.group), chart.path, changed=chart.change > 0)
+    for rank, chart in enumerate(charts):
+        view = ChartView(_name(chart.group), chart.path, changed=chart.change > 0, rank=rank)
         chart_lists.setdefault(chart.job_id, []).append(view)
     change_lists: dict[str, list[FigureChange]] = {}
     for change in changes:
