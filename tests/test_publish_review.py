@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import nbformat
 import pytest
 from github_stub import GitHubStub
-from test_publish import fetch, make_run, options, pr_env
+from test_publish import fetch, make_run, options, pr_env, push_env
 
 from nbci.model import ErrorInfo, NotebookResult
 from nbci.publish import publish
@@ -82,3 +82,32 @@ def test_publish_notebooks_false_keeps_them_off_the_branch(gh: GitHubStub, tmp_p
     assert outcome.assets_commit is not None
     assert not any("notebooks/" in p for p in gh.paths_at(outcome.assets_commit))
     assert not blob_links(gh, gh.pr_comments(7)[0]["body"])
+
+
+def raw_links(gh: GitHubStub, body: str) -> dict[str, str]:
+    """Path on the assets branch → the commit its `raw` image link names."""
+    pattern = re.escape(f"{gh.server_url}/{gh.repo}/raw/") + r"([0-9a-f]{40})/([^\"]+)"
+    return {unquote(path): commit for commit, path in re.findall(pattern, body)}
+
+
+def test_a_changed_figure_links_its_difference_image_an_unchanged_one_is_named(
+    gh: GitHubStub, tmp_path: Path
+) -> None:
+    history = gh.add_history(3)
+    base = history[-1]
+    publish(options(make_run(tmp_path / "main")), push_env(gh, tmp_path, base))
+    gh.add_pull(7, base_sha=base)
+    run_dir = make_run(tmp_path / "pr", figures={"confusion": 5, "roc": 2})  # confusion moved
+
+    outcome = publish(options(run_dir), pr_env(gh, tmp_path, 7))
+
+    body = gh.pr_comments(7)[0]["body"]
+    links = raw_links(gh, body)
+    diff = "pr/7/diffs/train/confusion.png"
+    assert links[diff] == outcome.assets_commit
+    assert fetch(f"{gh.server_url}/{gh.repo}/raw/{links[diff]}/{diff}").startswith(b"\x89PNG")
+    assert f"runs/{base}/figures/train/confusion.png" in links  # the baseline's, beside it
+    assert "pr/7/figures/train/roc.png" not in links  # unchanged: named, not shown
+    assert "1 unchanged figure" in body
+    assert len(gh.calls("POST", r"/git/commits$")) == 2  # one per publish
+    assert len(gh.calls("GET", r"/git/blobs/")) == 2  # the baseline's results, one changed figure

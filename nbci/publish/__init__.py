@@ -150,7 +150,8 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         review = _prepare(
             session, tip, run, figures, target, baseline, comparison, options, notes, Path(work_dir)
         )
-        hosting = steps.host(session, tip, target, run, figures, notes, extra=review.assets)
+        figures = Figures((*figures.files, *review.images), figures.skipped)
+        hosting = steps.host(session, tip, target, run, figures, notes, extra=review.notebooks)
     report = render_report(
         run,
         comparison=comparison,
@@ -204,7 +205,7 @@ def _prepare(
     """Charts, difference images (for a pull request) and notebooks for the assets commit."""
     folder = steps.assets_folder(target)
     if folder is None:
-        return Prepared(Drawn({}), ())
+        return Prepared(Drawn({}))
     return prepare(
         session,
         tip,

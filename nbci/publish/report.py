@@ -55,6 +55,7 @@ def render_report(
         image_url=_image_url(ctx, hosting, figures),
         base_figures=_base_figures(ctx, hosting.tip, baseline),
         link_url=_notebook_links(ctx, hosting, run, review),
+        visuals=review.drawn.by_job if review is not None else None,
         figures_note=figures_note,
         title=name,
         max_chars=min(REPORT_BUDGET, COMMENT_LIMIT - len(marker(name)) - len(footer) - 8),
@@ -96,7 +97,7 @@ def _notebook_links(
 
     Notebooks not stored (or not hosted at all) stay in the artifact: named, not linked.
     """
-    stored = review.notebooks if review is not None else {}
+    stored = review.notebook_paths if review is not None else {}
     commit = hosting.tip.commit
     urls: dict[str, str] = {}
     for nb in run.notebooks:

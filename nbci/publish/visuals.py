@@ -14,7 +14,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nbci.figures import Reader, figure_changes
@@ -38,10 +38,12 @@ class Prepared:
     """What a publish adds to the assets commit, and the view of it for the report."""
 
     drawn: Drawn
-    assets: tuple[Asset, ...]
-    """Charts and difference images (and notebooks), paths under the target's folder."""
-    folder: str = ""
-    notebooks: Mapping[str, str] = field(default_factory=dict)
+    images: tuple[FigureFile, ...] = ()
+    """Charts and difference images, paths relative to the run (`charts/…`, `diffs/…`):
+    hosted and linked like the figures."""
+    notebooks: tuple[Asset, ...] = ()
+    """The executed notebooks, paths on the assets branch."""
+    notebook_paths: Mapping[str, str] = field(default_factory=dict)
     """Job id → its executed notebook's path on the assets branch."""
 
 
@@ -61,8 +63,7 @@ def prepare(
     notes: list[str],
 ) -> Prepared:
     """Charts, difference images and notebooks for the assets commit of one publish."""
-    drawn = Drawn({})
-    assets: tuple[Asset, ...] = ()
+    visuals = Prepared(Drawn({}))
     if with_charts:
         visuals = prepare_visuals(
             session,
@@ -73,15 +74,13 @@ def prepare(
             baseline_folder=baseline.folder if baseline else None,
             baseline_label=baseline_label,
             work_dir=work_dir,
-            folder=folder,
             notes=notes,
         )
-        drawn, assets = visuals.drawn, visuals.assets
     if not with_notebooks:
-        return Prepared(drawn, assets, folder)
+        return visuals
     stored = notebook_assets(run, out_dir, folder)
     notes.extend(f"notebook not stored: {line}" for line in stored.skipped)
-    return Prepared(drawn, (*assets, *stored.assets), folder, stored.paths)
+    return replace(visuals, notebooks=stored.assets, notebook_paths=stored.paths)
 
 
 def prepare_visuals(
@@ -94,19 +93,18 @@ def prepare_visuals(
     baseline_folder: str | None,
     baseline_label: str | None,
     work_dir: Path,
-    folder: str,
     notes: list[str],
 ) -> Prepared:
-    """Draw the charts and compare the figures into `work_dir`; their assets under `folder`."""
+    """Draw the charts and compare the figures into `work_dir`."""
     charts, left_out = write_charts(run, baseline, work_dir, baseline_label=baseline_label)
     changes: tuple[FigureChange, ...] = ()
     if baseline is not None and baseline_folder is not None:
         head = {f.path: f.data for f in figures}
         read_base = _branch_reader(session, tip, baseline_folder, head, notes)
         changes = figure_changes(run, baseline, head.get, read_base, work_dir)
-    files = [c.path for c in charts] + [c.diff_path for c in changes if c.diff_path]
-    assets = tuple(Asset(f"{folder}/{path}", (work_dir / path).read_bytes()) for path in files)
-    return Prepared(Drawn(visuals_by_job(charts, changes), left_out), assets, folder)
+    paths = [c.path for c in charts] + [c.diff_path for c in changes if c.diff_path]
+    images = tuple(FigureFile(path, (work_dir / path).read_bytes()) for path in paths)
+    return Prepared(Drawn(visuals_by_job(charts, changes), left_out), images)
 
 
 def _branch_reader(
