@@ -288,7 +288,10 @@ class _Helpers:
         elif shown:
             parts.append("Charts: " + ", ".join(escape_markdown(c.title) for c in shown) + "\n")
         if len(charts) > len(shown):
-            parts.append(f"<sub>{len(charts) - len(shown):,} more charts in report.html</sub>\n")
+            more = len(charts) - len(shown)
+            parts.append(
+                f"<sub>{more:,} more chart{'' if more == 1 else 's'} in report.html</sub>\n"
+            )
         return "\n".join(parts)
 
     def compared_figures(self, nb: NotebookView) -> str:

@@ -1,0 +1,98 @@
+"""Reports with curves and figures against a baseline: golden markdown and what they hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from review_samples import review_runs, without_figures
+from test_render import check_gold
+
+from nbci.judge import Criteria, judge
+from nbci.model import Run
+from nbci.render import write_reports
+from nbci.render.charts import MAX_COMMENT_CHARTS
+from nbci.series import MAX_POINTS
+
+Written = tuple[Path, Run, Run]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> Written:
+    """Both reports of the review run against its baseline, written into `<tmp>/out`."""
+    root = tmp_path_factory.mktemp("review")
+    out, base = root / "out", root / "base"
+    run, baseline = review_runs(out, base)
+    judged = judge(run, baseline, label="abc1234", criteria=Criteria())
+    write_reports(
+        run,
+        out,
+        comparison=judged.comparison,
+        verdict=judged.verdict,
+        baseline_dir=base,
+        baseline=baseline,
+    )
+    return out, run, baseline
+
+
+def test_gold_report_with_curves_and_figures(compared: Written) -> None:
+    check_gold("report_review.md", (compared[0] / "report.md").read_text(encoding="utf-8"))
+
+
+def test_every_group_is_charted_the_changed_ones_first(compared: Written) -> None:
+    out, _, _ = compared
+    charts = sorted(p.relative_to(out).as_posix() for p in (out / "charts").rglob("*.png"))
+
+    assert charts == [
+        "charts/sweep/lr.png",
+        "charts/train/history.png",
+        "charts/train/long.png",
+    ]
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert markdown.index("charts/train/history.png") < markdown.index("charts/sweep/lr.png")
+
+
+def test_the_long_series_is_stored_downsampled(compared: Written) -> None:
+    _, run, _ = compared
+    (long,) = run.notebooks[0].series[1].series
+    assert long.points == 50_000 and len(long.y) <= MAX_POINTS
+
+
+def test_figures_are_sorted_by_what_changed(compared: Written) -> None:
+    out, _, _ = compared
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+
+    assert "diffs/train/moved.png" in markdown  # baseline | this run | difference
+    assert "size changed from 40×30 to 50×30" in markdown  # no difference image for it
+    assert "diffs/train/resized.png" not in markdown
+    assert "(added)" in markdown and "Removed figures: gone" in markdown
+    assert "1 unchanged figure</summary>\n\nsame" in markdown
+    assert "figures/train/same.png" not in markdown  # named only, not shown
+    assert (out / "diffs" / "train" / "moved.png").is_file()
+
+
+def test_the_comment_shows_a_bounded_number_of_charts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbci.render import markdown as markdown_module
+
+    monkeypatch.setattr(markdown_module, "MAX_COMMENT_CHARTS", 1)
+    run, baseline = review_runs(tmp_path / "out", tmp_path / "base")
+    write_reports(run, tmp_path / "out", baseline=baseline)
+
+    markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert markdown.count("charts/") == 1
+    assert markdown.count("1 more chart in report.html") == 2  # train's second, sweep's
+    assert html.count('alt="history"') + html.count('alt="long"') + html.count('alt="lr"') == 3
+    assert MAX_COMMENT_CHARTS == 8  # the real bound
+
+
+def test_without_a_baseline_the_runs_own_curves(tmp_path: Path) -> None:
+    run, _ = review_runs(tmp_path / "out", tmp_path / "base")
+
+    write_reports(without_figures(run), tmp_path / "out")
+
+    markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert markdown.count("charts/") == 3 and "unchanged" not in markdown
+    check_gold("report_curves.md", markdown)
