@@ -111,3 +111,15 @@ def test_a_changed_figure_links_its_difference_image_an_unchanged_one_is_named(
     assert "1 unchanged figure" in body
     assert len(gh.calls("POST", r"/git/commits$")) == 2  # one per publish
     assert len(gh.calls("GET", r"/git/blobs/")) == 2  # the baseline's results, one changed figure
+
+
+def test_a_stored_default_branch_run_keeps_its_notebooks(gh: GitHubStub, tmp_path: Path) -> None:
+    base = gh.add_history(2)[-1]
+    run_dir = with_notebook(make_run(tmp_path / "main"), status="ok")
+
+    outcome = publish(options(run_dir), push_env(gh, tmp_path, base))
+
+    assert outcome.stored_baseline
+    stored = gh.file_at("nbci-assets", f"runs/{base}/notebooks/train.ipynb")
+    assert stored is not None and b"training" in stored
+    assert len(gh.calls("POST", r"/git/commits$")) == 1  # results, figures, notebook: one commit

@@ -96,3 +96,28 @@ def test_without_a_baseline_the_runs_own_curves(tmp_path: Path) -> None:
     markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert markdown.count("charts/") == 3 and "unchanged" not in markdown
     check_gold("report_curves.md", markdown)
+
+
+def test_a_huge_run_with_curves_and_figures_fits_a_comment() -> None:
+    from nbci.model import Chart, FigureChange, NotebookResult
+    from nbci.render import markdown_report
+    from nbci.render.visuals import visuals_by_job
+
+    jobs = [f"job-{i:03}" for i in range(300)]
+    run = Run(
+        notebooks=tuple(
+            NotebookResult(id=j, path=f"{j}.ipynb", parameters={}, status="ok") for j in jobs
+        ),
+        created="2026-12-01T00:00:00Z",
+    )
+    charts = [Chart(j, f"group {k}", f"charts/{j}/g{k}.png", 1.0) for j in jobs for k in range(5)]
+    changes = [
+        FigureChange(j, f"fig {k}", state, f"figures/{j}/f{k}.png", f"figures/{j}/f{k}.png")
+        for j in jobs
+        for k, state in enumerate(("changed", "added", "unchanged", "removed"))
+    ]
+
+    text = markdown_report(run, visuals=visuals_by_job(charts, changes))
+
+    assert len(text) <= 65_000
+    assert 0 < text.count('src="charts/') <= MAX_COMMENT_CHARTS
