@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=_seconds, metavar="S", help="whole-notebook timeout")
     run.add_argument("--cell-timeout", type=_seconds, metavar="S", help="per-cell timeout")
     run.add_argument("--no-cache", action="store_true", help="run every notebook again")
-    run.add_argument("--shard", metavar="K/N", help="run only shard K of N")
+    run.add_argument(
+        "--shard", metavar="K/N", help="run only shard K of N ('auto': GitLab's CI_NODE_INDEX)"
+    )
     run.add_argument("--baseline", type=Path, metavar="DIR", help="compare with this run")
     run.set_defaults(handler=_run)
 
@@ -84,14 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="merged run")
     merge.set_defaults(handler=_merge)
 
-    publish = commands.add_parser("publish", help="post the report to the pull request")
+    publish = commands.add_parser("publish", help="post the report to the PR / merge request")
     publish.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="run (default: out)")
-    publish.add_argument("--repo", metavar="OWNER/NAME", help="default: $GITHUB_REPOSITORY")
-    publish.add_argument("--pr", type=_positive_int, metavar="N", help="pull request number")
-    publish.add_argument("--sha", metavar="SHA", help="commit that gets the verdict")
-    publish.add_argument("--api-url", metavar="URL", help="default: $GITHUB_API_URL")
     publish.add_argument(
-        "--token-env", default="GITHUB_TOKEN", metavar="VAR", help="variable with the token"
+        "--forge",
+        choices=("github", "gitlab"),
+        help="default: gitlab inside GitLab CI, else github",
+    )
+    publish.add_argument(
+        "--repo", metavar="OWNER/NAME", help="default: $GITHUB_REPOSITORY / $CI_PROJECT_PATH"
+    )
+    publish.add_argument("--pr", type=_positive_int, metavar="N", help="PR number / MR iid")
+    publish.add_argument("--sha", metavar="SHA", help="commit that gets the verdict")
+    publish.add_argument(
+        "--api-url", metavar="URL", help="default: $GITHUB_API_URL / $CI_API_V4_URL"
+    )
+    publish.add_argument(
+        "--token-env", metavar="VAR", help="variable with the token (GITHUB_TOKEN / GITLAB_TOKEN)"
     )
     publish.add_argument("--check", action="store_true", help="a check run, not a status")
     publish.add_argument("--name", metavar="NAME", help="report name (default: config)")
@@ -100,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="add nbci config, workflows and an example")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.add_argument(
+        "--gitlab", action="store_true", help="a .gitlab-ci.yml, not GitHub workflows"
+    )
     init.set_defaults(handler=_init)
     return parser
 
@@ -137,9 +152,9 @@ def _run(args: argparse.Namespace) -> int:
     config = _config(args)
     shard = None
     if args.shard:
-        from nbci.shards import parse_shard
+        from nbci.shards import resolve_shard
 
-        shard = parse_shard(args.shard)
+        shard = resolve_shard(args.shard, os.environ)
     request = RunRequest(
         paths=tuple(args.paths),
         overrides=dict(parse_parameter(p) for p in args.parameter),
@@ -206,6 +221,7 @@ def _publish(args: argparse.Namespace) -> int:
     options = PublishOptions(
         out_dir=args.dir.resolve() if args.dir else output_dir(config),
         name=args.name or config.name,
+        forge=args.forge,
         repo=args.repo,
         pr=args.pr,
         sha=args.sha,
@@ -227,7 +243,7 @@ def _publish(args: argparse.Namespace) -> int:
 def _init(args: argparse.Namespace) -> int:
     from nbci.scaffold import init
 
-    for path in init(Path.cwd(), force=args.force):
+    for path in init(Path.cwd(), force=args.force, gitlab=args.gitlab):
         print(f"Wrote {_shown(path)}")
     return EXIT_OK
 

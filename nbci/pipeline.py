@@ -125,6 +125,7 @@ def _finish(
     write_results: bool = True,
 ) -> RunOutcome:
     from nbci.judge import Criteria, judge, run_label
+    from nbci.junit import write_junit
     from nbci.render import write_reports
 
     label = run_label(baseline, str(baseline_dir)) if baseline is not None else ""
@@ -140,6 +141,7 @@ def _finish(
         baseline=baseline,
         templates=config.root / config.templates if config.templates else None,
     )
+    reports = [*reports, write_junit(the_run, judged.verdict, out_dir)]
     return RunOutcome(the_run, out_dir, judged.comparison, judged.verdict, tuple(reports))
 
 

@@ -1,9 +1,12 @@
-"""`nbci init`: the config, the two workflows and an example notebook, in a user's repository.
+"""`nbci init`: the config, the CI pipeline and an example notebook, in a user's repository.
 
-The files are package data under `nbci/scaffold_files/`; the workflows there are the
-ones this repository runs itself (a test keeps them from drifting). Written
-as-is except for two values: the `nbci==` pin becomes the installed version,
-and the default branch (`main`) becomes the repository's when git knows it.
+The pipeline is the two GitHub Actions workflows, or with `--gitlab` one
+`.gitlab-ci.yml`. The files are package data under `nbci/scaffold_files/`; the
+workflows there are the ones this repository runs itself (a test keeps them
+from drifting; another validates the GitLab pipeline against GitLab's schema).
+Written as-is except for two values: the `nbci==` pin becomes the installed
+version, and the default branch (`main`) of the workflows becomes the
+repository's when git knows it (GitLab's pipeline reads `$CI_DEFAULT_BRANCH`).
 Nothing is overwritten without `force`, and nothing is written when any file
 is in the way.
 """
@@ -39,6 +42,11 @@ FILES = (
     _File("workflows/nbci-publish.yml", ".github/workflows/nbci-publish.yml"),
     _File("notebooks/example.ipynb", "notebooks/example.ipynb"),
 )
+GITLAB_FILES = (
+    _File("nbci.toml", "nbci.toml"),
+    _File("gitlab/gitlab-ci.yml", ".gitlab-ci.yml"),
+    _File("notebooks/example.ipynb", "notebooks/example.ipynb"),
+)
 FILES_DIR = "scaffold_files"
 """The package data folder holding what `init` writes."""
 _PIN = re.compile(r'"nbci==[^"]*"')
@@ -46,14 +54,16 @@ _BRANCHES = "branches: [main]"
 _BRANCH_NAME = re.compile(r"[A-Za-z0-9._/-]{1,100}")
 
 
-def init(root: Path, *, force: bool = False) -> list[Path]:
-    """Write the scaffold into `root`; returns the files written.
+def init(root: Path, *, force: bool = False, gitlab: bool = False) -> list[Path]:
+    """Write the scaffold into `root` (for GitLab CI with `gitlab`); returns the files written.
 
     Raises UsageError, before writing anything, when a file exists and not `force`.
     The config goes to nbci.toml unless pyproject.toml already has `[tool.nbci]`.
     """
-    files = [f for f in FILES if not (f.target == "nbci.toml" and _configured_in_pyproject(root))]
-    if len(files) < len(FILES):
+    chosen = GITLAB_FILES if gitlab else FILES
+    configured = _configured_in_pyproject(root)
+    files = [f for f in chosen if not (f.target == "nbci.toml" and configured)]
+    if len(files) < len(chosen):
         logger.info("pyproject.toml already has [tool.nbci]: no nbci.toml written")
     existing = [f.target for f in files if (root / f.target).exists()]
     if existing and not force:
@@ -77,7 +87,7 @@ def template(source: str) -> str:
 def render(source: str, *, branch: str = "main") -> str:
     """A scaffold file as `init` writes it."""
     text = template(source)
-    if source.startswith("workflows/"):
+    if source.startswith(("workflows/", "gitlab/")):
         text = _PIN.sub(f'"nbci=={__version__}"', text)
         text = text.replace(_BRANCHES, f"branches: [{branch}]")
     return text

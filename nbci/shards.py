@@ -32,6 +32,29 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def resolve_shard(text: str, env: Mapping[str, str]) -> tuple[int, int]:
+    """`--shard K/N`, or `--shard auto`: this job's place in a GitLab `parallel: N` job set.
+
+    GitLab CI numbers parallel jobs `CI_NODE_INDEX` (1-based) of `CI_NODE_TOTAL`;
+    without `parallel:` it sets only `CI_NODE_TOTAL=1`, which is shard 1/1.
+    """
+    if text.strip() != "auto":
+        return parse_shard(text)
+    index, total = env.get("CI_NODE_INDEX", "").strip(), env.get("CI_NODE_TOTAL", "").strip()
+    if not index and total == "1":
+        return 1, 1
+    if not (index.isdigit() and total.isdigit()):
+        got = f"CI_NODE_INDEX={index!r}, CI_NODE_TOTAL={total!r}"
+        raise UsageError(
+            f"--shard auto: expected CI_NODE_INDEX and CI_NODE_TOTAL from a GitLab CI "
+            f"`parallel:` job, got {got}; pass --shard K/N elsewhere"
+        )
+    k, n = int(index), int(total)
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard auto: CI_NODE_INDEX={k} is not within 1..CI_NODE_TOTAL={n}")
+    return k, n
+
+
 def select_shard(
     jobs: Sequence[Job], k: int, n: int, durations: Mapping[str, float] | None = None
 ) -> list[Job]:

@@ -11,7 +11,7 @@ from scrapbook_outputs import scrap
 
 from nbci.model import NotebookResult, Run, Status
 from nbci.publish import notebooks
-from nbci.publish.notebooks import blob_url, notebook_assets
+from nbci.publish.notebooks import notebook_assets
 
 
 def executed(out_dir: Path, job_id: str, outputs: list[dict[str, Any]], start: str) -> str:
@@ -124,8 +124,3 @@ def test_untrusted_paths_and_files_are_refused(tmp_path: Path) -> None:
         "link: not a regular file inside the run directory",
         "missing: the executed notebook is missing",
     )
-
-
-def test_blob_url_is_the_page_github_renders() -> None:
-    url = blob_url("https://github.com", "o/r", "abc", "pr/7/notebooks/a b.ipynb")
-    assert url == "https://github.com/o/r/blob/abc/pr/7/notebooks/a%20b.ipynb"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -14,9 +15,10 @@ from nbci import __version__
 from nbci.cli import main
 from nbci.config import load_config
 from nbci.errors import UsageError
-from nbci.scaffold import FILES, init, render
+from nbci.scaffold import FILES, GITLAB_FILES, init, render
 
 TARGETS = {f.target for f in FILES}
+CHECK_JSONSCHEMA = [sys.executable, "-m", "check_jsonschema"]
 
 
 def test_init_writes_the_scaffold(tmp_path: Path) -> None:
@@ -90,3 +92,59 @@ def test_the_example_runs_and_passes_its_gate(
     assert notebook["metrics"]["r2"] > 0.5
     assert {"mae", "fit.slope", "fit.intercept"} <= set(notebook["metrics"])
     assert [f["name"] for f in notebook["figures"]] == ["fit_plot"]
+
+
+# -- GitLab ----------------------------------------------------------------------------
+
+
+def test_init_gitlab_writes_a_pipeline_gitlab_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--gitlab"]) == 0
+    written = {line.removeprefix("Wrote ") for line in capsys.readouterr().out.splitlines()}
+    assert written == {t.target for t in GITLAB_FILES}
+    assert not (tmp_path / ".github").exists()
+    pipeline = tmp_path / ".gitlab-ci.yml"
+    checked = subprocess.run(
+        [*CHECK_JSONSCHEMA, "--builtin-schema", "vendor.gitlab-ci", str(pipeline)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    text = pipeline.read_text()
+    assert f'"nbci=={__version__}"' in text
+    ci = yaml.safe_load(text)
+    rules = [rule["if"] for rule in ci["workflow"]["rules"]]
+    assert '$CI_PIPELINE_SOURCE == "merge_request_event"' in rules
+    assert "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH" in rules
+    run = ci["nbci-run"]
+    assert run["parallel"] == 2
+    assert any("nbci run --shard auto" in line for line in run["script"])
+    assert ".nbci-cache/" in run["cache"]["paths"]
+    merge = ci["nbci-merge"]
+    assert merge["needs"] == ["nbci-run"] and merge["when"] == "always"
+    assert any(line.startswith("nbci merge ") for line in merge["script"])
+    artifacts = merge["artifacts"]
+    assert artifacts["expose_as"] and "nbci-out/report.html" in artifacts["paths"]
+    assert artifacts["reports"]["junit"] == "nbci-out/junit.xml"
+    publish = ci["nbci-publish"]
+    assert publish["needs"] == ["nbci-merge"]
+    assert publish["script"] == ["nbci publish nbci-out"]
+
+
+def test_a_broken_pipeline_fails_the_schema_check(tmp_path: Path) -> None:
+    """The check above can fail: GitLab's schema rejects what GitLab would."""
+    broken = tmp_path / ".gitlab-ci.yml"
+    broken.write_text(render("gitlab/gitlab-ci.yml").replace("parallel: 2", "parallel: 0"))
+    checked = subprocess.run(
+        [*CHECK_JSONSCHEMA, "--builtin-schema", "vendor.gitlab-ci", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode != 0

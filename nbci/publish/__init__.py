@@ -1,25 +1,28 @@
-"""`nbci publish`: the report on the pull request, figures hosted, the verdict on the commit.
+"""`nbci publish`: the report on the review, figures hosted, the verdict on the commit.
 
-`publish` reads as its steps:
+The same on GitHub (pull requests, through PyGithub) and GitLab (merge
+requests, through python-gitlab): `connect` picks the forge and the flow is
+written once against `forge.Forge`. `publish` reads as its steps:
 
 1. read the run directory — untrusted (a fork's artifact) — and validate it
-   all, figures included, before any request to GitHub;
-2. work out the target from the Actions environment: a pull request, a push to
-   the default branch (which stores the baseline), or a bare commit;
+   all, figures included, before any request;
+2. work out the target from the CI environment: a review, a push to the
+   default branch (which stores the baseline), or a bare commit;
 3. find the baseline run and compare, then evaluate the gates;
 4. commit the figures (and, on the default branch, the baseline) to the
    assets branch in one commit;
 5. edit or create the sticky comment;
-6. set the commit status (or a check run) on the tested commit;
-7. append the report to the job summary.
+6. set the commit status (or on GitHub a check run) on the tested commit;
+7. append the report to the job summary (GitHub Actions).
 
-Each GitHub step degrades rather than fails where it can: without
-`contents: write` the comment links the run's artifact instead of showing
+Each step degrades rather than fails where it can: without write access to
+the repository the comment links the run's artifact instead of showing
 figures. What cannot be done ends in one `PublishError` line naming the
-missing permission.
+missing permission. A fork's GitLab pipeline, which has no token, publishes
+nothing and says how a maintainer runs it in the parent project.
 
-This module is the public face and the order of the steps; the target is
-resolved in `context`, the steps themselves live in `steps`.
+The target is resolved by the forge (`context`, `gitlab_context`); the steps
+themselves live in `steps`.
 """
 
 from __future__ import annotations
@@ -29,23 +32,19 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from nbci.errors import PublishError
 from nbci.model import Comparison, Run
 from nbci.publish import steps
 from nbci.publish.assets import Figures, Tip, load_figures
 from nbci.publish.baseline import DEFAULT_DEPTH, Baseline
-from nbci.publish.client import RetryPolicy, Session, token_from_env
 from nbci.publish.comment import comment_body, upsert_comment
-from nbci.publish.context import (
-    Target,
-    TargetKind,
-    read_artifact_pr,
-    resolve_context,
-    resolve_target,
-)
+from nbci.publish.connect import ForgeName, ForkPipeline, connect
+from nbci.publish.context import read_artifact_pr
+from nbci.publish.forge import Forge, Target, TargetKind
 from nbci.publish.report import render_report
+from nbci.publish.retry import RetryPolicy
 from nbci.publish.status import passed
 from nbci.publish.visuals import Prepared, prepare
 from nbci.render.visuals import Drawn
@@ -62,11 +61,16 @@ class PublishOptions:
     out_dir: Path
     name: str = "nbci"
     """The report's name: the comment marker and the status context."""
+    forge: ForgeName | None = None
+    """`github` or `gitlab`; None: GitLab inside GitLab CI, else GitHub."""
     repo: str | None = None
+    """GitHub: `owner/name`; GitLab: the project's path or id."""
     pr: int | None = None
+    """The pull request number, or the merge request iid."""
     sha: str | None = None
     api_url: str | None = None
-    token_env: str = "GITHUB_TOKEN"
+    token_env: str | None = None
+    """The variable holding the token; None: GITHUB_TOKEN or GITLAB_TOKEN."""
     check: bool = False
     """A check run with the report, instead of a commit status."""
     assets_branch: str = "nbci-assets"
@@ -85,13 +89,16 @@ class PublishOptions:
 
 @dataclass(frozen=True)
 class PublishOutcome:
-    kind: TargetKind
-    """What was published to: a PR, the default branch (baseline stored), a bare commit."""
+    kind: TargetKind | Literal["artifact"]
+    """What was published to: a review, the default branch (baseline stored), a bare commit;
+    `artifact`: nothing (a fork's GitLab pipeline), the report stays in the artifacts."""
     sha: str
-    """The commit that got the status or check run."""
+    """The commit that got the status or check run ("" for `artifact`)."""
     passed: bool
     """Every notebook ran and every gate passed (the verdict posted)."""
     pr: int | None = None
+    review: str | None = None
+    """`pull request #7` or `merge request !7`."""
     comment_url: str | None = None
     check_url: str | None = None
     assets_commit: str | None = None
@@ -106,9 +113,12 @@ class PublishOutcome:
     def lines(self) -> list[str]:
         """What happened, one line each, for the CLI to print."""
         verdict = "passed" if self.passed else "failed"
+        if self.kind == "artifact":
+            return [f"Not published: {note}" for note in self.notes]
         lines = []
         if self.comment_url:
-            lines.append(f"Commented on pull request #{self.pr}: {self.comment_url}")
+            review = self.review or f"pull request #{self.pr}"
+            lines.append(f"Commented on {review}: {self.comment_url}")
         if self.assets_commit:
             what = "Results and figures" if self.stored_baseline else "Figures"
             lines.append(f"{what} stored at {self.assets_commit[:12]} on the assets branch")
@@ -125,62 +135,50 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     steps.check_branch(options.assets_branch)
     run = read_run(options.out_dir)  # untrusted: everything is checked before any request
     figures = load_figures(run, options.out_dir)
-    ctx = resolve_context(
-        env,
-        repo=options.repo,
-        pr=options.pr,
-        sha=options.sha,
-        api_url=options.api_url,
-        artifact_pr=read_artifact_pr(options.out_dir),
-    )
-    session = Session(
-        api_url=ctx.api_url,
-        repo=ctx.repo,
-        token=token_from_env(env, options.token_env),
-        token_env=options.token_env,
-        policy=options.retry,
-    )
-    target = resolve_target(session, ctx)
+    try:
+        forge = connect(options, env, read_artifact_pr(options.out_dir))
+    except ForkPipeline as exc:  # nothing to publish to: the report stays in the artifacts
+        verdict = steps.judge_run(run, None, None, options).verdict
+        return PublishOutcome("artifact", "", passed(run, verdict), notes=(str(exc),))
+    target = forge.resolve_target()
     notes = list(figures.skipped)
-    tip = steps.read_assets_tip(session, options.assets_branch, notes)
-    baseline = steps.baseline_for(session, tip, target, options, notes)
+    tip = steps.read_assets_tip(forge, options.assets_branch, notes)
+    baseline = steps.baseline_for(forge, tip, target, options, notes)
     judged = steps.judge_run(run, baseline, target, options)
     comparison, verdict = judged.comparison, judged.verdict
     with tempfile.TemporaryDirectory(prefix="nbci-publish-") as work_dir:
         review = _prepare(
-            session, tip, run, figures, target, baseline, comparison, options, notes, Path(work_dir)
+            forge, tip, run, figures, target, baseline, comparison, options, notes, Path(work_dir)
         )
         figures = Figures((*figures.files, *review.images), figures.skipped)
-        hosting = steps.host(session, tip, target, run, figures, notes, extra=review.notebooks)
+        hosting = steps.host(forge, tip, target, run, figures, notes, extra=review.notebooks)
     report = render_report(
         run,
         comparison=comparison,
         verdict=verdict,
         name=options.name,
         templates=options.templates,
-        ctx=ctx,
+        forge=forge,
         hosting=hosting,
         figures=figures,
         baseline=baseline,
-        review=review,
         notes=notes,
+        review=review,
     )
     comment_url = None
     if target.pr is not None:
         body = comment_body(options.name, report)
-        comment_url = upsert_comment(session, target.pr, options.name, body).url
-    success = passed(run, verdict)
-    check_url = steps.post_verdict(
-        session, options, ctx, target, run, verdict, comparison, success, report
-    )
+        comment_url = upsert_comment(forge, target.pr, options.name, body).url
+    check_url = steps.post_verdict(forge, options, target, run, verdict, comparison, report)
     steps.write_job_summary(env, report)
     if hosting.error is not None:  # storing the baseline is the point of this publish
         raise hosting.error
     return PublishOutcome(
         kind=target.kind,
         sha=target.sha,
-        passed=success,
+        passed=passed(run, verdict),
         pr=target.pr,
+        review=forge.review_label(target.pr) if target.pr is not None else None,
         comment_url=comment_url,
         check_url=check_url,
         assets_commit=hosting.tip.commit if hosting.folder else None,
@@ -191,7 +189,7 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
 
 
 def _prepare(
-    session: Session,
+    forge: Forge,
     tip: Tip,
     run: Run,
     figures: Figures,
@@ -202,12 +200,12 @@ def _prepare(
     notes: list[str],
     work_dir: Path,
 ) -> Prepared:
-    """Charts, difference images (for a pull request) and notebooks for the assets commit."""
+    """Charts, difference images (for a review) and notebooks for the assets commit."""
     folder = steps.assets_folder(target)
     if folder is None:
         return Prepared(Drawn({}))
     return prepare(
-        session,
+        forge,
         tip,
         run,
         figures.files,

@@ -1,27 +1,20 @@
-"""Figures (and stored baselines) on an orphan branch, one commit per publish.
+"""Figures (and stored baselines) on an assets branch, one commit per publish.
 
-GitHub renders no `data:` images in comments and offers `GITHUB_TOKEN` no
-upload API, so the PNGs go to a branch of the repository itself (default
-`nbci-assets`) through the Git Data API: the blobs that are not there yet, one
-tree on top of the branch's tree, one commit, one ref update. The ref moves
-last, so a failure midway leaves unreferenced objects, never a branch pointing
-at a missing tree. Comments link each image by that commit's SHA, so an old
-comment never shows newer images:
+Neither forge renders `data:` images in comments, and GitHub offers
+`GITHUB_TOKEN` no upload API, so the PNGs go to a branch of the repository
+itself (default `nbci-assets`) in one commit per publish, whatever the figure
+count, and comments link each image by that commit's SHA, so an old comment
+never shows newer images. How the commit is made and what the link looks like
+is the forge's (`github`, `gitlab`); what goes in it is decided here. Layout of
+the branch:
 
-    {server_url}/{owner}/{repo}/raw/{commit}/{path}
-
-That URL works on github.com and on GitHub Enterprise Server alike (GHES has
-no `raw.githubusercontent.com`) and, for a private repository, for anyone who
-can read it. Layout of the branch:
-
-    pr/<number>/figures/<job-id>/<name>.png     the latest figures of a pull request
+    pr/<number>/figures/<job-id>/<name>.png     the latest figures of a review
     runs/<sha>/results.json                     a default-branch commit's results (the baseline)
     runs/<sha>/figures/<job-id>/<name>.png      and its figures
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import re
@@ -29,13 +22,15 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
 
 from nbci._files import is_within
 from nbci.errors import PublishError
 from nbci.model import Run
-from nbci.publish.client import Session
+from nbci.publish.forge import BranchMoved
+
+if TYPE_CHECKING:
+    from nbci.publish.forge import Forge
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +83,28 @@ class Tip:
     files: Mapping[str, tuple[str, int]] = field(default_factory=dict)
     """Every file path -> (blob sha, size)."""
     truncated: bool = False
-    """GitHub listed only part of the tree (over 100,000 entries)."""
+    """The forge listed only part of the tree (GitHub: over 100,000 entries)."""
     handles: tuple[Any, ...] = field(default=(), compare=False, repr=False)
-    """PyGithub's ref, commit and tree objects, which the next commit builds on."""
+    """The forge's own objects the next commit builds on (PyGithub's ref, commit, tree)."""
 
     @property
     def blobs(self) -> set[str]:
         return {sha for sha, _size in self.files.values()}
+
+    def after(
+        self,
+        commit: str,
+        changed: Sequence[Asset],
+        removed: Sequence[str],
+        *,
+        tree: str | None = None,
+        handles: tuple[Any, ...] = (),
+    ) -> Tip:
+        """This branch once `commit` wrote `changed` and deleted `removed`."""
+        gone = set(removed)
+        files = {p: v for p, v in self.files.items() if p not in gone}
+        files.update({a.path: (a.sha, len(a.data)) for a in changed})
+        return Tip(self.branch, commit, tree, files, self.truncated, handles)
 
 
 @dataclass(frozen=True)
@@ -168,30 +178,13 @@ def _read_png(out_dir: Path, relative: str) -> bytes | str:
 # -- the branch ------------------------------------------------------------------
 
 
-def read_tip(session: Session, branch: str) -> Tip:
-    """The branch's commit and every file on it (no branch yet: an empty Tip)."""
-    from github import GithubException
-
-    with session.errors(f"read the {branch} branch", "contents: read"):
-        try:
-            ref = session.repo.get_git_ref(f"heads/{branch}")
-            commit = session.repo.get_git_commit(ref.object.sha)
-        except GithubException as exc:
-            if exc.status == 404:
-                return Tip(branch)
-            raise
-        listing = session.repo.get_git_tree(commit.tree.sha, recursive=True)
-        files = {
-            item.path: (item.sha, item.size or 0) for item in listing.tree if item.type == "blob"
-        }
-        truncated = bool(listing.raw_data.get("truncated"))
-    if truncated:
-        logger.warning("the %s branch lists only partly (truncated by GitHub)", branch)
-    return Tip(branch, commit.sha, listing.sha, files, truncated, (ref, commit, listing))
+def stored_source(tip: Tip, path: str) -> str:
+    """How a stored file is named in messages."""
+    return f"the stored baseline {path} on {tip.branch}"
 
 
 def store(
-    session: Session,
+    forge: Forge,
     tip: Tip,
     assets: Sequence[Asset],
     *,
@@ -200,77 +193,38 @@ def store(
 ) -> Tip:
     """Put `assets` on the branch in one commit; the returned Tip's commit holds them all.
 
-    Files already stored at the same path with the same content are left alone
-    and blobs GitHub already has are not uploaded again; when nothing changed
-    no commit is made. Files under the folder `replace` that are not among
-    `assets` are removed (a pull request's figures of an earlier push). When
-    another publish moved the branch meanwhile, this starts over from the new tip.
+    Files already stored at the same path with the same content are left alone;
+    when nothing changed no commit is made. Files under the folder `replace`
+    that are not among `assets` are removed (a review's figures of an earlier
+    push). When another publish moved the branch meanwhile, this starts over
+    from the new tip.
     """
-    from github import GithubException
-
     for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+        wanted = {asset.path: asset for asset in assets}
+        changed = [a for a in wanted.values() if tip.files.get(a.path, ("",))[0] != a.sha]
+        stale = _stale(tip, replace, wanted) if not tip.truncated else []
+        if not changed and not stale:
+            logger.info("nothing new for the %s branch", tip.branch)
+            return tip
         try:
-            with session.errors(f"commit figures to the {tip.branch} branch", CONTENTS):
-                return _commit(session, tip, assets, replace=replace, message=message)
-        except _Moved:
+            new_tip = forge.commit(tip, changed, stale, message)
+        except BranchMoved:
             if attempt == _COMMIT_ATTEMPTS:
                 break
             logger.info("the %s branch moved meanwhile; starting over (%d)", tip.branch, attempt)
-            tip = read_tip(session, tip.branch)
-        except GithubException:  # pragma: no cover - session.errors translates these
-            raise
+            tip = forge.read_tip(tip.branch)
+            continue
+        logger.info(
+            "committed %d file(s) to %s as %s",
+            len(changed),
+            tip.branch,
+            (new_tip.commit or "")[:12],
+        )
+        return new_tip
     raise PublishError(
         f"the {tip.branch} branch kept moving while nbci committed to it "
         f"({_COMMIT_ATTEMPTS} tries); run the job again"
     )
-
-
-class _Moved(Exception):
-    """The branch is no longer where the tip said."""
-
-
-def _commit(
-    session: Session, tip: Tip, assets: Sequence[Asset], *, replace: str | None, message: str
-) -> Tip:
-    from github import GithubException, InputGitTreeElement
-
-    repo = session.repo
-    wanted = {asset.path: asset for asset in assets}
-    changed = [a for a in wanted.values() if tip.files.get(a.path, ("",))[0] != a.sha]
-    stale = _stale(tip, replace, wanted) if not tip.truncated else []
-    if not changed and not stale:
-        logger.info("nothing new for the %s branch", tip.branch)
-        return tip
-    known = tip.blobs
-    elements = []
-    for asset in changed:
-        if asset.sha not in known:
-            blob = repo.create_git_blob(base64.b64encode(asset.data).decode("ascii"), "base64")
-            if blob.sha != asset.sha:
-                raise PublishError(f"GitHub stored {asset.path} as {blob.sha}, not {asset.sha}")
-            known.add(asset.sha)
-        elements.append(InputGitTreeElement(asset.path, "100644", "blob", sha=asset.sha))
-    elements += [InputGitTreeElement(path, "100644", "blob", sha=None) for path in stale]
-    if tip.handles:
-        ref, parent, base = tip.handles
-        tree = repo.create_git_tree(elements, base_tree=base)
-        commit = repo.create_git_commit(message, tree, [parent])
-    else:
-        ref, tree = None, repo.create_git_tree(elements)
-        commit = repo.create_git_commit(message, tree, [])
-    try:
-        if ref is None:
-            ref = repo.create_git_ref(f"refs/heads/{tip.branch}", commit.sha)
-        else:
-            ref.edit(commit.sha, force=False)  # fast-forward only: never drop another's commit
-    except GithubException as exc:
-        if exc.status == 422:  # "Reference already exists" / "Update is not a fast forward"
-            raise _Moved from None
-        raise
-    logger.info("committed %d file(s) to %s as %s", len(changed), tip.branch, commit.sha[:12])
-    files = {p: v for p, v in tip.files.items() if p not in stale}
-    files.update({a.path: (a.sha, len(a.data)) for a in wanted.values()})
-    return Tip(tip.branch, commit.sha, tree.sha, files, tip.truncated, (ref, commit, tree))
 
 
 def _stale(tip: Tip, folder: str | None, wanted: Mapping[str, Asset]) -> list[str]:
@@ -278,11 +232,6 @@ def _stale(tip: Tip, folder: str | None, wanted: Mapping[str, Asset]) -> list[st
         return []
     prefix = folder.rstrip("/") + "/"
     return sorted(p for p in tip.files if p.startswith(prefix) and p not in wanted)
-
-
-def raw_url(server_url: str, repo: str, commit: str, path: str) -> str:
-    """The web address of a file at a commit (see the module docstring for why this form)."""
-    return f"{server_url}/{repo}/raw/{commit}/{quote(path)}"
 
 
 def figure_assets(figures: Iterable[FigureFile], folder: str) -> list[Asset]:

@@ -19,9 +19,10 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from nbci.errors import PublishError, ResultsError, UsageError
+from nbci.publish.forge import Target
 
 if TYPE_CHECKING:
     from nbci.publish.client import Session
@@ -63,22 +64,6 @@ class Context:
     default_branch: str | None = None
     run_url: str | None = None
     workflow_run: WorkflowRun | None = None
-
-
-TargetKind = Literal["pull_request", "baseline", "commit"]
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a publish goes to, once asked of GitHub."""
-
-    kind: TargetKind
-    """A pull request, a push to the default branch (stores the baseline), or a bare commit."""
-    sha: str
-    """The commit that gets the verdict."""
-    pr: int | None = None
-    base_sha: str | None = None
-    """Where the baseline search starts."""
 
 
 def resolve_context(

@@ -1,8 +1,8 @@
 """The executed notebooks on the assets branch, where GitHub renders them.
 
-A reviewer opens `{server}/{owner}/{repo}/blob/{commit}/pr/<n>/notebooks/<job>.ipynb`
-and GitHub shows the notebook, outputs and all, without downloading an
-artifact. What goes there, prepared here (committing is `assets.store`'s):
+A reviewer opens the forge's page of `pr/<n>/notebooks/<job>.ipynb` at the
+assets commit (`{server}/{owner}/{repo}/blob/{commit}/{path}` on GitHub) and
+sees the notebook rendered, outputs and all, without downloading an artifact. What goes there, prepared here (committing is `assets.store`'s):
 
 - every failed notebook, then the others in run order while the total stays
   within `MAX_TOTAL_BYTES`;
@@ -27,7 +27,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from nbci._files import is_within, safe_name
 from nbci.model import NotebookResult, Run
@@ -80,11 +79,6 @@ def notebook_assets(
     for line in skipped:
         logger.warning("notebook not stored: %s", line)
     return NotebookAssets(tuple(assets), paths, tuple(skipped))
-
-
-def blob_url(server_url: str, repo: str, commit: str, path: str) -> str:
-    """The page GitHub renders a file on (a notebook as a notebook)."""
-    return f"{server_url}/{repo}/blob/{commit}/{quote(path)}"
 
 
 def _failed_first(notebooks: Iterable[NotebookResult]) -> list[NotebookResult]:

@@ -12,11 +12,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nbci.model import Comparison, Run, Verdict
-from nbci.publish.assets import Figures, Hosting, Tip, raw_url
+from nbci.publish.assets import Figures, Hosting, Tip
 from nbci.publish.baseline import Baseline
 from nbci.publish.comment import COMMENT_LIMIT, marker
-from nbci.publish.context import Context
-from nbci.publish.notebooks import blob_url
+from nbci.publish.forge import Forge
 from nbci.publish.visuals import Prepared
 
 REPORT_BUDGET = 64_000
@@ -31,7 +30,7 @@ def render_report(
     verdict: Verdict,
     name: str,
     templates: Path | None,
-    ctx: Context,
+    forge: Forge,
     hosting: Hosting,
     figures: Figures,
     baseline: Baseline | None,
@@ -41,20 +40,21 @@ def render_report(
     """The rendered report plus a footer, short enough for a comment with its marker."""
     from nbci.render import markdown_report
 
-    footer = _footer(ctx, baseline, notes)
+    footer = _footer(forge.run_url, baseline, notes)
     hosted = hosting.folder is not None
     figures_note = None
     if not hosted and any(nb.figures for nb in run.notebooks):
-        where = f"[the run's artifact]({ctx.run_url})" if ctx.run_url else "the run's artifact"
+        run_url = forge.run_url
+        where = f"[the run's artifact]({run_url})" if run_url else "the run's artifact"
         figures_note = f"The figures are in {where}."
     report = markdown_report(
         run,
         comparison=comparison,
         verdict=verdict,
         images=hosted,
-        image_url=_image_url(ctx, hosting, figures),
-        base_figures=_base_figures(ctx, hosting.tip, baseline),
-        link_url=_notebook_links(ctx, hosting, run, review),
+        image_url=_image_url(forge, hosting, figures),
+        base_figures=_base_figures(forge, hosting.tip, baseline),
+        link_url=_notebook_links(forge, hosting, run, review),
         visuals=review.drawn.by_job if review is not None else None,
         figures_note=figures_note,
         title=name,
@@ -64,7 +64,7 @@ def render_report(
     return report + footer
 
 
-def _image_url(ctx: Context, hosting: Hosting, figures: Figures) -> Callable[[str], str]:
+def _image_url(forge: Forge, hosting: Hosting, figures: Figures) -> Callable[[str], str]:
     """Figure path -> its URL at the assets commit; "" (not available) for a figure not stored."""
     stored = {f.path for f in figures.files}
     commit, folder = hosting.tip.commit, hosting.folder
@@ -72,12 +72,12 @@ def _image_url(ctx: Context, hosting: Hosting, figures: Figures) -> Callable[[st
     def url(path: str) -> str:
         if commit is None or folder is None or path not in stored:
             return ""
-        return raw_url(ctx.server_url, ctx.repo, commit, f"{folder}/{path}")
+        return forge.file_url(commit, f"{folder}/{path}")
 
     return url
 
 
-def _base_figures(ctx: Context, tip: Tip, baseline: Baseline | None) -> dict[str, str]:
+def _base_figures(forge: Forge, tip: Tip, baseline: Baseline | None) -> dict[str, str]:
     """Figure path -> URL of the baseline's figure, for those stored with the baseline."""
     if baseline is None or tip.commit is None:
         return {}
@@ -86,14 +86,14 @@ def _base_figures(ctx: Context, tip: Tip, baseline: Baseline | None) -> dict[str
         for figure in nb.figures:
             stored = f"{baseline.folder}/{figure.path}"
             if stored in tip.files:
-                urls[figure.path] = raw_url(ctx.server_url, ctx.repo, tip.commit, stored)
+                urls[figure.path] = forge.file_url(tip.commit, stored)
     return urls
 
 
 def _notebook_links(
-    ctx: Context, hosting: Hosting, run: Run, review: Prepared | None
+    forge: Forge, hosting: Hosting, run: Run, review: Prepared | None
 ) -> Callable[[str], str | None]:
-    """A job's notebook (or its HTML) → the stored notebook's page, where GitHub renders it.
+    """A job's notebook (or its HTML) → the stored notebook's page, where the forge renders it.
 
     Notebooks not stored (or not hosted at all) stay in the artifact: named, not linked.
     """
@@ -104,18 +104,18 @@ def _notebook_links(
         branch_path = stored.get(nb.id)
         if branch_path is None or commit is None or hosting.folder is None:
             continue
-        url = blob_url(ctx.server_url, ctx.repo, commit, branch_path)
+        url = forge.page_url(commit, branch_path)
         urls.update({path: url for path in (nb.output, nb.html) if path})
     return urls.get
 
 
-def _footer(ctx: Context, baseline: Baseline | None, notes: Sequence[str]) -> str:
+def _footer(run_url: str | None, baseline: Baseline | None, notes: Sequence[str]) -> str:
     """Small print under the report: no baseline, where the run is, what was left out."""
     lines = []
     if baseline is None:
         lines.append("No baseline: no stored results for the base commit or its recent ancestors.")
-    if ctx.run_url:
-        lines.append(f"[The run, its report.html and notebooks (artifact)]({ctx.run_url})")
+    if run_url:
+        lines.append(f"[The run, its report.html and notebooks (artifact)]({run_url})")
     lines += [f"⚠️ {_one_line(note)}" for note in notes[:MAX_NOTES]]
     if len(notes) > MAX_NOTES:
         lines.append(f"⚠️ {len(notes) - MAX_NOTES} more notes in the job log")

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING
 from nbci.errors import ResultsError, UsageError
 from nbci.judge import Criteria, Judgement, judge
 from nbci.model import Comparison, Run, Verdict
-from nbci.publish.assets import Asset, Figures, Hosting, Tip, figure_assets, read_tip, store
+from nbci.publish.assets import Asset, Figures, Hosting, Tip, figure_assets, store
 from nbci.publish.baseline import Baseline, find_baseline, run_folder
-from nbci.publish.client import PermissionDenied, Session
-from nbci.publish.context import Context, Target
-from nbci.publish.status import describe, post_check, post_status
+from nbci.publish.forge import PermissionDenied, Target
+from nbci.publish.status import DESCRIPTION_LIMIT, describe, fit, passed
 from nbci.results import RESULTS_FILE, run_to_dict
 
 if TYPE_CHECKING:
     from nbci.publish import PublishOptions
+    from nbci.publish.forge import Forge
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ def check_branch(name: str) -> None:
         raise UsageError(f"--assets-branch: {name!r} is not a usable branch name")
 
 
-def read_assets_tip(session: Session, branch: str, notes: list[str]) -> Tip:
+def read_assets_tip(forge: Forge, branch: str, notes: list[str]) -> Tip:
     try:
-        return read_tip(session, branch)
+        return forge.read_tip(branch)
     except PermissionDenied as exc:
         notes.append(f"the {branch} branch could not be read ({exc.permission} missing)")
         logger.warning("%s", exc)
@@ -49,13 +49,13 @@ def read_assets_tip(session: Session, branch: str, notes: list[str]) -> Tip:
 
 
 def baseline_for(
-    session: Session, tip: Tip, target: Target, options: PublishOptions, notes: list[str]
+    forge: Forge, tip: Tip, target: Target, options: PublishOptions, notes: list[str]
 ) -> Baseline | None:
     if target.base_sha is None or tip.truncated:
         return None
     try:
         return find_baseline(
-            session,
+            forge,
             tip,
             target.base_sha,
             include_start=target.kind != "baseline",  # a push compares with its ancestors
@@ -71,13 +71,13 @@ def baseline_for(
 
 
 def judge_run(
-    run: Run, baseline: Baseline | None, target: Target, options: PublishOptions
+    run: Run, baseline: Baseline | None, target: Target | None, options: PublishOptions
 ) -> Judgement:
     """The run against the stored baseline (if any), then the gates: `nbci.judge.judge`."""
     return judge(
         run,
         baseline.run if baseline else None,
-        label=_baseline_label(baseline, target) if baseline else "",
+        label=_baseline_label(baseline, target) if baseline and target else "",
         criteria=Criteria(options.gates, options.higher_is_better, options.lower_is_better),
     )
 
@@ -105,7 +105,7 @@ def assets_folder(target: Target) -> str | None:
 
 
 def host(
-    session: Session,
+    forge: Forge,
     tip: Tip,
     target: Target,
     run: Run,
@@ -126,7 +126,7 @@ def host(
         message = f"nbci: results of {target.sha[:12]} (baseline)"
         replace = None
     try:
-        tip = store(session, tip, assets, replace=replace, message=message)
+        tip = store(forge, tip, assets, replace=replace, message=message)
     except PermissionDenied as exc:
         logger.warning("%s", exc)
         notes.append(f"figures not hosted: the token lacks `{exc.permission}`")
@@ -143,34 +143,27 @@ def _results_asset(run: Run, folder: str) -> Asset:
 
 
 def post_verdict(
-    session: Session,
+    forge: Forge,
     options: PublishOptions,
-    ctx: Context,
     target: Target,
     run: Run,
     verdict: Verdict,
     comparison: Comparison | None,
-    success: bool,
     report: str,
 ) -> str | None:
+    """The commit status (or check run) on the target commit; returns a check run's address."""
+    success = passed(run, verdict)
     description = describe(run, verdict, comparison)
     if options.check:
-        return post_check(
-            session,
-            target.sha,
-            name=options.name,
-            success=success,
-            title=description,
-            summary=report,
-            details_url=ctx.run_url,
+        return forge.create_check(
+            target.sha, name=options.name, success=success, title=description, summary=report
         )
-    post_status(
-        session,
+    forge.set_status(
         target.sha,
-        context=options.name,
+        name=options.name,
         success=success,
-        description=description,
-        target_url=ctx.run_url,
+        description=fit(description, DESCRIPTION_LIMIT),
+        target_url=forge.run_url,
     )
     return None
 

@@ -10,18 +10,17 @@ are shown as changed, beside the baseline's, without a difference image.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from nbci.errors import ResultsError
 from nbci.figures import Reader, figure_changes
 from nbci.model import FigureChange, Run
 from nbci.publish.assets import Asset, FigureFile, Tip
 from nbci.publish.baseline import Baseline
-from nbci.publish.client import PermissionDenied, Session
+from nbci.publish.forge import Forge, PermissionDenied
 from nbci.publish.notebooks import notebook_assets
 from nbci.render.charts import write_charts
 from nbci.render.visuals import Drawn, visuals_by_job
@@ -48,7 +47,7 @@ class Prepared:
 
 
 def prepare(
-    session: Session,
+    forge: Forge,
     tip: Tip,
     run: Run,
     figures: Iterable[FigureFile],
@@ -66,7 +65,7 @@ def prepare(
     visuals = Prepared(Drawn({}))
     if with_charts:
         visuals = prepare_visuals(
-            session,
+            forge,
             tip,
             run,
             figures,
@@ -84,7 +83,7 @@ def prepare(
 
 
 def prepare_visuals(
-    session: Session,
+    forge: Forge,
     tip: Tip,
     run: Run,
     figures: Iterable[FigureFile],
@@ -100,7 +99,7 @@ def prepare_visuals(
     changes: tuple[FigureChange, ...] = ()
     if baseline is not None and baseline_folder is not None:
         head = {f.path: f.data for f in figures}
-        read_base = _branch_reader(session, tip, baseline_folder, head, notes)
+        read_base = _branch_reader(forge, tip, baseline_folder, head, notes)
         changes = figure_changes(run, baseline, head.get, read_base, work_dir)
     paths = [c.path for c in charts] + [c.diff_path for c in changes if c.diff_path]
     images = tuple(FigureFile(path, (work_dir / path).read_bytes()) for path in paths)
@@ -108,7 +107,7 @@ def prepare_visuals(
 
 
 def _branch_reader(
-    session: Session, tip: Tip, folder: str, head: dict[str, bytes], notes: list[str]
+    forge: Forge, tip: Tip, folder: str, head: dict[str, bytes], notes: list[str]
 ) -> Reader:
     """Reads the baseline's figures from the branch; an unchanged blob is not fetched."""
     fetched = 0
@@ -125,23 +124,16 @@ def _branch_reader(
         if fetched >= MAX_FETCHED or size > MAX_FETCHED_BYTES:
             return None
         fetched += 1
-        return _fetch(session, blob_sha, path, notes)
+        return _fetch(forge, tip, f"{folder}/{path}", notes)
 
     return read
 
 
-def _fetch(session: Session, blob_sha: str, path: str, notes: list[str]) -> bytes | None:
+def _fetch(forge: Forge, tip: Tip, path: str, notes: list[str]) -> bytes | None:
     try:
-        with session.errors(f"read the baseline's {path}", "contents: read"):
-            blob = session.repo.get_git_blob(blob_sha)
-            content, encoding = blob.content, blob.encoding
+        return forge.read_file(tip, path, MAX_FETCHED_BYTES)
     except PermissionDenied as exc:
         notes.append(f"the baseline's figures could not be read ({exc.permission} missing)")
-        return None
-    if encoding != "base64" or content is None:
-        return None
-    try:
-        return base64.b64decode(content)
-    except (binascii.Error, ValueError):
-        logger.warning("the baseline's %s is not valid base64", path)
-        return None
+    except ResultsError as exc:
+        logger.warning("%s", exc)
+    return None

@@ -1,0 +1,131 @@
+"""What `publish` needs from a forge — GitHub or GitLab — and nothing more.
+
+The flow (`nbci.publish.publish` and `steps`), the sticky comment's logic
+(`comment`), the assets branch's bookkeeping (`assets`) and the baseline search
+(`baseline`) are written once against this interface; `github.GitHubForge`
+and `gitlab.GitLabForge` each implement it over their client library. A
+"review" is a GitHub pull request or a GitLab merge request, a "comment" a
+pull request comment or a merge request note.
+
+Every method raises `PublishError` (one line, the token never in it), or its
+subclass `PermissionDenied` when the token lacks a permission the publish can
+do without.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from nbci.errors import PublishError
+
+if TYPE_CHECKING:
+    from nbci.publish.assets import Asset, Tip
+
+TargetKind = Literal["pull_request", "baseline", "commit"]
+"""A review, a push to the default branch (stores the baseline), or a bare commit."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a publish goes to, once asked of the forge."""
+
+    kind: TargetKind
+    sha: str
+    """The commit that gets the verdict: a review's head, never a merge commit."""
+    pr: int | None = None
+    """The pull request number or merge request iid."""
+    base_sha: str | None = None
+    """Where the baseline search starts."""
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A comment on a review, as far as the sticky comment needs to know it."""
+
+    id: int
+    body: str
+    author: str | None
+    created_at: str
+    """ISO 8601, comparable as text."""
+    url: str
+    handle: Any = field(default=None, compare=False, repr=False)
+    """The client library's object, to edit or delete it."""
+
+
+class PermissionDenied(PublishError):
+    """The forge answered 403: the token lacks `permission` (in the forge's own words)."""
+
+    def __init__(self, message: str, permission: str) -> None:
+        super().__init__(message)
+        self.permission = permission
+
+
+class BranchMoved(Exception):
+    """The assets branch is no longer where the tip said: read it again and start over."""
+
+
+class Forge(Protocol):
+    name: str
+    """`GitHub` or `GitLab`, for messages."""
+    run_url: str | None
+    """The CI run (workflow run, pipeline) that produced the report."""
+
+    def review_label(self, number: int) -> str:
+        """`pull request #7` or `merge request !7`."""
+        ...
+
+    def resolve_target(self) -> Target: ...
+
+    # the assets branch
+    def read_tip(self, branch: str) -> Tip: ...
+
+    def commit(
+        self, tip: Tip, changed: Sequence[Asset], removed: Sequence[str], message: str
+    ) -> Tip:
+        """One commit on the branch that writes `changed` and deletes `removed`.
+
+        Raises BranchMoved when another publish moved the branch meanwhile.
+        """
+        ...
+
+    def read_file(self, tip: Tip, path: str, limit: int) -> bytes:
+        """A file of the branch; ResultsError when it is over `limit` bytes or arrives garbled."""
+        ...
+
+    def file_url(self, commit: str, path: str) -> str:
+        """The web address of a file at a commit, for images in a comment."""
+        ...
+
+    def page_url(self, commit: str, path: str) -> str:
+        """The forge's page showing a file at a commit (a notebook rendered as one)."""
+        ...
+
+    def ancestors(self, start: str, depth: int) -> Sequence[str]:
+        """`start` and its first-parent ancestors, nearest first, at most `depth` of them."""
+        ...
+
+    # the sticky comment
+    def comments(self, number: int) -> list[Comment]:
+        """Every comment of the review, across all pages."""
+        ...
+
+    def create_comment(self, number: int, body: str) -> Comment: ...
+
+    def edit_comment(self, number: int, comment: Comment, body: str) -> None: ...
+
+    def delete_comment(self, number: int, comment: Comment) -> bool:
+        """False when it was already gone (another publish removed it)."""
+        ...
+
+    # the verdict
+    def set_status(
+        self, sha: str, *, name: str, success: bool, description: str, target_url: str | None
+    ) -> None: ...
+
+    def create_check(
+        self, sha: str, *, name: str, success: bool, title: str, summary: str
+    ) -> str | None:
+        """A check run with the report; None where the forge has none (GitLab)."""
+        ...
