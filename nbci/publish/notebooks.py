@@ -2,7 +2,8 @@
 
 A reviewer opens the forge's page of `pr/<n>/notebooks/<job>.ipynb` at the
 assets commit (`{server}/{owner}/{repo}/blob/{commit}/{path}` on GitHub) and
-sees the notebook rendered, outputs and all, without downloading an artifact. What goes there, prepared here (committing is `assets.store`'s):
+sees the notebook rendered, outputs and all, without downloading an artifact.
+What goes there, prepared here (committing is `assets.store`'s):
 
 - every failed notebook, then the others in run order while the total stays
   within `MAX_TOTAL_BYTES`;
