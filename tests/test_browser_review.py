@@ -13,6 +13,8 @@ from test_browser import ARGS, CHROMIUM, PHONE, assert_clean, open_report
 from nbci.judge import Criteria, judge
 from nbci.render import write_reports
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:

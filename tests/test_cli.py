@@ -40,6 +40,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert flag in help_text
 
 
+@pytest.mark.tools
 def test_help_does_not_import_heavy_modules() -> None:
     code = (
         "import sys, contextlib, io\n"
@@ -76,6 +77,7 @@ def test_usage_errors_are_one_line_exit_2(
     assert err.count("\n") == 1
 
 
+@pytest.mark.tools
 def test_config_error_runs_nothing_and_names_file_and_key(
     project: Path, notebook: NotebookFactory
 ) -> None:
@@ -98,6 +100,8 @@ GLUE_OK = (
 )
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_a_failing_notebook_beside_passing_ones_keeps_every_result(
     project: Path, notebook: NotebookFactory
 ) -> None:
@@ -149,6 +153,8 @@ def test_a_failing_notebook_beside_passing_ones_keeps_every_result(
     assert "<img" not in job_summary and "data:" not in job_summary
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_parameters_from_the_command_line(project: Path, notebook: NotebookFactory) -> None:
     notebook("notebooks/good.ipynb", [GLUE_OK], parameters="lr = 0.25")
     done = nbci("run", "notebooks/good.ipynb", "-p", "lr=0.125", "--out", "o", cwd=project)
@@ -158,6 +164,8 @@ def test_parameters_from_the_command_line(project: Path, notebook: NotebookFacto
     assert nb["metrics"] == {"accuracy": 0.625}
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_example_runs_compare_diff_and_gate(tmp_path: Path) -> None:
     """Two real runs of the bundled training notebook, compared; a gate turns the verdict."""
     root = tmp_path / "repo"
@@ -193,6 +201,8 @@ def test_example_runs_compare_diff_and_gate(tmp_path: Path) -> None:
     assert "Wrote head/report.md" in again.stdout
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_shards_then_merge_read_like_one_run(project: Path, notebook: NotebookFactory) -> None:
     for name in ("c", "a", "b"):
         notebook(f"notebooks/{name}.ipynb", [f"import nbci\nnbci.glue('n', {ord(name)})"])

@@ -51,6 +51,7 @@ def scrapbook_run(
     return executed, collect_notebook(executed, job, out_dir), out_dir
 
 
+@pytest.mark.kernel
 def test_numbers_bools_and_dicts_become_metrics(
     scrapbook_run: Executed,
 ) -> None:
@@ -68,6 +69,7 @@ def test_numbers_bools_and_dicts_become_metrics(
     assert "scores" not in metrics and "mixed.f1" not in metrics
 
 
+@pytest.mark.kernel
 def test_other_data_scraps(scrapbook_run: Executed) -> None:
     _, collected, _ = scrapbook_run
     scraps = collected.scraps
@@ -88,6 +90,7 @@ def test_other_data_scraps(scrapbook_run: Executed) -> None:
     assert "'frame': kept 1000 of 1500 rows" in collected.notes
 
 
+@pytest.mark.kernel
 def test_display_scraps(scrapbook_run: Executed) -> None:
     _, collected, out_dir = scrapbook_run
     scraps = collected.scraps
@@ -103,6 +106,7 @@ def test_display_scraps(scrapbook_run: Executed) -> None:
     assert (scraps["plain_only"].kind, scraps["plain_only"].value) == ("text", "just some text")
 
 
+@pytest.mark.kernel
 def test_figure_names_cannot_leave_the_output_directory(
     scrapbook_run: Executed,
 ) -> None:
@@ -116,6 +120,7 @@ def test_figure_names_cannot_leave_the_output_directory(
     assert {path.split("/")[0] for path in files_below(out_dir.parent)} == {"executed.ipynb", "out"}
 
 
+@pytest.mark.kernel
 def test_invalid_png_is_skipped_with_a_note(scrapbook_run: Executed) -> None:
     _, collected, out_dir = scrapbook_run
 
@@ -124,6 +129,7 @@ def test_invalid_png_is_skipped_with_a_note(scrapbook_run: Executed) -> None:
     assert "'broken_png': skipped image/png figure, not a PNG image" in collected.notes
 
 
+@pytest.mark.kernel
 def test_notebook_html_is_sanitized(scrapbook_run: Executed) -> None:
     executed, _, out_dir = scrapbook_run
     html_path = out_dir / "notebooks" / "sb.html"
@@ -307,6 +313,7 @@ def test_html_of_an_unreadable_notebook_raises(tmp_path: Path) -> None:
 # -- the bundled example notebooks ------------------------------------------------------
 
 
+@pytest.mark.kernel
 def test_bundled_notebooks_produce_sane_results(
     tmp_path: Path, execute_notebook: Callable[[Path, Path], Path]
 ) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,23 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     config = Config(root=tmp_path)
     with pytest.raises(AttributeError):
         config.jobs = 3  # type: ignore[misc]
+
+
+def test_the_shipped_schema_is_standard_and_takes_every_key() -> None:
+    """Editors and other tools can check a configuration with the schema file alone."""
+    import tomllib
+    from importlib import resources
+
+    from jsonschema import Draft202012Validator
+
+    text = resources.files("nbci.schemas").joinpath("config.schema.json").read_text("utf-8")
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    validator = Draft202012Validator(schema)
+    table = tomllib.loads(FULL)["tool"]["nbci"]
+    table["gates"] = {"accuracy": {"min": 0.9}}
+    assert list(validator.iter_errors(table)) == []
+    assert [e.json_path for e in validator.iter_errors({**table, "jobz": 1, "jobs": 0})] == [
+        "$",
+        "$.jobs",
+    ]

@@ -1,18 +1,17 @@
 """`nbci diff` output: markdown pinned by golden files, JSON by shape.
 
-Golden files live in tests/gold/; after an intended change, regenerate them with
-`NBCI_UPDATE_GOLD=1 python -m pytest tests/test_diff.py` and review the diff.
+Golden files live in tests/gold/ (see tests/goldtest.py for updating them).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from goldtest import check_gold
 from handmade_runs import nb, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,7 +22,6 @@ from nbci.model import Comparison, MetricDelta
 from nbci.render import markdown_report
 from nbci.render.diff import DIFF_SCHEMA, diff_json, diff_markdown
 
-GOLD = Path(__file__).parent / "gold"
 NAN = float("nan")
 INF = float("inf")
 
@@ -54,14 +52,6 @@ GATES = {
 @pytest.fixture
 def comparison() -> Comparison:
     return compare(HEAD, BASE, label="main (abc1234)")
-
-
-def check_gold(name: str, text: str) -> None:
-    path = GOLD / name
-    if os.environ.get("NBCI_UPDATE_GOLD"):
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), f"{name} differs from {path}"
 
 
 def test_markdown_matches_gold(comparison: Comparison) -> None:

@@ -96,6 +96,7 @@ def assert_all_gone(pids: Iterable[int], workers: Iterable[int] = ()) -> None:
 # -- tests --------------------------------------------------------------------------
 
 
+@pytest.mark.kernel
 def test_every_status_in_one_run(project: Path, notebooks: Path, tmp_path: Path) -> None:
     records = {name: tmp_path / f"{name}.json" for name in ("ok", "cell", "whole", "died")}
     (notebooks / "broken.ipynb").write_text("{ this is not json")
@@ -162,6 +163,7 @@ def test_every_status_in_one_run(project: Path, notebooks: Path, tmp_path: Path)
     )
 
 
+@pytest.mark.kernel
 def test_fresh_kernel_per_job_and_a_worker_crash(
     project: Path, notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,6 +200,7 @@ def test_fresh_kernel_per_job_and_a_worker_crash(
     assert_all_gone([a["pid"], b["pid"], crash["pid"], c["pid"]], workers={a["ppid"], c["ppid"]})
 
 
+@pytest.mark.kernel
 def test_a_hung_worker_is_killed_after_the_timeout(
     project: Path, notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,6 +217,7 @@ def test_a_hung_worker_is_killed_after_the_timeout(
     assert_all_gone([hung["pid"], hung["ppid"]], workers=[hung["ppid"]])
 
 
+@pytest.mark.kernel
 def test_without_warm_kernels(project: Path, notebooks: Path, tmp_path: Path) -> None:
     record = tmp_path / "cold.json"
     jobs = [job("cold", "params", parameters={"x": 5, "record": str(record)})]
@@ -254,6 +258,8 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 @pytest.mark.parametrize("to_group", [False, True], ids=["sigterm-to-nbci", "ctrl-c-to-group"])
 def test_a_signal_stops_workers_and_kernels(
     project: Path, notebooks: Path, tmp_path: Path, to_group: bool

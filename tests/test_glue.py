@@ -44,6 +44,7 @@ def glued(
 # -- in a kernel -----------------------------------------------------------------
 
 
+@pytest.mark.kernel
 def test_scrapbook_reads_what_nbci_glue_stored(glued: tuple[Path, Collected, Path]) -> None:
     scraps = scrapbook.read_notebook(str(glued[0])).scraps
 
@@ -64,6 +65,7 @@ def test_scrapbook_reads_what_nbci_glue_stored(glued: tuple[Path, Collected, Pat
         assert "image/png" in scraps[figure].display["data"]
 
 
+@pytest.mark.kernel
 def test_numpy_values_become_metrics(glued: tuple[Path, Collected, Path]) -> None:
     metrics = glued[1].metrics
 
@@ -79,6 +81,7 @@ def test_numpy_values_become_metrics(glued: tuple[Path, Collected, Path]) -> Non
     assert metrics["shown"] == 0.5
 
 
+@pytest.mark.kernel
 def test_dataframes_become_tables(glued: tuple[Path, Collected, Path]) -> None:
     scraps = glued[1].scraps
 
@@ -96,6 +99,7 @@ def test_dataframes_become_tables(glued: tuple[Path, Collected, Path]) -> None:
     assert any("long_table" in note and "1000 of 1500" in note for note in glued[1].notes)
 
 
+@pytest.mark.kernel
 def test_other_values_become_text_and_json(glued: tuple[Path, Collected, Path]) -> None:
     scraps = glued[1].scraps
 
@@ -105,6 +109,7 @@ def test_other_values_become_text_and_json(glued: tuple[Path, Collected, Path]) 
     assert scraps["nothing"].kind == "text" and scraps["nothing"].value == "None"
 
 
+@pytest.mark.kernel
 def test_curves_become_series_with_metrics(glued: tuple[Path, Collected, Path]) -> None:
     _, collected, _ = glued
     groups = {g.name: g for g in collected.series}
@@ -137,6 +142,7 @@ def test_dataframe_as_series() -> None:
     )
 
 
+@pytest.mark.kernel
 def test_agg_figure_becomes_a_png_file(glued: tuple[Path, Collected, Path]) -> None:
     _, collected, out_dir = glued
 

@@ -89,6 +89,8 @@ def test_shard_auto_outside_a_parallel_job_is_a_usage_error(env: dict[str, str])
         resolve_shard("auto", env)
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_nbci_run_writes_junit_for_its_shard(project: Path, notebook: NotebookFactory) -> None:
     notebook("notebooks/a.ipynb", ["import nbci\nnbci.glue('accuracy', 0.5)"])
     notebook("notebooks/b.ipynb", ["raise ValueError('no convergence')"])

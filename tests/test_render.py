@@ -1,17 +1,16 @@
 """Reports: golden markdown, layout decisions, the size bound, files on disk, overrides.
 
-Regenerate the golden files after an intended change with
-`NBCI_UPDATE_GOLD=1 python -m pytest tests/test_render.py` and review the diff.
+Golden files live in tests/gold/ (see tests/goldtest.py for updating them).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from pathlib import Path
 
 import pytest
+from goldtest import check_gold
 from render_samples import (
     huge_comparison,
     huge_run,
@@ -27,18 +26,6 @@ from nbci.render import html_report, markdown_report, write_reports
 from nbci.render.build import build_view
 from nbci.render.html import image_type, sanitize_html
 from nbci.vocabulary import format_delta, format_duration, format_number, format_percent
-
-GOLD = Path(__file__).parent / "gold"
-
-
-def check_gold(name: str, text: str) -> None:
-    path = GOLD / name
-    if os.environ.get("NBCI_UPDATE_GOLD"):
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    expected = path.read_text(encoding="utf-8")
-    assert text == expected, f"{name} differs; NBCI_UPDATE_GOLD=1 regenerates it"
-
 
 # -- golden files ----------------------------------------------------------------
 

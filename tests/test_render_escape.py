@@ -37,7 +37,8 @@ HOSTILE = [
     "$x$",
     "<script>window.__pwned=1</script>", "<script", "<!--", "-->", "<img src=x onerror=alert(1)>",
     "<details>", "</details>", "</summary>", "<br>", "</td>", "<a href='javascript:alert(1)'>a</a>",
-    "@someone", "@org/team", "#123", "GH-99", "owner/repo#7", "[x](https://e.test)",
+    "@someone", "@org/team", "#123", "GH-99", "owner/repo#7", "!12", "group/p!3", "%4", "%v1.0",
+    '%"Big one"', "~bug", "~7", "&5", "$6", "[x](https://e.test)",
     "![i](https://e.test/i.png)", "[x]: https://e.test", "<https://e.test>", "&#64;me", "&lt;",
     "&", "# heading", "- item", "1. item", "2) item", "> quote", "---", "===", "    indented",
     "\t", "\x00", "\x1b[31m", "\u202e", "\u2066", "\u200f", "\u2028", "\u200b", "é", "中文", "🙂",
@@ -54,7 +55,7 @@ MARKDOWN_TAGS = {
 }  # fmt: skip
 OUR_LINKS = ("[executed notebook](LINK)", "[notebook](LINK)", "[!NOTE]")
 MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9]")
-REFERENCE = re.compile(r"#\d|\bGH-\d", re.I)
+REFERENCE = re.compile(r"#\d|\bGH-\d|!\d|[%~](\w|\"\w|&quot;)|&(amp;)?\d|\$\d", re.I)
 DELIMITER_ROW = re.compile(r"^\|(:?-+:?\|)+$")
 UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
 import os
+import subprocess
+import sys
 from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,14 @@ import pytest
 from handmade_runs import sample_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
+import nbci.schemas
 from nbci.errors import ResultsError
 from nbci.model import (
     SCHEMA,
+    SCRAP_KINDS,
+    STATUSES,
     GitInfo,
     Run,
     Scrap,
@@ -174,8 +180,10 @@ json_values = st.recursive(
 @given(st.dictionaries(st.sampled_from(list(_valid())), json_values, max_size=8))
 def test_arbitrary_top_level_values_raise_only_results_error(data: dict[str, Any]) -> None:
     merged = {**_valid(), **data}
-    with contextlib.suppress(ResultsError):
+    try:
         run_from_dict(merged, source="x")
+    except ResultsError as error:
+        assert str(error).startswith("x: ") and "\n" not in str(error)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -201,14 +209,76 @@ def test_arbitrary_top_level_values_raise_only_results_error(data: dict[str, Any
     json_values,
 )
 def test_arbitrary_notebook_fields_raise_only_results_error(field: str, value: Any) -> None:
+    """Accepted: every path stays inside the run. Rejected: one line naming the notebook."""
     data = _mutate(f"notebooks/0/{field}", value)
     try:
         run = run_from_dict(data, source="x")
-    except ResultsError:
-        return
-    nb = run.notebooks[0]
-    for path in (nb.output, nb.html, *(f.path for f in nb.figures)):
-        assert path is None or (".." not in path.split("/") and not path.startswith("/"))
+    except ResultsError as error:
+        assert str(error).startswith("x: notebooks") and "\n" not in str(error)
+    else:
+        nb = run.notebooks[0]
+        for path in (nb.output, nb.html, *(f.path for f in nb.figures)):
+            assert path is None or (".." not in path.split("/") and not path.startswith("/"))
+
+
+def _shipped_schema() -> dict[str, Any]:
+    text = resources.files("nbci.schemas").joinpath("results-1.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def test_a_written_run_fits_the_shipped_schema_read_by_any_validator(tmp_path: Path) -> None:
+    """What the README promises readers of runs: the schema file alone validates results.json."""
+    schema = _shipped_schema()
+    Draft202012Validator.check_schema(schema)
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    data = json.loads(write_run(with_non_finite(sample_run()), tmp_path).read_text())
+    assert list(validator.iter_errors(data)) == []
+    data["notebooks"][0]["status"] = "great"
+    data["notebooks"][0]["figures"][0]["path"] = "../x.png"
+    assert sorted(e.json_path for e in validator.iter_errors(data)) == [
+        "$.notebooks[0].figures[0].path",
+        "$.notebooks[0].status",
+    ]
+
+
+@pytest.mark.tools
+def test_check_jsonschema_reads_runs_with_the_shipped_schema(tmp_path: Path) -> None:
+    """The README's shell command for readers of runs."""
+    schema = Path(nbci.schemas.__path__[0]) / "results-1.schema.json"
+    results = write_run(sample_run(), tmp_path)
+
+    def check() -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "check_jsonschema", "--schemafile", str(schema)]
+        return subprocess.run([*command, str(results)], capture_output=True, text=True)
+
+    done = check()
+    assert done.returncode == 0, done.stdout + done.stderr
+    results.write_text(results.read_text().replace('"ok"', '"great"', 1))
+    done = check()
+    assert done.returncode == 1 and "'great' is not one of" in done.stdout, done.stdout
+
+
+def test_the_schema_lists_the_model_s_statuses_and_scrap_kinds() -> None:
+    defs = _shipped_schema()["$defs"]
+    assert tuple(defs["notebook"]["properties"]["status"]["enum"]) == STATUSES
+    assert tuple(defs["scrap"]["properties"]["kind"]["enum"]) == SCRAP_KINDS
+    assert _shipped_schema()["properties"]["schema"]["const"] == SCHEMA
+
+
+@pytest.mark.parametrize(
+    ("place", "value", "message"),
+    [
+        ("notebooks/0/id", "train\n", "is not a valid job id"),
+        ("notebooks/0/output", "notebooks/x.ipynb\n", "expected a relative path below notebooks/"),
+    ],
+)
+def test_names_the_schema_pattern_lets_through_are_still_refused(
+    place: str, value: str, message: str
+) -> None:
+    """Python's `$` also matches before a final newline: nbci matches ids and paths whole."""
+    with pytest.raises(ResultsError, match=message):
+        run_from_dict(_mutate(place, value), source="artifact")
 
 
 def test_links_and_special_files_are_not_read(tmp_path: Path) -> None:

@@ -77,6 +77,7 @@ def test_the_workflows_follow_the_default_branch(tmp_path: Path) -> None:
     assert "branches: [trunk]" in (tmp_path / ".github/workflows/nbci.yml").read_text()
 
 
+@pytest.mark.kernel
 def test_the_example_runs_and_passes_its_gate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -97,6 +98,7 @@ def test_the_example_runs_and_passes_its_gate(
 # -- GitLab ----------------------------------------------------------------------------
 
 
+@pytest.mark.tools
 def test_init_gitlab_writes_a_pipeline_gitlab_accepts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -136,6 +138,7 @@ def test_init_gitlab_writes_a_pipeline_gitlab_accepts(
     assert publish["script"] == ["nbci publish nbci-out"]
 
 
+@pytest.mark.tools
 def test_a_broken_pipeline_fails_the_schema_check(tmp_path: Path) -> None:
     """The check above can fail: GitLab's schema rejects what GitLab would."""
     broken = tmp_path / ".gitlab-ci.yml"

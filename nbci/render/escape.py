@@ -14,10 +14,12 @@ before it reaches a markdown report:
 
 What they neutralise: markdown syntax (emphasis, links, images, headings, lists,
 code spans, tables, math), raw HTML and comments (`<` `>` `&` become entities),
-and GitHub's autolinks that notify people or cross-reference: `@user`, `#123`,
-`GH-123` get an invisible U+200B after the `@`/`#`/`-`, which the mention and
-reference parsers do not cross. Control characters are dropped and bidi
-overrides (which could make a row read backwards) are shown as U+FFFD.
+and the autolinks that notify people or cross-reference: `@user`, `#123`,
+`GH-123` on GitHub, and GitLab's `!12` (merge request), `%12`/`%name`
+(milestone), `~name` (label), `&12` (epic), `$12` (snippet) get an invisible
+U+200B after the sigil, which the mention and reference parsers do not cross.
+Control characters are dropped and bidi overrides (which could make a row read
+backwards) are shown as U+FFFD.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _BIDI_OVERRIDES = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 _NEWLINES = re.compile(r"\r\n?|[\u2028\u2029\x85]")
 _MENTION = re.compile(r"@(?=[A-Za-z0-9])")
-_REFERENCE = re.compile(r"(#|\bGH-)(?=\d)", re.IGNORECASE)
+_REFERENCE = re.compile(
+    r"(#|\bGH-|!|&amp;|&|\$)(?=\d)"  # GitHub issues; GitLab merge requests, epics, snippets
+    r"|[%~](?=[\w\"]|&quot;)",  # GitLab milestones and labels, by number or (quoted) name
+    re.IGNORECASE,
+)
 # Characters with a markdown meaning anywhere in a line. `_` is handled apart
 # (GitHub does not emphasise inside a word, so `val_loss` stays readable).
 _INLINE_SPECIAL = re.compile(r"[\\`*\[\]~$#|]")
@@ -53,9 +59,9 @@ def clean_text(text: object) -> str:
 
 
 def defuse_mentions(text: str) -> str:
-    """Break `@user`, `#123` and `GH-123` so GitHub neither pings nor cross-references."""
+    """Break mentions and references so neither GitHub nor GitLab pings or cross-references."""
     text = _MENTION.sub("@" + ZWSP, text)
-    return _REFERENCE.sub(lambda m: m.group(1) + ZWSP, text)
+    return _REFERENCE.sub(lambda m: m.group(0) + ZWSP, text)
 
 
 @lru_cache(maxsize=65_536)

@@ -163,17 +163,17 @@ def test_any_glued_outputs_are_collected_safely_and_round_trip(
     notebook = write_notebook(folder / "executed.ipynb", cells)
     out = folder / "out"
 
-    result = collected_result("job", notebook, out) if job_id == "job" else None
-    if result is None:  # a job id that is a path: collect still stays inside
+    if job_id != "job":  # a job id that is a path: collect still stays inside
         collect_notebook(notebook, Job(id=job_id, path="x.ipynb"), out)
         assert all(p.resolve().is_relative_to(out.resolve()) for p in out.rglob("*"))
-        return
-    check_files(out, result)
-    run = new_run([result], folder)
-    again = read_run(write_run(run, out))
-    assert json.dumps(run_to_dict(again), sort_keys=True) == json.dumps(
-        run_to_dict(run), sort_keys=True
-    )
+    else:
+        result = collected_result("job", notebook, out)
+        check_files(out, result)
+        run = new_run([result], folder)
+        again = read_run(write_run(run, out))
+        assert json.dumps(run_to_dict(again), sort_keys=True) == json.dumps(
+            run_to_dict(run), sort_keys=True
+        )
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))

@@ -15,6 +15,8 @@ import pytest
 
 from .support import nbci
 
+pytestmark = pytest.mark.tools
+
 NOTEBOOK = "notebooks/demo.ipynb"
 
 # (nbci.toml text, what the one line must say besides the file name)
@@ -223,6 +225,7 @@ def test_an_output_directory_that_is_not_nbci_s_is_refused(demo: Path, out: str)
     assert (demo / "precious.txt").read_text() == "keep me"
 
 
+@pytest.mark.kernel
 def test_a_cache_dir_holding_the_users_files_keeps_them(demo: Path) -> None:
     (demo / "nbci.toml").write_text('cache_dir = "data"\n')
     mine = demo / "data" / "tmp" / "downloads"

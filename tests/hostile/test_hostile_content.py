@@ -20,6 +20,8 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
+
 from nbci import collect
 from nbci.render import notebook_html
 from nbci.render.markdown import MAX_CHARS
@@ -64,6 +66,8 @@ def notes_of(run_nb: object) -> str:
     return "\n".join(run_nb.notes)  # type: ignore[attr-defined]
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_hostile_content_is_collected_bounded_and_contained(project: Path, tmp_path: Path) -> None:
     copy_fixtures("content", project / "content")
     passwd = hashlib.sha256(Path("/etc/passwd").read_bytes()).hexdigest()

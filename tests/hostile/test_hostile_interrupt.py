@@ -130,6 +130,8 @@ def second_run(project: Path, *args: str) -> None:
     assert siblings == []
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 @pytest.mark.parametrize(
     ("moment", "signum"),
     [
@@ -177,6 +179,8 @@ nbci.glue("table", {"nbci.table": 1, "columns": ["c"] * 50, "rows": [[1] * 50] *
                     "total_rows": 1000})"""
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_a_signal_while_the_results_and_reports_are_written(
     project: Path, notebook: Callable[..., Path]
 ) -> None:
@@ -239,6 +243,7 @@ pipeline._swap_into_place(staging, out)
 """
 
 
+@pytest.mark.tools
 def test_a_signal_between_the_two_renames_of_the_swap_waits(tmp_path: Path) -> None:
     """The swap moves the old run aside, then the new one in: a signal between the two
     used to leave no output directory at all (and the next run deleted the old one)."""

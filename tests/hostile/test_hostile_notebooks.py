@@ -18,6 +18,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from nbci.results import read_run
 
 from .support import (
@@ -65,6 +67,8 @@ def recorded_pids(folder: Path) -> dict[str, list[int]]:
     return found
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_broken_notebooks_get_a_status_and_a_reason_and_leave_no_process(
     project: Path, tmp_path: Path
 ) -> None:
@@ -112,6 +116,8 @@ def test_broken_notebooks_get_a_status_and_a_reason_and_leave_no_process(
     assert changes(before, after, allowed=["project/nbci-out", *written]) == []
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_a_child_in_a_session_of_its_own_is_stopped_too(project: Path) -> None:
     """setsid / start_new_session=True leaves the kernel's session: the worker, a child
     subreaper, still finds it among its descendants."""
@@ -127,6 +133,8 @@ def test_a_child_in_a_session_of_its_own_is_stopped_too(project: Path) -> None:
     assert left == []
 
 
+@pytest.mark.kernel
+@pytest.mark.tools
 def test_a_notebook_whose_file_name_is_not_utf8_is_invalid_not_a_crash(project: Path) -> None:
     """Its path could not be written to results.json: the whole run used to crash."""
     folder = project / "notebooks"

@@ -234,6 +234,7 @@ def test_hostile_strings_in_an_artifact_are_posted_inert(gh: GitHubStub, tmp_pat
     assert gh.statuses and "\n" not in gh.statuses[-1]["description"]
 
 
+@pytest.mark.tools
 def test_the_command_line_names_the_bad_field_in_one_line(gh: GitHubStub, tmp_path: Path) -> None:
     import subprocess
     import sys

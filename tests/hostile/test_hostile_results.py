@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from handmade_runs import sample_run
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from nbci.compare import compare
@@ -144,8 +144,8 @@ def test_whatever_is_accepted_writes_back_and_reads_the_same(
     tmp_path_factory: pytest.TempPathFactory, data: dict[str, Any]
 ) -> None:
     run = _accepted(data)
-    if run is None:
-        return
+    assume(run is not None)  # about a third of the tampered runs are accepted
+    assert run is not None
     out = tmp_path_factory.mktemp("run")
     again = read_run(write_run(run, out))
     assert _canonical(again) == _canonical(run)
@@ -158,8 +158,8 @@ def test_whatever_is_accepted_writes_back_and_reads_the_same(
 @given(tampered())
 def test_whatever_is_accepted_renders_compares_and_gates(data: dict[str, Any]) -> None:
     run = _accepted(data)
-    if run is None:
-        return
+    assume(run is not None)
+    assert run is not None
     comparison = compare(run, sample_run(), label="base")
     rules = parse_gates({"accuracy": {"min": 0.5, "max_drop": "1%"}, "*": {"required": True}}, "x")
     verdict = evaluate(rules, run, comparison)
