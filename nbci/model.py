@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-SCHEMA = "nbci.results/1"
+SCHEMA = "nbci.results/2"
+"""The results.json version written (`nbci.schemas.RESULTS_SCHEMAS` lists those read): `/2`
+added each notebook's series to `/1`, whose runs are still read, compared and merged."""
 
 Status = Literal["ok", "failed", "timeout", "died", "invalid", "interrupted"]
 """`interrupted`: the run was stopped (SIGINT/SIGTERM) before this job finished."""
