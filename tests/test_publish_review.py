@@ -123,3 +123,14 @@ def test_a_stored_default_branch_run_keeps_its_notebooks(gh: GitHubStub, tmp_pat
     stored = gh.file_at("nbci-assets", f"runs/{base}/notebooks/train.ipynb")
     assert stored is not None and b"training" in stored
     assert len(gh.calls("POST", r"/git/commits$")) == 1  # results, figures, notebook: one commit
+
+
+def test_publish_notebooks_is_a_configuration_switch(tmp_path: Path) -> None:
+    from nbci.config import parse_config
+    from nbci.errors import ConfigError
+
+    assert parse_config({}, root=tmp_path, file="nbci.toml").publish_notebooks is True
+    off = parse_config({"publish_notebooks": False}, root=tmp_path, file="nbci.toml")
+    assert off.publish_notebooks is False
+    with pytest.raises(ConfigError, match="publish_notebooks: expected true or false"):
+        parse_config({"publish_notebooks": "no"}, root=tmp_path, file="nbci.toml")
