@@ -134,3 +134,43 @@ def test_publish_notebooks_is_a_configuration_switch(tmp_path: Path) -> None:
     assert off.publish_notebooks is False
     with pytest.raises(ConfigError, match="publish_notebooks: expected true or false"):
         parse_config({"publish_notebooks": "no"}, root=tmp_path, file="nbci.toml")
+
+
+def with_curve(out: Path, loss: list[float]) -> Path:
+    """The run in `out` with a glued curve `loss` on its notebook."""
+    from dataclasses import replace
+
+    from nbci.series import recognise
+
+    found = recognise("loss", loss)
+    assert found is not None
+    run = read_run(out)
+    notebooks = tuple(replace(nb, series=(found.group,)) for nb in run.notebooks)
+    write_run(replace(run, notebooks=notebooks), out)
+    return out
+
+
+def test_the_comment_links_a_chart_a_difference_image_and_a_notebook_at_one_commit(
+    gh: GitHubStub, tmp_path: Path
+) -> None:
+    base = gh.add_history(3)[-1]
+    main_dir = with_curve(make_run(tmp_path / "main"), [1.0, 0.6, 0.5])
+    publish(options(main_dir), push_env(gh, tmp_path, base))
+    gh.add_pull(7, base_sha=base)
+    pr_dir = with_curve(
+        with_notebook(make_run(tmp_path / "pr", figures={"confusion": 9})), [1, 0.4]
+    )
+
+    outcome = publish(options(pr_dir), pr_env(gh, tmp_path, 7))
+
+    body = gh.pr_comments(7)[0]["body"]
+    images, pages = raw_links(gh, body), blob_links(gh, body)
+    chart, diff = "pr/7/charts/train/loss.png", "pr/7/diffs/train/confusion.png"
+    notebook = "pr/7/notebooks/train.ipynb"
+    assert images[chart] == images[diff] == outcome.assets_commit
+    assert pages == [(outcome.assets_commit, notebook)]
+    for path in (chart, diff, notebook):
+        stored = gh.file_at(str(outcome.assets_commit), path)
+        assert stored is not None, path
+    assert fetch(f"{gh.server_url}/{gh.repo}/raw/{outcome.assets_commit}/{chart}")[:4] == b"\x89PNG"
+    assert len(gh.calls("POST", r"/git/commits$")) == 2  # one per publish, whatever it holds
