@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from review_samples import review_runs, without_figures
+from review_samples import review_runs, square_png, without_figures
 from test_render import check_gold
 
 from nbci.judge import Criteria, judge
@@ -121,3 +121,37 @@ def test_a_huge_run_with_curves_and_figures_fits_a_comment() -> None:
 
     assert len(text) <= 65_000
     assert 0 < text.count('src="charts/') <= MAX_COMMENT_CHARTS
+
+
+def test_hostile_series_and_figure_names_are_escaped_and_kept_inside(tmp_path: Path) -> None:
+    from nbci.model import Figure, NotebookResult
+    from nbci.series import recognise
+
+    nasty = '<img src=x onerror="alert(1)"> @team #12 ../../escape'
+    found = recognise(nasty, {"$\\frac{": [1.0, 2.0]})
+    assert found is not None
+    figure = tmp_path / "out" / "figures" / "train" / "f.png"
+    figure.parent.mkdir(parents=True)
+    figure.write_bytes(square_png((1, 2, 3)))
+    run = Run(
+        notebooks=(
+            NotebookResult(
+                id="train",
+                path="t.ipynb",
+                parameters={},
+                status="ok",
+                series=(found.group,),
+                figures=(Figure(nasty, "figures/train/f.png"),),
+            ),
+        ),
+        created="2026-12-01T00:00:00Z",
+    )
+
+    write_reports(run, tmp_path / "out")
+
+    charts = list((tmp_path / "out" / "charts").rglob("*.png"))
+    assert len(charts) == 1 and charts[0].is_relative_to(tmp_path / "out" / "charts" / "train")
+    markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "<img src=x" not in markdown and "@team" not in markdown
+    assert 'onerror="alert' not in html
