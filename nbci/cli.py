@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from nbci import __version__
 from nbci.errors import NbciError, UsageError
@@ -35,6 +35,15 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+_HISTORY: dict[str, Any] = {
+    "nargs": "+",
+    "type": Path,
+    "default": [],
+    "metavar": "DIR",
+    "help": "earlier runs of the base branch, oldest first: each metric's normal range",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="re-render the reports of a run")
     report.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="run (default: out)")
     report.add_argument("--baseline", type=Path, metavar="DIR", help="compare with this run")
+    report.add_argument("--history", **_HISTORY)
     report.set_defaults(handler=_report)
 
     diff = commands.add_parser("diff", help="compare two runs metric by metric")
@@ -80,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--all", action="store_true", help="include unchanged metrics")
     diff.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     diff.add_argument("--gates", action="store_true", help="exit 1 when a gate fails")
+    diff.add_argument("--history", **_HISTORY)
     diff.set_defaults(handler=_diff)
 
     merge = commands.add_parser("merge", help="one run from shard runs")
@@ -177,7 +188,7 @@ def _report(args: argparse.Namespace) -> int:
 
     config = _config(args)
     out_dir = args.dir.resolve() if args.dir else output_dir(config)
-    outcome = report(config, out_dir, args.baseline)
+    outcome = report(config, out_dir, args.baseline, tuple(args.history))
     for path in outcome.reports:
         print(f"Wrote {_shown(path)}")
     return EXIT_OK if outcome.passed else EXIT_FAILED
@@ -186,6 +197,7 @@ def _report(args: argparse.Namespace) -> int:
 def _diff(args: argparse.Namespace) -> int:
     import json
 
+    from nbci.history import read_history
     from nbci.judge import Criteria, judge, run_label
     from nbci.render.diff import diff_json, diff_markdown
     from nbci.results import read_run
@@ -193,7 +205,8 @@ def _diff(args: argparse.Namespace) -> int:
     config = _config(args)
     baseline, head = read_run(args.baseline), read_run(args.head)
     label = run_label(baseline, str(args.baseline))
-    judged = judge(head, baseline, label=label, criteria=Criteria.of(config))
+    history = read_history(args.history)
+    judged = judge(head, baseline, label=label, criteria=Criteria.of(config), history=history)
     assert judged.comparison is not None
     verdict = judged.verdict if args.gates else None
     if args.json:
@@ -234,6 +247,7 @@ def _publish(args: argparse.Namespace) -> int:
         lower_is_better=config.lower_is_better,
         gates=config.gates,
         templates=config.root / config.templates if config.templates else None,
+        history=config.history,
     )
     outcome = publish(options)
     for line in outcome.lines:
@@ -298,11 +312,12 @@ class _Progress:
         self.tty = sys.stdout.isatty()
 
     def finished(self, result: NotebookResult) -> None:
-        from nbci.vocabulary import STATUS_MARK
+        from nbci.vocabulary import STATUS_MARK, status_label
 
         self.count += 1
         cached = " (cached)" if result.cached else ""
-        line = f"{STATUS_MARK.get(result.status, '?')} {result.id}: {result.status}{cached}"
+        status = status_label(result.status)
+        line = f"{STATUS_MARK.get(result.status, '?')} {result.id}: {status}{cached}"
         line += f" in {result.duration_s:.1f}s"
         if result.error is not None and not result.ok:
             line += f" — {_one_line(result.error.summary)[:120]}"
@@ -321,7 +336,7 @@ class _Progress:
 
 def _results_table(notebooks: Sequence[NotebookResult]) -> str:
     """A plain-text table: notebook, parameters, status, time, metrics."""
-    from nbci.vocabulary import format_number
+    from nbci.vocabulary import format_number, status_label
 
     header = ("notebook", "parameters", "status", "time", "metrics")
     rows = [header]
@@ -330,7 +345,7 @@ def _results_table(notebooks: Sequence[NotebookResult]) -> str:
         metrics = "  ".join(f"{k}={format_number(v)}" for k, v in list(nb.metrics.items())[:4])
         if len(nb.metrics) > 4:
             metrics += f"  (+{len(nb.metrics) - 4} more)"
-        status = nb.status + (" (cached)" if nb.cached else "")
+        status = status_label(nb.status) + (" (cached)" if nb.cached else "")
         rows.append(
             (
                 nb.id,

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from nbci.history import metric_ranges
 from nbci.model import (
     Comparison,
     Direction,
@@ -72,8 +73,13 @@ def compare(
     label: str,
     higher: Sequence[str] = (),
     lower: Sequence[str] = (),
+    history: Sequence[Run] = (),
 ) -> Comparison:
     """Every metric of every job of `run` against `baseline`, nothing dropped.
+
+    `history`: the base branch's recent runs, oldest first; a metric with
+    enough of them gets its range (`nbci.history`), and a move inside it is
+    `within` rather than regressed or improved.
 
     Jobs are joined by id and metrics by name. Order: the head run's jobs and
     metrics as they come, then whatever only the baseline has. A job present
@@ -85,6 +91,7 @@ def compare(
     jobs: list[JobChange] = []
     parameters: list[ParameterChange] = []
     directions: dict[str, Direction] = {}  # many jobs share metric names
+    ranges = metric_ranges(history) if history else {}
     for job_id, head_nb, base_nb in _join_jobs(run, baseline):
         head_status = head_nb.status if head_nb else None
         base_status = base_nb.status if base_nb else None
@@ -104,6 +111,7 @@ def compare(
                     baseline=base_metrics.get(name),
                     value=head_metrics.get(name),
                     direction=directions[name],
+                    range=ranges.get((job_id, name)),
                 )
             )
     return Comparison(
@@ -111,6 +119,7 @@ def compare(
         deltas=tuple(deltas),
         jobs=tuple(jobs),
         parameters=tuple(parameters),
+        history_runs=len(history),
     )
 
 

@@ -68,6 +68,9 @@ class Config:
     higher_is_better: tuple[str, ...] = ()
     lower_is_better: tuple[str, ...] = ()
     gates: tuple[GateRule, ...] = ()
+    history: int = 20
+    """How many default-branch commits `nbci publish` reads stored runs of, for each
+    metric's range (`nbci.history`); 0 turns history off."""
 
 
 def find_config_file(start: Path) -> tuple[Path, str] | None:
@@ -174,6 +177,7 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
         gates=_parse_gates(
             table.get("gates", {}), file, "[tool.nbci.gates]" if in_pyproject else "[gates]"
         ),
+        history=int(table.get("history", defaults.history)),
     )
 
 

@@ -39,8 +39,18 @@ class Judgement:
     verdict: Verdict
 
 
-def judge(run: Run, baseline: Run | None, *, label: str, criteria: Criteria) -> Judgement:
-    """`run` against `baseline` (if any), then every gate; `label` names the baseline."""
+def judge(
+    run: Run,
+    baseline: Run | None,
+    *,
+    label: str,
+    criteria: Criteria,
+    history: Sequence[Run] = (),
+) -> Judgement:
+    """`run` against `baseline` (if any), then every gate; `label` names the baseline.
+
+    `history`: the base branch's recent runs, oldest first (see `nbci.history`).
+    """
     from nbci.compare import compare
     from nbci.gates import evaluate
 
@@ -52,6 +62,7 @@ def judge(run: Run, baseline: Run | None, *, label: str, criteria: Criteria) -> 
             label=label,
             higher=criteria.higher_is_better,
             lower=criteria.lower_is_better,
+            history=history,
         )
     return Judgement(comparison, evaluate(criteria.gates, run, comparison))
 

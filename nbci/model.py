@@ -245,9 +245,35 @@ class Run:
 Direction = Literal["higher", "lower", "neutral"]
 """Which way a metric improves."""
 
-Change = Literal["improved", "regressed", "unchanged", "changed", "added", "removed"]
+Change = Literal["improved", "regressed", "within", "unchanged", "changed", "added", "removed"]
 """`changed`: a neutral (or non-numeric) metric moved; `added`/`removed`: present on one
-side only. A directional metric that became NaN has `regressed`."""
+side only. A directional metric that became NaN has `regressed`. `within`: it would have
+regressed or improved, but the value lies inside the base branch's range (noise)."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """What the base branch's recent runs showed for one metric of one job.
+
+    `low`..`high` is the robust range (see `nbci.history`); `values` are the
+    history's values in order, oldest first.
+    """
+
+    low: float
+    high: float
+    median: float
+    values: tuple[float, ...]
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def outside_by(self, value: float) -> float:
+        """How far `value` lies outside (positive above, negative below); 0 inside."""
+        if value > self.high:
+            return value - self.high
+        if value < self.low:
+            return value - self.low
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -259,6 +285,19 @@ class MetricDelta:
     baseline: MetricValue | None
     value: MetricValue | None
     direction: Direction = "neutral"
+    range: Range | None = None
+    """The base branch's range for this metric; None without enough history."""
+
+    @property
+    def inside_range(self) -> bool | None:
+        """Whether this run's value lies inside `range`; None without a range or a number."""
+        value = self.value
+        if self.range is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        try:
+            return self.range.contains(float(value))
+        except OverflowError:
+            return False
 
     @property
     def difference(self) -> int | float | None:
@@ -310,6 +349,8 @@ class MetricDelta:
             # One side is NaN (both NaN is unchanged): a metric that became NaN is
             # broken, one that stopped being NaN is mended, whichever way it improves.
             return "regressed" if _is_nan(self.value) else "improved"
+        if self.inside_range:
+            return "within"
         better = difference > 0 if self.direction == "higher" else difference < 0
         return "improved" if better else "regressed"
 
@@ -355,6 +396,8 @@ class Comparison:
     parameters: tuple[ParameterChange, ...] = ()
     """Parameters that differ between the two runs, job by job: a change of a metric
     may come from them rather than from the code."""
+    history_runs: int = 0
+    """How many of the base branch's runs the ranges come from (0: no history)."""
 
     @property
     def added_jobs(self) -> tuple[str, ...]:
@@ -370,6 +413,7 @@ class Comparison:
 
     @property
     def regressions(self) -> tuple[MetricDelta, ...]:
+        """Regressed metrics; a move inside the base branch's range is not one."""
         return tuple(d for d in self.deltas if d.change == "regressed")
 
     def delta(self, job_id: str, metric: str) -> MetricDelta | None:

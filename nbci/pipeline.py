@@ -88,11 +88,24 @@ def run(
     return _moved(outcome, out_dir)
 
 
-def report(config: Config, out_dir: Path, baseline_dir: Path | None = None) -> RunOutcome:
-    """Re-render both reports of an existing run directory."""
+def report(
+    config: Config,
+    out_dir: Path,
+    baseline_dir: Path | None = None,
+    history_dirs: Sequence[Path] = (),
+) -> RunOutcome:
+    """Re-render both reports of an existing run directory.
+
+    `history_dirs`: earlier runs of the base branch, oldest first (`nbci.history`).
+    """
+    from nbci.history import read_history
+
     the_run = read_run(out_dir)
     baseline = read_run(baseline_dir) if baseline_dir else None
-    return _finish(config, the_run, baseline, baseline_dir, out_dir, write_results=False)
+    history = read_history(history_dirs)
+    return _finish(
+        config, the_run, baseline, baseline_dir, out_dir, write_results=False, history=history
+    )
 
 
 def merge(config: Config, shard_dirs: Sequence[Path], out: Path) -> RunOutcome:
@@ -123,13 +136,15 @@ def _finish(
     out_dir: Path,
     *,
     write_results: bool = True,
+    history: Sequence[Run] = (),
 ) -> RunOutcome:
     from nbci.judge import Criteria, judge, run_label
     from nbci.junit import write_junit
     from nbci.render import write_reports
 
     label = run_label(baseline, str(baseline_dir)) if baseline is not None else ""
-    judged = judge(the_run, baseline, label=label, criteria=Criteria.of(config))
+    criteria = Criteria.of(config)
+    judged = judge(the_run, baseline, label=label, criteria=criteria, history=history)
     if write_results:
         write_run(the_run, out_dir)
     reports = write_reports(

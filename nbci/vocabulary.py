@@ -93,6 +93,7 @@ CHANGE_ORDER: tuple[Change, ...] = (
     "regressed",
     "improved",
     "changed",
+    "within",
     "added",
     "removed",
     "unchanged",
@@ -103,6 +104,7 @@ CHANGE_WORD: Mapping[Change, str] = {
     "regressed": "regressed",
     "improved": "improved",
     "changed": "changed",
+    "within": "within the base branch's range",
     "added": "added",
     "removed": "removed",
     "unchanged": "unchanged",
@@ -134,10 +136,13 @@ def change_counts(deltas: tuple[MetricDelta, ...] | list[MetricDelta]) -> dict[C
 
 
 def change_facts(counts: Mapping[Change, int]) -> list[str]:
-    """`2 regressions`, `1 improvement`; or that nothing regressed or improved."""
+    """`2 regressions`, `1 improvement`, `3 within the base branch's range`: the verdict
+    line counts only changes outside the range as regressions or improvements."""
     facts = [count(counts[c], *_CHANGE_NOUN[c]) for c in _CHANGE_NOUN if counts.get(c)]
     if not facts and any(counts.values()):
         facts.append("no metric regressed or improved")
+    if counts.get("within"):
+        facts.append(f"{counts['within']} {CHANGE_WORD['within']}")
     return facts
 
 
@@ -152,12 +157,37 @@ def describe_change(delta: MetricDelta) -> str:
     if change in ("added", "removed", "unchanged"):
         return CHANGE_WORD[change]
     move = format_move(delta)
+    outside = describe_outside(delta)
     if change == "changed":
-        return move or CHANGE_WORD["changed"]
-    if move:
-        return f"{move} {CHANGE_WORD[change]}"
-    side = _nan_side(delta)
-    return f"{CHANGE_WORD[change]} ({side})" if side else CHANGE_WORD[change]
+        text = move or CHANGE_WORD["changed"]
+    elif not move:
+        side = _nan_side(delta)
+        return f"{CHANGE_WORD[change]} ({side})" if side else CHANGE_WORD[change]
+    else:
+        text = f"{move} {CHANGE_WORD[change]}"
+    return f"{text}, {outside}" if outside else text
+
+
+def describe_outside(delta: MetricDelta) -> str:
+    """`0.03000 below the base branch's range`; empty inside it or without one."""
+    value, found = delta.value, delta.range
+    if found is None or delta.inside_range is not False or not isinstance(value, int | float):
+        return ""
+    try:
+        distance = found.outside_by(float(value))
+    except OverflowError:
+        return ""
+    if not distance or math.isnan(distance):
+        return ""
+    where = "above" if distance > 0 else "below"
+    whole = isinstance(value, int) and distance.is_integer()  # ranges of counts are whole
+    amount = int(abs(distance)) if whole else abs(distance)
+    return f"{format_number(amount)} {where} the base branch's range"
+
+
+def format_range(low: float, high: float) -> str:
+    """`0.8500 to 0.9200`."""
+    return f"{format_number(low)} to {format_number(high)}"
 
 
 def format_move(delta: MetricDelta) -> str:

@@ -79,3 +79,16 @@ def test_step_summary_stays_under_the_limit(tmp_path: Path) -> None:
 def test_step_summary_outside_actions_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     assert actions.append_step_summary("anything") is False
+
+
+def test_step_summary_keeps_hosted_images_and_never_raises(tmp_path: Path) -> None:
+    """publish's report (figures hosted at https URLs) goes through the same writer."""
+    summary = tmp_path / "summary.md"
+    hosted = '<img src="https://github.com/o/r/raw/abc/pr/1/figures/a.png" alt="a">'
+    text = f'{hosted} <img src="figures/a.png"> ![b](https://x.test/b.png) ![c](c.png)'
+    assert actions.append_step_summary(text, path=summary)
+    written = summary.read_text(encoding="utf-8")
+    assert hosted in written and "![b](https://x.test/b.png)" in written
+    assert '<img src="figures/a.png">' not in written and "(c.png)" not in written
+    # a summary that cannot be written is a warning, not an error
+    assert actions.append_step_summary("x", path=tmp_path / "missing" / "summary.md") is False

@@ -163,6 +163,33 @@ def test_report_at_phone_width(browser: Any, report: Path) -> None:
     assert result.scroll_width <= PHONE, "the page scrolls sideways on a phone"
 
 
+@pytest.fixture(scope="module")
+def trend_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run judged against a history of ten runs: trend charts in the report."""
+    from handmade_runs import nb
+    from handmade_runs import run as make_run
+
+    from nbci.compare import compare
+
+    out = tmp_path_factory.mktemp("trends") / "out"
+    history = [make_run(nb("train", train_time_s=10 + i % 4, accuracy=0.9)) for i in range(10)]
+    head = make_run(nb("train", train_time_s=30.0, accuracy=0.91))
+    base = make_run(nb("train", train_time_s=11.0, accuracy=0.9))
+    write_reports(head, out, comparison=compare(head, base, label="main", history=history))
+    return out / "report.html"
+
+
+def test_trend_charts_show_in_the_browser(browser: Any, trend_report: Path) -> None:
+    for width in (1280, PHONE):
+        result = open_report(browser, trend_report, width=width, screenshot=None)
+        assert_clean(result, trend_report)
+        assert sorted(i["alt"] for i in result.images) == [
+            "train: accuracy",
+            "train: train_time_s",
+        ]
+        assert result.scroll_width <= width
+
+
 def main(argv: list[str]) -> int:
     """Check one report.html by hand: `python tests/test_browser.py nbci-out/report.html`."""
     from playwright.sync_api import sync_playwright

@@ -227,3 +227,22 @@ def test_shards_then_merge_read_like_one_run(project: Path, notebook: NotebookFa
     refused = nbci("merge", "shard-1", "--out", "m", cwd=project)
     assert refused.returncode == EXIT_USAGE
     assert refused.stderr == "nbci: error: nbci merge: missing shard(s) 2/2\n"
+
+
+def test_the_terminal_words_statuses_as_the_reports_do(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dataclasses import replace
+
+    from handmade_runs import nb
+
+    from nbci.cli import _Progress, _results_table
+
+    slow = replace(nb("slow", "timeout"), duration_s=3.0)
+    cached = replace(nb("train", n=61), cached=True)
+    table = _results_table([slow, cached])
+    assert "timed out" in table and "passed (cached)" in table and "n=61" in table
+    progress = _Progress()
+    progress.finished(slow)
+    progress.close()
+    assert capsys.readouterr().out.startswith("⏱ slow: timed out in 3.0s")

@@ -188,12 +188,22 @@ def test_json_shape(comparison: Comparison) -> None:
         "relative": "NaN",
         "direction": "lower",
         "change": "regressed",
+        "range": None,
+        "inside_range": None,
     }
     mse = next(m for m in data["metrics"] if m["metric"] == "mse")
     assert (mse["absolute"], mse["relative"], mse["change"]) == (0.0012, None, "regressed")
     assert data["summary"] == {
         change: sum(d.change == change for d in comparison.deltas)
-        for change in ("regressed", "improved", "changed", "added", "removed", "unchanged")
+        for change in (
+            "regressed",
+            "improved",
+            "changed",
+            "within",
+            "added",
+            "removed",
+            "unchanged",
+        )
     }
     assert data["gates"]["passed"] is False
     assert set(data["gates"]["results"][0]) == {

@@ -64,3 +64,19 @@ def test_json_numbers_are_spelled_as_in_results_json() -> None:
         1.5,
         2,
     ]
+
+
+def test_how_far_outside_the_range() -> None:
+    from nbci.model import Range
+
+    counts = Range(1000.0, 1000.0, 1000.0, (1000.0,) * 5)
+    assert describe_change(MetricDelta("a", "n_rows", 1000, 1061, "neutral", counts)) == (
+        "▲ +61 (+6.1%), 61 above the base branch's range"
+    )
+    spread = Range(0.89, 0.92, 0.9, (0.89, 0.9, 0.91, 0.92, 0.9))
+    assert describe_change(MetricDelta("a", "acc", 0.9, 0.85, "higher", spread)) == (
+        "▼ -0.05000 (-5.6%) regressed, 0.04000 below the base branch's range"
+    )
+    assert describe_change(MetricDelta("a", "acc", 0.9, 0.91, "higher", spread)) == (
+        "▲ +0.01000 (+1.1%) within the base branch's range"
+    )

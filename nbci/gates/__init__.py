@@ -18,6 +18,10 @@ against the whole metric name. Checks, each giving one `GateResult`:
   (of |baseline|; against a zero baseline any move that way fails). Without
   a baseline value (no baseline run, new metric, NaN or infinite baseline)
   the check passes with the reason saying so.
+- `outside_range = true` (with `max_drop` / `max_rise`): with history, a
+  move beyond the bound fails only when the value is also outside the base
+  branch's range (`nbci.history`); inside it, the check passes and says so.
+  Without enough history the bounds fail as usual.
 - `required = true`: the metric must be there. For `JOB:METRIC` the job part
   must match at least one job, and every job it matches must have a matching
   metric. For a bare `METRIC` at least one job must have it. A shard run

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nbci.gates.rules import Bound, GateRule, is_glob, plain, printable, show
 from nbci.model import (
@@ -14,11 +14,12 @@ from nbci.model import (
     GateResult,
     MetricValue,
     NotebookResult,
+    Range,
     Run,
     Status,
     Verdict,
 )
-from nbci.vocabulary import WHY_NOT_OK, format_number, format_percent
+from nbci.vocabulary import WHY_NOT_OK, format_number, format_percent, format_range
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +50,13 @@ class _Baseline:
     """Job id → the metrics it had on the baseline."""
     changed_status: Mapping[str, Status | None]
     """Job id → its baseline status, for jobs whose status differs (None: new job)."""
+    ranges: Mapping[tuple[str, str], Range]
+    """(job id, metric) → the base branch's range, for metrics with enough history."""
 
     @classmethod
     def of(cls, comparison: Comparison | None) -> _Baseline:
         if comparison is None:
-            return cls(known=False, values={}, metrics={}, changed_status={})
+            return cls(known=False, values={}, metrics={}, changed_status={}, ranges={})
         values = {
             (d.job_id, d.metric): d.baseline for d in comparison.deltas if d.baseline is not None
         }
@@ -65,6 +68,7 @@ class _Baseline:
             values=values,
             metrics={job_id: tuple(names) for job_id, names in metrics.items()},
             changed_status={j.job_id: j.baseline_status for j in comparison.jobs},
+            ranges={(d.job_id, d.metric): d.range for d in comparison.deltas if d.range},
         )
 
     def status(self, nb: NotebookResult) -> Status | None:
@@ -94,10 +98,15 @@ def _check_ok_job(rule: GateRule, nb: NotebookResult, baseline: _Baseline) -> It
             yield _check_bound(result, "min", value, rule.min)
         if rule.max is not None:
             yield _check_bound(result, "max", value, rule.max)
+        spread = baseline.ranges.get((nb.id, metric)) if rule.outside_range else None
         if rule.max_drop is not None:
-            yield _check_move(result, "max_drop", base, value, rule.max_drop)
+            yield _within(
+                _check_move(result, "max_drop", base, value, rule.max_drop), value, spread
+            )
         if rule.max_rise is not None:
-            yield _check_move(result, "max_rise", base, value, rule.max_rise)
+            yield _within(
+                _check_move(result, "max_rise", base, value, rule.max_rise), value, spread
+            )
     if rule.required and not metrics and rule.job_pattern is not None:
         result = _Result(rule, nb.id, rule.metric_pattern)
         what = "no metric matches" if is_glob(rule.metric_pattern) else "missing"
@@ -213,6 +222,16 @@ def _check_move(
     if moved > limit and not math.isclose(moved, limit, rel_tol=1e-9, abs_tol=1e-12):
         return result(check, False, f"{result.target} {verb} {amount} {span} > {check} {bound}")
     return result(check, True, f"{result.target} {verb} {amount} {span} ≤ {check} {bound}")
+
+
+def _within(result: GateResult, value: object, spread: Range | None) -> GateResult:
+    """`outside_range = true`: a failed move check passes when the value lies inside
+    the base branch's range (noise, not a regression)."""
+    number = _number(value)
+    if result.passed or spread is None or number is None or not spread.contains(number):
+        return result
+    inside = f"within the base branch's range {format_range(spread.low, spread.high)}"
+    return replace(result, passed=True, reason=f"{result.reason}, but {inside} (outside_range)")
 
 
 def _is_int(value: object) -> bool:

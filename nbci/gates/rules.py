@@ -13,7 +13,7 @@ from typing import Any
 
 from nbci.errors import GateRuleError
 
-RULE_KEYS = ("min", "max", "max_drop", "max_rise", "required")
+RULE_KEYS = ("min", "max", "max_drop", "max_rise", "required", "outside_range")
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -42,6 +42,9 @@ class GateRule:
     max_drop: Bound | None = None
     max_rise: Bound | None = None
     required: bool = False
+    outside_range: bool = False
+    """`max_drop` / `max_rise` fail only when the value is also outside the base
+    branch's range (with history; without, they fail as usual)."""
 
     @property
     def job_pattern(self) -> str | None:
@@ -98,10 +101,15 @@ def _parse_rule(key: object, value: object, where: str) -> GateRule:
         max=_absolute(value, "max", where),
         max_drop=_bound(value, "max_drop", where),
         max_rise=_bound(value, "max_rise", where),
-        required=_required(value, where),
+        required=_flag(value, "required", where),
+        outside_range=_flag(value, "outside_range", where),
     )
     if rule.min is not None and rule.max is not None and rule.min > rule.max:
         raise GateRuleError(f"{where}: min {plain(rule.min)} is above max {plain(rule.max)}")
+    if rule.outside_range and rule.max_drop is None and rule.max_rise is None:
+        raise GateRuleError(
+            f"{where}: outside_range = true qualifies max_drop or max_rise; the rule has neither"
+        )
     bounds = (rule.min, rule.max, rule.max_drop, rule.max_rise)
     if not rule.required and all(b is None for b in bounds):
         raise GateRuleError(
@@ -152,10 +160,10 @@ def _percentage(text: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _required(rule: Mapping[Any, Any], where: str) -> bool:
-    value = rule.get("required", False)
+def _flag(rule: Mapping[Any, Any], name: str, where: str) -> bool:
+    value = rule.get(name, False)
     if not isinstance(value, bool):
-        raise GateRuleError(f"{where}: required = {show(value)}: expected true or false")
+        raise GateRuleError(f"{where}: {name} = {show(value)}: expected true or false")
     return value
 
 

@@ -43,6 +43,7 @@ from nbci.publish.comment import comment_body, upsert_comment
 from nbci.publish.connect import ForgeName, ForkPipeline, connect
 from nbci.publish.context import read_artifact_pr
 from nbci.publish.forge import Forge, Target, TargetKind
+from nbci.publish.history import with_trend_charts
 from nbci.publish.report import render_report
 from nbci.publish.retry import RetryPolicy
 from nbci.publish.status import passed
@@ -82,6 +83,9 @@ class PublishOptions:
     templates: Path | None = None
     baseline_depth: int = DEFAULT_DEPTH
     """How many commits back to look for a stored baseline."""
+    history: int = 20
+    """On a review, how many base-branch commits' stored runs give each metric's range
+    (`nbci.publish.history`); 0: none."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     notebooks: bool = True
     """Commit the executed notebooks to the assets branch (config `publish_notebooks`)."""
@@ -144,8 +148,10 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     notes = list(figures.skipped)
     tip = steps.read_assets_tip(forge, options.assets_branch, notes)
     baseline = steps.baseline_for(forge, tip, target, options, notes)
-    judged = steps.judge_run(run, baseline, target, options)
+    history = steps.history_for(forge, tip, target, baseline, options, notes)
+    judged = steps.judge_run(run, baseline, target, options, history)
     comparison, verdict = judged.comparison, judged.verdict
+    figures = with_trend_charts(figures, comparison, verdict)
     with tempfile.TemporaryDirectory(prefix="nbci-publish-") as work_dir:
         review = _prepare(
             forge, tip, run, figures, target, baseline, comparison, options, notes, Path(work_dir)

@@ -82,10 +82,16 @@ def find_baseline(
 
 
 def _load(forge: Forge, tip: Tip, sha: str, distance: int) -> Baseline:
+    return Baseline(sha, load_stored_run(forge, tip, sha), distance)
+
+
+def load_stored_run(forge: Forge, tip: Tip, sha: str) -> Run:
+    """The stored run of commit `sha` (one file read). Raises ResultsError when it is too
+    big or not a valid results.json, PublishError when the forge refuses."""
     path = f"{run_folder(sha)}/{RESULTS_FILE}"
     _blob, size = tip.files[path]
     source = stored_source(tip, path)
     if size > MAX_RESULTS_BYTES:
         raise ResultsError(f"{source}: {size} bytes, larger than the {MAX_RESULTS_BYTES} allowed")
     data = forge.read_file(tip, path, MAX_RESULTS_BYTES)
-    return Baseline(sha, run_from_json(data, source=source), distance)
+    return run_from_json(data, source=source)

@@ -21,6 +21,7 @@ from nbci.model import Comparison, Run, Verdict
 from nbci.publish.assets import Asset, Figures, Hosting, Tip, figure_assets, store
 from nbci.publish.baseline import Baseline, find_baseline, run_folder
 from nbci.publish.forge import PermissionDenied, Target
+from nbci.publish.history import History, read_history
 from nbci.publish.status import DESCRIPTION_LIMIT, describe, fit, passed
 from nbci.results import RESULTS_FILE, run_to_dict
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_SUMMARY_BYTES = 1024 * 1024
 _BRANCH = re.compile(r"(?!.*\.\.)(?!.*//)[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}(?<![./])(?<!\.lock)")
 
 
@@ -70,15 +70,38 @@ def baseline_for(
     return None
 
 
+def history_for(
+    forge: Forge,
+    tip: Tip,
+    target: Target,
+    baseline: Baseline | None,
+    options: PublishOptions,
+    notes: list[str],
+) -> History:
+    """On a review, the stored runs of the base branch's last commits (`publish.history`)."""
+    if target.kind != "pull_request" or target.base_sha is None or baseline is None:
+        return History()
+    known = {baseline.sha: baseline.run}
+    return read_history(
+        forge, tip, target.base_sha, commits=options.history, notes=notes, known=known
+    )
+
+
 def judge_run(
-    run: Run, baseline: Baseline | None, target: Target | None, options: PublishOptions
+    run: Run,
+    baseline: Baseline | None,
+    target: Target | None,
+    options: PublishOptions,
+    history: History | None = None,
 ) -> Judgement:
-    """The run against the stored baseline (if any), then the gates: `nbci.judge.judge`."""
+    """The run against the stored baseline (if any) and the base branch's history, then
+    the gates: `nbci.judge.judge`."""
     return judge(
         run,
         baseline.run if baseline else None,
         label=_baseline_label(baseline, target) if baseline and target else "",
         criteria=Criteria(options.gates, options.higher_is_better, options.lower_is_better),
+        history=history.runs if history else (),
     )
 
 
@@ -169,15 +192,12 @@ def post_verdict(
 
 
 def write_job_summary(env: Mapping[str, str], report: str) -> None:
-    """Append the report to the Actions job summary, when there is one."""
+    """Append the report to the Actions job summary, when there is one (`nbci.actions`
+    is the one writer: the same size rule as `nbci run`'s)."""
+    from pathlib import Path
+
+    from nbci.actions import append_step_summary
+
     path = env.get("GITHUB_STEP_SUMMARY")
-    if not path:
-        return
-    text = report + "\n"
-    if len(text.encode("utf-8")) > MAX_SUMMARY_BYTES:
-        return
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as exc:
-        logger.warning("could not write the job summary %s: %s", path, exc.strerror)
+    if path:
+        append_step_summary(report, path=Path(path))

@@ -1,7 +1,11 @@
 """Reports: `report.md` (the PR comment) and `report.html` (self-contained), from a `Run`.
 
-`view` builds what is shown, `markdown` and `html` render it through the
-Jinja2 templates in `templates/`, `report` holds the entry points below.
+`view` holds what is shown (dataclasses) and `build` makes it from a run
+(with `metric_tables`, `notebook_view`, `labels` and `trends`); `markdown`,
+`html` and `diff` render it, the first two through the Jinja2 templates in
+`templates/`; `notebook_html` renders an executed notebook with nbconvert;
+`report` holds the entry points below. Words and numbers come from
+`nbci.vocabulary`.
 Importing this package is cheap: Jinja2 and nh3 load on first render.
 """
 

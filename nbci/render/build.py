@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
+from nbci.history import MIN_RUNS
 from nbci.model import Comparison, GateResult, JobChange, ParameterChange, Run, Verdict
 from nbci.render.escape import clean_text, truncate
 from nbci.render.labels import anchors, job_cell, name, parameters_text
 from nbci.render.metric_tables import comparison_table, metric_tables
 from nbci.render.notebook_view import notebook_view
-from nbci.render.view import Align, Cell, DiffView, Notice, ReportView, Table, VerdictView
+from nbci.render.trends import trend_deltas, trend_path
+from nbci.render.view import (
+    Align,
+    Cell,
+    DiffView,
+    FigureView,
+    Notice,
+    ReportView,
+    Table,
+    VerdictView,
+)
 from nbci.render.visuals import Visuals
 from nbci.vocabulary import (
     STATUS_LABEL,
@@ -66,6 +77,10 @@ def build_view(
         packages=_packages_table(run),
         baseline_label=comparison.baseline_label if comparison else None,
         removed_jobs=comparison.removed_jobs if comparison else (),
+        trends=tuple(
+            FigureView(name(f"{d.job_id}: {d.metric}"), trend_path(d))
+            for d in trend_deltas(comparison, verdict)
+        ),
     )
 
 
@@ -263,6 +278,9 @@ def _details(run: Run, comparison: Comparison | None) -> tuple[tuple[str, str], 
     ]
     if comparison:
         details.append(("Baseline", comparison.baseline_label))
+        if comparison.history_runs:
+            runs = count(comparison.history_runs, "run")
+            details.append(("History", f"{runs} of the base branch (ranges need {MIN_RUNS})"))
     if run.shard:
         details.append(("Shard", run.shard))
     env = run.environment

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nbci.model import Comparison, Verdict
+from nbci.model import Comparison, Range, Verdict
 from nbci.render.build import build_diff_view
 from nbci.render.escape import escape_markdown
 from nbci.render.markdown import gfm_table
@@ -89,11 +89,14 @@ def diff_json(comparison: Comparison, *, verdict: Verdict | None = None) -> dict
 
     Plain JSON types only: a NaN or infinite value is spelled as in results.json
     (`"NaN"`, `"Infinity"`, `"-Infinity"`), so `json.dumps(..., allow_nan=False)` works.
+    With history, each metric carries its `range` (or null) and whether this
+    run's value is `inside_range`.
     """
     counts = change_counts(comparison.deltas)
     data: dict[str, Any] = {
         "schema": DIFF_SCHEMA,
         "baseline": comparison.baseline_label,
+        "history_runs": comparison.history_runs,
         "summary": dict(counts),
         "added_jobs": list(comparison.added_jobs),
         "removed_jobs": list(comparison.removed_jobs),
@@ -122,6 +125,8 @@ def diff_json(comparison: Comparison, *, verdict: Verdict | None = None) -> dict
                 "relative": json_number(d.relative),
                 "direction": d.direction,
                 "change": d.change,
+                "range": _range_json(d.range),
+                "inside_range": d.inside_range,
             }
             for d in comparison.deltas
         ],
@@ -142,3 +147,15 @@ def diff_json(comparison: Comparison, *, verdict: Verdict | None = None) -> dict
             ],
         }
     return data
+
+
+def _range_json(found: Range | None) -> dict[str, Any] | None:
+    """The base branch's range of a metric: bounds, median and the values it rests on."""
+    if found is None:
+        return None
+    return {
+        "low": found.low,
+        "high": found.high,
+        "median": found.median,
+        "runs": len(found.values),
+    }

@@ -32,6 +32,7 @@ from nbci.render.escape import (
     truncate_middle,
 )
 from nbci.render.templating import MARKDOWN_TEMPLATE, environment
+from nbci.render.trends import COMMENT_TRENDS
 from nbci.render.view import Cell, FigureView, NotebookView, ReportView, ScrapView, Table
 from nbci.render.visuals import FigureDiffView
 from nbci.vocabulary import FAIL_ICON, NOTICE_ICON, PASS_ICON, STATUS_ICON
@@ -182,6 +183,7 @@ class _Helpers:
             "figures": self.figures,
             "charts": self.charts,
             "compared_figures": self.compared_figures,
+            "trends": self.trends,
             "notebooks": self.sections(),
             "omissions": self.omissions(),
             "figures_note": self.links.figures_note,
@@ -353,6 +355,23 @@ class _Helpers:
             return None
         url = self.links.image_url(path) if self.links.image_url else quote(path)
         return _safe_url(url)
+
+    def trends(self) -> str:
+        """At most `COMMENT_TRENDS` trend charts, two a row; their names when not shown."""
+        shown = self.view.trends[:COMMENT_TRENDS] if self.plan.figures else ()
+        more = len(self.view.trends) - len(shown)
+        parts = []
+        if shown and self.links.images:
+            cells = [f"<td>{self._img(self._head_url(f), f.name)}</td>" for f in shown]
+            rows = ["<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2)]
+            parts.append("<table>\n" + "\n".join(rows) + "\n</table>\n")
+        elif shown:
+            parts.append(
+                "Trend charts: " + ", ".join(escape_markdown(f.name) for f in shown) + "\n"
+            )
+        if more:
+            parts.append(f"<sub>{more:,} more trend charts in report.html</sub>\n")
+        return "\n".join(parts)
 
     def _head_url(self, figure: FigureView) -> str | None:
         url = self.links.image_url(figure.path) if self.links.image_url else quote(figure.path)

@@ -15,7 +15,14 @@ from nbci.render.labels import (
     parameters_text,
 )
 from nbci.render.view import Align, Cell, Table, Tone
-from nbci.vocabulary import CHANGE_ORDER, MISSING, count, describe_change, format_number
+from nbci.vocabulary import (
+    CHANGE_ORDER,
+    MISSING,
+    count,
+    describe_change,
+    format_number,
+    format_range,
+)
 
 WIDE_METRICS = 8
 """Up to this many shared metrics are columns of one wide table (one row per notebook)."""
@@ -94,27 +101,37 @@ def _long_table(notebooks: Sequence[NotebookResult], anchors: Mapping[str, str])
 def comparison_table(
     deltas: Sequence[MetricDelta], anchors: Mapping[str, str], *, with_job: bool
 ) -> Table:
-    """Changed metrics first (regressions, improvements, …); unchanged ones folded."""
+    """Changed metrics first (regressions, improvements, …); unchanged ones folded.
+
+    With history, a `Base branch range` column shows each metric's range.
+    """
     ordered = sorted(
         (d for d in deltas if d.change != "unchanged"), key=lambda d: CHANGE_ORDER.index(d.change)
     )
     unchanged = [d for d in deltas if d.change == "unchanged"]
-    columns = (*(("Notebook",) if with_job else ()), "Metric", "Baseline", "This run", "Change")
-    align: tuple[Align, ...] = (
-        *(("left",) if with_job else ()),
-        "left",
-        "right",
-        "right",
-        "right",
+    with_range = any(d.range is not None for d in deltas)
+    columns = (
+        *(("Notebook",) if with_job else ()),
+        "Metric",
+        "Baseline",
+        "This run",
+        *(("Base branch range",) if with_range else ()),
+        "Change",
     )
+    labels = 2 if with_job else 1
+    left: list[Align] = ["left"] * labels
+    right: list[Align] = ["right"] * (len(columns) - labels)
 
     def row(delta: MetricDelta) -> tuple[Cell, ...]:
         job = (job_cell(delta.job_id, None, anchors),) if with_job else ()
+        found = delta.range
+        spread = Cell(format_range(found.low, found.high)) if found else Cell(MISSING, "muted")
         return (
             *job,
             Cell(name(delta.metric)),
             _value_cell(delta.baseline),
             _value_cell(delta.value),
+            *((spread,) if with_range else ()),
             _change_cell(delta),
         )
 
@@ -122,7 +139,7 @@ def comparison_table(
     return Table(
         columns,
         tuple(row(d) for d in ordered),
-        align,
+        (*left, *right),
         folded=tuple(row(d) for d in unchanged),
         folded_label=folded_label,
     )
@@ -144,6 +161,7 @@ _TONE: Mapping[Change, Tone] = {
     "added": "muted",
     "removed": "muted",
     "unchanged": "muted",
+    "within": "muted",
 }
 
 

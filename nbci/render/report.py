@@ -11,6 +11,7 @@ from nbci._files import is_within, write_text_atomic
 from nbci.model import Comparison, Run, Verdict
 from nbci.render.build import build_view
 from nbci.render.markdown import MAX_CHARS, Links, render_markdown
+from nbci.render.trends import trend_deltas, write_trends
 from nbci.render.visuals import Visuals, draw_visuals
 
 logger = logging.getLogger(__name__)
@@ -110,9 +111,11 @@ def write_reports(
 ) -> list[Path]:
     """Write `report.md` and `report.html` into `out_dir` (atomically); returns their paths.
 
-    The charts of the run's series (against `baseline`'s) and the difference images of
-    its changed figures (against those in `baseline_dir`) are drawn into `out_dir` first.
+    The charts of the run's series (against `baseline`'s), the difference images of its
+    changed figures (against those in `baseline_dir`) and the trend charts (with history)
+    are drawn into `out_dir` first.
     """
+    write_trends(trend_deltas(comparison, verdict), out_dir)
     drawn = draw_visuals(
         run,
         out_dir,

@@ -142,6 +142,8 @@ class ReportView:
     packages: Table | None
     baseline_label: str | None = None
     removed_jobs: tuple[str, ...] = ()
+    trends: tuple[FigureView, ...] = ()
+    """Trend charts (`nbci.render.trends`): changed metrics first, then gated ones."""
 
     @property
     def metric_rows(self) -> int:

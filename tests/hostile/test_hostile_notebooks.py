@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from nbci.results import read_run
+from nbci.vocabulary import status_label
 
 from .support import (
     FIXTURES,
@@ -104,7 +105,7 @@ def test_broken_notebooks_get_a_status_and_a_reason_and_leave_no_process(
         assert nb.error is not None
         summary = nb.error.summary
         assert reason in summary and "\n" not in summary and len(summary) < 400, summary
-        assert f"{nb.id}: {status}" in done.stdout  # the progress line names it too
+        assert f"{nb.id}: {status_label(status)}" in done.stdout  # the progress line says it too
     assert run.get("sys_exit").error.cell == 0  # type: ignore[union-attr]
     assert run.get("never_returns").output == "notebooks/never_returns.ipynb"  # type: ignore[union-attr]
     for report in ("report.md", "report.html"):

@@ -1,0 +1,179 @@
+"""History on GitHub (issue 13), against the loopback GitHub stand-in over real HTTP.
+
+Pushes to the default branch store their runs on the assets branch; a pull
+request's comment is then judged against the stored runs of the base branch's
+last commits: ranges, wording and trend charts hosted like figures.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from github_stub import GitHubStub
+from test_publish import fetch, image_urls, options, pr_env, push_env
+
+from nbci.model import NotebookResult, Run
+from nbci.publish import publish
+from nbci.results import write_run
+
+NOISY = [11.2, 12.9, 10.4, 13.8, 11.9, 12.2, 10.9, 13.1, 12.6, 11.5, 12.0, 13.4]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def gh() -> Iterator[GitHubStub]:
+    with GitHubStub() as stub:
+        yield stub
+
+
+def run_dir(out: Path, **metrics: float) -> Path:
+    nb = NotebookResult(
+        id="train", path="notebooks/train.ipynb", parameters={}, status="ok", metrics=metrics
+    )
+    write_run(Run(notebooks=(nb,), created="2026-11-26T22:00:00Z"), out)
+    return out
+
+
+def store_history(
+    gh: GitHubStub, tmp_path: Path, timings: list[float], **extra: float
+) -> list[str]:
+    """One commit per timing on the default branch, each published (its run stored)."""
+    shas = gh.add_history(len(timings))
+    for i, (sha, timing) in enumerate(zip(shas, timings, strict=True)):
+        out = run_dir(tmp_path / f"main-{i}", train_time_s=timing, accuracy=0.9, **extra)
+        assert publish(options(out), push_env(gh, tmp_path, sha)).stored_baseline
+    return shas
+
+
+def test_the_comment_judges_against_the_history_and_shows_trend_charts(
+    gh: GitHubStub, tmp_path: Path
+) -> None:
+    shas = store_history(gh, tmp_path, NOISY)
+    gh.add_pull(21, base_sha=shas[-1])
+    head = run_dir(tmp_path / "pr", train_time_s=NOISY[-1] + 1.0, accuracy=0.7)
+
+    outcome = publish(options(head), pr_env(gh, tmp_path, 21))
+
+    body = gh.pr_comments(21)[0]["body"]
+    assert "within the base branch's range" in body  # the timing: noise
+    assert "1 regression" in body and "regressed, " in body  # accuracy: far below its range
+    assert "below the base branch's range" in body
+    assert "#### Trends" in body
+    charts = [u for u in image_urls(body) if "/trends/" in u]
+    assert len(charts) == 2
+    for url in charts:  # on the assets branch, at the commit the comment links
+        assert f"/raw/{outcome.assets_commit}/pr/21/trends/train/" in url
+        assert fetch(url).startswith(PNG)
+    assert outcome.notes == ()
+
+
+def calls_for(gh: GitHubStub, tmp_path: Path, name: str, timings: list[float], metrics: int) -> int:
+    extra = {f"m{i}_score": 0.5 for i in range(metrics)}
+    shas = store_history(gh, tmp_path / name, timings, **extra)
+    number = 30 + len(gh.pulls)
+    gh.add_pull(number, base_sha=shas[-1])
+    before = len(gh.calls("GET"))
+    head = run_dir(tmp_path / name / "pr", train_time_s=12.0, accuracy=0.9, **extra)
+    publish(options(head, history=len(timings)), pr_env(gh, tmp_path / name, number))
+    return len(gh.calls("GET")) - before
+
+
+def test_requests_grow_with_the_history_not_with_the_metrics(tmp_path: Path) -> None:
+    counts = {}
+    for history, metrics in ((6, 1), (6, 60), (12, 1)):
+        with GitHubStub() as gh:
+            (tmp_path / f"{history}-{metrics}").mkdir()
+            counts[history, metrics] = calls_for(
+                gh, tmp_path, f"{history}-{metrics}", NOISY[:history], metrics
+            )
+    assert counts[6, 1] == counts[6, 60]  # sixty more metrics: not one more request
+    # six more stored runs: six more blob reads, nothing else
+    assert counts[12, 1] - counts[6, 1] == 6
+
+
+def test_history_reads_one_blob_per_stored_run_and_lists_commits_once(
+    gh: GitHubStub, tmp_path: Path
+) -> None:
+    shas = store_history(gh, tmp_path, NOISY[:8])
+    gh.add_pull(22, base_sha=shas[-1])
+    before = {kind: len(gh.calls("GET", path)) for kind, path in _KINDS.items()}
+    publish(
+        options(run_dir(tmp_path / "pr", train_time_s=12.0, accuracy=0.9)), pr_env(gh, tmp_path, 22)
+    )
+    after = {kind: len(gh.calls("GET", path)) - before[kind] for kind, path in _KINDS.items()}
+    # the baseline (the base commit's run) is read once and reused by the history
+    assert after == {"blobs": 8, "listings": 1, "trees": 1}
+
+
+_KINDS = {"blobs": r"/git/blobs/", "listings": r"/commits$", "trees": r"/git/trees/"}
+
+
+def test_a_corrupt_stored_run_is_skipped_with_a_note(gh: GitHubStub, tmp_path: Path) -> None:
+    shas = store_history(gh, tmp_path, NOISY[:7])
+    broken = shas[2]
+    tip = gh.ref_sha("nbci-assets")
+    with gh._lock:  # a stored run damaged on the branch
+        blob = gh._store_blob(b'{"schema": "nbci.results/999", "notebooks": []}')
+        tree = gh._load_tree(gh.commits[tip]["tree"])
+        tree.entries["runs"].entries[broken].entries["results.json"] = ("100644", "blob", blob)  # type: ignore[union-attr]
+        gh.refs["refs/heads/nbci-assets"] = gh._store_commit("tamper", gh._write_tree(tree), [tip])
+    gh.add_pull(23, base_sha=shas[-1])
+
+    outcome = publish(
+        options(run_dir(tmp_path / "pr", train_time_s=13.0, accuracy=0.9)),
+        pr_env(gh, tmp_path, 23),
+    )
+
+    assert outcome.passed
+    assert [n for n in outcome.notes if broken[:12] in n] == [
+        next(n for n in outcome.notes if "was skipped" in n)
+    ]
+    skipped = next(n for n in outcome.notes if "was skipped" in n)
+    assert "nbci.results/999" in skipped
+    body = gh.pr_comments(23)[0]["body"]
+    assert "within the base branch's range" in body  # the six good runs still give a range
+    assert broken[:12] in body  # the note is in the comment's small print
+
+
+def test_history_zero_reads_nothing_more(gh: GitHubStub, tmp_path: Path) -> None:
+    shas = store_history(gh, tmp_path, NOISY[:6])
+    gh.add_pull(24, base_sha=shas[-1])
+    before = len(gh.calls("GET", r"/git/blobs/"))
+    publish(
+        options(run_dir(tmp_path / "pr", train_time_s=13.5, accuracy=0.9), history=0),
+        pr_env(gh, tmp_path, 24),
+    )
+    assert len(gh.calls("GET", r"/git/blobs/")) - before == 1  # the baseline only
+    body = gh.pr_comments(24)[0]["body"]
+    assert "within the base branch's range" not in body and "#### Trends" not in body
+    assert json.loads(gh.file_at("nbci-assets", f"runs/{shas[-1]}/results.json") or b"")
+
+
+def test_history_on_gitlab_too(tmp_path: Path) -> None:
+    """The history reader is written against the forge interface: a merge request works alike."""
+    from gitlab_stub import GitLabStub
+    from test_publish_gitlab import mr_env
+    from test_publish_gitlab import options as gl_options
+    from test_publish_gitlab import push_env as gl_push_env
+
+    with GitLabStub() as gl:
+        shas = gl.add_history(len(NOISY))
+        for i, (sha, timing) in enumerate(zip(shas, NOISY, strict=True)):
+            out = run_dir(tmp_path / f"main-{i}", train_time_s=timing, accuracy=0.9)
+            assert publish(gl_options(out), gl_push_env(gl, sha)).stored_baseline
+        gl.add_merge_request(5, base_sha=shas[-1])
+        head = run_dir(tmp_path / "mr", train_time_s=NOISY[-1] + 1.0, accuracy=0.7)
+
+        outcome = publish(gl_options(head), mr_env(gl, 5))
+
+        (note,) = gl.mr_notes(5)
+        assert "within the base branch's range" in note["body"]
+        assert "below the base branch's range" in note["body"]
+        charts = [u for u in image_urls(note["body"]) if "/trends/" in u]
+        assert len(charts) == 2
+        for url in charts:
+            assert f"/-/raw/{outcome.assets_commit}/" in url
+            assert fetch(url).startswith(PNG)
