@@ -264,6 +264,7 @@ def _publish(args: argparse.Namespace) -> int:
         token_env=args.token_env,
         check=args.check,
         assets_branch=args.assets_branch or config.assets_branch,
+        notebooks=config.publish_notebooks,
         higher_is_better=config.higher_is_better,
         lower_is_better=config.lower_is_better,
         gates=config.gates,

@@ -21,15 +21,16 @@ import json
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from nbci._files import is_within, safe_name, write_bytes_atomic
 from nbci.glue import MAX_CELL_CHARS, MAX_TABLE_ROWS, TABLE_MARKER, table_from_dataframe
-from nbci.model import Figure, Job, MetricValue, Scrap
+from nbci.model import Figure, Job, MetricValue, Scrap, SeriesGroup
 from nbci.scrap_outputs import Found, Notes, find_scraps, read_cells
 from nbci.scrap_outputs import shown as _shown
+from nbci.series import Recognised, recognise
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ MAX_EXACT_INT = 2**63
 """Integer metrics beyond this become floats (±inf past the float range)."""
 MAX_SCRAPS = 500
 MAX_FIGURES = 100
+MAX_SERIES = 200
+"""Curves per notebook (each holds at most `nbci.series.MAX_POINTS` points)."""
 MAX_FIGURE_BYTES = 10 * 1024 * 1024
 MAX_TEXT_CHARS = 100_000
 MAX_HTML_CHARS = 200_000
@@ -74,6 +77,7 @@ class Collected:
     scraps: dict[str, Scrap]
     figures: tuple[Figure, ...]
     notes: tuple[str, ...]
+    series: tuple[SeriesGroup, ...] = ()
 
 
 def collect_notebook(notebook_path: Path, job: Job, out_dir: Path) -> Collected:
@@ -96,6 +100,7 @@ class _Collector:
     metrics: dict[str, MetricValue] = field(default_factory=dict)
     scraps: dict[str, Scrap] = field(default_factory=dict)
     figures: list[Figure] = field(default_factory=list)
+    series: list[SeriesGroup] = field(default_factory=list)
     dropped_metrics: int = 0
 
     def result(self) -> Collected:
@@ -108,6 +113,7 @@ class _Collector:
             scraps=self.scraps,
             figures=tuple(self.figures),
             notes=self.notes.result(),
+            series=tuple(self.series),
         )
 
     def add(self, raw_name: str, found: Found) -> None:
@@ -150,6 +156,8 @@ class _Collector:
             self._add_metric(name, value)
         elif isinstance(value, str):
             self._add_text(name, value)
+        elif (found := recognise(name, value)) is not None:
+            self._add_series(name, found)
         elif isinstance(value, dict) and TABLE_MARKER in value:
             self._add_table(name, value)
         elif isinstance(value, dict) and (flat := self._flatten(name, value)) is not None:
@@ -167,6 +175,24 @@ class _Collector:
             self.metrics[name] = value
         else:
             self.dropped_metrics += 1
+
+    def _add_series(self, name: str, found: Recognised) -> None:
+        """Keep glued curves, and their last/min/max metrics."""
+        group = found.group
+        total = sum(len(g.series) for g in self.series)
+        if total + len(group.series) > MAX_SERIES:
+            self.notes.add(f"{_shown(name)}: skipped, more than {MAX_SERIES} series")
+            return
+        series = tuple(replace(s, name=_trim(s.name, MAX_NAME_CHARS)) for s in group.series)
+        self.series.append(replace(group, series=series))
+        for metric, number in found.metrics.items():
+            self._add_metric(metric, number)
+        downsampled = [s for s in group.series if s.points > len(s.y)]
+        if downsampled:
+            most = max(s.points for s in downsampled)
+            self.notes.add(
+                f"{_shown(name)}: {most} points, kept {len(downsampled[0].y)} for charts"
+            )
 
     def _flatten(self, name: str, value: dict[str, Any]) -> list[tuple[str, MetricValue]] | None:
         """`{"a": {"b": 1}}` → `[("name.a.b", 1)]`; None unless every leaf is a number."""

@@ -63,6 +63,8 @@ class Config:
     templates: Path | None = None
     name: str = "nbci"
     assets_branch: str = "nbci-assets"
+    publish_notebooks: bool = True
+    """`nbci publish` commits the executed notebooks to the assets branch too."""
     higher_is_better: tuple[str, ...] = ()
     lower_is_better: tuple[str, ...] = ()
     gates: tuple[GateRule, ...] = ()
@@ -172,6 +174,7 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
         assets_branch=check.identifier(
             table.get("assets_branch", defaults.assets_branch), "assets_branch"
         ),
+        publish_notebooks=table.get("publish_notebooks", defaults.publish_notebooks),
         higher_is_better=_strings(table.get("higher_is_better", ())),
         lower_is_better=_strings(table.get("lower_is_better", ())),
         gates=_parse_gates(

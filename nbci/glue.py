@@ -19,6 +19,11 @@ How values are stored:
 - DataFrame → `json` scrap holding a table: `{"nbci.table": 1, "columns": [...],
   "rows": [[...]], "total_rows": N}` with at most `MAX_TABLE_ROWS` rows; a
   non-default index becomes leading columns.
+- pandas Series of numbers, or a DataFrame glued with `kind="series"` → `json`
+  scrap holding curves: `{"nbci.series": 1, "x": [...] or null, "columns":
+  {name: [...]}}` (a Series' one column is named ""); `x` is the index when it
+  is numeric. Lists and 1-D arrays of numbers need no marker: collect reads
+  them as series too.
 - matplotlib Figure (or Axes, or anything with a `.figure`) → a scrapbook
   display scrap with an `image/png` rendered by `savefig`.
 - anything else → a display scrap of whatever IPython can display for it.
@@ -36,7 +41,7 @@ import numbers
 import sys
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ SCRAP_MIME = "application/scrapbook.scrap.{encoder}+json"
 SCRAP_VERSION = 1
 TABLE_MARKER = "nbci.table"
 """Key that marks a json scrap as a table (its value is the table format's version)."""
+SERIES_MARKER = "nbci.series"
+"""Key that marks a json scrap as curves (`nbci.series` reads it; glue stays import-light)."""
 MAX_TABLE_ROWS = 1000
 """Rows of a DataFrame that are kept; `total_rows` keeps the real count."""
 MAX_CELL_CHARS = 1000
@@ -60,15 +67,21 @@ class _NotJson(Exception):
     """Raised inside `_to_json`: the value has no faithful JSON form."""
 
 
-def glue(name: str, value: Any, *, display: bool | None = None) -> None:
+def glue(
+    name: str, value: Any, *, display: bool | None = None, kind: Literal["series"] | None = None
+) -> None:
     """Record `value` under `name` in the notebook being executed.
 
     `display=True` also shows the value in the notebook. Figures and other
     rich objects are always shown: a display output is how they are stored.
+    `kind="series"` stores every numeric column of a DataFrame as a curve
+    against its index (charted against the baseline's), instead of a table.
     Outside a Jupyter kernel this logs a warning and records nothing.
     """
     if not isinstance(name, str):
         raise TypeError(f"nbci.glue: the name must be a str, not {type(name).__name__}")
+    if kind not in (None, "series"):
+        raise ValueError(f"nbci.glue: kind must be None or 'series', not {kind!r}")
     if not _in_kernel():
         logger.warning("nbci.glue(%r): not running in a Jupyter kernel, nothing recorded", name)
         return
@@ -76,7 +89,7 @@ def glue(name: str, value: Any, *, display: bool | None = None) -> None:
     if figure is not None:
         _publish_display(name, {"image/png": _png_base64(figure), "text/plain": repr(figure)}, {})
         return
-    stored = to_scrap_data(value)
+    stored = to_scrap_data(value, kind=kind)
     if stored is None:
         _publish_display(name, *_display_bundle(value))
         return
@@ -84,15 +97,19 @@ def glue(name: str, value: Any, *, display: bool | None = None) -> None:
     _publish_data(name, encoder, data, _display_bundle(value) if display else None)
 
 
-def to_scrap_data(value: Any) -> tuple[str, Any] | None:
+def to_scrap_data(value: Any, kind: Literal["series"] | None = None) -> tuple[str, Any] | None:
     """The scrapbook encoder name and JSON payload `data` for a value.
 
     None when the value has no faithful JSON form (glue then stores its display).
     """
     if isinstance(value, str):
         return "text", value
-    if _is_dataframe(value):
+    if _is_dataframe(value) and kind == "series":
+        value = series_from_dataframe(value)
+    elif _is_dataframe(value):
         return "json", table_from_dataframe(value)
+    elif _is_numeric_series(value):
+        value = series_from_dataframe(value.to_frame(name=""))
     try:
         converted = _to_json(value, 0)
     except _NotJson:
@@ -165,6 +182,29 @@ def table_from_dataframe(frame: Any) -> dict[str, Any]:
     columns = [_column_name(column) for column in frame.columns]
     rows = [[_cell(cell) for cell in row] for row in frame.itertuples(index=False, name=None)]
     return {TABLE_MARKER: 1, "columns": columns, "rows": rows, "total_rows": total_rows}
+
+
+def series_from_dataframe(frame: Any) -> dict[str, Any]:
+    """Every numeric column of a DataFrame as a curve against the index (x when numeric)."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    columns = {
+        _column_name(column): frame[column].tolist()
+        for column in frame.columns
+        if is_numeric_dtype(frame[column]) and not is_bool_dtype(frame[column])
+    }
+    index = frame.index
+    numeric_index = is_numeric_dtype(index) and not is_bool_dtype(index)
+    x = index.tolist() if numeric_index and not _default_index(index) else None
+    return {SERIES_MARKER: 1, "x": x, "columns": columns}
+
+
+def _is_numeric_series(value: Any) -> bool:
+    if not (_module(value) == "pandas" and type(value).__name__ == "Series"):
+        return False
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return bool(is_numeric_dtype(value)) and not is_bool_dtype(value) and len(value) > 0
 
 
 def _default_index(index: Any) -> bool:

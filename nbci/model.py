@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-SCHEMA = "nbci.results/1"
+SCHEMA = "nbci.results/2"
+"""The results.json version written (`nbci.schemas.RESULTS_SCHEMAS` lists those read): `/2`
+added each notebook's series to `/1`, whose runs are still read, compared and merged."""
 
 Status = Literal["ok", "failed", "timeout", "died", "invalid", "interrupted"]
 """`interrupted`: the run was stopped (SIGINT/SIGTERM) before this job finished."""
@@ -83,6 +85,66 @@ class Figure:
     """Posix path relative to the output directory: `figures/<job-id>/<safe-name>.png`."""
 
 
+FigureState = Literal["unchanged", "changed", "added", "removed"]
+
+
+@dataclass(frozen=True)
+class FigureChange:
+    """One figure of a run against the baseline's figure at the same path."""
+
+    job_id: str
+    name: str
+    state: FigureState
+    path: str | None = None
+    """This run's figure, relative to its output directory; None when removed."""
+    baseline_path: str | None = None
+    """The baseline's figure, relative to the baseline's directory; None when added."""
+    diff_path: str | None = None
+    """The difference image (`diffs/<job>/<name>.png`), when changed and of the same size."""
+    note: str = ""
+    """The change in words: `1,234 pixels changed (0.5%)`, `size changed from …`."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One glued curve: y against x, at most `nbci.series.MAX_POINTS` points kept."""
+
+    name: str
+    """Its metric prefix: the scrap name (`loss`), or `group.key` in a group (`history.loss`)."""
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    """NaN where the notebook had NaN, ±inf or null: a gap in the line."""
+    points: int
+    """How many points were glued; more than `len(y)` when downsampled."""
+
+
+@dataclass(frozen=True)
+class SeriesGroup:
+    """Series glued together (a dict of curves, a DataFrame): drawn on one chart."""
+
+    name: str
+    """The scrap name (untrusted)."""
+    series: tuple[Series, ...]
+
+    def label(self, series_name: str) -> str:
+        """A series' name inside its group: `loss` for `history.loss`."""
+        prefix = f"{self.name}."
+        return series_name[len(prefix) :] if series_name.startswith(prefix) else series_name
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A drawn series group: this run's curves against the baseline's."""
+
+    job_id: str
+    group: str
+    """The group's name (untrusted)."""
+    path: str
+    """The PNG, relative to the output directory: `charts/<job-id>/<safe-name>.png`."""
+    change: float = 0.0
+    """How much the curves moved against the baseline (`nbci.series.change_score`)."""
+
+
 @dataclass(frozen=True)
 class NotebookResult:
     """What one job produced."""
@@ -101,6 +163,7 @@ class NotebookResult:
     metrics: Mapping[str, MetricValue] = field(default_factory=dict)
     scraps: Mapping[str, Scrap] = field(default_factory=dict)
     figures: tuple[Figure, ...] = ()
+    series: tuple[SeriesGroup, ...] = ()
     notes: tuple[str, ...] = ()
     """What collection trimmed or skipped, said to the reader."""
     cache_key: str | None = None

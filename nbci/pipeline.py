@@ -166,6 +166,7 @@ def _finish(
         comparison=judged.comparison,
         verdict=judged.verdict,
         baseline_dir=baseline_dir,
+        baseline=baseline,
         templates=config.root / config.templates if config.templates else None,
     )
     reports = [*reports, write_junit(the_run, judged.verdict, out_dir)]

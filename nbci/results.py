@@ -2,10 +2,11 @@
 
 A results file may come from a fork's artifact, so reading it trusts nothing:
 the document must fit the JSON Schema of its version, shipped in `nbci/schemas/`
-(`nbci.results/1`: `results-1.schema.json`); then every path must stay inside
-the run directory, and strings and nesting are bounded. Non-finite metrics
-(NaN, ±inf) are stored as the strings `"NaN"`, `"Infinity"` and `"-Infinity"`
-so the file stays standard JSON.
+(`nbci.results/2`: `results-2.schema.json`, written; `nbci.results/1`, which
+has no series, still read); then every path must stay inside the run
+directory, and strings and nesting are bounded. Non-finite metrics (NaN, ±inf)
+are stored as the strings `"NaN"`, `"Infinity"` and `"-Infinity"` so the file
+stays standard JSON; a series' gaps are nulls.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from nbci import __version__
 from nbci._files import write_text_atomic
 from nbci.errors import ResultsError
 from nbci.model import (
+    SCHEMA,
     Environment,
     ErrorInfo,
     Figure,
@@ -34,8 +36,10 @@ from nbci.model import (
     NotebookResult,
     Run,
     Scrap,
+    SeriesGroup,
 )
 from nbci.schemas import RESULTS_SCHEMAS, Where, dotted, first_problem, shown
+from nbci.series import group_from_dict, group_to_dict
 from nbci.vocabulary import JSON_NONFINITE, json_number
 
 RESULTS_FILE = "results.json"
@@ -73,8 +77,10 @@ def write_run(run: Run, out_dir: Path) -> Path:
 
 
 def run_to_dict(run: Run) -> dict[str, Any]:
+    """The JSON form, always in the version written (`SCHEMA`): a run read from a `/1`
+    file is written back as `/2`, its `series` empty."""
     data: dict[str, Any] = {
-        "schema": run.schema,
+        "schema": SCHEMA,
         "nbci_version": run.nbci_version,
         "created": run.created,
         "git": {"sha": run.git.sha, "branch": run.git.branch, "dirty": run.git.dirty},
@@ -107,6 +113,7 @@ def _notebook_to_dict(nb: NotebookResult) -> dict[str, Any]:
             name: {"kind": s.kind, "value": _json_safe(s.value)} for name, s in nb.scraps.items()
         },
         "figures": [{"name": f.name, "path": f.path} for f in nb.figures],
+        "series": [group_to_dict(group) for group in nb.series],
         "notes": list(nb.notes),
         "cache_key": nb.cache_key,
         "kernel": nb.kernel,
@@ -384,10 +391,21 @@ def _notebook_from_dict(nb: dict[str, Any], where: Where, source: str) -> Notebo
             )
             for i, figure in enumerate(nb.get("figures", []))
         ),
+        series=_series_from_list(nb.get("series", []), where, source),
         notes=tuple(nb.get("notes", [])),
         cache_key=nb.get("cache_key"),
         kernel=nb.get("kernel"),
     )
+
+
+def _series_from_list(groups: list[Any], where: Where, source: str) -> tuple[SeriesGroup, ...]:
+    """`/2`'s series (a `/1` run has none); the schema checked the shape, this the bounds."""
+    try:
+        return tuple(
+            group_from_dict(group, dotted((*where, "series", i))) for i, group in enumerate(groups)
+        )
+    except ValueError as exc:
+        raise ResultsError(f"{source}: {exc}") from None
 
 
 def _finite(number: float | int) -> bool:

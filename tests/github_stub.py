@@ -385,7 +385,8 @@ class GitHubStub:
             return status, extra, data
 
     def _web(self, method: str, path: str) -> tuple[int, bytes, dict[str, str]]:
-        match = re.fullmatch(r"/([^/]+/[^/]+)/raw/([0-9a-f]{40})/(.+)", path)
+        # `raw` serves the file, `blob` stands for GitHub's page showing it (a notebook rendered).
+        match = re.fullmatch(r"/([^/]+/[^/]+)/(?:raw|blob)/([0-9a-f]{40})/(.+)", path)
         if method != "GET" or not match or match[1] != self.repo:
             return 404, b"Not Found", {"content-type": "text/plain"}
         data = self.file_at(match[2], unquote(match[3]))

@@ -75,7 +75,9 @@ def test_other_data_scraps(scrapbook_run: Executed) -> None:
     scraps = collected.scraps
 
     assert (scraps["mixed"].kind, scraps["mixed"].value) == ("json", {"f1": 0.8, "label": "best"})
-    assert (scraps["layers"].kind, scraps["layers"].value) == ("json", [64, 32, 10])
+    assert "layers" not in scraps  # a list of numbers is a series (scrapbook.glue too)
+    assert [g.series[0].y for g in collected.series if g.name == "layers"] == [(64, 32, 10)]
+    assert collected.metrics["layers.last"] == 10
     assert (scraps["notes"].kind, scraps["notes"].value) == ("text", "trained on\ndigits")
     assert scraps["big_text"].kind == "text"
     assert len(scraps["big_text"].value) == collect.MAX_TEXT_CHARS
@@ -168,7 +170,7 @@ def test_bounds_on_hostile_values(tmp_path: Path) -> None:
         scrap("deep", nested(50)),
         scrap(long_name, 1.0),
         scrap("huge_text", "y" * 10_000_000, encoder="text"),
-        scrap("huge_json", list(range(100_000))),
+        scrap("huge_json", [str(i) for i in range(100_000)]),
         scrap("nul\x00name", 2),
         scrap("many", {f"m{i}": i for i in range(10_000)}),
     )
@@ -200,6 +202,22 @@ def test_bounds_on_hostile_values(tmp_path: Path) -> None:
     run = read_run(write_run(new_run([result], tmp_path), tmp_path / "out"))
     assert run.notebooks[0].scraps["huge_text"] == collected.scraps["huge_text"]
     assert run.notebooks[0].metrics["nul\x00name"] == 2
+
+
+def test_a_huge_series_is_downsampled_and_survives_results_json(tmp_path: Path) -> None:
+    notebook = write_outputs(
+        tmp_path / "curves.ipynb",
+        scrap("huge", "[" + ", ".join(["1.5", "NaN", "Infinity"] * 200_000) + "]"),
+        *(scrap(f"g{i}", {f"s{j}": [j] for j in range(50)}) for i in range(5)),
+    )
+
+    collected = collect_notebook(notebook, Job(id="c", path="c.ipynb"), tmp_path / "out")
+
+    (huge, *groups) = collected.series
+    assert huge.series[0].points == 600_000 and len(huge.series[0].y) <= 2000
+    assert collected.metrics["huge.max"] == 1.5 and math.isinf(collected.metrics["huge.last"])
+    assert sum(len(g.series) for g in groups) == collect.MAX_SERIES - 1 - 49
+    assert "'g4': skipped, more than 200 series" in collected.notes
 
 
 def test_odd_payloads_become_notes_and_spare_the_rest(tmp_path: Path) -> None:

@@ -15,7 +15,13 @@ import scrapbook
 
 import nbci
 from nbci.collect import Collected, collect_notebook
-from nbci.glue import MAX_TABLE_ROWS, TABLE_MARKER, table_from_dataframe, to_scrap_data
+from nbci.glue import (
+    MAX_TABLE_ROWS,
+    SERIES_MARKER,
+    TABLE_MARKER,
+    table_from_dataframe,
+    to_scrap_data,
+)
 from nbci.model import Job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,9 +104,42 @@ def test_other_values_become_text_and_json(glued: tuple[Path, Collected, Path]) 
     scraps = glued[1].scraps
 
     assert scraps["summary"].kind == "text" and scraps["summary"].value == "all good"
-    assert scraps["vector"].kind == "json" and scraps["vector"].value == [0, 1, 2]
+    assert "vector" not in scraps  # a 1-D array of numbers is a series
     assert scraps["when"].value == "2026-01-02T00:00:00"
     assert scraps["nothing"].kind == "text" and scraps["nothing"].value == "None"
+
+
+@pytest.mark.kernel
+def test_curves_become_series_with_metrics(glued: tuple[Path, Collected, Path]) -> None:
+    _, collected, _ = glued
+    groups = {g.name: g for g in collected.series}
+
+    assert [s.name for s in groups["history"].series] == ["history.loss", "history.val_loss"]
+    assert collected.metrics["history.val_loss.min"] == 0.8
+    assert collected.metrics["history.val_loss.last"] == 0.9
+    assert groups["lr"].series[0].x == (0.0, 10.0, 20.0)  # the numeric index
+    assert collected.metrics["lr.last"] == 0.001
+    assert [s.name for s in groups["frame"].series] == ["frame.acc"]  # numeric columns only
+    assert groups["vector"].series[0].y == (0.0, 1.0, 2.0)
+    long = groups["long"].series[0]
+    assert long.points == 10_000 and len(long.y) <= 2000
+    assert any(math.isnan(v) for v in long.y)  # the gap survives
+    assert any("'long': 10000 points, kept" in note for note in collected.notes)
+    assert collected.scraps["words"].kind == "json"  # not all numbers
+
+
+def test_glue_refuses_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="kind must be"):
+        nbci.glue("x", [1], kind="curve")  # type: ignore[arg-type]
+
+
+def test_dataframe_as_series() -> None:
+    frame = pd.DataFrame({"loss": [1.0, math.nan], "ok": [True, False]}, index=[5, 6])
+
+    assert to_scrap_data(frame, kind="series") == (
+        "json",
+        '{"nbci.series": 1, "x": [5, 6], "columns": {"loss": [1.0, NaN]}}',
+    )
 
 
 @pytest.mark.kernel
@@ -161,7 +200,14 @@ class FakeTensor:
         ),
         pytest.param(float("nan"), ("json", "NaN"), id="nan"),
         pytest.param({"loss": float("inf")}, ("json", '{"loss": Infinity}'), id="inf in dict"),
-        pytest.param(pd.Series([1, 2], index=["a", "b"]), ("json", {"a": 1, "b": 2}), id="Series"),
+        pytest.param(
+            pd.Series([1, 2], index=["a", "b"]),
+            ("json", {SERIES_MARKER: 1, "x": None, "columns": {"": [1, 2]}}),
+            id="Series of numbers",
+        ),
+        pytest.param(
+            pd.Series(["a", "b"], index=[3, 4]), ("json", {"3": "a", "4": "b"}), id="Series of text"
+        ),
         pytest.param(FakeTensor([0.25]), ("json", 0.25), id="tensor of one"),
         pytest.param(FakeTensor([1.0, 2.0]), ("json", [1.0, 2.0]), id="tensor"),
         pytest.param("text", ("text", "text"), id="str"),

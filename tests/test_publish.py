@@ -343,14 +343,17 @@ def test_baseline_stored_on_push_and_found_for_a_later_pr(
     assert len(gh.calls("POST", r"/git/commits$")) == 1  # results and figures: one commit
 
     gh.add_pull(11, base_sha=base)
-    outcome = publish(options(make_run(tmp_path / "pr", accuracy=0.8)), pr_env(gh, tmp_path, 11))
+    pr_run = make_run(tmp_path / "pr", accuracy=0.8, figures={"confusion": 3, "roc": 2})
+    outcome = publish(options(pr_run), pr_env(gh, tmp_path, 11))
 
     assert outcome.baseline_sha == base
     body = gh.pr_comments(11)[0]["body"]
     assert f"{base[:12]}, the base commit" in body
     assert "0.9000" in body and "0.8000" in body
+    # The changed figure beside the baseline's; the pixel-identical one named only.
     base_urls = [u for u in image_urls(body) if f"/runs/{base}/" in u]
-    assert len(base_urls) == 2 and fetch(sorted(base_urls)[0]) == png(1)
+    assert len(base_urls) == 1 and fetch(base_urls[0]) == png(1)
+    assert "1 unchanged figure</summary>\n\nroc" in body
 
 
 def test_the_nearest_stored_ancestor_is_the_baseline(

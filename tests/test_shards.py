@@ -264,7 +264,7 @@ def test_merge_refuses_mixed_commits(tmp_path: Path) -> None:
 def test_merge_refuses_mixed_schema_versions(tmp_path: Path) -> None:
     runs = [
         a_run(result("a"), shard="1/2"),
-        a_run(result("b"), shard="2/2", schema="nbci.results/2"),
+        a_run(result("b"), shard="2/2", schema="nbci.results/1"),
     ]
     refuse(runs, tmp_path, "different schema versions")
 

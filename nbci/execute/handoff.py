@@ -31,6 +31,7 @@ def collect_outputs(result: NotebookResult, running: RunningJob) -> NotebookResu
             metrics=collected.metrics,
             scraps=collected.scraps,
             figures=collected.figures,
+            series=collected.series,
         )
         notes += collected.notes
     except Exception as error:

@@ -28,23 +28,27 @@ themselves live in `steps`.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from nbci.errors import PublishError
+from nbci.model import Comparison, Run
 from nbci.publish import steps
-from nbci.publish.assets import load_figures
-from nbci.publish.baseline import DEFAULT_DEPTH
+from nbci.publish.assets import Figures, Tip, load_figures
+from nbci.publish.baseline import DEFAULT_DEPTH, Baseline
 from nbci.publish.comment import comment_body, upsert_comment
 from nbci.publish.connect import ForgeName, ForkPipeline, connect
 from nbci.publish.context import read_artifact_pr
-from nbci.publish.forge import TargetKind
+from nbci.publish.forge import Forge, Target, TargetKind
 from nbci.publish.history import with_trend_charts
 from nbci.publish.report import render_report
 from nbci.publish.retry import RetryPolicy
 from nbci.publish.status import passed
+from nbci.publish.visuals import Prepared, prepare
+from nbci.render.visuals import Drawn
 from nbci.results import read_run
 
 if TYPE_CHECKING:
@@ -83,6 +87,8 @@ class PublishOptions:
     """On a review, how many base-branch commits' stored runs give each metric's range
     (`nbci.publish.history`); 0: none."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    notebooks: bool = True
+    """Commit the executed notebooks to the assets branch (config `publish_notebooks`)."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,12 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     judged = steps.judge_run(run, baseline, target, options, history)
     comparison, verdict = judged.comparison, judged.verdict
     figures = with_trend_charts(figures, comparison, verdict)
-    hosting = steps.host(forge, tip, target, run, figures, notes)
+    with tempfile.TemporaryDirectory(prefix="nbci-publish-") as work_dir:
+        review = _prepare(
+            forge, tip, run, figures, target, baseline, comparison, options, notes, Path(work_dir)
+        )
+        figures = Figures((*figures.files, *review.images), figures.skipped)
+        hosting = steps.host(forge, tip, target, run, figures, notes, extra=review.notebooks)
     report = render_report(
         run,
         comparison=comparison,
@@ -158,6 +169,7 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         figures=figures,
         baseline=baseline,
         notes=notes,
+        review=review,
     )
     comment_url = None
     if target.pr is not None:
@@ -179,4 +191,36 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         baseline_sha=baseline.sha if baseline else None,
         stored_baseline=target.kind == "baseline" and hosting.folder is not None,
         notes=tuple(notes),
+    )
+
+
+def _prepare(
+    forge: Forge,
+    tip: Tip,
+    run: Run,
+    figures: Figures,
+    target: Target,
+    baseline: Baseline | None,
+    comparison: Comparison | None,
+    options: PublishOptions,
+    notes: list[str],
+    work_dir: Path,
+) -> Prepared:
+    """Charts, difference images (for a review) and notebooks for the assets commit."""
+    folder = steps.assets_folder(target)
+    if folder is None:
+        return Prepared(Drawn({}))
+    return prepare(
+        forge,
+        tip,
+        run,
+        figures.files,
+        out_dir=options.out_dir,
+        work_dir=work_dir,
+        folder=folder,
+        baseline=baseline,
+        baseline_label=comparison.baseline_label if comparison else None,
+        with_charts=target.kind == "pull_request",
+        with_notebooks=options.notebooks,
+        notes=notes,
     )

@@ -98,6 +98,10 @@ class Forge(Protocol):
         """The web address of a file at a commit, for images in a comment."""
         ...
 
+    def page_url(self, commit: str, path: str) -> str:
+        """The forge's page showing a file at a commit (a notebook rendered as one)."""
+        ...
+
     def ancestors(self, start: str, depth: int) -> Sequence[str]:
         """`start` and its first-parent ancestors, nearest first, at most `depth` of them."""
         ...

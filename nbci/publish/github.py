@@ -140,6 +140,9 @@ class GitHubForge:
     def file_url(self, commit: str, path: str) -> str:
         return f"{self.ctx.server_url}/{self.ctx.repo}/raw/{commit}/{quote(path)}"
 
+    def page_url(self, commit: str, path: str) -> str:
+        return f"{self.ctx.server_url}/{self.ctx.repo}/blob/{commit}/{quote(path)}"
+
     def ancestors(self, start: str, depth: int) -> Sequence[str]:
         with self.session.errors(f"list the history of {start[:12]}", CONTENTS_READ):
             history = self.session.repo.get_commits(sha=start)

@@ -178,6 +178,10 @@ class GitLabForge:
         full = quote(f"{ASSETS_ROOT}/{path}")
         return f"{self.ctx.server_url}/{self._project_path()}/-/raw/{commit}/{full}"
 
+    def page_url(self, commit: str, path: str) -> str:
+        full = quote(f"{ASSETS_ROOT}/{path}")
+        return f"{self.ctx.server_url}/{self._project_path()}/-/blob/{commit}/{full}"
+
     def ancestors(self, start: str, depth: int) -> Sequence[str]:
         with self.session.errors(f"list the history of {start[:12]}", READ):
             history = self.project.commits.list(

@@ -16,6 +16,7 @@ from nbci.publish.assets import Figures, Hosting, Tip
 from nbci.publish.baseline import Baseline
 from nbci.publish.comment import COMMENT_LIMIT, marker
 from nbci.publish.forge import Forge
+from nbci.publish.visuals import Prepared
 
 REPORT_BUDGET = 64_000
 """Characters the rendered report may take; the rest of the 65,536 is marker and footer."""
@@ -34,6 +35,7 @@ def render_report(
     figures: Figures,
     baseline: Baseline | None,
     notes: Sequence[str],
+    review: Prepared | None = None,
 ) -> str:
     """The rendered report plus a footer, short enough for a comment with its marker."""
     from nbci.render import markdown_report
@@ -52,7 +54,8 @@ def render_report(
         images=hosted,
         image_url=_image_url(forge, hosting, figures),
         base_figures=_base_figures(forge, hosting.tip, baseline),
-        link_url=_no_link,
+        link_url=_notebook_links(forge, hosting, run, review),
+        visuals=review.drawn.by_job if review is not None else None,
         figures_note=figures_note,
         title=name,
         max_chars=min(REPORT_BUDGET, COMMENT_LIMIT - len(marker(name)) - len(footer) - 8),
@@ -87,9 +90,23 @@ def _base_figures(forge: Forge, tip: Tip, baseline: Baseline | None) -> dict[str
     return urls
 
 
-def _no_link(path: str) -> str | None:
-    """Notebooks and HTML pages stay in the artifact: named, not linked."""
-    return None
+def _notebook_links(
+    forge: Forge, hosting: Hosting, run: Run, review: Prepared | None
+) -> Callable[[str], str | None]:
+    """A job's notebook (or its HTML) → the stored notebook's page, where the forge renders it.
+
+    Notebooks not stored (or not hosted at all) stay in the artifact: named, not linked.
+    """
+    stored = review.notebook_paths if review is not None else {}
+    commit = hosting.tip.commit
+    urls: dict[str, str] = {}
+    for nb in run.notebooks:
+        branch_path = stored.get(nb.id)
+        if branch_path is None or commit is None or hosting.folder is None:
+            continue
+        url = forge.page_url(commit, branch_path)
+        urls.update({path: url for path in (nb.output, nb.html) if path})
+    return urls.get
 
 
 def _footer(run_url: str | None, baseline: Baseline | None, notes: Sequence[str]) -> str:

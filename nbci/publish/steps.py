@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nbci.errors import ResultsError, UsageError
@@ -118,21 +118,34 @@ def _baseline_label(baseline: Baseline, target: Target) -> str:
 # -- figures and the stored baseline -----------------------------------------------
 
 
-def host(
-    forge: Forge, tip: Tip, target: Target, run: Run, figures: Figures, notes: list[str]
-) -> Hosting:
-    """Commit what the target needs to the assets branch."""
-    if target.kind == "commit":
-        return Hosting(tip)
+def assets_folder(target: Target) -> str | None:
+    """Where the target's files go on the assets branch; None: nothing is stored."""
     if target.kind == "pull_request":
-        assert target.pr is not None
-        folder = f"pr/{target.pr}"
-        assets = figure_assets(figures.files, folder)
+        return f"pr/{target.pr}"
+    if target.kind == "baseline":
+        return run_folder(target.sha)
+    return None
+
+
+def host(
+    forge: Forge,
+    tip: Tip,
+    target: Target,
+    run: Run,
+    figures: Figures,
+    notes: list[str],
+    extra: Sequence[Asset] = (),
+) -> Hosting:
+    """Commit what the target needs (figures, `extra` files) to the assets branch, in one commit."""
+    folder = assets_folder(target)
+    if folder is None:
+        return Hosting(tip)
+    assets = [*figure_assets(figures.files, folder), *extra]
+    if target.kind == "pull_request":
         message = f"nbci: figures of #{target.pr} at {target.sha[:12]}"
         replace: str | None = folder
     else:
-        folder = run_folder(target.sha)
-        assets = [*figure_assets(figures.files, folder), _results_asset(run, folder)]
+        assets.append(_results_asset(run, folder))
         message = f"nbci: results of {target.sha[:12]} (baseline)"
         replace = None
     try:

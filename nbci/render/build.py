@@ -25,6 +25,7 @@ from nbci.render.view import (
     Table,
     VerdictView,
 )
+from nbci.render.visuals import Visuals
 from nbci.vocabulary import (
     STATUS_LABEL,
     change_counts,
@@ -44,9 +45,11 @@ def build_view(
     comparison: Comparison | None = None,
     verdict: Verdict | None = None,
     base_figures: Collection[str] = (),
+    visuals: Mapping[str, Visuals] | None = None,
     title: str = "nbci",
 ) -> ReportView:
-    """The report's content for `run`; `base_figures`: figure paths the baseline also has."""
+    """The report's content for `run`; `base_figures`: figure paths the baseline also has;
+    `visuals`: each job's charts and figure comparison (`nbci.render.visuals`)."""
     links = anchors(nb.id for nb in run.notebooks)
     job_changes = _job_changes(comparison)
     metrics, in_tables = metric_tables(run, comparison, links)
@@ -58,6 +61,7 @@ def build_view(
             base_figures=base_figures,
             change=job_changes.get(nb.id, ""),
             metrics_elsewhere=nb.id in in_tables,
+            visuals=(visuals or {}).get(nb.id),
         )
         for nb in run.notebooks
     )

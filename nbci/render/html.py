@@ -70,6 +70,8 @@ def render_html(
         css=_stylesheet(env),
         figure_src=figure_src,
         base_src=base_src,
+        file_src=lambda path: image_data_uri(out_dir, path) if path else None,
+        base_file_src=lambda path: image_data_uri(baseline_dir, path) if path else None,
         sanitize=sanitize_html,
         href=relative_href,
         status_icon=lambda status: "✓" if status == "ok" else "✕",

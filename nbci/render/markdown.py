@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
+from nbci.render.charts import MAX_COMMENT_CHARTS
 from nbci.render.escape import (
     escape_cell,
     escape_html_text,
@@ -33,6 +34,7 @@ from nbci.render.escape import (
 from nbci.render.templating import MARKDOWN_TEMPLATE, environment
 from nbci.render.trends import COMMENT_TRENDS
 from nbci.render.view import Cell, FigureView, NotebookView, ReportView, ScrapView, Table
+from nbci.render.visuals import FigureDiffView
 from nbci.vocabulary import FAIL_ICON, NOTICE_ICON, PASS_ICON, STATUS_ICON
 
 MAX_CHARS = 65_000
@@ -179,6 +181,8 @@ class _Helpers:
             "scrap_text": self.scrap_text,
             "link": self.link,
             "figures": self.figures,
+            "charts": self.charts,
+            "compared_figures": self.compared_figures,
             "trends": self.trends,
             "notebooks": self.sections(),
             "omissions": self.omissions(),
@@ -272,6 +276,85 @@ class _Helpers:
             rows = ["<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2)]
             parts.append("<table>\n" + "\n".join(rows) + "\n</table>\n")
         return "\n".join(parts)
+
+    def charts(self, nb: NotebookView) -> str:
+        """Its charts among the run's first `MAX_COMMENT_CHARTS`, two a row; then how many
+        more are in report.html."""
+        charts = nb.visuals.charts
+        shown = [c for c in charts if c.rank < MAX_COMMENT_CHARTS] if self.plan.figures else []
+        parts = []
+        if shown and self.links.images:
+            cells = [f"<td>{self._img(self._url(c.path), c.title)}</td>" for c in shown]
+            rows = ["<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2)]
+            parts.append("<table>\n" + "\n".join(rows) + "\n</table>\n")
+        elif shown:
+            parts.append("Charts: " + ", ".join(escape_markdown(c.title) for c in shown) + "\n")
+        if len(charts) > len(shown):
+            more = len(charts) - len(shown)
+            parts.append(
+                f"<sub>{more:,} more chart{'' if more == 1 else 's'} in report.html</sub>\n"
+            )
+        return "\n".join(parts)
+
+    def compared_figures(self, nb: NotebookView) -> str:
+        """Figures against the baseline's: changed as baseline | this run | difference, then
+        added, removed, and the unchanged ones by name, collapsed."""
+        visuals = nb.visuals
+        shown = self.plan.figures and self.links.images
+        parts = []
+        if visuals.changed and shown:
+            label = escape_html_text(self.view.baseline_label or "baseline")
+            head = f"<tr><th>Changed</th><th>Baseline ({label})</th><th>This run</th>"
+            rows = [head + "<th>Difference</th></tr>"]
+            rows += [self._changed_row(f) for f in visuals.changed]
+            parts.append("<table>\n" + "\n".join(rows) + "\n</table>\n")
+        elif visuals.changed:
+            parts.append(self._names("Changed figures", visuals.changed))
+        if visuals.added and shown:
+            cells = [
+                f"<td><b>{escape_html_text(f.name)}</b> (added)<br>"
+                f"{self._img(self._url(f.path), f.name)}</td>"
+                for f in visuals.added
+            ]
+            rows = ["<tr>" + "".join(cells[i : i + 2]) + "</tr>" for i in range(0, len(cells), 2)]
+            parts.append("<table>\n" + "\n".join(rows) + "\n</table>\n")
+        elif visuals.added:
+            parts.append(self._names("Added figures", visuals.added))
+        if visuals.removed:
+            parts.append(self._names("Removed figures", visuals.removed))
+        if visuals.unchanged:
+            names = ", ".join(escape_markdown(n) for n in visuals.unchanged)
+            summary = f"{len(visuals.unchanged)} unchanged figure" + (
+                "s" if len(visuals.unchanged) != 1 else ""
+            )
+            parts.append(f"<details><summary>{summary}</summary>\n\n{names}\n</details>\n")
+        return "\n".join(parts)
+
+    def _changed_row(self, figure: FigureDiffView) -> str:
+        note = f"<br><sub>{escape_html_text(figure.note)}</sub>" if figure.note else ""
+        base = self.links.base_figures or {}
+        base_url = base.get(figure.baseline_path or "")
+        difference = (
+            self._img(self._url(figure.diff_path), f"{figure.name}: difference")
+            if figure.diff_path
+            else "<i>(no difference image)</i>"
+        )
+        return (
+            f"<tr><td>{escape_html_text(figure.name)}{note}</td>"
+            f"<td>{self._img(_safe_url(base_url) if base_url else None, figure.name)}</td>"
+            f"<td>{self._img(self._url(figure.path), figure.name)}</td>"
+            f"<td>{difference}</td></tr>"
+        )
+
+    def _names(self, label: str, figures: Sequence[FigureDiffView]) -> str:
+        return f"{label}: " + ", ".join(escape_markdown(f.name) for f in figures) + "\n"
+
+    def _url(self, path: str | None) -> str | None:
+        """The URL of an image of the output directory (`figures/…`, `charts/…`, `diffs/…`)."""
+        if not path:
+            return None
+        url = self.links.image_url(path) if self.links.image_url else quote(path)
+        return _safe_url(url)
 
     def trends(self) -> str:
         """At most `COMMENT_TRENDS` trend charts, two a row; their names when not shown."""
@@ -369,7 +452,8 @@ def _has_long_scraps(notebooks: Sequence[NotebookView], plan: Plan) -> bool:
 def _has_content(nb: NotebookView, view: ReportView) -> bool:
     """Whether a notebook needs a section of its own in the markdown report."""
     own_metrics = nb.metrics is not None and not nb.metrics_elsewhere
-    return bool(own_metrics or nb.figures or nb.scraps or nb.notes)
+    visuals = nb.visuals.charts or nb.visuals.compared
+    return bool(own_metrics or nb.figures or visuals or nb.scraps or nb.notes)
 
 
 def gfm_table(table: Table, rows: Sequence[Sequence[object]]) -> str:

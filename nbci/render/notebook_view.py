@@ -11,6 +11,7 @@ from nbci.render.escape import clean_text, truncate, truncate_middle
 from nbci.render.labels import cut, json_text, name, omitted_note, param_value
 from nbci.render.metric_tables import notebook_metrics
 from nbci.render.view import Cell, ErrorView, FigureView, NotebookView, ScrapView, Table
+from nbci.render.visuals import Visuals
 from nbci.vocabulary import format_duration, format_number, status_label
 
 TRACEBACK_CHARS = 200_000
@@ -31,6 +32,7 @@ def notebook_view(
     base_figures: Collection[str],
     change: str,
     metrics_elsewhere: bool,
+    visuals: Visuals | None = None,
 ) -> NotebookView:
     return NotebookView(
         id=name(nb.id),
@@ -52,6 +54,7 @@ def notebook_view(
         scraps=tuple(_scrap_view(key, scrap) for key, scrap in nb.scraps.items()),
         notes=tuple(clean_text(truncate(n, 1_000)) for n in nb.notes),
         change=change,
+        visuals=visuals or Visuals(),
     )
 
 

@@ -12,6 +12,7 @@ from nbci.model import Comparison, Run, Verdict
 from nbci.render.build import build_view
 from nbci.render.markdown import MAX_CHARS, Links, render_markdown
 from nbci.render.trends import trend_deltas, write_trends
+from nbci.render.visuals import Visuals, draw_visuals
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def markdown_report(
     link_url: Callable[[str], str | None] | None = None,
     figures_note: str | None = None,
     report_url: str | None = None,
+    visuals: Mapping[str, Visuals] | None = None,
     title: str = "nbci",
     max_chars: int = MAX_CHARS,
     templates: Path | None = None,
@@ -47,12 +49,16 @@ def markdown_report(
       URL, or None to print the path as text; default: the relative path.
     - `report_url`: where the full report can be had (the artifact); named in
       the note that says what a shortened report left out.
+    - `visuals`: job id → its charts and figure comparison (`draw_visuals`);
+      their images go through `image_url` (`charts/…`, `diffs/…`) and
+      `base_figures` like figures.
     """
     view = build_view(
         run,
         comparison=comparison,
         verdict=verdict,
         base_figures=frozenset(base_figures or ()),
+        visuals=visuals,
         title=title,
     )
     links = Links(
@@ -73,10 +79,12 @@ def html_report(
     verdict: Verdict | None = None,
     out_dir: Path | None = None,
     baseline_dir: Path | None = None,
+    visuals: Mapping[str, Visuals] | None = None,
     title: str = "nbci",
     templates: Path | None = None,
 ) -> str:
-    """The self-contained HTML report; figures are inlined from `out_dir` and `baseline_dir`."""
+    """The self-contained HTML report; figures, charts and difference images are inlined
+    from `out_dir` and `baseline_dir`."""
     from nbci.render.html import render_html
 
     view = build_view(
@@ -84,6 +92,7 @@ def html_report(
         comparison=comparison,
         verdict=verdict,
         base_figures=_baseline_figures(run, baseline_dir),
+        visuals=visuals,
         title=title,
     )
     return render_html(view, out_dir=out_dir, baseline_dir=baseline_dir, templates=templates)
@@ -96,21 +105,32 @@ def write_reports(
     comparison: Comparison | None = None,
     verdict: Verdict | None = None,
     baseline_dir: Path | None = None,
+    baseline: Run | None = None,
     templates: Path | None = None,
     title: str = "nbci",
 ) -> list[Path]:
     """Write `report.md` and `report.html` into `out_dir` (atomically); returns their paths.
 
-    Trend charts (with history) are drawn into `out_dir/trends/` first.
+    The charts of the run's series (against `baseline`'s), the difference images of its
+    changed figures (against those in `baseline_dir`) and the trend charts (with history)
+    are drawn into `out_dir` first.
     """
     write_trends(trend_deltas(comparison, verdict), out_dir)
-    base_paths = _baseline_figures(run, baseline_dir)
+    drawn = draw_visuals(
+        run,
+        out_dir,
+        baseline=baseline,
+        baseline_dir=baseline_dir,
+        baseline_label=comparison.baseline_label if comparison else None,
+    )
+    base_paths = _baseline_figures(run, baseline_dir) | _baseline_figures(baseline, baseline_dir)
     base_urls = {p: _relative_url(baseline_dir / p, out_dir) for p in base_paths if baseline_dir}
     markdown = markdown_report(
         run,
         comparison=comparison,
         verdict=verdict,
         base_figures=base_urls,
+        visuals=drawn.by_job,
         title=title,
         templates=templates,
     )
@@ -120,6 +140,7 @@ def write_reports(
         verdict=verdict,
         out_dir=out_dir,
         baseline_dir=baseline_dir,
+        visuals=drawn.by_job,
         title=title,
         templates=templates,
     )
@@ -132,9 +153,9 @@ def write_reports(
     return written
 
 
-def _baseline_figures(run: Run, baseline_dir: Path | None) -> frozenset[str]:
-    """Paths of this run's figures that the baseline directory has too."""
-    if baseline_dir is None:
+def _baseline_figures(run: Run | None, baseline_dir: Path | None) -> frozenset[str]:
+    """Paths of `run`'s figures that the baseline directory has."""
+    if run is None or baseline_dir is None:
         return frozenset()
     found = set()
     for nb in run.notebooks:

@@ -10,10 +10,11 @@ the builders, with `nbci.vocabulary`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from nbci.model import Change, ScrapKind, Status
+from nbci.render.visuals import Visuals
 
 Tone = Literal["plain", "better", "worse", "muted", "strong"]
 Align = Literal["left", "right"]
@@ -115,6 +116,8 @@ class NotebookView:
     scraps: tuple[ScrapView, ...]
     notes: tuple[str, ...]
     change: str = ""
+    visuals: Visuals = field(default_factory=Visuals)
+    """Charts of its series, and its figures against the baseline's (`nbci.render.visuals`)."""
     """Against the baseline: `fails now (passed on the baseline)`, `new notebook`, …"""
 
     @property

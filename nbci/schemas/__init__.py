@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
     from jsonschema.protocols import Validator
 
-RESULTS_SCHEMAS = {"nbci.results/1": "results-1.schema.json"}
+RESULTS_SCHEMAS = {
+    "nbci.results/1": "results-1.schema.json",
+    "nbci.results/2": "results-2.schema.json",  # adds each notebook's series (curves)
+}
 """Every results.json version nbci reads, and its schema file here (the last one is written)."""
 
 CONFIG_SCHEMA = "config.schema.json"

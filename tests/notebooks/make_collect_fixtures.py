@@ -95,6 +95,15 @@ ax.plot([1, 2, 3])
 nbci.glue("curve", fig)
 nbci.glue("curve_axes", ax)
 plt.close(fig)""",
+    """\
+# Curves: a Keras-like history, a pandas Series, a DataFrame as series, a long one with gaps.
+nbci.glue("history", {"loss": [1.0, 0.5, 0.25], "val_loss": np.array([1.2, 0.8, 0.9])})
+nbci.glue("lr", pd.Series([0.1, 0.01, 0.001], index=[0, 10, 20]))
+nbci.glue("frame", pd.DataFrame({"acc": [0.5, 0.7], "name": ["a", "b"]}), kind="series")
+long = np.sin(np.arange(10_000) / 100.0)
+long[5000:5100] = np.nan
+nbci.glue("long", long)
+nbci.glue("words", ["a", 1])""",
 ]
 
 

@@ -1,0 +1,187 @@
+"""Charts: one PNG per series group, this run against its baseline.
+
+This run's curves are solid, the baseline's dashed in the same colour on the
+same axes; every series also has its own marker, so the chart reads without
+colour. The legend names each series once and then the two line styles, the
+dashed one naming the baseline (its commit, or its folder). The y axis is
+logarithmic when the (positive) values span more than three decades.
+
+Drawn with matplotlib's Agg canvas directly (no pyplot state, safe in any
+thread). Names come from notebooks: they are shown as plain text (no
+mathtext) and shortened.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from nbci._files import is_within, safe_name, write_bytes_atomic
+from nbci.model import Chart, Run, Series, SeriesGroup
+
+logger = logging.getLogger(__name__)
+
+MAX_COMMENT_CHARTS = 8
+"""Charts the PR comment shows; the HTML report shows them all."""
+MAX_CHARTS = 100
+"""Charts drawn for one run, the most changed first; the rest are said to be left out."""
+CHART_FOLDER = "charts"
+LOG_SPAN = 1e3
+"""Positive values spanning more than this factor are drawn on a log scale."""
+MAX_LABEL = 60
+SIZE_INCHES = (6.4, 3.6)
+DPI = 100
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+_MARKS_PER_LINE = 12
+"""Markers along each curve: enough to tell them apart, few enough to keep it clean."""
+
+
+def draw_chart(
+    group: SeriesGroup | None,
+    baseline: SeriesGroup | None = None,
+    *,
+    baseline_label: str | None = None,
+    title: str = "",
+) -> bytes:
+    """The PNG of one group (and the baseline's group of the same name, dashed)."""
+    figure = chart_figure(group, baseline, baseline_label=baseline_label, title=title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})  # same bytes every time
+    return buffer.getvalue()
+
+
+def chart_figure(
+    group: SeriesGroup | None,
+    baseline: SeriesGroup | None = None,
+    *,
+    baseline_label: str | None = None,
+    title: str = "",
+) -> Any:
+    """The matplotlib Figure that `draw_chart` renders."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    figure = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    names = _names(group, baseline)
+    colours = _colours(len(names))
+    handles: list[Any] = []
+    for index, name in enumerate(names):
+        colour, marker = colours[index], _MARKERS[index % len(_MARKERS)]
+        style = {"color": colour, "marker": marker, "markersize": 4}
+        head, base = _find(group, name), _find(baseline, name)
+        if base is not None:
+            axes.plot(base.x, base.y, linestyle="--", markevery=_every(base), alpha=0.8, **style)
+        if head is not None:
+            axes.plot(head.x, head.y, linestyle="-", markevery=_every(head), **style)
+        handles.append(Line2D([], [], label=_plain(_label(group, baseline, name)), **style))
+    if baseline is not None:
+        handles += [
+            Line2D([], [], color="black", linestyle="-", label="this run"),
+            Line2D([], [], color="black", linestyle="--", label=_plain(_base_text(baseline_label))),
+        ]
+    if _wants_log(group, baseline):
+        axes.set_yscale("log")
+    axes.grid(True, alpha=0.3)
+    if title:
+        axes.set_title(_plain(title), fontsize=10, loc="left")
+    axes.legend(handles=handles, fontsize=7, loc="best", ncols=2 if len(handles) > 8 else 1)
+    return figure
+
+
+def _names(group: SeriesGroup | None, baseline: SeriesGroup | None) -> list[str]:
+    """Series names of this run, then any only the baseline has."""
+    return list(dict.fromkeys(s.name for g in (group, baseline) if g is not None for s in g.series))
+
+
+def _find(group: SeriesGroup | None, name: str) -> Series | None:
+    if group is None:
+        return None
+    return next((s for s in group.series if s.name == name), None)
+
+
+def _label(group: SeriesGroup | None, baseline: SeriesGroup | None, name: str) -> str:
+    either = group or baseline
+    return either.label(name) if either is not None else name
+
+
+def _base_text(label: str | None) -> str:
+    return f"base {label}" if label else "base"
+
+
+def _colours(count: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
+    return [palette(i % palette.N) for i in range(count)]
+
+
+def _every(series: Series) -> int:
+    return max(len(series.y) // _MARKS_PER_LINE, 1)
+
+
+def _wants_log(*groups: SeriesGroup | None) -> bool:
+    values = [v for g in groups if g is not None for s in g.series for v in s.y if math.isfinite(v)]
+    if not values or min(values) <= 0:
+        return False
+    return max(values) / min(values) > LOG_SPAN
+
+
+def _plain(text: str) -> str:
+    """Untrusted text as matplotlib shows it literally: `$` would start mathtext."""
+    short = text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
+    return "".join(ch if ch.isprintable() else "?" for ch in short).replace("$", r"\$")
+
+
+def write_charts(
+    run: Run, baseline: Run | None, out_dir: Path, *, baseline_label: str | None = None
+) -> tuple[tuple[Chart, ...], int]:
+    """Draw every job's series groups into `out_dir/charts/`; the charts, most changed first,
+    and how many were left out past `MAX_CHARTS`.
+
+    A group only the baseline has is drawn too (dashed only): its curves were removed.
+    """
+    from nbci.series import change_score
+
+    scored = [
+        (change_score(head, base) if baseline else 0.0, job_id, name, head, base)
+        for job_id, name, head, base in _joined_groups(run, baseline)
+    ]
+    scored.sort(key=lambda item: -item[0])  # stable: without a baseline, run order
+    charts: list[Chart] = []
+    for score, job_id, name, head, base in scored[:MAX_CHARTS]:
+        relative = f"{CHART_FOLDER}/{safe_name(job_id)}/{safe_name(name)}.png"
+        path = out_dir / relative
+        if not is_within(path, out_dir):
+            continue
+        png = draw_chart(head, base, baseline_label=baseline_label, title=f"{job_id}: {name}")
+        try:
+            write_bytes_atomic(path, png)
+        except OSError as error:
+            logger.warning("could not write the chart %s: %s", path, error.strerror)
+            continue
+        charts.append(Chart(job_id=job_id, group=name, path=relative, change=score))
+    return tuple(charts), max(len(scored) - MAX_CHARTS, 0)
+
+
+_Joined = tuple[str, str, SeriesGroup | None, SeriesGroup | None]
+
+
+def _joined_groups(run: Run, baseline: Run | None) -> list[_Joined]:
+    """(job id, group name, this run's group, the baseline's), in run order."""
+    base_jobs = {nb.id: nb for nb in baseline.notebooks} if baseline else {}
+    joined: list[_Joined] = []
+    for nb in run.notebooks:
+        base_nb = base_jobs.get(nb.id)
+        base_groups = {g.name: g for g in base_nb.series} if base_nb else {}
+        joined.extend((nb.id, g.name, g, base_groups.get(g.name)) for g in nb.series)
+        head_names = {g.name for g in nb.series}
+        joined.extend(
+            (nb.id, g.name, None, g) for g in base_groups.values() if g.name not in head_names
+        )
+    return joined

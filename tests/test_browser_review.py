@@ -1,0 +1,84 @@
+"""report.html with curves and figure comparisons, in headless chromium (see test_browser)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from review_samples import review_runs, without_figures
+from test_browser import ARGS, CHROMIUM, PHONE, assert_clean, open_report
+
+from nbci.judge import Criteria, judge
+from nbci.render import write_reports
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The review run's report against its baseline, and alone (curves, no figures)."""
+    root = tmp_path_factory.mktemp("browser-review")
+    out, base, alone = root / "out", root / "base", root / "alone"
+    run, baseline = review_runs(out, base)
+    judged = judge(run, baseline, label="abc1234", criteria=Criteria())
+    write_reports(
+        run,
+        out,
+        comparison=judged.comparison,
+        verdict=judged.verdict,
+        baseline_dir=base,
+        baseline=baseline,
+    )
+    write_reports(without_figures(run), alone)
+    return {"compared": out / "report.html", "alone": alone / "report.html"}
+
+
+def alts(result: Any) -> list[str]:
+    return sorted(image["alt"] for image in result.images)
+
+
+def test_curves_and_figures_against_the_baseline(browser: Any, reports: dict[str, Path]) -> None:
+    report = reports["compared"]
+    result = open_report(
+        browser, report, width=1280, screenshot=Path("/tmp/nbci-review-desktop.png")
+    )
+
+    assert_clean(result, report)
+    assert alts(result) == sorted(
+        [
+            *("history", "long", "lr"),  # charts: a changed group, 50,000 points with gaps, 12
+            *("moved", "moved", "moved: difference"),  # baseline | this run | difference
+            *("resized", "resized"),  # a size change: no difference image
+            "new",  # added
+            "gone",  # removed: the baseline's
+        ]
+    )
+
+
+def test_the_runs_own_curves_without_a_baseline(browser: Any, reports: dict[str, Path]) -> None:
+    report = reports["alone"]
+    result = open_report(browser, report, width=1280, screenshot=None)
+
+    assert_clean(result, report)
+    assert alts(result) == ["history", "long", "lr"]
+    chart = next(i for i in result.images if i["alt"] == "lr")
+    assert chart["width"] == 640  # the PNG nbci drew, inlined whole
+
+
+def test_at_phone_width(browser: Any, reports: dict[str, Path]) -> None:
+    result = open_report(browser, reports["compared"], width=PHONE, screenshot=None)
+
+    assert_clean(result, reports["compared"])
+    assert result.scroll_width <= PHONE, "the page scrolls sideways on a phone"

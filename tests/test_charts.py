@@ -1,0 +1,144 @@
+"""nbci.render.charts: this run solid, the baseline dashed, readable without colour."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from nbci.model import NotebookResult, Run, SeriesGroup
+from nbci.render import charts as charts_module
+from nbci.render.charts import DPI, SIZE_INCHES, chart_figure, draw_chart, write_charts
+from nbci.series import make_series
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def group(name: str, **curves: list[float | None]) -> SeriesGroup:
+    return SeriesGroup(
+        name=name, series=tuple(make_series(f"{name}.{k}", v) for k, v in curves.items())
+    )
+
+
+HEAD = group("history", loss=[1.0, 0.6, 0.4, 0.3], val_loss=[1.1, 0.8, 0.7, 0.65])
+BASE = group("history", loss=[1.0, 0.7, 0.5, 0.45], val_loss=[1.2, 0.9, 0.85, 0.8])
+
+
+def lines_by_style(figure: object) -> dict[str, list[object]]:
+    (axes,) = figure.axes  # type: ignore[attr-defined]
+    styles: dict[str, list[object]] = {}
+    for line in axes.get_lines():
+        styles.setdefault(line.get_linestyle(), []).append(line)
+    return styles
+
+
+def legend_texts(figure: object) -> list[str]:
+    (axes,) = figure.axes  # type: ignore[attr-defined]
+    return [t.get_text() for t in axes.get_legend().get_texts()]
+
+
+def test_this_run_is_solid_and_the_baseline_dashed_in_the_same_colour_and_marker() -> None:
+    figure = chart_figure(HEAD, BASE, baseline_label="abc1234", title="train: history")
+
+    styles = lines_by_style(figure)
+    assert len(styles["-"]) == 2 and len(styles["--"]) == 2
+    for solid, dashed in zip(styles["-"], styles["--"], strict=True):
+        assert solid.get_color() == dashed.get_color()  # type: ignore[attr-defined]
+        assert solid.get_marker() == dashed.get_marker()  # type: ignore[attr-defined]
+    markers = {line.get_marker() for line in styles["-"]}  # type: ignore[attr-defined]
+    assert len(markers) == 2  # told apart without colour
+    assert legend_texts(figure) == ["loss", "val_loss", "this run", "base abc1234"]
+
+
+def test_without_a_baseline_only_the_runs_own_curves() -> None:
+    figure = chart_figure(HEAD)
+
+    assert set(lines_by_style(figure)) == {"-"}
+    assert legend_texts(figure) == ["loss", "val_loss"]
+
+
+def test_the_png_has_the_chart_size_and_is_the_same_every_time() -> None:
+    png = draw_chart(HEAD, BASE, baseline_label="abc1234")
+
+    assert png.startswith(PNG_SIGNATURE)
+    width, height = Image.open(io.BytesIO(png)).size
+    assert (width, height) == (SIZE_INCHES[0] * DPI, SIZE_INCHES[1] * DPI)
+    assert draw_chart(HEAD, BASE, baseline_label="abc1234") == png
+
+
+def test_values_spanning_more_than_three_decades_use_a_log_scale() -> None:
+    wide = group("lr", lr=[1.0, 1e-2, 1e-4])
+    narrow = group("lr", lr=[1.0, 0.5, 0.01])
+    signed = group("lr", lr=[1000.0, -1.0, 1e-4])
+
+    assert chart_figure(wide).axes[0].get_yscale() == "log"
+    assert chart_figure(narrow).axes[0].get_yscale() == "linear"
+    assert chart_figure(signed).axes[0].get_yscale() == "linear"
+
+
+def test_gaps_and_hostile_names_draw() -> None:
+    nasty = group("$\\frac{", **{"$x^": [1.0, math.nan, None, 2.0, math.inf, 3.0]})
+
+    figure = chart_figure(nasty, baseline_label="$\\undefined{")
+
+    assert legend_texts(figure) == ["\\$x^"]  # shown literally, not as mathtext
+    assert draw_chart(nasty, nasty, baseline_label="$\\undefined{").startswith(PNG_SIGNATURE)
+
+
+def test_a_group_of_twelve_has_twelve_distinct_markers() -> None:
+    twelve = group("g", **{f"s{i}": [i, i + 1.0, i + 0.5] for i in range(12)})
+
+    styles = lines_by_style(chart_figure(twelve))
+
+    assert len({line.get_marker() for line in styles["-"]}) == 12  # type: ignore[attr-defined]
+
+
+def test_a_series_only_in_the_baseline_is_drawn_dashed() -> None:
+    removed = group("history", loss=[1.0, 0.5], old=[3.0, 2.0])
+
+    figure = chart_figure(group("history", loss=[1.0, 0.4]), removed, baseline_label="main")
+
+    styles = lines_by_style(figure)
+    assert len(styles["-"]) == 1 and len(styles["--"]) == 2
+    assert "old" in legend_texts(figure)
+
+
+def run_of(**groups_by_job: list[SeriesGroup]) -> Run:
+    notebooks = tuple(
+        NotebookResult(id=job, path=f"{job}.ipynb", parameters={}, status="ok", series=tuple(g))
+        for job, g in groups_by_job.items()
+    )
+    return Run(notebooks=notebooks, created="2026-12-01T00:00:00Z")
+
+
+def test_charts_are_written_most_changed_first(tmp_path: Path) -> None:
+    same, moved = group("same", a=[1.0, 2.0]), group("../moved", a=[1.0, 2.0])
+    gone = group("gone", a=[5.0, 6.0])
+    head = run_of(train=[same, moved])
+    base = run_of(train=[same, group("../moved", a=[2.0, 1.0]), gone])
+
+    charts, left_out = write_charts(head, base, tmp_path, baseline_label="abc1234")
+
+    assert [(c.group, c.change > 0) for c in charts] == [
+        ("../moved", True),
+        ("gone", True),  # only the baseline has it: drawn dashed
+        ("same", False),
+    ]
+    assert left_out == 0
+    for chart in charts:
+        assert chart.path.startswith("charts/train/") and ".." not in chart.path
+        assert (tmp_path / chart.path).read_bytes().startswith(PNG_SIGNATURE)
+    alone, _ = write_charts(head, None, tmp_path / "alone")
+    assert [c.group for c in alone] == ["same", "../moved"]  # run order without a baseline
+
+
+def test_charts_past_the_bound_are_counted_not_drawn(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(charts_module, "MAX_CHARTS", 2)
+    head = run_of(train=[group(f"g{i}", a=[1.0, 2.0]) for i in range(3)])
+
+    charts, left_out = write_charts(head, None, tmp_path)
+
+    assert len(charts) == 2 and left_out == 1
