@@ -152,6 +152,25 @@ def test_an_mr_is_compared_with_the_nearest_stored_first_parent_ancestor(
     assert history.query["first_parent"].lower() == "true"
 
 
+@pytest.mark.parametrize("honours_first_parent", [True, False])
+def test_a_merged_branchs_stored_runs_are_never_the_baseline(
+    gl: GitLabStub, main_history: list[str], tmp_path: Path, honours_first_parent: bool
+) -> None:
+    """Only first parents are followed, also where the server lists every ancestor."""
+    gl.honours_first_parent = honours_first_parent
+    store_baseline(gl, tmp_path, main_history[-1], accuracy=0.5)
+    feature, merge = gl.add_merged_branch(2, main_commits=0)
+    for sha in feature:
+        store_baseline(gl, tmp_path, sha, accuracy=0.99)
+    gl.add_merge_request(18, base_sha=merge)  # the merge commit has no stored run
+
+    outcome = publish(options(make_run(tmp_path / "out", accuracy=0.75)), mr_env(gl, 18))
+
+    assert outcome.baseline_sha == main_history[-1]
+    (note,) = gl.mr_notes(18)
+    assert "1 commit before the base commit" in note["body"]
+
+
 def test_the_note_on_page_3_of_150_is_found(
     gl: GitLabStub, main_history: list[str], tmp_path: Path
 ) -> None:

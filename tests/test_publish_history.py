@@ -8,6 +8,7 @@ last commits: ranges, wording and trend charts hosted like figures.
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,3 +178,40 @@ def test_history_on_gitlab_too(tmp_path: Path) -> None:
         for url in charts:
             assert f"/-/raw/{outcome.assets_commit}/" in url
             assert fetch(url).startswith(PNG)
+
+
+def test_a_merged_branchs_stored_runs_are_neither_history_nor_baseline(
+    gh: GitHubStub, tmp_path: Path
+) -> None:
+    """The commit listing holds a merged feature branch's commits between the default
+    branch's own; only the first-parent line is the base branch's history."""
+    main = store_history(gh, tmp_path, NOISY[:6])
+    feature, merge = gh.add_merged_branch(3, main_commits=0)
+    for i, sha in enumerate(feature):  # stored runs far off the default branch's
+        out = run_dir(tmp_path / f"feature-{i}", train_time_s=90.0 + i, accuracy=0.1)
+        assert publish(options(out), push_env(gh, tmp_path, sha)).stored_baseline
+    listed = list_commits(gh, merge)
+    assert listed[:4] == [merge, *reversed(feature)]  # the stand-in lists them like GitHub
+    assert main[-1] in listed
+    gh.add_pull(24, base_sha=merge)  # the merge commit has no stored run of its own
+
+    outcome = publish(
+        options(run_dir(tmp_path / "pr", train_time_s=30.0, accuracy=0.9)),
+        pr_env(gh, tmp_path, 24),
+    )
+
+    assert outcome.baseline_sha == main[-1]  # the first parent, not the feature's tip
+    body = gh.pr_comments(24)[0]["body"]
+    assert f"{main[-1][:12]}, 1 commit before the base commit" in body
+    assert not [sha for sha in feature if sha[:12] in body]
+    assert "above the base branch's range" in body  # 30 s: outside the main line's spread
+    assert "improved" not in body  # accuracy equals the main line's, not the feature's 0.1
+
+
+def list_commits(gh: GitHubStub, sha: str) -> list[str]:
+    request = urllib.request.Request(
+        f"{gh.api_url}/repos/{gh.repo}/commits?sha={sha}&per_page=100",
+        headers={"Authorization": f"token {gh.token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return [commit["sha"] for commit in json.load(answer)]
