@@ -195,6 +195,23 @@ class GitHubStub:
             self.refs[f"refs/heads/{branch}"] = parent or ""
             return shas
 
+    def put_file(self, branch: str, path: str, data: bytes) -> str:
+        """`path` written on `branch` in one commit, as another tool (or an earlier nbci)
+        would; returns the commit."""
+        with self._lock:
+            tip = self.refs.get(f"refs/heads/{branch}")
+            tree = self._load_tree(self.commits[tip]["tree"]) if tip else _Tree()
+            *folders, name = path.split("/")
+            here = tree
+            for folder in folders:
+                entry = here.entries.setdefault(folder, _Tree())
+                assert isinstance(entry, _Tree), f"{folder} is a file"
+                here = entry
+            here.entries[name] = ("100644", "blob", self._store_blob(data))
+            commit = self._store_commit(f"put {path}", self._write_tree(tree), [tip] if tip else [])
+            self.refs[f"refs/heads/{branch}"] = commit
+            return commit
+
     def add_merged_branch(self, count: int, *, main_commits: int = 1) -> tuple[list[str], str]:
         """A feature branch of `count` commits off the default branch, `main_commits` more
         on the default branch meanwhile, then the merge commit (first parent: the default

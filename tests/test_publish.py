@@ -340,9 +340,9 @@ def test_baseline_stored_on_push_and_found_for_a_later_pr(
         options(make_run(tmp_path / "main", accuracy=0.9)), push_env(gh, tmp_path, base)
     )
     assert stored.kind == "baseline" and stored.stored_baseline
-    results = json.loads(gh.file_at("nbci-assets", f"runs/{base}/results.json") or b"")
+    results = json.loads(gh.file_at("nbci-assets", f"runs/{base}/nbci/results.json") or b"")
     assert results["notebooks"][0]["metrics"]["accuracy"] == 0.9
-    assert gh.file_at("nbci-assets", f"runs/{base}/figures/train/roc.png") == png(2)
+    assert gh.file_at("nbci-assets", f"runs/{base}/nbci/figures/train/roc.png") == png(2)
     assert gh.statuses[-1]["sha"] == base
     assert len(gh.calls("POST", r"/git/commits$")) == 1  # results and figures: one commit
 
@@ -353,7 +353,7 @@ def test_baseline_stored_on_push_and_found_for_a_later_pr(
     body = gh.pr_comments(11)[0]["body"]
     assert f"{base[:12]}, the base commit" in body
     assert "0.9000" in body and "0.8000" in body
-    base_urls = [u for u in image_urls(body) if f"/runs/{base}/" in u]
+    base_urls = [u for u in image_urls(body) if f"/runs/{base}/nbci/" in u]
     assert len(base_urls) == 2 and fetch(sorted(base_urls)[0]) == png(1)
 
 
@@ -431,14 +431,18 @@ def test_a_tampered_stored_baseline_is_rejected_not_trusted(
 ) -> None:
     base = main_history[-1]
     publish(options(make_run(tmp_path / "main")), push_env(gh, tmp_path, base))
-    path = f"runs/{base}/results.json"
+    path = f"runs/{base}/nbci/results.json"
     bad = json.loads(gh.file_at("nbci-assets", path) or b"")
     bad["notebooks"][0]["figures"] = [{"name": "x", "path": "figures/../../../etc/passwd"}]
     tip = gh.ref_sha("nbci-assets")
     with gh._lock:  # rewrite the branch as a hostile writer would
         blob = gh._store_blob(json.dumps(bad).encode())
         tree = gh._load_tree(gh.commits[tip]["tree"])
-        tree.entries["runs"].entries[base].entries["results.json"] = ("100644", "blob", blob)  # type: ignore[union-attr]
+        tree.entries["runs"].entries[base].entries["nbci"].entries["results.json"] = (
+            "100644",
+            "blob",
+            blob,
+        )  # type: ignore[union-attr]
         gh.refs["refs/heads/nbci-assets"] = gh._store_commit("tamper", gh._write_tree(tree), [tip])
     gh.add_pull(14, base_sha=base)
 

@@ -94,9 +94,9 @@ def test_default_branch_publish_stores_the_baseline(
     out = make_run(tmp_path / "out", figures={"confusion": 3})
     outcome = publish(options(out), push_env(gl, sha))
     assert outcome.kind == "baseline" and outcome.stored_baseline
-    stored = gl.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{sha}/results.json")
+    stored = gl.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{sha}/nbci/results.json")
     assert stored is not None and b'"accuracy"' in stored
-    assert gl.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{sha}/figures/train/confusion.png")
+    assert gl.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{sha}/nbci/figures/train/confusion.png")
     assert len(gl.calls("POST", r"/repository/commits$")) == 1
     (status,) = gl.statuses
     assert (status["sha"], status["status"], status["name"]) == (sha, "success", "nbci")
@@ -405,7 +405,7 @@ def test_a_tampered_stored_baseline_is_rejected_not_trusted(
     gl: GitLabStub, main_history: list[str], tmp_path: Path
 ) -> None:
     store_baseline(gl, tmp_path, main_history[-1])
-    path = f"{ASSETS_ROOT}/runs/{main_history[-1]}/results.json"
+    path = f"{ASSETS_ROOT}/runs/{main_history[-1]}/nbci/results.json"
     gl.before_next(
         "GET",
         r"/repository/blobs/",

@@ -16,6 +16,7 @@ import pytest
 from github_stub import GitHubStub
 from test_publish import fetch, image_urls, options, pr_env, push_env
 
+from nbci._files import safe_name
 from nbci.model import NotebookResult, Run
 from nbci.publish import publish
 from nbci.results import write_run
@@ -119,7 +120,11 @@ def test_a_corrupt_stored_run_is_skipped_with_a_note(gh: GitHubStub, tmp_path: P
     with gh._lock:  # a stored run damaged on the branch
         blob = gh._store_blob(b'{"schema": "nbci.results/999", "notebooks": []}')
         tree = gh._load_tree(gh.commits[tip]["tree"])
-        tree.entries["runs"].entries[broken].entries["results.json"] = ("100644", "blob", blob)  # type: ignore[union-attr]
+        tree.entries["runs"].entries[broken].entries["nbci"].entries["results.json"] = (
+            "100644",
+            "blob",
+            blob,
+        )  # type: ignore[union-attr]
         gh.refs["refs/heads/nbci-assets"] = gh._store_commit("tamper", gh._write_tree(tree), [tip])
     gh.add_pull(23, base_sha=shas[-1])
 
@@ -150,7 +155,7 @@ def test_history_zero_reads_nothing_more(gh: GitHubStub, tmp_path: Path) -> None
     assert len(gh.calls("GET", r"/git/blobs/")) - before == 1  # the baseline only
     body = gh.pr_comments(24)[0]["body"]
     assert "within the base branch's range" not in body and "#### Trends" not in body
-    assert json.loads(gh.file_at("nbci-assets", f"runs/{shas[-1]}/results.json") or b"")
+    assert json.loads(gh.file_at("nbci-assets", f"runs/{shas[-1]}/nbci/results.json") or b"")
 
 
 def test_history_on_gitlab_too(tmp_path: Path) -> None:
@@ -215,3 +220,81 @@ def list_commits(gh: GitHubStub, sha: str) -> list[str]:
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
         return [commit["sha"] for commit in json.load(answer)]
+
+
+# -- report names: each report keeps its own stored runs --------------------------
+
+
+def store_runs(
+    gh: GitHubStub, tmp_path: Path, shas: list[str], name: str, **metrics: float
+) -> None:
+    for i, sha in enumerate(shas):
+        out = run_dir(tmp_path / f"{name}-{i}", **metrics)
+        assert publish(options(out, name=name), push_env(gh, tmp_path, sha)).stored_baseline
+
+
+def test_two_reports_keep_their_own_stored_runs(gh: GitHubStub, tmp_path: Path) -> None:
+    shas = gh.add_history(6)
+    store_runs(gh, tmp_path, shas, "ml/gpu", accuracy=0.5, train_time_s=90.0)
+    store_runs(gh, tmp_path, shas, "cpu", accuracy=0.9, train_time_s=12.0)
+    assert safe_name("ml/gpu") != "ml/gpu"  # a file-safe folder: no runs/<sha>/ml/gpu/
+    for name, accuracy in (("ml/gpu", 0.5), ("cpu", 0.9)):  # neither overwrote the other
+        path = f"runs/{shas[-1]}/{safe_name(name)}/results.json"
+        stored = json.loads(gh.file_at("nbci-assets", path) or b"")
+        assert stored["report"] == name
+        assert stored["notebooks"][0]["metrics"]["accuracy"] == accuracy
+    gh.add_pull(25, base_sha=shas[-1])
+
+    outcome = publish(
+        options(run_dir(tmp_path / "pr", accuracy=0.9, train_time_s=12.0), name="cpu"),
+        pr_env(gh, tmp_path, 25),
+    )
+
+    assert outcome.baseline_sha == shas[-1] and outcome.notes == ()
+    body = gh.pr_comments(25)[0]["body"]
+    assert "no metric regressed or improved" in body  # cpu's runs, not gpu's
+    assert "0.5000" not in body and "90.00" not in body
+
+
+def test_a_run_stored_without_a_name_by_an_earlier_nbci_is_still_read(
+    gh: GitHubStub, tmp_path: Path
+) -> None:
+    shas = gh.add_history(2)
+    old = run_dir(tmp_path / "old", accuracy=0.8)
+    gh.put_file("nbci-assets", f"runs/{shas[0]}/results.json", (old / "results.json").read_bytes())
+    gh.add_pull(26, base_sha=shas[-1])
+
+    outcome = publish(
+        options(run_dir(tmp_path / "pr", accuracy=0.7), name="cpu"), pr_env(gh, tmp_path, 26)
+    )
+
+    assert outcome.baseline_sha == shas[0] and outcome.notes == ()
+    body = gh.pr_comments(26)[0]["body"]
+    assert f"{shas[0][:12]}, 1 commit before the base commit" in body
+    assert "0.8000" in body and "regressed" in body
+
+
+def test_a_run_stored_for_another_report_is_skipped_with_a_note(
+    gh: GitHubStub, tmp_path: Path
+) -> None:
+    shas = gh.add_history(7)
+    store_runs(gh, tmp_path, shas[:6], "cpu", accuracy=0.9, train_time_s=12.0)
+    foreign = shas[-1]  # the base commit: a run of report "gpu" put in cpu's folder
+    stored = json.loads(gh.file_at("nbci-assets", f"runs/{shas[0]}/cpu/results.json") or b"")
+    stored.update(report="gpu")
+    stored["notebooks"][0]["metrics"]["accuracy"] = 0.1
+    gh.put_file("nbci-assets", f"runs/{foreign}/cpu/results.json", json.dumps(stored).encode())
+    gh.add_pull(27, base_sha=foreign)
+
+    outcome = publish(
+        options(run_dir(tmp_path / "pr", accuracy=0.9, train_time_s=12.0), name="cpu"),
+        pr_env(gh, tmp_path, 27),
+    )
+
+    assert outcome.passed and outcome.baseline_sha == shas[-2]  # the nearest run of cpu's own
+    skipped = [n for n in outcome.notes if foreign[:12] in n]
+    assert skipped and all("is report 'gpu''s, not 'cpu''s" in n for n in skipped)
+    body = gh.pr_comments(27)[0]["body"]
+    assert "no metric regressed or improved" in body  # neither baseline nor history
+    assert "0.1000" not in body
+    assert "is report 'gpu''s" in body  # the note, in the comment's small print

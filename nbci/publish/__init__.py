@@ -146,7 +146,7 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     judged = steps.judge_run(run, baseline, target, options, history)
     comparison, verdict = judged.comparison, judged.verdict
     figures = with_trend_charts(figures, comparison, verdict)
-    hosting = steps.host(forge, tip, target, run, figures, notes)
+    hosting = steps.host(forge, tip, target, run, figures, notes, report=options.name)
     report = render_report(
         run,
         comparison=comparison,

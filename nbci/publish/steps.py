@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from nbci.errors import ResultsError, UsageError
@@ -58,6 +59,8 @@ def baseline_for(
             forge,
             tip,
             target.base_sha,
+            report=options.name,
+            notes=notes,
             include_start=target.kind != "baseline",  # a push compares with its ancestors
             depth=options.baseline_depth,
         )
@@ -83,7 +86,13 @@ def history_for(
         return History()
     known = {baseline.sha: baseline.run}
     return read_history(
-        forge, tip, target.base_sha, commits=options.history, notes=notes, known=known
+        forge,
+        tip,
+        target.base_sha,
+        commits=options.history,
+        report=options.name,
+        notes=notes,
+        known=known,
     )
 
 
@@ -119,7 +128,14 @@ def _baseline_label(baseline: Baseline, target: Target) -> str:
 
 
 def host(
-    forge: Forge, tip: Tip, target: Target, run: Run, figures: Figures, notes: list[str]
+    forge: Forge,
+    tip: Tip,
+    target: Target,
+    run: Run,
+    figures: Figures,
+    notes: list[str],
+    *,
+    report: str,
 ) -> Hosting:
     """Commit what the target needs to the assets branch."""
     if target.kind == "commit":
@@ -129,14 +145,15 @@ def host(
         folder = f"pr/{target.pr}"
         assets = figure_assets(figures.files, folder)
         message = f"nbci: figures of #{target.pr} at {target.sha[:12]}"
-        replace: str | None = folder
+        stale: str | None = folder
     else:
-        folder = run_folder(target.sha)
-        assets = [*figure_assets(figures.files, folder), _results_asset(run, folder)]
+        folder = run_folder(target.sha, report)
+        stored = replace(run, report=report)  # whose run it is, for whoever reads it
+        assets = [*figure_assets(figures.files, folder), _results_asset(stored, folder)]
         message = f"nbci: results of {target.sha[:12]} (baseline)"
-        replace = None
+        stale = None
     try:
-        tip = store(forge, tip, assets, replace=replace, message=message)
+        tip = store(forge, tip, assets, replace=stale, message=message)
     except PermissionDenied as exc:
         logger.warning("%s", exc)
         notes.append(f"figures not hosted: the token lacks `{exc.permission}`")
