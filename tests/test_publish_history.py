@@ -19,6 +19,7 @@ from test_publish import fetch, image_urls, options, pr_env, push_env
 from nbci._files import safe_name
 from nbci.model import NotebookResult, Run
 from nbci.publish import publish
+from nbci.publish.forge import first_parent_line
 from nbci.results import write_run
 
 NOISY = [11.2, 12.9, 10.4, 13.8, 11.9, 12.2, 10.9, 13.1, 12.6, 11.5, 12.0, 13.4]
@@ -298,3 +299,20 @@ def test_a_run_stored_for_another_report_is_skipped_with_a_note(
     assert "no metric regressed or improved" in body  # neither baseline nor history
     assert "0.1000" not in body
     assert "is report 'gpu''s" in body  # the note, in the comment's small print
+
+
+def test_the_first_parent_line_reads_the_listing_no_further_than_it_needs() -> None:
+    """c3 merges the feature f1-f2 into c2; listed newest first like `git log`."""
+    listing = [("c3", ["c2", "f2"]), ("f2", ["f1"]), ("c2", ["c1"]), ("f1", ["c1"]), ("c1", [])]
+    read: list[str] = []
+
+    def lazily() -> Iterator[tuple[str, list[str]]]:
+        for sha, parents in listing:
+            read.append(sha)
+            yield sha, parents
+
+    assert first_parent_line("c3", lazily(), 2) == ["c3", "c2"]
+    assert read == ["c3", "f2", "c2"]
+    assert first_parent_line("c3", iter(listing), 10) == ["c3", "c2", "c1"]
+    assert first_parent_line("f2", iter(listing[1:]), 10) == ["f2", "f1", "c1"]
+    assert first_parent_line("gone", iter(listing), 10) == []
