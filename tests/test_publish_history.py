@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from github_stub import GitHubStub
-from test_publish import fetch, image_urls, options, pr_env, push_env
+from test_publish import fetch, image_urls, make_run, options, png, pr_env, push_env
 
 from nbci._files import safe_name
 from nbci.model import NotebookResult, Run
@@ -261,18 +261,22 @@ def test_a_run_stored_without_a_name_by_an_earlier_nbci_is_still_read(
     gh: GitHubStub, tmp_path: Path
 ) -> None:
     shas = gh.add_history(2)
-    old = run_dir(tmp_path / "old", accuracy=0.8)
-    gh.put_file("nbci-assets", f"runs/{shas[0]}/results.json", (old / "results.json").read_bytes())
+    old = make_run(tmp_path / "old", accuracy=0.8)  # with figures/train/{confusion,roc}.png
+    for path in ("results.json", "figures/train/roc.png", "figures/train/confusion.png"):
+        gh.put_file("nbci-assets", f"runs/{shas[0]}/{path}", (old / path).read_bytes())
     gh.add_pull(26, base_sha=shas[-1])
 
     outcome = publish(
-        options(run_dir(tmp_path / "pr", accuracy=0.7), name="cpu"), pr_env(gh, tmp_path, 26)
+        options(make_run(tmp_path / "pr", accuracy=0.7), name="cpu"), pr_env(gh, tmp_path, 26)
     )
 
     assert outcome.baseline_sha == shas[0] and outcome.notes == ()
     body = gh.pr_comments(26)[0]["body"]
     assert f"{shas[0][:12]}, 1 commit before the base commit" in body
     assert "0.8000" in body and "regressed" in body
+    base_figures = [u for u in image_urls(body) if f"/runs/{shas[0]}/figures/" in u]
+    assert len(base_figures) == 2  # the old layout's figures, shown beside the new ones
+    assert sorted(fetch(u) for u in base_figures) == sorted((png(1), png(2)))
 
 
 def test_a_run_stored_for_another_report_is_skipped_with_a_note(
