@@ -1,13 +1,18 @@
 """How long does a folder of notebooks take: a papermill loop, nbmake, and nbci cold and warm.
 
-    python benchmarks/bench.py                  # 12 notebooks, 3 repetitions
-    python benchmarks/bench.py --notebooks 24 --repeat 5
+    python benchmarks/bench.py                  # both sets, 12 notebooks each, 3 repetitions
+    python benchmarks/bench.py --sets heavy --notebooks 24 --repeat 5
     python benchmarks/bench.py --memory         # nbci's parent memory at 12 and 96 notebooks
 
-Generates N small notebooks (numpy work, three metrics glued with scrapbook and
-one matplotlib figure each) in a temporary project, then times, alternating
-within each repetition so that drift in the machine's load hits every tool
-alike:
+Two sets of N generated notebooks, each in a temporary project:
+
+- `light`: numpy work, three metrics glued with scrapbook, one matplotlib figure;
+- `heavy`: the same shape, but every notebook imports numpy, pandas,
+  scrapbook, matplotlib and scikit-learn (the usual stack) and fits a small
+  model: most of a notebook's time is its imports.
+
+For each set it times, alternating within each repetition so that drift in
+the machine's load hits every tool alike:
 
 - `papermill` CLI loop: one `papermill` process per notebook, one after another;
 - `pytest --nbmake -n <cores>`;
@@ -15,9 +20,12 @@ alike:
 - `nbci run` warm: the same command again, nothing changed.
 
 It prints the medians, nbci's ratios to each peer, the peak resident memory of
-nbci's own (parent) process, and a lower bound: the notebooks' own cell time
-(papermill's per-cell durations) divided by the cores. Only the standard
-library is used here; the tools measured must be installed.
+nbci's own (parent) process, a lower bound (the notebooks' own cell time,
+from papermill's per-cell durations, divided by the cores), and each
+notebook's overhead in the last cold nbci run and papermill loop: its wall
+time minus its cells' own time. Last, the README's performance table, as
+markdown. Only the standard library is used here; the tools measured must be
+installed.
 """
 
 from __future__ import annotations
@@ -35,7 +43,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TARGETS = {"cold/papermill": 0.40, "cold/nbmake": 0.85, "warm/cold": 0.05}
+TARGETS = {
+    "light": {"cold/papermill": 0.40, "cold/nbmake": 0.85, "warm/cold": 0.05},
+    "heavy": {"cold/papermill": 0.20, "cold/nbmake": 0.40, "warm/cold": 0.05},
+}
+OVERHEAD_TARGET_S = 0.35
+"""Mean per-notebook overhead of a cold nbci run (wall time minus the cells' own time)."""
+SETS = ("light", "heavy")
 MEMORY_SIZES = (12, 96)
 
 # nbci runs inside this wrapper, in-process, so that RUSAGE_SELF is nbci's own
@@ -71,11 +85,40 @@ def _cell(kind: str, source: str, tags: Sequence[str] = ()) -> dict[str, object]
     return cell
 
 
-def notebook(index: int) -> dict[str, object]:
+HEAVY_CELLS = [
+    "import matplotlib.pyplot as plt\n"
+    "import numpy as np\n"
+    "import pandas as pd\n"
+    "import scrapbook as sb\n"
+    "from sklearn.linear_model import Ridge\n"
+    "from sklearn.model_selection import train_test_split",
+    "rng = np.random.default_rng(seed)\n"
+    "X = rng.normal(size=(samples // 4, 12))\n"
+    "y = X @ rng.normal(size=12) + rng.normal(scale=0.3, size=len(X))\n"
+    "X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=seed)\n"
+    "model = Ridge(alpha=1.0).fit(X_train, y_train)\n"
+    "residuals = y_test - model.predict(X_test)\n"
+    "frame = pd.DataFrame({'residual': residuals})",
+    'sb.glue("r2", float(model.score(X_test, y_test)))\n'
+    'sb.glue("rmse", float(np.sqrt(np.mean(residuals**2))))\n'
+    'sb.glue("residual_std", float(frame["residual"].std()))',
+    "fig, ax = plt.subplots(figsize=(4, 3))\n"
+    'frame["residual"].hist(ax=ax, bins=30)\n'
+    'sb.glue("residuals", fig, encoder="display", display=True)\n'
+    "plt.close(fig)",
+]
+
+
+def notebook(index: int, kind: str = "light") -> dict[str, object]:
     """A small, realistic notebook: fit, evaluate, glue three metrics and a figure."""
-    cells = [
-        _cell("markdown", f"# Benchmark notebook {index}"),
+    head = [
+        _cell("markdown", f"# Benchmark notebook {index} ({kind})"),
         _cell("code", f"seed = {index}\nsamples = 4000", tags=["parameters"]),
+    ]
+    if kind == "heavy":
+        return _notebook([*head, *(_cell("code", source) for source in HEAVY_CELLS)])
+    cells = [
+        *head,
         _cell(
             "code", "import matplotlib.pyplot as plt\nimport numpy as np\nimport scrapbook as sb"
         ),
@@ -105,6 +148,10 @@ def notebook(index: int) -> dict[str, object]:
             "plt.close(fig)",
         ),
     ]
+    return _notebook(cells)
+
+
+def _notebook(cells: list[dict[str, object]]) -> dict[str, object]:
     return {
         "cells": [{"id": f"cell-{n}", **cell} for n, cell in enumerate(cells)],
         "metadata": {
@@ -116,14 +163,14 @@ def notebook(index: int) -> dict[str, object]:
     }
 
 
-def make_project(root: Path, count: int) -> list[Path]:
+def make_project(root: Path, count: int, kind: str = "light") -> list[Path]:
     """`root/notebooks/bench_XX.ipynb` and an `nbci.toml` that runs them."""
     folder = root / "notebooks"
     folder.mkdir(parents=True)
     paths = []
     for i in range(count):
         path = folder / f"bench_{i:03}.ipynb"
-        path.write_text(json.dumps(notebook(i), indent=1), encoding="utf-8")
+        path.write_text(json.dumps(notebook(i, kind), indent=1), encoding="utf-8")
         paths.append(path)
     (root / "nbci.toml").write_text(
         'notebooks = ["notebooks/*.ipynb"]\nout = "nbci-out"\ncache_dir = ".nbci-cache"\n',
@@ -140,6 +187,10 @@ class Sample:
     seconds: float
     parent_kib: int | None = None
     largest_child_kib: int | None = None
+    overheads: dict[str, float] = field(default_factory=dict)
+    """Notebook → its wall time minus its cells' own time (papermill loop and cold nbci)."""
+    cell_time: float = 0.0
+    """The notebooks' own cell time, summed."""
 
 
 @dataclass
@@ -181,11 +232,15 @@ def papermill_loop(project: Path, notebooks: Sequence[Path]) -> Callable[[], Sam
     def run() -> Sample:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
-        total = 0.0
+        sample = Sample(0.0)
         for path in notebooks:
             argv = ["papermill", str(path), str(out / path.name), "-k", "python3"]
-            total += _run([*argv, "--no-progress-bar", "--log-level", "WARNING"], project)
-        return Sample(total)
+            seconds = _run([*argv, "--no-progress-bar", "--log-level", "WARNING"], project)
+            cells = cell_time(out / path.name)
+            sample.seconds += seconds
+            sample.cell_time += cells
+            sample.overheads[path.stem] = seconds - cells
+        return sample
 
     return run
 
@@ -213,18 +268,26 @@ def nbci(project: Path, cores: int, *, cold: bool) -> Callable[[], Sample]:
         if cached != expected:  # e.g. nbci's own source changed between the runs
             kind = "cold" if cold else "warm"
             print(f"  warning: {kind} nbci run had {cached}/{len(results['notebooks'])} cached")
-        return Sample(seconds, usage["parent_kib"], usage["largest_child_kib"])
+        sample = Sample(seconds, usage["parent_kib"], usage["largest_child_kib"])
+        if cold:
+            for nb in results["notebooks"]:
+                cells = cell_time(project / "nbci-out" / nb["output"])
+                sample.cell_time += cells
+                sample.overheads[nb["id"]] = nb["duration_s"] - cells
+        return sample
 
     return run
 
 
+def cell_time(executed: Path) -> float:
+    """An executed notebook's own cell time (papermill's per-cell durations)."""
+    cells = json.loads(executed.read_text(encoding="utf-8"))["cells"]
+    return sum(c["metadata"].get("papermill", {}).get("duration") or 0.0 for c in cells)
+
+
 def lower_bound(executed: Path, cores: int) -> float:
-    """The notebooks' own cell time (papermill's per-cell durations) divided by the cores."""
-    total = 0.0
-    for path in sorted(executed.glob("*.ipynb")):
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        total += sum(c["metadata"].get("papermill", {}).get("duration") or 0.0 for c in cells)
-    return total / cores
+    """The notebooks' own cell time divided by the cores."""
+    return sum(cell_time(path) for path in sorted(executed.glob("*.ipynb"))) / cores
 
 
 ATTEMPTS = 3
@@ -257,35 +320,46 @@ def _attempt(tool: Tool) -> Sample:
 # -- reporting ---------------------------------------------------------------------------
 
 
+@dataclass
+class SetResult:
+    """One set's measurements, for the summary table."""
+
+    name: str
+    count: int
+    tools: dict[str, Tool]
+    bound: float | None
+
+
 def _mib(kib: float | None) -> str:
     return "n/a" if kib is None else f"{kib / 1024:.0f} MiB"
 
 
-def _ratio(name: str, value: float) -> str:
-    target = TARGETS.get(name)
+def _ratio(targets: dict[str, float], name: str, value: float) -> str:
+    target = targets.get(name)
     if target is None:
         return f"{name} = {value:.2f}"
     verdict = "ok" if value <= target else "MISSED"
     return f"{name} = {value:.3f} (target ≤ {target:.2f}: {verdict})"
 
 
-def report(tools: dict[str, Tool], count: int, cores: int, bound: float | None) -> None:
-    print(
-        f"\n{count} notebooks, {cores} cores, medians of {len(next(iter(tools.values())).samples)}:"
-    )
+def report(result: SetResult, cores: int) -> None:
+    tools = result.tools
+    repeats = len(next(iter(tools.values())).samples)
+    print(f"\n{result.name} set: {result.count} notebooks, {cores} cores, medians of {repeats}:")
     for tool in tools.values():
         spread = ", ".join(f"{s.seconds:.2f}" for s in tool.samples)
         failed = f", {tool.failures} failed run(s) repeated" if tool.failures else ""
         print(f"  {tool.name:<28} {tool.median:7.2f} s   ({spread}{failed})")
-    if bound is not None:
-        print(f"  {'lower bound (cell time/cores)':<28} {bound:7.2f} s")
+    if result.bound is not None:
+        print(f"  {'lower bound (cell time/cores)':<28} {result.bound:7.2f} s")
     cold, warm = tools.get("nbci-cold"), tools.get("nbci-warm")
+    targets = TARGETS[result.name]
     ratios = []
     for peer in ("papermill", "nbmake"):
         if cold and peer in tools:
-            ratios.append(_ratio(f"cold/{peer}", cold.median / tools[peer].median))
+            ratios.append(_ratio(targets, f"cold/{peer}", cold.median / tools[peer].median))
     if cold and warm:
-        ratios.append(_ratio("warm/cold", warm.median / cold.median))
+        ratios.append(_ratio(targets, "warm/cold", warm.median / cold.median))
     for line in ratios:
         print(f"  {line}")
     for tool in (cold, warm):
@@ -294,15 +368,74 @@ def report(tools: dict[str, Tool], count: int, cores: int, bound: float | None) 
                 f"  {tool.name} peak RSS: parent {_mib(tool.median_kib('parent_kib'))}, "
                 f"largest child (worker or kernel) {_mib(tool.median_kib('largest_child_kib'))}"
             )
+    for tool in (tools.get("papermill"), cold):
+        if tool:
+            _report_overheads(tool, cores)
+
+
+def _report_overheads(tool: Tool, cores: int) -> None:
+    """Each notebook's wall time minus its cells' own time, in the tool's last run."""
+    last = tool.samples[-1]
+    if not last.overheads:
+        return
+    mean = statistics.mean(last.overheads.values())
+    each = " ".join(f"{value:.2f}" for _, value in sorted(last.overheads.items()))
+    line = f"  {tool.name} overhead per notebook (wall minus cells, last run): mean {mean:.2f} s"
+    if tool.name == "nbci-cold":
+        verdict = "ok" if mean <= OVERHEAD_TARGET_S else "MISSED"
+        line += f" (target ≤ {OVERHEAD_TARGET_S:.2f}: {verdict})"
+    print(line)
+    print(f"    each: {each}")
+    count = len(last.overheads)
+    parallel = 1 if tool.name == "papermill" else cores  # the loop runs one notebook at a time
+    amortized = (tool.median * parallel - last.cell_time) / count
+    print(
+        f"    whole run, amortized: (median wall × {parallel} − cell time) ÷ {count} = "
+        f"{amortized:.2f} s per notebook"
+    )
+
+
+ROWS = (
+    ("papermill", "papermill CLI loop"),
+    ("nbmake", "`pytest --nbmake -n {cores}`"),
+    ("nbci-cold", "`nbci run`, cold"),
+    ("nbci-warm", "`nbci run`, warm (nothing changed)"),
+)
+
+
+def markdown_table(results: Sequence[SetResult], cores: int) -> str:
+    """The README's performance table: one block of rows per set."""
+    lines = ["| set | | seconds | nbci cold ÷ |", "|---|---|---:|---:|"]
+    for result in results:
+        cold = result.tools.get("nbci-cold")
+        for key, label in ROWS:
+            tool = result.tools.get(key)
+            if tool is None:
+                continue
+            ratio = ""
+            if cold and key in ("papermill", "nbmake"):
+                ratio = f"{cold.median / tool.median:.2f}"
+            elif cold and key == "nbci-warm":
+                ratio = f"{tool.median / cold.median:.3f} of cold"
+            name = label.format(cores=cores)
+            lines.append(f"| {result.name} | {name} | {tool.median:.2f} | {ratio} |")
+        if cold and cold.samples[-1].overheads:
+            mean = statistics.mean(cold.samples[-1].overheads.values())
+            lines.append(f"| {result.name} | nbci overhead per notebook (mean) | {mean:.2f} | |")
+        if result.bound is not None:
+            lines.append(
+                f"| {result.name} | lower bound (cell time ÷ cores) | {result.bound:.2f} | |"
+            )
+    return "\n".join(lines)
 
 
 # -- modes -------------------------------------------------------------------------------
 
 
-def compare_tools(count: int, repeat: int, cores: int, only: Sequence[str]) -> None:
+def compare_tools(kind: str, count: int, repeat: int, cores: int, only: Sequence[str]) -> SetResult:
     with tempfile.TemporaryDirectory(prefix="nbci-bench-") as tmp:
         project = Path(tmp)
-        notebooks = make_project(project, count)
+        notebooks = make_project(project, count, kind)
         every = {
             "papermill": Tool("papermill", papermill_loop(project, notebooks)),
             "nbmake": Tool("nbmake", nbmake(project, cores)),
@@ -311,7 +444,8 @@ def compare_tools(count: int, repeat: int, cores: int, only: Sequence[str]) -> N
         }
         tools = {name: tool for name, tool in every.items() if name.split("-")[0] in only}
         print(
-            f"nbci benchmark: {count} notebooks in {project}, {cores} cores, {repeat} repetitions"
+            f"nbci benchmark, {kind} set: {count} notebooks in {project}, {cores} cores, "
+            f"{repeat} repetitions"
         )
         _warm_up(project, notebooks[0])
         if "nbci-warm" in tools and "nbci-cold" in tools:  # warm must directly follow cold
@@ -322,7 +456,9 @@ def compare_tools(count: int, repeat: int, cores: int, only: Sequence[str]) -> N
         else:
             measure(list(tools.values()), repeat)
         bound = lower_bound(project / "papermill-out", cores) if "papermill" in tools else None
-        report(tools, count, cores, bound)
+        result = SetResult(kind, count, tools, bound)
+        report(result, cores)
+        return result
 
 
 def _pair(pair: list[Tool]) -> Callable[[], Sample]:
@@ -368,6 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tools", default="papermill,nbmake,nbci", help="comma-separated subset to time"
     )
     parser.add_argument(
+        "--sets", default=",".join(SETS), help="comma-separated notebook sets: light, heavy"
+    )
+    parser.add_argument(
         "--memory", action="store_true", help="nbci's parent memory at 12 and 96 notebooks"
     )
     args = parser.parse_args(argv)
@@ -375,8 +514,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--notebooks, --repeat and --cores must be at least 1")
     if args.memory:
         memory_flatness(args.repeat, args.cores)
-    else:
-        compare_tools(args.notebooks, args.repeat, args.cores, args.tools.split(","))
+        return 0
+    kinds = args.sets.split(",")
+    if not set(kinds) <= set(SETS):
+        parser.error(f"--sets takes a comma-separated subset of {', '.join(SETS)}")
+    tools = args.tools.split(",")
+    results = [compare_tools(k, args.notebooks, args.repeat, args.cores, tools) for k in kinds]
+    print(f"\nREADME table ({time.strftime('%Y-%m-%d')}, medians of {args.repeat}):\n")
+    print(markdown_table(results, args.cores))
     return 0
 
 

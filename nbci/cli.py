@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cell-timeout", type=_seconds, metavar="S", help="per-cell timeout")
     run.add_argument("--no-cache", action="store_true", help="run every notebook again")
     run.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="start every kernel from scratch (no forked, pre-imported kernels)",
+    )
+    run.add_argument(
         "--shard", metavar="K/N", help="run only shard K of N ('auto': GitLab's CI_NODE_INDEX)"
     )
     run.add_argument("--baseline", type=Path, metavar="DIR", help="compare with this run")
@@ -161,6 +166,10 @@ def _run(args: argparse.Namespace) -> int:
     from nbci.plan import parse_parameter
 
     config = _config(args)
+    if args.no_preload:
+        from dataclasses import replace
+
+        config = replace(config, preload=None)
     shard = None
     if args.shard:
         from nbci.shards import resolve_shard

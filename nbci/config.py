@@ -69,6 +69,9 @@ class Config:
     history: int = 20
     """How many default-branch commits `nbci publish` reads stored runs of, for each
     metric's range (`nbci.history`); 0 turns history off."""
+    preload: tuple[str, ...] | None = ()
+    """Modules Python kernels get pre-imported besides the notebooks' own imports
+    (`preload = [...]`); None (`preload = false`): every kernel starts from scratch."""
 
 
 def find_config_file(start: Path) -> tuple[Path, str] | None:
@@ -175,6 +178,7 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
             table.get("gates", {}), file, "[tool.nbci.gates]" if in_pyproject else "[gates]"
         ),
         history=int(table.get("history", defaults.history)),
+        preload=_preload(table.get("preload", True)),
     )
 
 
@@ -212,6 +216,13 @@ def _parse_entry(check: _Checker, entry: dict[str, Any], where: str) -> Notebook
         timeout=check.finite(entry, "timeout", None, "seconds", where=where),
         cell_timeout=check.finite(entry, "cell_timeout", None, "seconds", where=where),
     )
+
+
+def _preload(value: bool | list[str]) -> tuple[str, ...] | None:
+    """`preload = false` turns pre-importing off; a list names more modules to pre-import."""
+    if value is False:
+        return None
+    return () if value is True else tuple(value)
 
 
 def _optional_path(value: str | None) -> Path | None:

@@ -229,7 +229,11 @@ def _execute(
             to_run.append(job)
 
     options = ExecuteOptions(
-        root=config.root, out_dir=out_dir, workers=request.workers or config.jobs
+        root=config.root,
+        out_dir=out_dir,
+        workers=request.workers or config.jobs,
+        preload=config.preload is not None,
+        preload_modules=config.preload or (),
     )
     interrupted = False
     try:

@@ -17,13 +17,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import nbformat
-import psutil
 import pytest
+from processes import assert_all_gone
 
 from nbci.execute import ExecuteOptions, execute_jobs, pool, strip_ansi
 from nbci.model import Job, NotebookResult
@@ -54,43 +53,6 @@ def job(job_id: str, notebook: str, **kwargs: Any) -> Job:
 
 def read_record(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
-
-
-# -- the process table (psutil) ----------------------------------------------------
-
-
-def alive(pid: int) -> bool:
-    """True for a process that exists and is not a zombie."""
-    try:
-        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
-    except psutil.Error:
-        return False
-
-
-def kernels_of(workers: Iterable[int]) -> list[int]:
-    """Live processes started by a kernel of one of `workers` (jupyter sets JPY_PARENT_PID)."""
-    marks = {str(pid) for pid in workers}
-    found = []
-    for process in psutil.process_iter():
-        try:
-            mark = process.environ().get("JPY_PARENT_PID")
-        except psutil.Error:
-            continue
-        if mark in marks and alive(process.pid):
-            found.append(process.pid)
-    return found
-
-
-def assert_all_gone(pids: Iterable[int], workers: Iterable[int] = ()) -> None:
-    """Every pid and every kernel process of `workers` ends (SIGKILL lands within moments)."""
-    pids, workers = list(pids), list(workers)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        left = [p for p in pids if alive(p)] + kernels_of(workers)
-        if not left:
-            return
-        time.sleep(0.1)
-    pytest.fail(f"processes outlived their jobs: {left}")
 
 
 # -- tests --------------------------------------------------------------------------

@@ -15,6 +15,10 @@ How it fits together (one module per concern):
 - `handoff` — the worker collects scraps and renders HTML (`nbci.collect`)
   before answering, off the parent's critical path.
 - `kernels` — a fresh kernel per job, started ahead of need (warm kernels).
+- `preload`, `template_keeper`, `fork_client`, `fork_server`, `provisioner` —
+  Python kernels forked from a template process that already imported the
+  kernel machinery and the notebooks' third-party modules (a jupyter_client
+  kernel provisioner); anything else starts normally.
 - `process_tree` — a kernel and everything it started is killed after its job
   (sessions, a child subreaper on Linux, psutil's process table); the parent
   kills the kernels of a worker that died (its job is then `died`).
@@ -35,6 +39,7 @@ from pathlib import Path
 
 from nbci.errors import Interrupted
 from nbci.execute.pool import Pool
+from nbci.execute.preload import modules_to_preload
 from nbci.execute.settings import ExecuteOptions, WorkerSettings
 from nbci.execute.stop_signals import StopSignals
 from nbci.execute.text import strip_ansi
@@ -58,10 +63,13 @@ def execute_jobs(jobs: Sequence[Job], options: ExecuteOptions) -> Iterator[Noteb
         return
     (options.out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     size = max(1, min(options.workers, len(pending)))
+    preload = None
+    if options.preload:
+        preload = tuple(modules_to_preload(jobs, options.root, options.preload_modules))
     with (
         tempfile.TemporaryDirectory(prefix="nbci-kernels-") as scratch,
         StopSignals() as stop,
-        Pool(WorkerSettings.make(options, pending[0], Path(scratch)), size) as pool,
+        Pool(WorkerSettings.make(options, pending[0], Path(scratch), preload), size) as pool,
     ):
 
         def interrupted() -> bool:

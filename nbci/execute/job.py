@@ -97,7 +97,9 @@ def _run_in_kernel(
         await change_directory(kc, running.source_dir, running.settings.start_timeout)
         clock.start()
         worker.sender.send(Started())
+        logger.debug("%s: the kernel answered after %.2f s", running.job.id, clock.elapsed())
         await worker.kernels.prestart(kernel.name, running.source_dir)
+        logger.debug("%s: the next kernel started after %.2f s", running.job.id, clock.elapsed())
 
     graceful = False
     try:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from jupyter_client.manager import AsyncKernelManager
 
     from nbci.execute.settings import WorkerSettings
+    from nbci.execute.template_keeper import TemplateKeeper
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,56 @@ class Kernels:
         """Whether `prestart` starts a kernel (the parent says so with each job)."""
         self._starting = False
         self._terminate_when_started = False
+        self._templates = self._template_keeper()
+        self._forking_specs: Any = None
+
+    @property
+    def preloading(self) -> bool:
+        """Whether a template process is importing for the kernels to come."""
+        return self._templates is not None
+
+    def _template_keeper(self) -> TemplateKeeper | None:
+        """Start the template process, unless preloading is off or impossible here."""
+        if self._settings.preload is None:
+            return None
+        from nbci.execute.provisioner import fall_back, register
+        from nbci.execute.template_keeper import TemplateKeeper
+
+        reason = TemplateKeeper.supported(self._subreaper)
+        if reason is not None:
+            fall_back(reason)
+            return None
+        register()
+        environment = kernel_environment(self._settings.kernel_threads)
+        environment["JPY_PARENT_PID"] = str(os.getpid())
+        keeper = TemplateKeeper(
+            self._settings.scratch,
+            environment,
+            self._settings.preload,
+            self._settings.root,
+            self._template_process,
+        )
+        keeper.start()
+        return keeper
+
+    def _template_process(self, pid: int, alive: bool) -> None:
+        """The template is killed with the kernels (by the parent too, if this worker dies)."""
+        (self.live.add if alive else self.live.discard)(pid)
+        with _logged_failure("reporting template %s", pid):
+            self._sender.send(KernelEvent(pid, alive=alive))
+
+    def _specs_for_start(self) -> Any:
+        """Kernelspecs that fork from the template when it is ready, else the plain ones."""
+        if self._templates is None:
+            return self._specs()
+        socket = self._templates.socket(self._settings.start_timeout)
+        if socket is None:
+            return self._specs()
+        if self._forking_specs is None:
+            from nbci.execute.provisioner import ForkingKernelSpecManager
+
+            self._forking_specs = ForkingKernelSpecManager(socket)
+        return self._forking_specs
 
     def spec(self, name: str) -> Any:
         """The kernelspec called `name`; raises jupyter_client's NoSuchKernel."""
@@ -133,12 +184,14 @@ class Kernels:
 
         self.reap(wait=False)
         kernel, self._warm = self._warm, None
-        if kernel is not None and kernel.name == name and kernel.exit_code() is None:
-            return kernel
-        if kernel is not None:
-            logger.debug("discarding a warm %r kernel: %r is needed", kernel.name, name)
-            self.release(kernel, graceful=False)
-        return run_sync(self._start)(name, cwd)
+        if kernel is None or kernel.name != name or kernel.exit_code() is not None:
+            if kernel is not None:
+                logger.debug("discarding a warm %r kernel: %r is needed", kernel.name, name)
+                self.release(kernel, graceful=False)
+            kernel = run_sync(self._start)(name, cwd)
+        if self._templates is not None:  # a fork is quick: the next kernel boots meanwhile
+            self.warm_up(name, cwd)
+        return kernel
 
     def release(self, kernel: Kernel, *, graceful: bool) -> None:
         """Stop `kernel` and kill whatever it started. Never raises.
@@ -188,6 +241,8 @@ class Kernels:
         if self._warm is not None:
             self.release(self._warm, graceful=False)
             self._warm = None
+        if self._templates is not None:
+            self._templates.stop()
 
     def kill_all(self) -> None:
         """Kill every kernel and what it started (from a signal handler or the parent watch)."""
@@ -215,7 +270,7 @@ class Kernels:
         fd, log = tempfile.mkstemp(prefix=f"{safe_name(name)}-", suffix=".log", dir=scratch)
         km = AsyncKernelManager(
             kernel_name=name,
-            kernel_spec_manager=self._specs(),
+            kernel_spec_manager=self._specs_for_start(),
             connection_file=str(Path(log).with_suffix(".json")),
             shutdown_wait_time=SHUTDOWN_WAIT_S,
         )

@@ -67,6 +67,8 @@ class Pool:
         self.terminated_from_outside = False
         """A worker was stopped by a SIGTERM the parent did not send."""
         self._any_ready = False
+        self._said: set[str] = set()
+        """Messages logged once per run (the same from every worker)."""
 
     def __enter__(self) -> Pool:
         return self
@@ -192,9 +194,14 @@ class Pool:
             case KernelEvent(pid, alive):
                 (worker.kernels.add if alive else worker.kernels.discard)(pid)
             case Log(record):
+                once = getattr(record, "nbci_once", False)
+                if once and record.getMessage() in self._said:
+                    return None
                 target = logging.getLogger(record.name)
                 if target.isEnabledFor(record.levelno):
                     target.handle(record)
+                    if once:
+                        self._said.add(record.getMessage())
         return None
 
     def _bury(self, worker: _Worker) -> list[NotebookResult]:

@@ -26,6 +26,10 @@ class ExecuteOptions:
     """Start each worker's next kernel ahead of need."""
     start_timeout: float = 60.0
     """Seconds a kernel may take to boot."""
+    preload: bool = True
+    """Fork Python kernels from a template that pre-imported what the notebooks import."""
+    preload_modules: tuple[str, ...] = ()
+    """Modules to pre-import on top of the notebooks' own top-level imports."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,17 @@ class WorkerSettings:
     """BLAS/OpenMP threads per kernel: the cores shared among the workers."""
     scratch: Path
     """A temporary folder for kernel logs, removed by the parent (also after a worker dies)."""
+    preload: tuple[str, ...] | None = None
+    """Modules the worker's template pre-imports; None: no template, kernels start normally."""
 
     @classmethod
-    def make(cls, options: ExecuteOptions, first_job: Job, scratch: Path) -> WorkerSettings:
+    def make(
+        cls,
+        options: ExecuteOptions,
+        first_job: Job,
+        scratch: Path,
+        preload: tuple[str, ...] | None = None,
+    ) -> WorkerSettings:
         return cls(
             root=options.root.resolve(),
             out_dir=options.out_dir.resolve(),
@@ -57,6 +69,7 @@ class WorkerSettings:
             parent_pid=os.getpid(),
             kernel_threads=max(1, (os.cpu_count() or 1) // max(1, options.workers)),
             scratch=scratch,
+            preload=preload,
         )
 
 

@@ -33,6 +33,8 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     _watch_parent(settings.parent_pid, kernels)
     context = WorkerContext(settings, kernels, sender)
     try:
+        if kernels.preloading:
+            _import_papermill()  # while the template imports
         kernels.warm_up(settings.kernel_hint, settings.root)
         _import_papermill()  # while the warm kernel boots
         while (assignment := receive_assignment(conn)) is not None:

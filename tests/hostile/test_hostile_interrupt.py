@@ -82,7 +82,12 @@ def wait_for(condition: Callable[[], bool], what: str, *, every: float = 0.002) 
 
 
 def kernel_starting(tag: str) -> bool:
-    return any("ipykernel_launcher" in command_line(pid) for pid in tagged(tag))
+    """A kernel is being started: launched, or forked from (or by) the template process."""
+    return any(
+        marker in command_line(pid)
+        for pid in tagged(tag)
+        for marker in ("ipykernel_launcher", "nbci.execute.fork_server")
+    )
 
 
 def writing(project: Path, process: subprocess.Popen[str]) -> bool:
