@@ -150,6 +150,15 @@ def test_untrusted_results_are_rejected_with_the_field(path: str, value: Any, me
         run_from_dict(_mutate(path, value), source="artifact/results.json")
 
 
+def test_a_name_with_a_line_break_is_quoted_so_the_message_stays_one_line() -> None:
+    """Found by hypothesis: a metric named "\\n" split the message in two."""
+    with pytest.raises(ResultsError) as raised:
+        run_from_dict(_mutate("notebooks/0/metrics", {"a\nb": None}), source="x")
+    assert str(raised.value) == (
+        "x: notebooks[0].metrics['a\\nb']: expected a number or a boolean, got None"
+    )
+
+
 def test_duplicate_job_ids_are_rejected() -> None:
     data = _valid()
     data["notebooks"][1]["id"] = data["notebooks"][0]["id"]
