@@ -217,6 +217,9 @@ class Run:
     planned: tuple[str, ...] = ()
     """A shard run's record of every job id the plan had, in order, so that a merge
     can tell a job that no shard ran; empty for other runs."""
+    report: str | None = None
+    """The report name a stored run was published under (`nbci publish --name`);
+    None in a run folder, and in runs stored before nbci recorded it."""
 
     def get(self, job_id: str) -> NotebookResult | None:
         return next((nb for nb in self.notebooks if nb.id == job_id), None)

@@ -94,6 +94,8 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         "planned": list(run.planned),
         "notebooks": [_notebook_to_dict(nb) for nb in run.notebooks],
     }
+    if run.report is not None:
+        data["report"] = run.report
     return data
 
 
@@ -291,6 +293,7 @@ def run_from_dict(data: Any, *, source: str) -> Run:
             _job_id(job_id, ("planned", i), source)
             for i, job_id in enumerate(data.get("planned", []))
         ),
+        report=data.get("report"),
     )
 
 

@@ -3,6 +3,8 @@ gates' reasons, the CLI and publish import them from here.
 
 - Statuses: `STATUS_LABEL` (words), `STATUS_MARK` (a terminal's one-character
   mark), `STATUS_ICON` (markdown's emoji).
+- A run's verdict in counts (`verdict_facts`, `gates_summary`): the report's
+  line under the headline and the commit status description alike.
 - Changes of a metric against the baseline: `CHANGE_ORDER` (how they are listed
   and counted), `CHANGE_WORD`, `ARROW_UP` / `ARROW_DOWN` for the way a number moved.
 - Numbers (the same in markdown, HTML, `nbci diff` and gate reasons):
@@ -33,7 +35,7 @@ import math
 from collections.abc import Mapping
 from decimal import Decimal
 
-from nbci.model import Change, MetricDelta, Status
+from nbci.model import Change, Comparison, MetricDelta, Run, Status, Verdict
 
 # -- statuses ------------------------------------------------------------------
 
@@ -207,6 +209,36 @@ def _nan_side(delta: MetricDelta) -> str:
     if _is_nan(delta.baseline):
         return "was NaN"
     return ""
+
+
+# -- a run's verdict in counts -------------------------------------------------------
+
+
+def verdict_facts(
+    run: Run, comparison: Comparison | None, verdict: Verdict | None, *, passed_count: bool
+) -> list[str]:
+    """`1 passed`, `1 failed`, `2 cached`, `gates: 1 of 4 failed`, `2 regressions`, …
+
+    `passed_count=False` leaves out how many passed (a headline says it).
+    """
+    counts = run.counts
+    facts = [f"{counts['ok']} {STATUS_LABEL['ok']}"] if passed_count else []
+    facts += [f"{n} {STATUS_LABEL[s]}" for s, n in counts.items() if n and s != "ok"]
+    if run.cached_count:
+        facts.append(f"{run.cached_count} cached")
+    if verdict and verdict.results:
+        facts.append(f"gates: {gates_summary(verdict)}")
+    if comparison:
+        facts.extend(change_facts(change_counts(comparison.deltas)))
+    return facts
+
+
+def gates_summary(verdict: Verdict) -> str:
+    """`2 of 6 failed`, `all 6 passed`, `none apply`."""
+    total, failed = len(verdict.results), len(verdict.failures)
+    if not total:
+        return "none apply"
+    return f"{failed} of {total} failed" if failed else f"all {total} passed"
 
 
 # -- numbers in JSON ---------------------------------------------------------------

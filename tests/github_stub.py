@@ -195,6 +195,42 @@ class GitHubStub:
             self.refs[f"refs/heads/{branch}"] = parent or ""
             return shas
 
+    def put_file(self, branch: str, path: str, data: bytes) -> str:
+        """`path` written on `branch` in one commit, as another tool (or an earlier nbci)
+        would; returns the commit."""
+        with self._lock:
+            tip = self.refs.get(f"refs/heads/{branch}")
+            tree = self._load_tree(self.commits[tip]["tree"]) if tip else _Tree()
+            *folders, name = path.split("/")
+            here = tree
+            for folder in folders:
+                entry = here.entries.setdefault(folder, _Tree())
+                assert isinstance(entry, _Tree), f"{folder} is a file"
+                here = entry
+            here.entries[name] = ("100644", "blob", self._store_blob(data))
+            commit = self._store_commit(f"put {path}", self._write_tree(tree), [tip] if tip else [])
+            self.refs[f"refs/heads/{branch}"] = commit
+            return commit
+
+    def add_merged_branch(self, count: int, *, main_commits: int = 1) -> tuple[list[str], str]:
+        """A feature branch of `count` commits off the default branch, `main_commits` more
+        on the default branch meanwhile, then the merge commit (first parent: the default
+        branch). Returns the feature's commits (oldest first) and the merge commit."""
+        with self._lock:
+            fork = self.refs[f"refs/heads/{self.default_branch}"]
+            feature, parent = [], fork
+            for i in range(count):
+                blob = self._store_blob(f"feature {len(self.commits)} {i}\n".encode())
+                tree = self._write_tree(_Tree({"README.md": ("100644", "blob", blob)}))
+                parent = self._store_commit(f"feature commit {i}", tree, [parent])
+                feature.append(parent)
+            main = self.add_history(main_commits)[-1] if main_commits else fork
+            merge = self._store_commit(
+                "Merge branch 'feature'", self.commits[feature[-1]]["tree"], [main, feature[-1]]
+            )
+            self.refs[f"refs/heads/{self.default_branch}"] = merge
+            return feature, merge
+
     def add_pull(
         self,
         number: int,
@@ -650,6 +686,16 @@ class GitHubStub:
         }
         return sha
 
+    def _reachable(self, sha: str) -> list[str]:
+        """Every ancestor of `sha` (itself included), newest first, as `git log` lists them."""
+        seen, todo = set(), [sha]
+        while todo and len(seen) < 10_000:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(self.commits[current]["parents"])
+        return sorted(seen, key=lambda c: self.commits[c]["committer"]["date"], reverse=True)
+
     def _commit_json(self, sha: str) -> dict[str, Any]:
         commit = self.commits[sha]
         return {
@@ -915,11 +961,7 @@ class GitHubStub:
         sha = self.refs.get(f"refs/heads/{start}", start)
         if sha not in self.commits:
             raise ApiError(404, f"No commit found for SHA: {start}")
-        chain = []
-        while sha and len(chain) < 10_000:  # first-parent history, newest first
-            chain.append(sha)
-            parents = self.commits[sha]["parents"]
-            sha = parents[0] if parents else None
+        chain = self._reachable(sha)  # like GitHub: every ancestor, newest first
         items = []
         for c in chain:
             commit = self._commit_json(c)

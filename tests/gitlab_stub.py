@@ -114,6 +114,8 @@ class GitLabStub:
         self.notes: dict[int, list[dict[str, Any]]] = {}
         self.statuses: list[dict[str, Any]] = []
         self._ids = iter(range(5_000_001, 10**9))
+        self.honours_first_parent = True
+        """False: list every ancestor whatever `first_parent` says, as older GitLab does."""
         self._clock = 0
         self._lock = threading.RLock()
         self.base_url = ""
@@ -165,6 +167,23 @@ class GitLabStub:
                 shas.append(parent)
             self.branches[branch] = shas[-1]
             return shas
+
+    def add_merged_branch(self, count: int, *, main_commits: int = 1) -> tuple[list[str], str]:
+        """A feature branch of `count` commits off the default branch, `main_commits` more
+        on the default branch meanwhile, then the merge commit (first parent: the default
+        branch). Returns the feature's commits (oldest first) and the merge commit."""
+        with self._lock:
+            fork = self.branches[self.default_branch]
+            files = dict(self.commits[fork]["files"])
+            feature, parent = [], fork
+            for i in range(count):
+                files["README.md"] = self._store_blob(f"feature {len(self.commits)} {i}\n".encode())
+                parent = self._store_commit(f"feature commit {i}", dict(files), [parent])
+                feature.append(parent)
+            main = self.add_history(main_commits)[-1] if main_commits else fork
+            merge = self._store_commit("Merge branch 'feature'", files, [main, feature[-1]])
+            self.branches[self.default_branch] = merge
+            return feature, merge
 
     def add_merge_request(self, iid: int, *, base_sha: str) -> MergeRequest:
         """A merge request of one commit on `base_sha` into the default branch."""
@@ -472,7 +491,13 @@ class GitLabStub:
         self._clock += 1
         payload = json.dumps([message, sorted(files.items()), parents, self._clock])
         sha = hashlib.sha1(payload.encode()).hexdigest()
-        self.commits[sha] = {"id": sha, "message": message, "files": files, "parents": parents}
+        self.commits[sha] = {
+            "id": sha,
+            "message": message,
+            "files": files,
+            "parents": parents,
+            "clock": self._clock,
+        }
         return sha
 
     def _commit_json(self, sha: str) -> dict[str, Any]:
@@ -520,17 +545,17 @@ class GitLabStub:
 
     def _list_commits(self, match: re.Match, query: dict, body: Any) -> tuple:
         sha = self._resolve(query.get("ref_name") or self.default_branch)
-        history = []
+        first_parent = _flag(query.get("first_parent")) and self.honours_first_parent
         seen: set[str] = set()
-        queue = [sha]
-        while queue:  # first parents only when asked, else every ancestor (newest first)
-            current = queue.pop(0)
-            if current in seen:
-                continue
-            seen.add(current)
-            history.append(self._commit_json(current))
-            parents = self.commits[current]["parents"]
-            queue.extend(parents[:1] if _flag(query.get("first_parent")) else parents)
+        todo = [sha]
+        while todo:  # first parents only when asked, else every ancestor
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                parents = self.commits[current]["parents"]
+                todo.extend(parents[:1] if first_parent else parents)
+        newest_first = sorted(seen, key=lambda c: self.commits[c]["clock"], reverse=True)
+        history = [self._commit_json(c) for c in newest_first]
         return self._paginate(history, query, "/repository/commits")
 
     def _create_commit(self, match: re.Match, query: dict, body: Any) -> tuple:

@@ -9,6 +9,7 @@ import struct
 import urllib.request
 import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,12 @@ from github_stub import READ_ONLY, GitHubStub
 
 from nbci.errors import PublishError, ResultsError, UsageError
 from nbci.gates import parse_gates
+from nbci.judge import Criteria, judge
 from nbci.model import ErrorInfo, Figure, NotebookResult, Run, Scrap
 from nbci.publish import PublishOptions, PublishOutcome, RetryPolicy, publish
 from nbci.publish.comment import COMMENT_LIMIT, comment_body, marker
+from nbci.publish.status import describe
+from nbci.render.build import build_view
 from nbci.results import write_run
 
 FAST = RetryPolicy(pace=False, backoff=0.05, max_wait=10, max_total_wait=30, timeout=10)
@@ -336,9 +340,9 @@ def test_baseline_stored_on_push_and_found_for_a_later_pr(
         options(make_run(tmp_path / "main", accuracy=0.9)), push_env(gh, tmp_path, base)
     )
     assert stored.kind == "baseline" and stored.stored_baseline
-    results = json.loads(gh.file_at("nbci-assets", f"runs/{base}/results.json") or b"")
+    results = json.loads(gh.file_at("nbci-assets", f"runs/{base}/nbci/results.json") or b"")
     assert results["notebooks"][0]["metrics"]["accuracy"] == 0.9
-    assert gh.file_at("nbci-assets", f"runs/{base}/figures/train/roc.png") == png(2)
+    assert gh.file_at("nbci-assets", f"runs/{base}/nbci/figures/train/roc.png") == png(2)
     assert gh.statuses[-1]["sha"] == base
     assert len(gh.calls("POST", r"/git/commits$")) == 1  # results and figures: one commit
 
@@ -351,7 +355,7 @@ def test_baseline_stored_on_push_and_found_for_a_later_pr(
     assert f"{base[:12]}, the base commit" in body
     assert "0.9000" in body and "0.8000" in body
     # The changed figure beside the baseline's; the pixel-identical one named only.
-    base_urls = [u for u in image_urls(body) if f"/runs/{base}/" in u]
+    base_urls = [u for u in image_urls(body) if f"/runs/{base}/nbci/" in u]
     assert len(base_urls) == 1 and fetch(base_urls[0]) == png(1)
     assert "1 unchanged figure</summary>\n\nroc" in body
 
@@ -389,7 +393,33 @@ def test_a_push_compares_with_its_parent_and_gates_use_it(
     assert not outcome.passed
     status = gh.statuses[-1]
     assert status["state"] == "failure" and status["sha"] == main_history[4]
-    assert status["description"] == "1 ok · 1 regression · 1 of 1 gates failed"
+    assert status["description"] == "1 passed · gates: 1 of 1 failed · 1 regression"
+
+
+def test_the_status_description_counts_in_the_reports_words() -> None:
+    """The commit status and the report's line under the headline are worded alike."""
+    jobs = [
+        NotebookResult(id=f"{status}-{i}", path=f"nb/{status}.ipynb", parameters={"i": i},
+                       status=status, cached=i == 0, metrics={"accuracy": 0.5 + i / 10})
+        for status in ("ok", "timeout", "died") for i in range(2)
+    ]  # fmt: skip
+    run = Run(notebooks=tuple(jobs), created="2026-11-26T22:00:00Z")
+    base = Run(
+        notebooks=tuple(replace(nb, metrics={"accuracy": 0.9}) for nb in jobs),
+        created="2026-11-25T22:00:00Z",
+    )
+    gates = parse_gates({"accuracy": {"max_drop": 0.5}}, "nbci.toml")
+    judgement = judge(run, base, label="base", criteria=Criteria(gates))
+
+    description = describe(run, judgement.verdict, judgement.comparison)
+    facts = build_view(run, comparison=judgement.comparison, verdict=judgement.verdict)
+
+    assert description == " · ".join(facts.verdict.facts)
+    assert description == (
+        "2 passed · 2 timed out · 2 kernel died · 3 cached · gates: 4 of 6 failed · 6 regressions"
+    )
+    interrupted = replace(run, interrupted=True, notebooks=())
+    assert describe(interrupted, None) == "interrupted · no notebooks"
 
 
 def test_no_baseline_says_so(gh: GitHubStub, main_history: list[str], tmp_path: Path) -> None:
@@ -404,14 +434,18 @@ def test_a_tampered_stored_baseline_is_rejected_not_trusted(
 ) -> None:
     base = main_history[-1]
     publish(options(make_run(tmp_path / "main")), push_env(gh, tmp_path, base))
-    path = f"runs/{base}/results.json"
+    path = f"runs/{base}/nbci/results.json"
     bad = json.loads(gh.file_at("nbci-assets", path) or b"")
     bad["notebooks"][0]["figures"] = [{"name": "x", "path": "figures/../../../etc/passwd"}]
     tip = gh.ref_sha("nbci-assets")
     with gh._lock:  # rewrite the branch as a hostile writer would
         blob = gh._store_blob(json.dumps(bad).encode())
         tree = gh._load_tree(gh.commits[tip]["tree"])
-        tree.entries["runs"].entries[base].entries["results.json"] = ("100644", "blob", blob)  # type: ignore[union-attr]
+        tree.entries["runs"].entries[base].entries["nbci"].entries["results.json"] = (
+            "100644",
+            "blob",
+            blob,
+        )  # type: ignore[union-attr]
         gh.refs["refs/heads/nbci-assets"] = gh._store_commit("tamper", gh._write_tree(tree), [tip])
     gh.add_pull(14, base_sha=base)
 
@@ -435,7 +469,7 @@ def test_status_goes_on_the_head_sha_not_the_merge_sha(
     (status,) = gh.statuses
     assert status["sha"] == pull.head_sha == outcome.sha != pull.merge_sha
     assert status["context"] == "nbci" and status["state"] == "success"
-    assert status["description"].startswith("1 ok")
+    assert status["description"].startswith("1 passed")
     assert len(status["description"]) <= 140
     assert status["target_url"] == f"{gh.server_url}/{gh.repo}/actions/runs/4242"
 

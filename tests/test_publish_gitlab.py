@@ -94,9 +94,9 @@ def test_default_branch_publish_stores_the_baseline(
     out = make_run(tmp_path / "out", figures={"confusion": 3})
     outcome = publish(options(out), push_env(gl, sha))
     assert outcome.kind == "baseline" and outcome.stored_baseline
-    stored = gl.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{sha}/results.json")
+    stored = gl.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{sha}/nbci/results.json")
     assert stored is not None and b'"accuracy"' in stored
-    assert gl.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{sha}/figures/train/confusion.png")
+    assert gl.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{sha}/nbci/figures/train/confusion.png")
     assert len(gl.calls("POST", r"/repository/commits$")) == 1
     (status,) = gl.statuses
     assert (status["sha"], status["status"], status["name"]) == (sha, "success", "nbci")
@@ -150,6 +150,25 @@ def test_an_mr_is_compared_with_the_nearest_stored_first_parent_ancestor(
     (history,) = gl.calls("GET", r"/repository/commits$")
     assert history.query["ref_name"] == main_history[-1]
     assert history.query["first_parent"].lower() == "true"
+
+
+@pytest.mark.parametrize("honours_first_parent", [True, False])
+def test_a_merged_branchs_stored_runs_are_never_the_baseline(
+    gl: GitLabStub, main_history: list[str], tmp_path: Path, honours_first_parent: bool
+) -> None:
+    """Only first parents are followed, also where the server lists every ancestor."""
+    gl.honours_first_parent = honours_first_parent
+    store_baseline(gl, tmp_path, main_history[-1], accuracy=0.5)
+    feature, merge = gl.add_merged_branch(2, main_commits=0)
+    for sha in feature:
+        store_baseline(gl, tmp_path, sha, accuracy=0.99)
+    gl.add_merge_request(18, base_sha=merge)  # the merge commit has no stored run
+
+    outcome = publish(options(make_run(tmp_path / "out", accuracy=0.75)), mr_env(gl, 18))
+
+    assert outcome.baseline_sha == main_history[-1]
+    (note,) = gl.mr_notes(18)
+    assert "1 commit before the base commit" in note["body"]
 
 
 def test_the_note_on_page_3_of_150_is_found(
@@ -386,7 +405,7 @@ def test_a_tampered_stored_baseline_is_rejected_not_trusted(
     gl: GitLabStub, main_history: list[str], tmp_path: Path
 ) -> None:
     store_baseline(gl, tmp_path, main_history[-1])
-    path = f"{ASSETS_ROOT}/runs/{main_history[-1]}/results.json"
+    path = f"{ASSETS_ROOT}/runs/{main_history[-1]}/nbci/results.json"
     gl.before_next(
         "GET",
         r"/repository/blobs/",

@@ -8,15 +8,18 @@ last commits: ranges, wording and trend charts hosted like figures.
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from github_stub import GitHubStub
-from test_publish import fetch, image_urls, options, pr_env, push_env
+from test_publish import fetch, image_urls, make_run, options, png, pr_env, push_env
 
+from nbci._files import safe_name
 from nbci.model import NotebookResult, Run
 from nbci.publish import publish
+from nbci.publish.forge import first_parent_line
 from nbci.results import write_run
 
 NOISY = [11.2, 12.9, 10.4, 13.8, 11.9, 12.2, 10.9, 13.1, 12.6, 11.5, 12.0, 13.4]
@@ -118,7 +121,11 @@ def test_a_corrupt_stored_run_is_skipped_with_a_note(gh: GitHubStub, tmp_path: P
     with gh._lock:  # a stored run damaged on the branch
         blob = gh._store_blob(b'{"schema": "nbci.results/999", "notebooks": []}')
         tree = gh._load_tree(gh.commits[tip]["tree"])
-        tree.entries["runs"].entries[broken].entries["results.json"] = ("100644", "blob", blob)  # type: ignore[union-attr]
+        tree.entries["runs"].entries[broken].entries["nbci"].entries["results.json"] = (
+            "100644",
+            "blob",
+            blob,
+        )  # type: ignore[union-attr]
         gh.refs["refs/heads/nbci-assets"] = gh._store_commit("tamper", gh._write_tree(tree), [tip])
     gh.add_pull(23, base_sha=shas[-1])
 
@@ -149,7 +156,7 @@ def test_history_zero_reads_nothing_more(gh: GitHubStub, tmp_path: Path) -> None
     assert len(gh.calls("GET", r"/git/blobs/")) - before == 1  # the baseline only
     body = gh.pr_comments(24)[0]["body"]
     assert "within the base branch's range" not in body and "#### Trends" not in body
-    assert json.loads(gh.file_at("nbci-assets", f"runs/{shas[-1]}/results.json") or b"")
+    assert json.loads(gh.file_at("nbci-assets", f"runs/{shas[-1]}/nbci/results.json") or b"")
 
 
 def test_history_on_gitlab_too(tmp_path: Path) -> None:
@@ -177,3 +184,139 @@ def test_history_on_gitlab_too(tmp_path: Path) -> None:
         for url in charts:
             assert f"/-/raw/{outcome.assets_commit}/" in url
             assert fetch(url).startswith(PNG)
+
+
+def test_a_merged_branchs_stored_runs_are_neither_history_nor_baseline(
+    gh: GitHubStub, tmp_path: Path
+) -> None:
+    """The commit listing holds a merged feature branch's commits between the default
+    branch's own; only the first-parent line is the base branch's history."""
+    main = store_history(gh, tmp_path, NOISY[:6])
+    feature, merge = gh.add_merged_branch(3, main_commits=0)
+    for i, sha in enumerate(feature):  # stored runs far off the default branch's
+        out = run_dir(tmp_path / f"feature-{i}", train_time_s=90.0 + i, accuracy=0.1)
+        assert publish(options(out), push_env(gh, tmp_path, sha)).stored_baseline
+    listed = list_commits(gh, merge)
+    assert listed[:4] == [merge, *reversed(feature)]  # the stand-in lists them like GitHub
+    assert main[-1] in listed
+    gh.add_pull(24, base_sha=merge)  # the merge commit has no stored run of its own
+
+    outcome = publish(
+        options(run_dir(tmp_path / "pr", train_time_s=30.0, accuracy=0.9)),
+        pr_env(gh, tmp_path, 24),
+    )
+
+    assert outcome.baseline_sha == main[-1]  # the first parent, not the feature's tip
+    body = gh.pr_comments(24)[0]["body"]
+    assert f"{main[-1][:12]}, 1 commit before the base commit" in body
+    assert not [sha for sha in feature if sha[:12] in body]
+    assert "above the base branch's range" in body  # 30 s: outside the main line's spread
+    assert "improved" not in body  # accuracy equals the main line's, not the feature's 0.1
+
+
+def list_commits(gh: GitHubStub, sha: str) -> list[str]:
+    request = urllib.request.Request(
+        f"{gh.api_url}/repos/{gh.repo}/commits?sha={sha}&per_page=100",
+        headers={"Authorization": f"token {gh.token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return [commit["sha"] for commit in json.load(answer)]
+
+
+# -- report names: each report keeps its own stored runs --------------------------
+
+
+def store_runs(
+    gh: GitHubStub, tmp_path: Path, shas: list[str], name: str, **metrics: float
+) -> None:
+    for i, sha in enumerate(shas):
+        out = run_dir(tmp_path / f"{name}-{i}", **metrics)
+        assert publish(options(out, name=name), push_env(gh, tmp_path, sha)).stored_baseline
+
+
+def test_two_reports_keep_their_own_stored_runs(gh: GitHubStub, tmp_path: Path) -> None:
+    shas = gh.add_history(6)
+    store_runs(gh, tmp_path, shas, "ml/gpu", accuracy=0.5, train_time_s=90.0)
+    store_runs(gh, tmp_path, shas, "cpu", accuracy=0.9, train_time_s=12.0)
+    assert safe_name("ml/gpu") != "ml/gpu"  # a file-safe folder: no runs/<sha>/ml/gpu/
+    for name, accuracy in (("ml/gpu", 0.5), ("cpu", 0.9)):  # neither overwrote the other
+        path = f"runs/{shas[-1]}/{safe_name(name)}/results.json"
+        stored = json.loads(gh.file_at("nbci-assets", path) or b"")
+        assert stored["report"] == name
+        assert stored["notebooks"][0]["metrics"]["accuracy"] == accuracy
+    gh.add_pull(25, base_sha=shas[-1])
+
+    outcome = publish(
+        options(run_dir(tmp_path / "pr", accuracy=0.9, train_time_s=12.0), name="cpu"),
+        pr_env(gh, tmp_path, 25),
+    )
+
+    assert outcome.baseline_sha == shas[-1] and outcome.notes == ()
+    body = gh.pr_comments(25)[0]["body"]
+    assert "no metric regressed or improved" in body  # cpu's runs, not gpu's
+    assert "0.5000" not in body and "90.00" not in body
+
+
+def test_a_run_stored_without_a_name_by_an_earlier_nbci_is_still_read(
+    gh: GitHubStub, tmp_path: Path
+) -> None:
+    shas = gh.add_history(2)
+    old = make_run(tmp_path / "old", accuracy=0.8)  # with figures/train/{confusion,roc}.png
+    for path in ("results.json", "figures/train/roc.png", "figures/train/confusion.png"):
+        gh.put_file("nbci-assets", f"runs/{shas[0]}/{path}", (old / path).read_bytes())
+    gh.add_pull(26, base_sha=shas[-1])
+
+    outcome = publish(
+        options(make_run(tmp_path / "pr", accuracy=0.7), name="cpu"), pr_env(gh, tmp_path, 26)
+    )
+
+    assert outcome.baseline_sha == shas[0] and outcome.notes == ()
+    body = gh.pr_comments(26)[0]["body"]
+    assert f"{shas[0][:12]}, 1 commit before the base commit" in body
+    assert "0.8000" in body and "regressed" in body
+    base_figures = [u for u in image_urls(body) if f"/runs/{shas[0]}/figures/" in u]
+    assert len(base_figures) == 2  # the old layout's figures, shown beside the new ones
+    assert sorted(fetch(u) for u in base_figures) == sorted((png(1), png(2)))
+
+
+def test_a_run_stored_for_another_report_is_skipped_with_a_note(
+    gh: GitHubStub, tmp_path: Path
+) -> None:
+    shas = gh.add_history(7)
+    store_runs(gh, tmp_path, shas[:6], "cpu", accuracy=0.9, train_time_s=12.0)
+    foreign = shas[-1]  # the base commit: a run of report "gpu" put in cpu's folder
+    stored = json.loads(gh.file_at("nbci-assets", f"runs/{shas[0]}/cpu/results.json") or b"")
+    stored.update(report="gpu")
+    stored["notebooks"][0]["metrics"]["accuracy"] = 0.1
+    gh.put_file("nbci-assets", f"runs/{foreign}/cpu/results.json", json.dumps(stored).encode())
+    gh.add_pull(27, base_sha=foreign)
+
+    outcome = publish(
+        options(run_dir(tmp_path / "pr", accuracy=0.9, train_time_s=12.0), name="cpu"),
+        pr_env(gh, tmp_path, 27),
+    )
+
+    assert outcome.passed and outcome.baseline_sha == shas[-2]  # the nearest run of cpu's own
+    skipped = [n for n in outcome.notes if foreign[:12] in n]
+    assert skipped and all("is report 'gpu''s, not 'cpu''s" in n for n in skipped)
+    body = gh.pr_comments(27)[0]["body"]
+    assert "no metric regressed or improved" in body  # neither baseline nor history
+    assert "0.1000" not in body
+    assert "is report 'gpu''s" in body  # the note, in the comment's small print
+
+
+def test_the_first_parent_line_reads_the_listing_no_further_than_it_needs() -> None:
+    """c3 merges the feature f1-f2 into c2; listed newest first like `git log`."""
+    listing = [("c3", ["c2", "f2"]), ("f2", ["f1"]), ("c2", ["c1"]), ("f1", ["c1"]), ("c1", [])]
+    read: list[str] = []
+
+    def lazily() -> Iterator[tuple[str, list[str]]]:
+        for sha, parents in listing:
+            read.append(sha)
+            yield sha, parents
+
+    assert first_parent_line("c3", lazily(), 2) == ["c3", "c2"]
+    assert read == ["c3", "f2", "c2"]
+    assert first_parent_line("c3", iter(listing), 10) == ["c3", "c2", "c1"]
+    assert first_parent_line("f2", iter(listing[1:]), 10) == ["f2", "f1", "c1"]
+    assert first_parent_line("gone", iter(listing), 10) == []

@@ -63,6 +63,19 @@ def test_round_trip_keeps_every_field_and_non_finite_values(tmp_path: Path) -> N
     assert (back.git, back.environment, back.created) == (run.git, run.environment, run.created)
 
 
+def test_a_stored_run_records_its_report_name_and_a_run_folder_does_not(
+    tmp_path: Path,
+) -> None:
+    """`report` is optional (issue 13): absent from `nbci run`'s results.json, kept when set."""
+    plain = json.loads(write_run(sample_run(), tmp_path / "plain").read_text())
+    assert "report" not in plain and read_run(tmp_path / "plain").report is None
+    named = replace(sample_run(), report="ml/gpu")
+    data = json.loads(write_run(named, tmp_path / "named").read_text())
+    assert data["report"] == "ml/gpu"
+    assert list(Draft202012Validator(_shipped_schema()).iter_errors(data)) == []
+    assert read_run(tmp_path / "named").report == "ml/gpu"
+
+
 def test_contract_field_names(tmp_path: Path) -> None:
     data = json.loads(write_run(sample_run(), tmp_path).read_text())
     assert data["schema"] == "nbci.results/2"
@@ -129,11 +142,21 @@ def _mutate(path: str, value: Any) -> dict[str, Any]:
         ("notebooks/0/notes", "x", "notes: expected a list"),
         ("shard", "1/x", "shard: expected K/N"),
         ("git", "main", "git: expected an object"),
+        ("report", 7, "report: expected a string"),
     ],
 )
 def test_untrusted_results_are_rejected_with_the_field(path: str, value: Any, message: str) -> None:
     with pytest.raises(ResultsError, match=message.replace("(", r"\(").replace("[", r"\[")):
         run_from_dict(_mutate(path, value), source="artifact/results.json")
+
+
+def test_a_name_with_a_line_break_is_quoted_so_the_message_stays_one_line() -> None:
+    """Found by hypothesis: a metric named "\\n" split the message in two."""
+    with pytest.raises(ResultsError) as raised:
+        run_from_dict(_mutate("notebooks/0/metrics", {"a\nb": None}), source="x")
+    assert str(raised.value) == (
+        "x: notebooks[0].metrics['a\\nb']: expected a number or a boolean, got None"
+    )
 
 
 def test_duplicate_job_ids_are_rejected() -> None:

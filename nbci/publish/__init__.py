@@ -157,7 +157,9 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
             forge, tip, run, figures, target, baseline, comparison, options, notes, Path(work_dir)
         )
         figures = Figures((*figures.files, *review.images), figures.skipped)
-        hosting = steps.host(forge, tip, target, run, figures, notes, extra=review.notebooks)
+        hosting = steps.host(
+            forge, tip, target, run, figures, notes, extra=review.notebooks, report=options.name
+        )
     report = render_report(
         run,
         comparison=comparison,
@@ -207,7 +209,7 @@ def _prepare(
     work_dir: Path,
 ) -> Prepared:
     """Charts, difference images (for a review) and notebooks for the assets commit."""
-    folder = steps.assets_folder(target)
+    folder = steps.assets_folder(target, options.name)
     if folder is None:
         return Prepared(Drawn({}))
     return prepare(

@@ -8,9 +8,12 @@ never shows newer images. How the commit is made and what the link looks like
 is the forge's (`github`, `gitlab`); what goes in it is decided here. Layout of
 the branch:
 
-    pr/<number>/figures/<job-id>/<name>.png     the latest figures of a review
-    runs/<sha>/results.json                     a default-branch commit's results (the baseline)
-    runs/<sha>/figures/<job-id>/<name>.png      and its figures
+    pr/<number>/figures/<job-id>/<name>.png              the latest figures of a review
+    runs/<sha>/<report>/results.json                     a default-branch commit's results
+                                                         (the baseline), one per report name
+    runs/<sha>/<report>/figures/<job-id>/<name>.png      and its figures
+    runs/<sha>/results.json (and figures/...)            stored by an earlier nbci without
+                                                         the name: still read (`baseline`)
 """
 
 from __future__ import annotations

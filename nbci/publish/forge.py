@@ -14,7 +14,7 @@ do without.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -103,7 +103,8 @@ class Forge(Protocol):
         ...
 
     def ancestors(self, start: str, depth: int) -> Sequence[str]:
-        """`start` and its first-parent ancestors, nearest first, at most `depth` of them."""
+        """`start` and its first-parent ancestors, nearest first, at most `depth` of them
+        (`first_parent_line` over the forge's commit listing)."""
         ...
 
     # the sticky comment
@@ -129,3 +130,41 @@ class Forge(Protocol):
     ) -> str | None:
         """A check run with the report; None where the forge has none (GitLab)."""
         ...
+
+
+LISTING_FACTOR = 10
+"""How many listed commits a first-parent line of `depth` commits may read (and at
+least 100, one page): merged branches' commits fill the listing in between."""
+
+
+def first_parent_line(
+    start: str, listing: Iterable[tuple[str, Sequence[str]]], depth: int
+) -> list[str]:
+    """`start` and its first-parent ancestors, nearest first, at most `depth` of them.
+
+    `listing` is the forge's commit listing from `start` as (sha, parent shas),
+    which holds every ancestor: on a default branch that merges feature
+    branches, their commits too, in date order. Only first parents are
+    followed, so a merged branch's commits are never part of the line. The
+    listing is read lazily (page by page) and no further than the line needs,
+    at most `max(100, LISTING_FACTOR * depth)` commits; the line ends where the
+    listing does.
+    """
+    parents: dict[str, str | None] = {}
+    line: list[str] = []
+    wanted: str | None = start
+    listed = iter(listing)
+    budget = max(100, LISTING_FACTOR * depth)
+    while wanted is not None and len(line) < depth:
+        while wanted not in parents and budget > 0:
+            entry = next(listed, None)
+            if entry is None:
+                return line
+            sha, shas = entry
+            parents[sha] = shas[0] if shas else None
+            budget -= 1
+        if wanted not in parents:
+            break
+        line.append(wanted)
+        wanted = parents[wanted]
+    return line

@@ -20,7 +20,6 @@ import binascii
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any
 from urllib.parse import quote
 
@@ -28,7 +27,7 @@ from nbci.errors import PublishError, ResultsError
 from nbci.publish.assets import Asset, Tip, stored_source
 from nbci.publish.client import Session
 from nbci.publish.context import Context, resolve_target
-from nbci.publish.forge import BranchMoved, Comment, Target
+from nbci.publish.forge import BranchMoved, Comment, Target, first_parent_line
 from nbci.publish.status import fit
 
 logger = logging.getLogger(__name__)
@@ -145,8 +144,9 @@ class GitHubForge:
 
     def ancestors(self, start: str, depth: int) -> Sequence[str]:
         with self.session.errors(f"list the history of {start[:12]}", CONTENTS_READ):
-            history = self.session.repo.get_commits(sha=start)
-            return [commit.sha for commit in islice(history, depth)]
+            listing = self.session.repo.get_commits(sha=start)
+            entries = ((c.sha, [p.sha for p in c.parents]) for c in listing)  # no extra request
+            return first_parent_line(start, entries, depth)
 
     # -- the sticky comment ------------------------------------------------------
 

@@ -26,13 +26,12 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Sequence
-from itertools import islice
 from typing import Any
 from urllib.parse import quote
 
 from nbci.errors import ResultsError, UsageError
 from nbci.publish.assets import Asset, Tip, stored_source
-from nbci.publish.forge import BranchMoved, Comment, Target
+from nbci.publish.forge import BranchMoved, Comment, Target, first_parent_line
 from nbci.publish.gitlab_client import READ, WRITE, GitLabSession
 from nbci.publish.gitlab_context import GitLabContext
 from nbci.publish.status import fit
@@ -184,10 +183,11 @@ class GitLabForge:
 
     def ancestors(self, start: str, depth: int) -> Sequence[str]:
         with self.session.errors(f"list the history of {start[:12]}", READ):
-            history = self.project.commits.list(
-                ref_name=start, first_parent=True, per_page=min(depth, 100), iterator=True
-            )
-            return [str(commit.id) for commit in islice(history, depth)]
+            listing = self.project.commits.list(
+                ref_name=start, first_parent=True, per_page=100, iterator=True
+            )  # a server that ignores first_parent lists every ancestor
+            entries = ((str(c.id), [str(p) for p in c.parent_ids]) for c in listing)
+            return first_parent_line(start, entries, depth)
 
     # -- the sticky note -----------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The base branch's history for a review: the stored runs of its last N commits.
 
-Publish stores each default-branch run under `runs/<sha>/` on the assets
-branch. For a pull request (or merge request), the last `history` commits
+Publish stores each default-branch run under `runs/<sha>/<report>/` on the
+assets branch (`baseline`). For a pull request (or merge request), the last `history` commits
 along the base commit's first-parent line are listed (`Forge.ancestors`: one
 commit listing, 100 a page), and the stored run of each one that has one is
 read: one file read per run, the assets branch's tree having been listed once
@@ -9,8 +9,9 @@ for the whole publish. So the number of requests grows with the history's
 length, never with the number of metrics.
 
 History informs the judgement and never stops a publish: a stored run that is
-too big, not valid JSON, of another schema or otherwise malformed is skipped
-with a note, and a history that cannot be listed at all is a note too.
+too big, not valid JSON, of another schema, of another report name or
+otherwise malformed is skipped with a note, and a history that cannot be
+listed at all is a note too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from nbci.errors import NbciError, ResultsError
 from nbci.history import MIN_RUNS
 from nbci.model import Comparison, Run, Verdict
 from nbci.publish.assets import FigureFile, Figures, Tip
-from nbci.publish.baseline import load_stored_run, stored_runs
+from nbci.publish.baseline import OtherReport, load_stored_run, stored_runs
 
 if TYPE_CHECKING:
     from nbci.publish.forge import Forge
@@ -46,6 +47,7 @@ def read_history(
     start: str,
     *,
     commits: int,
+    report: str,
     notes: list[str],
     known: Mapping[str, Run] | None = None,
 ) -> History:
@@ -54,7 +56,7 @@ def read_history(
     `known`: runs already read (the baseline), by commit, so they are not read
     twice. Never raises: what goes wrong is added to `notes`.
     """
-    stored = stored_runs(tip)
+    stored = stored_runs(tip, report)
     if commits <= 0 or len(stored) < MIN_RUNS or tip.truncated:
         return History()  # too few stored runs for any range: not worth a request
     try:
@@ -67,7 +69,7 @@ def read_history(
     for sha in reversed(line):  # oldest first
         if sha not in stored:
             continue
-        run = (known or {}).get(sha) or _load(forge, tip, sha, notes)
+        run = (known or {}).get(sha) or _load(forge, tip, sha, stored[sha], report, notes)
         if run is not None:
             runs.append(run)
             shas.append(sha)
@@ -75,10 +77,12 @@ def read_history(
     return History(tuple(runs), tuple(shas))
 
 
-def _load(forge: Forge, tip: Tip, sha: str, notes: list[str]) -> Run | None:
+def _load(
+    forge: Forge, tip: Tip, sha: str, folder: str, report: str, notes: list[str]
+) -> Run | None:
     try:
-        return load_stored_run(forge, tip, sha)
-    except ResultsError as exc:
+        return load_stored_run(forge, tip, folder, report)
+    except (ResultsError, OtherReport) as exc:
         notes.append(f"history: the stored run of {sha[:12]} was skipped: {exc}")
     except NbciError as exc:
         notes.append(f"history: the stored run of {sha[:12]} could not be read: {exc}")

@@ -10,6 +10,7 @@ characters (GitHub's limit; GitLab allows more); its link points to the run.
 from __future__ import annotations
 
 from nbci.model import Comparison, Run, Verdict
+from nbci.vocabulary import STATUS_LABEL, verdict_facts
 
 DESCRIPTION_LIMIT = 140
 
@@ -20,25 +21,17 @@ def passed(run: Run, verdict: Verdict | None) -> bool:
 
 
 def describe(run: Run, verdict: Verdict | None, comparison: Comparison | None = None) -> str:
-    """The status line: `3 ok, 1 failed (2 cached) · 2 regressions · 1 of 4 gates failed`.
+    """The status line: `interrupted · 3 passed · 1 failed · 2 cached · gates: 1 of 4 failed ·
+    2 regressions`, the report's counts in its words (`nbci.vocabulary.verdict_facts`).
 
     At most 140 characters, as GitHub allows.
     """
-    counts = run.counts
-    parts = [f"{n} {status}" for status, n in counts.items() if n]
-    text = ", ".join(parts) or "no notebooks"
-    if run.cached_count:
-        text += f" ({run.cached_count} cached)"
+    facts = verdict_facts(run, comparison, verdict, passed_count=bool(run.notebooks))
+    if not run.notebooks:
+        facts.insert(0, "no notebooks")
     if run.interrupted:
-        text += ", interrupted"
-    if comparison is not None:
-        regressions = len(comparison.regressions)
-        text += f" · {regressions} regression{'s' if regressions != 1 else ''}"
-    if verdict is not None and verdict.results:
-        failed = len(verdict.failures)
-        gates = len(verdict.results)
-        text += f" · {failed} of {gates} gates failed" if failed else f" · {gates} gates passed"
-    return fit(text, DESCRIPTION_LIMIT)
+        facts.insert(0, STATUS_LABEL["interrupted"])
+    return fit(" · ".join(facts), DESCRIPTION_LIMIT)
 
 
 def fit(text: str, limit: int, *, note: str = "…") -> str:

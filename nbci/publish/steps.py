@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from nbci.errors import ResultsError, UsageError
@@ -58,6 +59,8 @@ def baseline_for(
             forge,
             tip,
             target.base_sha,
+            report=options.name,
+            notes=notes,
             include_start=target.kind != "baseline",  # a push compares with its ancestors
             depth=options.baseline_depth,
         )
@@ -83,7 +86,13 @@ def history_for(
         return History()
     known = {baseline.sha: baseline.run}
     return read_history(
-        forge, tip, target.base_sha, commits=options.history, notes=notes, known=known
+        forge,
+        tip,
+        target.base_sha,
+        commits=options.history,
+        report=options.name,
+        notes=notes,
+        known=known,
     )
 
 
@@ -118,12 +127,12 @@ def _baseline_label(baseline: Baseline, target: Target) -> str:
 # -- figures and the stored baseline -----------------------------------------------
 
 
-def assets_folder(target: Target) -> str | None:
+def assets_folder(target: Target, report: str) -> str | None:
     """Where the target's files go on the assets branch; None: nothing is stored."""
     if target.kind == "pull_request":
         return f"pr/{target.pr}"
     if target.kind == "baseline":
-        return run_folder(target.sha)
+        return run_folder(target.sha, report)
     return None
 
 
@@ -135,21 +144,24 @@ def host(
     figures: Figures,
     notes: list[str],
     extra: Sequence[Asset] = (),
+    *,
+    report: str,
 ) -> Hosting:
     """Commit what the target needs (figures, `extra` files) to the assets branch, in one commit."""
-    folder = assets_folder(target)
+    folder = assets_folder(target, report)
     if folder is None:
         return Hosting(tip)
     assets = [*figure_assets(figures.files, folder), *extra]
     if target.kind == "pull_request":
         message = f"nbci: figures of #{target.pr} at {target.sha[:12]}"
-        replace: str | None = folder
+        stale: str | None = folder
     else:
-        assets.append(_results_asset(run, folder))
+        stored = replace(run, report=report)  # whose run it is, for whoever reads it
+        assets.append(_results_asset(stored, folder))
         message = f"nbci: results of {target.sha[:12]} (baseline)"
-        replace = None
+        stale = None
     try:
-        tip = store(forge, tip, assets, replace=replace, message=message)
+        tip = store(forge, tip, assets, replace=stale, message=message)
     except PermissionDenied as exc:
         logger.warning("%s", exc)
         notes.append(f"figures not hosted: the token lacks `{exc.permission}`")

@@ -27,12 +27,12 @@ from nbci.render.view import (
 )
 from nbci.render.visuals import Visuals
 from nbci.vocabulary import (
-    STATUS_LABEL,
     change_counts,
-    change_facts,
     count,
     format_duration,
+    gates_summary,
     status_label,
+    verdict_facts,
 )
 
 PARAMETER_JOBS = 10
@@ -107,16 +107,8 @@ def _verdict(run: Run, comparison: Comparison | None, verdict: Verdict | None) -
     if run.interrupted:
         headline = f"Interrupted: {headline[0].lower()}{headline[1:]}"
 
-    facts = [f"{counts['ok']} passed"] if not_ok else []
-    facts += [f"{n} {STATUS_LABEL[s]}" for s, n in counts.items() if n and s != "ok"]
-    if run.cached_count:
-        facts.append(f"{run.cached_count} cached")
-    gates = ""
-    if verdict and verdict.results:
-        gates = _gates_summary(verdict)
-        facts.append(f"gates: {gates}")
-    if comparison:
-        facts.extend(change_facts(change_counts(comparison.deltas)))
+    facts = verdict_facts(run, comparison, verdict, passed_count=bool(not_ok))
+    gates = gates_summary(verdict) if verdict and verdict.results else ""
     return VerdictView(passed=passed, headline=headline, facts=tuple(facts), gates=gates)
 
 
@@ -212,16 +204,8 @@ def build_diff_view(comparison: Comparison, verdict: Verdict | None = None) -> D
         counts=change_counts(comparison.deltas),
         metrics=comparison_table(comparison.deltas, {}, with_job=True),
         gates=_gates_table(verdict),
-        gates_summary=_gates_summary(verdict) if verdict is not None else "",
+        gates_summary=gates_summary(verdict) if verdict is not None else "",
     )
-
-
-def _gates_summary(verdict: Verdict) -> str:
-    """`2 of 6 failed`, `all 6 passed`, `none apply`."""
-    total, failed = len(verdict.results), len(verdict.failures)
-    if not total:
-        return "none apply"
-    return f"{failed} of {total} failed" if failed else f"all {total} passed"
 
 
 # -- gates and run details -----------------------------------------------------

@@ -196,8 +196,14 @@ def _pointer(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def dotted(where: Where) -> str:
-    """`notebooks[0].metrics.loss`: a path as messages name it."""
+    """`notebooks[0].metrics.loss`: a path as messages name it; a key that would not
+    print on one line is quoted (`metrics['a\\nb']`), so a message stays one line."""
     text = ""
     for key in where:
-        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
+        if isinstance(key, int):
+            text += f"[{key}]"
+        elif not key.isprintable():
+            text += f"[{key!r}]"
+        else:
+            text += f".{key}" if text else key
     return text

@@ -390,7 +390,7 @@ def test_baseline_storing_faults_never_leave_a_half_stored_run(
     publish(PublishOptions(out_dir=run_dir, retry=FAULTY), env)
 
     stored = gh.paths_at("nbci-assets")
-    assert {f"runs/{sha}/results.json", f"runs/{sha}/figures/train/a.png"} <= set(stored)
+    assert {f"runs/{sha}/nbci/results.json", f"runs/{sha}/nbci/figures/train/a.png"} <= set(stored)
     assert len([c for c in gh.commits.values() if c["message"].startswith("nbci:")]) >= 1
 
 
