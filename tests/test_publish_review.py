@@ -106,7 +106,7 @@ def test_a_changed_figure_links_its_difference_image_an_unchanged_one_is_named(
     diff = "pr/7/diffs/train/confusion.png"
     assert links[diff] == outcome.assets_commit
     assert fetch(f"{gh.server_url}/{gh.repo}/raw/{links[diff]}/{diff}").startswith(b"\x89PNG")
-    assert f"runs/{base}/figures/train/confusion.png" in links  # the baseline's, beside it
+    assert f"runs/{base}/nbci/figures/train/confusion.png" in links  # the baseline's, beside it
     assert "pr/7/figures/train/roc.png" not in links  # unchanged: named, not shown
     assert "1 unchanged figure" in body
     assert len(gh.calls("POST", r"/git/commits$")) == 2  # one per publish
@@ -120,7 +120,7 @@ def test_a_stored_default_branch_run_keeps_its_notebooks(gh: GitHubStub, tmp_pat
     outcome = publish(options(run_dir), push_env(gh, tmp_path, base))
 
     assert outcome.stored_baseline
-    stored = gh.file_at("nbci-assets", f"runs/{base}/notebooks/train.ipynb")
+    stored = gh.file_at("nbci-assets", f"runs/{base}/nbci/notebooks/train.ipynb")
     assert stored is not None and b"training" in stored
     assert len(gh.calls("POST", r"/git/commits$")) == 1  # results, figures, notebook: one commit
 
@@ -174,3 +174,43 @@ def test_the_comment_links_a_chart_a_difference_image_and_a_notebook_at_one_comm
         assert stored is not None, path
     assert fetch(f"{gh.server_url}/{gh.repo}/raw/{outcome.assets_commit}/{chart}")[:4] == b"\x89PNG"
     assert len(gh.calls("POST", r"/git/commits$")) == 2  # one per publish, whatever it holds
+
+
+def with_failed_notebooks(out: Path, count: int) -> Path:
+    """A run of `count` failed notebooks, each with its executed notebook file."""
+    run = read_run(out)
+    (template,) = run.notebooks
+    notebooks = []
+    for i in range(count):
+        job_id = f"train{i}"
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("1 / 0")
+        cell.id = "cell-0"
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"job {i}\n")]
+        nb.cells = [cell]
+        (out / "notebooks").mkdir(parents=True, exist_ok=True)
+        (out / "notebooks" / f"{job_id}.ipynb").write_text(json.dumps(nb))
+        error = ErrorInfo(cell=1, ename="ZeroDivisionError", evalue="division by zero")
+        fields = {**template.__dict__, "id": job_id, "path": f"notebooks/{job_id}.ipynb"}
+        fields.update(status="failed", output=f"notebooks/{job_id}.ipynb", error=error)
+        fields.update(figures=template.figures if i == 0 else ())
+        notebooks.append(NotebookResult(**fields))
+    write_run(type(run)(**{**run.__dict__, "notebooks": tuple(notebooks)}), out)
+    return out
+
+
+@pytest.mark.parametrize("count", [1, 6])
+def test_notebooks_add_no_api_calls(gh: GitHubStub, tmp_path: Path, count: int) -> None:
+    """Executed notebooks are text: they ride inside the one tree request, never as blobs."""
+    base = gh.add_history(2)[-1]
+    gh.add_pull(8, base_sha=base)
+    pr_dir = with_failed_notebooks(make_run(tmp_path / "pr", figures={"confusion": 3}), count)
+
+    outcome = publish(options(pr_dir), pr_env(gh, tmp_path, 8))
+
+    for i in range(count):
+        stored = gh.file_at(str(outcome.assets_commit), f"pr/8/notebooks/train{i}.ipynb")
+        assert stored is not None and b"job %d" % i in stored
+    assert len(gh.calls("POST", r"/git/blobs$")) == 1  # the one figure; no notebook
+    assert len(gh.calls("POST", r"/git/trees$")) == 1
+    assert len(gh.writes()) == 6  # blob, tree, commit, ref update, comment, status

@@ -39,6 +39,24 @@ CHECK_TEXT_LIMIT = 65_535
 CHECK_TITLE_LIMIT = 255
 
 
+INLINE_FILE_BYTES = 5 * 1024 * 1024
+"""A UTF-8 text file (an executed notebook, results.json) up to this size is sent inside the
+tree request; binary files (PNGs) need a blob request each, since the Git Data API takes
+only text inline."""
+INLINE_TOTAL_BYTES = 25 * 1024 * 1024
+"""Text sent inline in one tree request at most; what is over goes as blobs."""
+
+
+def _inline_text(asset: Asset) -> str | None:
+    """`asset` as text to send inline, or None when it must be a blob."""
+    if len(asset.data) > INLINE_FILE_BYTES or b"\0" in asset.data:
+        return None
+    try:
+        return asset.data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 class GitHubForge:
     """One repository on GitHub, reached through `session`, published to as `ctx` says."""
 
@@ -94,7 +112,14 @@ class GitHubForge:
         repo = self.session.repo
         known = tip.blobs
         elements = []
+        inline_budget = INLINE_TOTAL_BYTES
         for asset in changed:
+            text = _inline_text(asset) if asset.sha not in known else None
+            if text is not None and len(asset.data) <= inline_budget:
+                # Text goes inside the tree request: no API call of its own.
+                inline_budget -= len(asset.data)
+                elements.append(InputGitTreeElement(asset.path, "100644", "blob", content=text))
+                continue
             if asset.sha not in known:
                 blob = repo.create_git_blob(base64.b64encode(asset.data).decode("ascii"), "base64")
                 if blob.sha != asset.sha:
