@@ -14,21 +14,30 @@ from nbci.collect import Collected, collect_notebook
 from nbci.model import Job
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
+STATS = ("last", "min", "max")
 
 pytestmark = pytest.mark.kernel
 
 
 def nbci_value(collected: Collected, name: str) -> Any:
-    """What nbci made of a scrap: a metric, a scrap's value, or its figure's name."""
+    """What nbci made of a scrap: a metric, a scrap's value, a lone curve's points, or its
+    figure's name."""
     if name in collected.metrics:
         return collected.metrics[name]
     if name in collected.scraps:
         return collected.scraps[name].value
+    for group in collected.series:
+        if group.name == name and len(group.series) == 1:
+            return list(group.series[0].y)
     return next(f.name for f in collected.figures if f.name == name)
 
 
 def names(collected: Collected) -> set[str]:
-    return {*collected.metrics, *collected.scraps, *(f.name for f in collected.figures)}
+    """Every scrap nbci kept; a curve once, not its derived `.last`/`.min`/`.max` metrics."""
+    curves = {group.name for group in collected.series}
+    derived = {f"{s.name}.{end}" for g in collected.series for s in g.series for end in STATS}
+    metrics = set(collected.metrics) - derived
+    return {*metrics, *collected.scraps, *curves, *(f.name for f in collected.figures)}
 
 
 def table_of(frame: Any) -> dict[str, Any]:
