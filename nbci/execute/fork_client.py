@@ -134,7 +134,8 @@ def request_fork(
             connection.settimeout(FORK_REPLY_TIMEOUT_S)
             connection.connect(str(socket_path))
             sent = socket.send_fds(connection, [request], list(stdio))
-            connection.sendall(request[sent:])
+            if sent < len(request):  # (an empty send fails once the template has answered)
+                connection.sendall(request[sent:])
             reply = b""
             while not reply.endswith(b"\n"):
                 chunk = connection.recv(4096)
