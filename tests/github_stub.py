@@ -8,7 +8,8 @@ with a status, rate limits (`x-ratelimit-remaining: 0` + reset, or
 `retry-after`), connection resets.
 
 The API is served under `/api/v3` like GitHub Enterprise Server
-(`GITHUB_API_URL=https://HOST/api/v3`), the web side (`/{owner}/{repo}/raw/
+(`GITHUB_API_URL=https://HOST/api/v3`), GraphQL at `/api/graphql`
+(`github_graphql_stub`: `createCommitOnBranch`), the web side (`/{owner}/{repo}/raw/
 {sha}/{path}`) at the root, like `GITHUB_SERVER_URL`.
 """
 
@@ -25,6 +26,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from github_graphql_stub import GRAPHQL_PATH
+from github_graphql_stub import answer as graphql_answer
 
 API_PREFIX = "/api/v3"
 DOCS = "https://docs.github.com/rest"
@@ -120,6 +124,7 @@ class GitHubStub:
         self.private = private
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
+        self.interleaved: list[tuple[str, re.Pattern[str], Callable[[], object]]] = []
         self.blobs: dict[str, bytes] = {}
         self.trees: dict[
             str, list[tuple[str, str, str, str]]
@@ -285,6 +290,14 @@ class GitHubStub:
         self._add_fault(method, path, times, lambda: (status, {}, {"message": "Bad Gateway"}))
         self.faults[-1].after = True
 
+    def move_branch_before(self, method: str, path: str, branch: str) -> None:
+        """Just before the next request matching `method` and `path` is answered, another
+        writer commits to `branch` (a concurrent publish)."""
+        marker = f"concurrent/{len(self.interleaved)}.txt"
+        self.interleaved.append(
+            (method, re.compile(path), lambda: self.put_file(branch, marker, b"another writer\n"))
+        )
+
     def stall(self, method: str, path: str, seconds: float, *, times: int = 1) -> None:
         """The next `times` matching requests get their answer only after `seconds`."""
         self._add_fault(method, path, times, lambda: (0, {}, None))
@@ -336,6 +349,18 @@ class GitHubStub:
         return [
             r for r in list(self.requests) if method in ("*", r.method) and pattern.search(r.path)
         ]
+
+    def graphql_commits(self) -> list[dict[str, Any]]:
+        """The `createCommitOnBranch` inputs sent, in order (answered or not)."""
+        return [
+            r.body["variables"]["input"]
+            for r in self.calls("POST", r"^/api/graphql$")
+            if isinstance(r.body, dict) and "createCommitOnBranch" in str(r.body.get("query"))
+        ]
+
+    def commit_requests(self) -> int:
+        """Requests that asked for a commit: REST `POST /git/commits` and GraphQL mutations."""
+        return len(self.calls("POST", r"/git/commits$")) + len(self.graphql_commits())
 
     def writes(self) -> list[Recorded]:
         return [r for r in list(self.requests) if r.method != "GET"]
@@ -393,6 +418,11 @@ class GitHubStub:
         record = Recorded(method, path.removeprefix(API_PREFIX), query, headers, body)
         with self._lock:
             self.requests.append(record)
+            for hook in [
+                h for h in self.interleaved if h[0] == method and h[1].search(record.path)
+            ]:
+                self.interleaved.remove(hook)
+                hook[2]()
             fault = next((f for f in self.faults if f.matches(method, record.path)), None)
             if fault is not None and not skip_faults:
                 fault.times -= 1
@@ -410,7 +440,11 @@ class GitHubStub:
     ) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
             try:
-                if path.startswith(API_PREFIX + "/"):
+                if path == GRAPHQL_PATH and method == "POST":
+                    self._authenticate(headers)
+                    status, payload = graphql_answer(self, body)
+                    data, extra = _json_bytes(payload), {}
+                elif path.startswith(API_PREFIX + "/"):
                     status, payload, extra = self._api(method, record.path, query, headers, body)
                     data = b"" if payload is None else _json_bytes(payload)
                 else:

@@ -252,14 +252,16 @@ def test_unchanged_figures_are_not_uploaded_again(
     env = pr_env(gh, tmp_path, 4)
     publish(options(make_run(tmp_path / "one", figures={"a": 1, "b": 2})), env)
     first_commit = gh.ref_sha("nbci-assets")
-    blobs_before = len(gh.calls("POST", r"/git/blobs$"))
 
     publish(options(make_run(tmp_path / "two", figures={"a": 1, "b": 2})), env)
-    assert len(gh.calls("POST", r"/git/blobs$")) == blobs_before
     assert gh.ref_sha("nbci-assets") == first_commit  # nothing changed: no commit
+    assert not gh.graphql_commits()
 
     publish(options(make_run(tmp_path / "three", figures={"a": 1, "c": 5})), env)
-    assert len(gh.calls("POST", r"/git/blobs$")) == blobs_before + 1
+    [sent] = gh.graphql_commits()  # the branch exists: one createCommitOnBranch
+    assert [a["path"] for a in sent["fileChanges"]["additions"]] == ["pr/4/figures/train/c.png"]
+    assert sent["fileChanges"]["deletions"] == [{"path": "pr/4/figures/train/b.png"}]
+    assert sent["expectedHeadOid"] == first_commit
     files = gh.paths_at("nbci-assets")
     assert "pr/4/figures/train/c.png" in files
     assert "pr/4/figures/train/b.png" not in files  # the old push's figure is gone from the tip
@@ -273,11 +275,13 @@ def test_a_branch_moved_by_another_publish_is_committed_to_again(
     gh.add_pull(17, base_sha=main_history[-1])
     env = pr_env(gh, tmp_path, 17)
     publish(options(make_run(tmp_path / "one", figures={"a": 1})), env)
-    gh.fail("PATCH", r"/git/refs/heads/nbci-assets$", 422)  # "Update is not a fast forward"
+    gh.move_branch_before("POST", r"^/api/graphql$", "nbci-assets")
 
     outcome = publish(options(make_run(tmp_path / "two", figures={"a": 2})), env)
 
-    assert len(gh.calls("PATCH", r"/git/refs/heads/nbci-assets$")) == 2
+    first, second = gh.graphql_commits()  # STALE_DATA, then again from the new tip
+    assert first["expectedHeadOid"] != second["expectedHeadOid"]
+    assert gh.file_at("nbci-assets", "concurrent/0.txt") == b"another writer\n"  # kept
     assert gh.ref_sha("nbci-assets") == outcome.assets_commit
     assert gh.file_at("nbci-assets", "pr/17/figures/train/a.png") == png(2)
     assert outcome.assets_commit in gh.pr_comments(17)[0]["body"]
@@ -653,7 +657,7 @@ def test_persistent_failure_mid_commit_leaves_the_branch_intact(
     env = pr_env(gh, tmp_path, 34)
     publish(options(make_run(tmp_path / "one", figures={"a": 1})), env)
     before = gh.ref_sha("nbci-assets")
-    gh.fail("POST", r"/git/commits$", 502, times=100)
+    gh.fail("POST", r"^/api/graphql$", 502, times=100)  # the branch exists: GraphQL commits
     policy = RetryPolicy(pace=False, retries=2, backoff=0.01, max_wait=1, max_total_wait=2)
 
     with pytest.raises(PublishError, match=r"kept failing \(502"):

@@ -69,7 +69,7 @@ def test_the_failing_notebook_is_linked_where_github_renders_it(
     assert links == [(outcome.assets_commit, "pr/7/notebooks/train.ipynb")]
     page = fetch(f"{gh.server_url}/{gh.repo}/blob/{links[0][0]}/{links[0][1]}")
     assert b"training" in page  # the notebook is there at the linked commit
-    assert len(gh.calls("POST", r"/git/commits$")) == 1  # figures and notebook: one commit
+    assert gh.commit_requests() == 1  # figures and notebook: one commit
 
 
 def test_publish_notebooks_false_keeps_them_off_the_branch(gh: GitHubStub, tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_a_changed_figure_links_its_difference_image_an_unchanged_one_is_named(
     assert f"runs/{base}/nbci/figures/train/confusion.png" in links  # the baseline's, beside it
     assert "pr/7/figures/train/roc.png" not in links  # unchanged: named, not shown
     assert "1 unchanged figure" in body
-    assert len(gh.calls("POST", r"/git/commits$")) == 2  # one per publish
+    assert gh.commit_requests() == 2  # one per publish
     assert len(gh.calls("GET", r"/git/blobs/")) == 2  # the baseline's results, one changed figure
 
 
@@ -122,7 +122,7 @@ def test_a_stored_default_branch_run_keeps_its_notebooks(gh: GitHubStub, tmp_pat
     assert outcome.stored_baseline
     stored = gh.file_at("nbci-assets", f"runs/{base}/nbci/notebooks/train.ipynb")
     assert stored is not None and b"training" in stored
-    assert len(gh.calls("POST", r"/git/commits$")) == 1  # results, figures, notebook: one commit
+    assert gh.commit_requests() == 1  # results, figures, notebook: one commit
 
 
 def test_publish_notebooks_is_a_configuration_switch(tmp_path: Path) -> None:
@@ -173,7 +173,7 @@ def test_the_comment_links_a_chart_a_difference_image_and_a_notebook_at_one_comm
         stored = gh.file_at(str(outcome.assets_commit), path)
         assert stored is not None, path
     assert fetch(f"{gh.server_url}/{gh.repo}/raw/{outcome.assets_commit}/{chart}")[:4] == b"\x89PNG"
-    assert len(gh.calls("POST", r"/git/commits$")) == 2  # one per publish, whatever it holds
+    assert gh.commit_requests() == 2  # one per publish, whatever it holds
 
 
 def with_failed_notebooks(out: Path, count: int) -> Path:

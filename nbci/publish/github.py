@@ -1,10 +1,13 @@
 """The GitHub side of `publish`: `Forge` over PyGithub (see `client` for retries and errors).
 
-- The assets branch is written through the Git Data API: the blobs that are
-  not there yet, one tree on top of the branch's tree, one commit, one ref
-  update. The ref moves last and only fast-forward, so a failure midway leaves
-  unreferenced objects, never a branch pointing at a missing tree, and a
+- The assets branch, once it exists, gets each commit in one GraphQL request
+  (`createCommitOnBranch`, see `github_graphql`), whatever the number of files;
+  the commit lands only if the branch is still where nbci read it, so a
   concurrent publish is noticed (`BranchMoved`) rather than overwritten.
+- The branch itself is created once through the Git Data API (GraphQL commits
+  only to an existing branch): the binary blobs, one tree, one commit, then
+  the ref, last, so a failure midway leaves unreferenced objects, never a
+  branch pointing at a missing tree.
 - Images are linked as `{server_url}/{owner}/{repo}/raw/{commit}/{path}`, which
   works on github.com and GitHub Enterprise Server alike (GHES has no
   `raw.githubusercontent.com`) and, for a private repository, for anyone who
@@ -28,6 +31,7 @@ from nbci.publish.assets import Asset, Tip, stored_source
 from nbci.publish.client import Session
 from nbci.publish.context import Context, resolve_target
 from nbci.publish.forge import BranchMoved, Comment, Target, first_parent_line
+from nbci.publish.github_graphql import commit_on_branch
 from nbci.publish.status import fit
 
 logger = logging.getLogger(__name__)
@@ -96,17 +100,21 @@ class GitHubForge:
             truncated = bool(listing.raw_data.get("truncated"))
         if truncated:
             logger.warning("the %s branch lists only partly (truncated by GitHub)", branch)
-        return Tip(branch, commit.sha, listing.sha, files, truncated, (ref, commit, listing))
+        return Tip(branch, commit.sha, listing.sha, files, truncated)
 
     def commit(
         self, tip: Tip, changed: Sequence[Asset], removed: Sequence[str], message: str
     ) -> Tip:
         with self.session.errors(f"commit figures to the {tip.branch} branch", CONTENTS_WRITE):
-            return self._commit(tip, changed, removed, message)
+            if tip.commit is None:
+                return self._create_branch(tip, changed, message)
+            requester = self.session.repo.requester
+            return commit_on_branch(
+                requester, self.session.repo_name, tip, changed, removed, message
+            )
 
-    def _commit(
-        self, tip: Tip, changed: Sequence[Asset], removed: Sequence[str], message: str
-    ) -> Tip:
+    def _create_branch(self, tip: Tip, changed: Sequence[Asset], message: str) -> Tip:
+        """The branch's first commit, through the Git Data API (a one-time cost per blob)."""
         from github import GithubException, InputGitTreeElement
 
         repo = self.session.repo
@@ -126,24 +134,15 @@ class GitHubForge:
                     raise PublishError(f"GitHub stored {asset.path} as {blob.sha}, not {asset.sha}")
                 known.add(asset.sha)
             elements.append(InputGitTreeElement(asset.path, "100644", "blob", sha=asset.sha))
-        elements += [InputGitTreeElement(path, "100644", "blob", sha=None) for path in removed]
-        if tip.handles:
-            ref, parent, base = tip.handles
-            tree = repo.create_git_tree(elements, base_tree=base)
-            commit = repo.create_git_commit(message, tree, [parent])
-        else:
-            ref, tree = None, repo.create_git_tree(elements)
-            commit = repo.create_git_commit(message, tree, [])
+        tree = repo.create_git_tree(elements)
+        commit = repo.create_git_commit(message, tree, [])
         try:
-            if ref is None:
-                ref = repo.create_git_ref(f"refs/heads/{tip.branch}", commit.sha)
-            else:
-                ref.edit(commit.sha, force=False)  # fast-forward only: never drop another's commit
+            repo.create_git_ref(f"refs/heads/{tip.branch}", commit.sha)
         except GithubException as exc:
-            if exc.status == 422:  # "Reference already exists" / "Update is not a fast forward"
+            if exc.status == 422:  # "Reference already exists": another publish created it
                 raise BranchMoved from None
             raise
-        return tip.after(commit.sha, changed, removed, tree=tree.sha, handles=(ref, commit, tree))
+        return tip.after(commit.sha, changed, (), tree=tree.sha)
 
     def read_file(self, tip: Tip, path: str, limit: int) -> bytes:
         blob_sha, _size = tip.files[path]

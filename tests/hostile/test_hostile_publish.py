@@ -288,15 +288,17 @@ OLD, NEW = {"a": 1, "b": 2}, {"a": 3, "c": 4}
 
 # (method, path, kind of fault, whether the branch exists before)
 FAULTS = {
-    "blob-502s": ("POST", r"/git/blobs$", "fail", True),
-    "blob-stall": ("POST", r"/git/blobs$", "stall", True),
-    "tree-reset": ("POST", r"/git/trees$", "reset", True),
-    "tree-502s": ("POST", r"/git/trees$", "fail", True),
-    "commit-lost": ("POST", r"/git/commits$", "lost", True),
-    "ref-update-lost": ("PATCH", r"/git/refs/", "lost", True),
-    "ref-update-reset": ("PATCH", r"/git/refs/", "reset", True),
-    "ref-update-stall": ("PATCH", r"/git/refs/", "stall", True),
-    "ref-update-502s": ("PATCH", r"/git/refs/", "fail", True),
+    # The branch exists: each commit is one GraphQL createCommitOnBranch.
+    "mutation-502s": ("POST", r"^/api/graphql$", "fail", True),
+    "mutation-stall": ("POST", r"^/api/graphql$", "stall", True),
+    "mutation-reset": ("POST", r"^/api/graphql$", "reset", True),
+    "mutation-lost": ("POST", r"^/api/graphql$", "lost", True),
+    # No branch yet: it is created through the Git Data API.
+    "blob-502s": ("POST", r"/git/blobs$", "fail", False),
+    "blob-stall": ("POST", r"/git/blobs$", "stall", False),
+    "tree-reset": ("POST", r"/git/trees$", "reset", False),
+    "tree-502s": ("POST", r"/git/trees$", "fail", False),
+    "commit-lost": ("POST", r"/git/commits$", "lost", False),
     "ref-create-lost": ("POST", r"/git/refs$", "lost", False),
     "ref-create-502s": ("POST", r"/git/refs$", "fail", False),
     "tip-read-reset": ("GET", r"/git/ref/", "reset", True),
