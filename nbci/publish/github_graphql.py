@@ -101,7 +101,9 @@ def _mutate(requester: Any, mutation_input: dict[str, Any]) -> tuple[str, str]:
         kind, said = str(first.get("type") or ""), str(first.get("message") or "")
         if kind == "STALE_DATA" or said.startswith("Expected branch to point to"):
             raise BranchMoved
-        status = 403 if kind == "FORBIDDEN" else 404 if kind == "NOT_FOUND" else 422
+        # As the REST statuses, so that `Session.errors` words them the same way
+        # (FORBIDDEN: the permission line; RATE_LIMITED: "rate limit" in GitHub's words).
+        status = {"FORBIDDEN": 403, "RATE_LIMITED": 403, "NOT_FOUND": 404}.get(kind, 422)
         raise GithubException(status, {"message": said or kind}, headers)
     try:
         commit = data["data"]["createCommitOnBranch"]["commit"]
