@@ -1,10 +1,12 @@
-"""Writing files safely: atomic replacement and names that cannot escape a folder."""
+"""Files handled safely: atomic replacement, names that cannot escape a folder, and bounded
+reads of untrusted run folders."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import stat
 import tempfile
 import unicodedata
 from pathlib import Path
@@ -67,3 +69,25 @@ def is_within(path: Path, folder: Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def read_inside(folder: Path, relative: str, limit: int) -> bytes | str:
+    """The bytes of `folder/relative`, or why they were refused: the file must be a regular
+    file (not a link) inside `folder` and at most `limit` bytes, also while it is read."""
+    path = folder / relative
+    try:
+        info = path.lstat()
+    except OSError:
+        return "missing"
+    if not stat.S_ISREG(info.st_mode) or not is_within(path, folder):
+        return "not a regular file inside the run directory"
+    if info.st_size > limit:
+        return f"{info.st_size} bytes, over the {limit // 2**20} MiB cap"
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError as error:
+        return f"unreadable: {error.strerror or error}"
+    if len(data) > limit:
+        return "grew past the size cap while being read"
+    return data

@@ -21,13 +21,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbci._files import is_within
+from nbci._files import read_inside
 from nbci.errors import PublishError
 from nbci.model import Run
 from nbci.publish.forge import BranchMoved
@@ -160,20 +159,8 @@ def _path_problem(path: str) -> str | None:
 
 def _read_png(out_dir: Path, relative: str) -> bytes | str:
     """The file's bytes, or why it was refused."""
-    path = out_dir / relative
-    try:
-        info = path.lstat()
-    except OSError:
-        return "missing"
-    if not stat.S_ISREG(info.st_mode) or not is_within(path, out_dir):
-        return "not a regular file inside the run directory"
-    if info.st_size > MAX_FIGURE_BYTES:
-        return f"{info.st_size} bytes, over the {MAX_FIGURE_BYTES // 2**20} MiB cap"
-    with path.open("rb") as f:
-        data = f.read(MAX_FIGURE_BYTES + 1)
-    if len(data) > MAX_FIGURE_BYTES:
-        return "grew past the size cap while being read"
-    if not data.startswith(PNG_SIGNATURE):
+    data = read_inside(out_dir, relative, MAX_FIGURE_BYTES)
+    if isinstance(data, bytes) and not data.startswith(PNG_SIGNATURE):
         return "not a PNG image"
     return data
 

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import json
 import logging
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nbci._files import is_within, safe_name
+from nbci._files import read_inside, safe_name
 from nbci.model import NotebookResult, Run
 from nbci.publish.assets import Asset
 
@@ -89,18 +88,12 @@ def _failed_first(notebooks: Iterable[NotebookResult]) -> list[NotebookResult]:
 
 def _read(out_dir: Path, relative: str) -> bytes | str:
     """The notebook, trimmed for GitHub, or why it was left out."""
-    path = out_dir / relative
+    data = read_inside(out_dir, relative, MAX_READ_BYTES)
+    if isinstance(data, str):
+        return "the executed notebook is missing" if data == "missing" else data
     try:
-        info = path.lstat()
-    except OSError:
-        return "the executed notebook is missing"
-    if not stat.S_ISREG(info.st_mode) or not is_within(path, out_dir):
-        return "not a regular file inside the run directory"
-    if info.st_size > MAX_READ_BYTES:
-        return f"{info.st_size} bytes, over {MAX_READ_BYTES // 2**20} MiB"
-    try:
-        notebook = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
+        notebook = json.loads(data)
+    except (ValueError, RecursionError):
         return "not a readable notebook"
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         return "not a notebook (no list of cells)"
