@@ -7,7 +7,9 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+from nbci.judge import Criteria, judge
 from nbci.model import Figure, MetricValue, NotebookResult, Run, SeriesGroup
+from nbci.render import write_reports
 from nbci.series import recognise
 
 LONG = 50_000
@@ -98,3 +100,19 @@ def review_runs(out: Path, base: Path) -> tuple[Run, Run]:
 
 def without_figures(run: Run) -> Run:
     return replace(run, notebooks=tuple(replace(nb, figures=()) for nb in run.notebooks))
+
+
+def write_compared(root: Path) -> tuple[Path, Run, Run]:
+    """Both reports of the review run against its baseline, written into `root/out`."""
+    out, base = root / "out", root / "base"
+    run, baseline = review_runs(out, base)
+    judged = judge(run, baseline, label="abc1234", criteria=Criteria())
+    write_reports(
+        run,
+        out,
+        comparison=judged.comparison,
+        verdict=judged.verdict,
+        baseline_dir=base,
+        baseline=baseline,
+    )
+    return out, run, baseline

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from review_samples import review_runs, without_figures
+from review_samples import without_figures, write_compared
 from test_browser import ARGS, CHROMIUM, PHONE, assert_clean, open_report
 
-from nbci.judge import Criteria, judge
 from nbci.render import write_reports
 
 pytestmark = pytest.mark.browser
@@ -30,17 +29,8 @@ def browser() -> Iterator[Any]:
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The review run's report against its baseline, and alone (curves, no figures)."""
     root = tmp_path_factory.mktemp("browser-review")
-    out, base, alone = root / "out", root / "base", root / "alone"
-    run, baseline = review_runs(out, base)
-    judged = judge(run, baseline, label="abc1234", criteria=Criteria())
-    write_reports(
-        run,
-        out,
-        comparison=judged.comparison,
-        verdict=judged.verdict,
-        baseline_dir=base,
-        baseline=baseline,
-    )
+    out, run, _ = write_compared(root)
+    alone = root / "alone"
     write_reports(without_figures(run), alone)
     return {"compared": out / "report.html", "alone": alone / "report.html"}
 

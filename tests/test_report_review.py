@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from review_samples import review_runs, square_png, without_figures
+from review_samples import review_runs, square_png, without_figures, write_compared
 from test_render import check_gold
 
-from nbci.judge import Criteria, judge
 from nbci.model import Run
 from nbci.render import write_reports
 from nbci.render.charts import MAX_COMMENT_CHARTS
@@ -20,19 +19,7 @@ Written = tuple[Path, Run, Run]
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory: pytest.TempPathFactory) -> Written:
     """Both reports of the review run against its baseline, written into `<tmp>/out`."""
-    root = tmp_path_factory.mktemp("review")
-    out, base = root / "out", root / "base"
-    run, baseline = review_runs(out, base)
-    judged = judge(run, baseline, label="abc1234", criteria=Criteria())
-    write_reports(
-        run,
-        out,
-        comparison=judged.comparison,
-        verdict=judged.verdict,
-        baseline_dir=base,
-        baseline=baseline,
-    )
-    return out, run, baseline
+    return write_compared(tmp_path_factory.mktemp("review"))
 
 
 def test_gold_report_with_curves_and_figures(compared: Written) -> None:
