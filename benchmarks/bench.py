@@ -25,7 +25,8 @@ from papermill's per-cell durations, divided by the cores), and each
 notebook's overhead in the last cold nbci run and papermill loop: its wall
 time minus its cells' own time. Last, the README's performance table, as
 markdown. Only the standard library is used here; the tools measured must be
-installed.
+installed. Every tool runs without `PYTHONDONTWRITEBYTECODE`, as a pip install
+leaves it: with it set, an editable nbci compiled its own source on each run.
 """
 
 from __future__ import annotations
@@ -215,9 +216,18 @@ class RunFailed(Exception):
 
 
 def _run(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    environment = dict(os.environ if env is None else env)
+    # Every tool runs as pip installs it, with its modules' bytecode written: an editable
+    # nbci under PYTHONDONTWRITEBYTECODE would compile its own source in every run.
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
     start = time.perf_counter()
     done = subprocess.run(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        argv,
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     seconds = time.perf_counter() - start
     if done.returncode != 0:

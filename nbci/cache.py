@@ -94,9 +94,7 @@ def environment_fingerprint(root: Path) -> str:
     are not read: they are rarely complete pins, and what they installed is
     already in the distribution list. Compute it once per run.
     """
-    from importlib import metadata
-
-    packages = sorted({_name_version(d.metadata) for d in metadata.distributions()})
+    packages = _installed_distributions()
     locks = {name: _file_digest(root / name) for name in LOCK_FILES if (root / name).is_file()}
     return _digest(
         {
@@ -205,10 +203,44 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _name_version(fields: Any) -> str:
-    """`name==version` from one parse of a distribution's metadata, the name normalized."""
-    name = (fields["Name"] or "").lower().replace("_", "-").replace(".", "-")
-    return f"{name}=={fields['Version']}"
+def _installed_distributions() -> list[str]:
+    """Every distribution on `sys.path` (where importlib.metadata finds them) as `name==version`.
+
+    Read from the name of its metadata folder when that has both (a wheel's
+    `{name}-{version}.dist-info`), else from its metadata: parsing every
+    distribution's metadata took 0.12 s of a run whose notebooks all came
+    from the cache.
+    """
+    found = set()
+    for entry in sys.path:
+        with contextlib.suppress(OSError):
+            for folder in os.scandir(entry or "."):
+                stem, _, kind = folder.name.rpartition(".")
+                if kind not in ("dist-info", "egg-info"):
+                    continue
+                name, _, version = stem.partition("-")
+                found.add(
+                    f"{_normalized(name)}=={version}"
+                    if version
+                    else _read_name_version(folder.path, stem)
+                )
+    return sorted(found)
+
+
+def _read_name_version(path: str, stem: str) -> str:
+    """`name==version` from a distribution's metadata (`stem==None` when it cannot be read)."""
+    from importlib import metadata
+
+    try:
+        fields = metadata.Distribution.at(path).metadata
+        name, version = fields["Name"] or stem, fields["Version"]
+    except Exception:  # unreadable or malformed metadata: it still counts, by its name
+        name, version = stem, None
+    return f"{_normalized(name)}=={version}"
+
+
+def _normalized(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
 
 
 # -- restore -------------------------------------------------------------------

@@ -238,6 +238,33 @@ def test_environment_fingerprint_follows_lock_files(project: Path) -> None:
     assert environment_fingerprint(project) not in (plain, locked)
 
 
+def test_the_fingerprint_lists_what_importlib_metadata_finds() -> None:
+    from importlib import metadata
+
+    def normalized(name: str) -> str:
+        return name.lower().replace("_", "-").replace(".", "-")
+
+    parsed = {f"{normalized(d.metadata['Name'])}=={d.version}" for d in metadata.distributions()}
+    assert set(cache._installed_distributions()) == parsed
+
+
+def test_the_fingerprint_follows_installs_and_upgrades(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    (site / "Foo_Bar-1.2.dist-info").mkdir(parents=True)
+    (site / "legacy.egg-info").write_text("Metadata-Version: 1.0\nName: Legacy.Pkg\nVersion: 3\n")
+    (site / "broken.egg-info").mkdir()  # no metadata to read: it still counts, by its name
+    (site / "not-a-distribution").mkdir()
+    before = environment_fingerprint(project)
+    monkeypatch.syspath_prepend(str(site))
+    installed = environment_fingerprint(project)
+    found = cache._installed_distributions()
+    assert {"foo-bar==1.2", "legacy-pkg==3", "broken==None"} <= set(found)
+    (site / "Foo_Bar-1.2.dist-info").rename(site / "Foo_Bar-1.3.dist-info")
+    assert len({before, installed, environment_fingerprint(project)}) == 3
+
+
 # -- store and restore -----------------------------------------------------------
 
 

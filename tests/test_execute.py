@@ -279,3 +279,26 @@ def test_kernels_share_the_cores_unless_the_user_set_thread_counts(
     environment = kernel_environment(2)
     assert environment["OMP_NUM_THREADS"] == environment["OPENBLAS_NUM_THREADS"] == "2"
     assert environment["MKL_NUM_THREADS"] == "7"
+
+
+@pytest.mark.tools
+def test_a_worker_imports_papermill_without_the_clients_of_remote_stores(project: Path) -> None:
+    notebook = project / "empty.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), notebook)
+    code = textwrap.dedent(f"""\
+        import sys
+        from nbci.execute.worker import PAPERMILL_REMOTE_STORES, _import_papermill
+        _import_papermill()
+        print(sorted(name for name in PAPERMILL_REMOTE_STORES if name in sys.modules))
+        from papermill.iorw import load_notebook_node
+        print(load_notebook_node({str(notebook)!r}).nbformat)
+        import github  # still importable by anything else in the worker
+        print(github.Github.__name__)""")
+    root = Path(__file__).resolve().parents[1]
+    path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "4", "Github"]

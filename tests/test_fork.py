@@ -131,7 +131,7 @@ def test_nothing_one_notebook_does_is_seen_by_the_next(
 # -- a fresh kernel's look -------------------------------------------------------------
 
 FRESH_LOOK = """\
-import os, threading
+import gc, os, threading
 import numpy
 import sibling
 from pkg import relative
@@ -147,7 +147,12 @@ record['imports'] = [sibling.VALUE, relative.VALUE]
 record['ppid_is_worker'] = os.getppid() == int(os.environ['JPY_PARENT_PID'])
 record['session_leader'] = os.getsid(0) == os.getpid()
 record['stdout'] = type(sys.stdout).__name__
-record['nbci_preloaded'] = 'nbci' in sys.modules"""
+record['nbci_preloaded'] = 'nbci' in sys.modules
+record['frozen'] = gc.get_freeze_count() > 0
+cycle = []
+cycle.append(cycle)
+del cycle
+record['collects_cycles'] = gc.isenabled() and gc.collect() > 0"""
 
 
 @pytest.mark.kernel
@@ -170,10 +175,13 @@ def test_a_forked_kernel_looks_like_a_fresh_one(
 
     fresh, forked = records[False], records[True]
     assert (fresh.pop("forked"), forked.pop("forked")) == (False, True)
+    # What the template imported is out of the kernel's collections (its own objects are not).
+    assert (fresh.pop("frozen"), forked.pop("frozen")) == (False, True)
     fresh.pop("pid"), forked.pop("pid")
     assert forked == fresh
     assert forked["name"] == "__main__" and forked["main"] and forked["shell"] != "NoneType"
     assert forked["imports"] == ["beside", "relative"] and forked["ppid_is_worker"]
+    assert forked["collects_cycles"]
 
 
 @pytest.mark.kernel

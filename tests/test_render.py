@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from render_samples import (
 )
 
 from nbci.model import ErrorInfo, Figure, NotebookResult, Run, Scrap
-from nbci.render import html_report, markdown_report, write_reports
+from nbci.render import html_report, markdown_report, templating, write_reports
 from nbci.render.build import build_view
 from nbci.render.html import image_type, sanitize_html
 from nbci.vocabulary import format_delta, format_duration, format_number, format_percent
@@ -280,6 +281,43 @@ def test_user_templates_override(tmp_path: Path) -> None:
     assert markdown_report(run, templates=tmp_path) == "custom 1 of 3 notebooks failed\n"
     html = html_report(run, templates=tmp_path)
     assert "rebeccapurple" in html and "<h1>1 of 3 notebooks failed</h1>" in html
+
+
+def test_compiled_templates_are_kept_while_their_source_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "report.md.j2").write_text("first {{ view.verdict.headline|md }}\n")
+    new_process = templating._environment.cache_clear  # what is left is the compiled files
+    new_process()
+    assert markdown_report(sample_run(), templates=templates).startswith("first ")
+    assert list((tmp_path / "tmp").glob("_jinja2-cache-*/__jinja2_*.cache"))
+    (templates / "report.md.j2").write_text("second {{ view.verdict.headline|md }}\n")
+    new_process()
+    assert markdown_report(sample_run(), templates=templates).startswith("second ")
+    new_process()
+
+
+def test_a_compiled_template_cache_that_cannot_be_kept_is_no_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "not-a-folder"))
+    assert templating._bytecode_cache() is None
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", disk_full)
+    templating._environment.cache_clear()
+    try:
+        assert "1 of 3 notebooks failed" in markdown_report(sample_run())
+    finally:
+        templating._environment.cache_clear()
 
 
 def test_strict_undefined_in_templates(tmp_path: Path) -> None:

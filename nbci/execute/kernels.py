@@ -271,6 +271,7 @@ class Kernels:
         km = AsyncKernelManager(
             kernel_name=name,
             kernel_spec_manager=self._specs_for_start(),
+            client_class="nbci.execute.client.ReadyKernelClient",
             connection_file=str(Path(log).with_suffix(".json")),
             shutdown_wait_time=SHUTDOWN_WAIT_S,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -43,14 +44,48 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
             kernels.reap(wait=False)
     finally:
         kernels.close()
+    _leave()
+
+
+def _leave() -> None:
+    """End the worker without tearing down its interpreter.
+
+    Its results and logs are sent and its kernels are gone; unloading every
+    module papermill and nbconvert loaded took 0.2 s at the end of each run.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def _do_nothing(_signum: int, _frame: object) -> None:
     pass
 
 
+PAPERMILL_REMOTE_STORES = (
+    "papermill.s3",
+    "papermill.adl",
+    "papermill.abs",
+    "gcsfs",
+    "pyarrow.fs",
+    "github",
+)
+"""Clients papermill imports for the remote stores it supports (S3, Azure, GCS, HDFS,
+GitHub) whenever they are installed: 0.2 s of each worker's start here. A worker
+reads and writes local files only."""
+
+
 def _import_papermill() -> None:
-    import papermill.execute  # noqa: F401
+    """Import papermill without its remote stores' clients (they stay importable)."""
+    blocked = [name for name in PAPERMILL_REMOTE_STORES if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import` raises ImportError
+    try:
+        import papermill.execute  # noqa: F401
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 class _ForwardHandler(logging.Handler):

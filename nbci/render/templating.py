@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ def _environment(html: bool, templates: Path | None) -> jinja2.Environment:
     folders.append(str(TEMPLATES))
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folders),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         autoescape=html,
         trim_blocks=True,
@@ -43,3 +45,24 @@ def _environment(html: bool, templates: Path | None) -> jinja2.Environment:
 
         env.filters.update(md=escape_markdown, cell=escape_cell, attr=escape_html_text)
     return env
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Jinja's cache of compiled templates, in a private temporary folder it checks.
+
+    Compiling the two report templates took 0.14 s, a third of a run whose
+    notebooks all come from the cache. An entry is used only while its
+    template's source is unchanged (a user's override included); a cache that
+    cannot be written is no cache.
+    """
+    import jinja2
+
+    class QuietCache(jinja2.FileSystemBytecodeCache):
+        def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            with contextlib.suppress(OSError):
+                super().dump_bytecode(bucket)
+
+    try:
+        return QuietCache()
+    except (OSError, RuntimeError):  # no private temporary folder
+        return None
