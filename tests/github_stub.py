@@ -23,12 +23,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from github_graphql_stub import GRAPHQL_PATH
 from github_graphql_stub import answer as graphql_answer
+from http_stub import Recorded, StandIn, git_blob_sha
 
 API_PREFIX = "/api/v3"
 DOCS = "https://docs.github.com/rest"
@@ -53,18 +53,6 @@ class ApiError(Exception):
             **extra,
         }
         self.headers: dict[str, str] = {}
-
-
-@dataclass
-class Recorded:
-    """One request as the stub received it (the path without the API prefix)."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
-    status: int = 0
 
 
 @dataclass
@@ -101,12 +89,10 @@ class _Tree:
     entries: dict[str, tuple[str, str, str] | _Tree] = field(default_factory=dict)
 
 
-def git_blob_sha(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-class GitHubStub:
+class GitHubStub(StandIn):
     """State and behaviour; `serve()` puts it on a free port of 127.0.0.1."""
+
+    server_version = "GitHub.com"
 
     def __init__(
         self,
@@ -117,12 +103,12 @@ class GitHubStub:
         permissions: dict[str, str] | None = None,
         private: bool = False,
     ) -> None:
+        super().__init__()
         self.repo = repo
         self.token = token
         self.default_branch = default_branch
         self.permissions = dict(ALL_WRITE if permissions is None else permissions)
         self.private = private
-        self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self.interleaved: list[tuple[str, re.Pattern[str], Callable[[], object]]] = []
         self.blobs: dict[str, bytes] = {}
@@ -139,40 +125,24 @@ class GitHubStub:
         self._ids = iter(range(1_000_001, 10**9))
         self._clock = 0
         self._lock = threading.RLock()
-        self.base_url = ""
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- server ----------------------------------------------------------------
 
-    def serve(self) -> GitHubStub:
-        stub = self
-
-        class Handler(_Handler):
-            pass
-
-        Handler.stub = stub
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        host, port = self._server.server_address[:2]
-        self.base_url = f"http://{host}:{port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )  # close() waits one poll interval
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> GitHubStub:
-        return self.serve()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def response_headers(self, extra: dict[str, str]) -> dict[str, str]:
+        """A JSON answer carries GitHub's media type, a request id and the rate limit."""
+        if extra.get("content-type"):
+            return extra
+        return {
+            "content-type": "application/json; charset=utf-8",
+            "x-github-media-type": "github.v3; format=json",
+            "x-github-request-id": f"STUB:{len(self.requests)}",
+            "x-ratelimit-limit": "1000",
+            "x-ratelimit-remaining": "999",
+            "x-ratelimit-reset": str(int(time.time()) + 3600),
+            "x-ratelimit-used": "1",
+            "x-ratelimit-resource": "core",
+            **extra,
+        }
 
     @property
     def api_url(self) -> str:
@@ -338,17 +308,26 @@ class GitHubStub:
 
         self._add_fault(method, path, times, respond)
 
+    def graphql_rate_limit(self, kind: str, *, reset_in: float = 3600, times: int = 1) -> None:
+        """The next `times` GraphQL requests exceed the GraphQL rate limit: HTTP 200 with an
+        error of type `kind` (GitHub has been seen sending `RATE_LIMITED` and `RATE_LIMIT`)."""
+
+        def respond() -> tuple[int, dict[str, str], dict[str, Any]]:
+            headers = {"x-ratelimit-limit": "5000", "x-ratelimit-used": "5000"}
+            headers["x-ratelimit-remaining"] = "0"
+            headers["x-ratelimit-resource"] = "graphql"
+            headers["x-ratelimit-reset"] = str(int(time.time() + reset_in + 0.999))
+            message = "API rate limit already exceeded for user ID 4242."
+            error = {"type": kind, "code": "graphql_rate_limit", "message": message}
+            return 200, headers, {"errors": [error]}
+
+        self._add_fault("POST", GRAPHQL_PATH + "$", times, respond)
+
     def _add_fault(self, method: str, path: str, times: int, respond: Callable) -> None:
         with self._lock:
             self.faults.append(Fault(method.upper(), re.compile(path), times, respond))
 
     # -- inspection --------------------------------------------------------------
-
-    def calls(self, method: str = "*", path: str = "") -> list[Recorded]:
-        pattern = re.compile(path)
-        return [
-            r for r in list(self.requests) if method in ("*", r.method) and pattern.search(r.path)
-        ]
 
     def graphql_commits(self) -> list[dict[str, Any]]:
         """The `createCommitOnBranch` inputs sent, in order (answered or not)."""
@@ -1082,49 +1061,3 @@ def _api_path(target: str) -> str:
 
 def _json_bytes(payload: Any) -> bytes:
     return json.dumps(payload).encode()
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up on a stalled answer is expected here, not news."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    stub: GitHubStub
-    protocol_version = "HTTP/1.1"
-    server_version = "GitHub.com"
-    disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed ACK
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet in tests
-        return
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        status, extra, data = self.stub.handle(self.command, self.path, headers, raw)
-        if data is None:  # injected connection reset
-            self.close_connection = True
-            self.connection.close()
-            return
-        self.send_response(status)
-        is_json = not extra.get("content-type")
-        self.send_header(
-            "content-type", extra.pop("content-type", "application/json; charset=utf-8")
-        )
-        if is_json:
-            self.send_header("x-github-media-type", "github.v3; format=json")
-            self.send_header("x-github-request-id", f"STUB:{len(self.stub.requests)}")
-            extra.setdefault("x-ratelimit-limit", "1000")
-            extra.setdefault("x-ratelimit-remaining", "999")
-            extra.setdefault("x-ratelimit-reset", str(int(time.time()) + 3600))
-            extra.setdefault("x-ratelimit-used", "1")
-            extra.setdefault("x-ratelimit-resource", "core")
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve

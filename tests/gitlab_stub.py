@@ -21,9 +21,10 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+from http_stub import Recorded, StandIn, git_blob_sha
 
 API_PREFIX = "/api/v4"
 NOTE_LIMIT = 1_000_000
@@ -42,17 +43,6 @@ class ApiError(Exception):
 
 def _message(status: int, text: str) -> ApiError:
     return ApiError(status, {"message": text})
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    """Without /api/v4, URL-decoded."""
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
-    status: int = 0
 
 
 @dataclass
@@ -84,12 +74,13 @@ class MergeRequest:
     source_project_id: int = PROJECT_ID
 
 
-def git_blob_sha(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+class GitLabStub(StandIn):
+    """State and behaviour; `serve()` puts it on a free port of 127.0.0.1.
 
+    Recorded request paths are without /api/v4, URL-decoded.
+    """
 
-class GitLabStub:
-    """State and behaviour; `serve()` puts it on a free port of 127.0.0.1."""
+    server_version = "nginx"
 
     def __init__(
         self,
@@ -98,13 +89,13 @@ class GitLabStub:
         token: str = "glpat-stubTokenDoNotLeak0123456789",
         default_branch: str = "main",
     ) -> None:
+        super().__init__()
         self.project = project
         self.token = token
         self.default_branch = default_branch
         self.max_per_page = 100
         """GitLab serves at most 100 items a page, whatever `per_page` asks."""
         self.tokens: dict[str, Token] = {token: Token()}
-        self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self.hooks: list[tuple[str, re.Pattern[str], Callable[[], object]]] = []
         self.blobs: dict[str, bytes] = {}
@@ -118,39 +109,11 @@ class GitLabStub:
         """False: list every ancestor whatever `first_parent` says, as older GitLab does."""
         self._clock = 0
         self._lock = threading.RLock()
-        self.base_url = ""
-        self._server: ThreadingHTTPServer | None = None
 
     # -- server ------------------------------------------------------------------
 
-    def serve(self) -> GitLabStub:
-        stub = self
-
-        class Handler(_Handler):
-            pass
-
-        Handler.stub = stub
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        host, port = self._server.server_address[:2]
-        self.base_url = f"http://{host}:{port}"
-        thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> GitLabStub:
-        return self.serve()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def response_headers(self, extra: dict[str, str]) -> dict[str, str]:
+        return {"Content-Type": "application/json", **extra}
 
     # -- test set-up -------------------------------------------------------------
 
@@ -226,12 +189,6 @@ class GitLabStub:
             self.faults.append(Fault(method.upper(), re.compile(path), times, 0))
 
     # -- inspection ----------------------------------------------------------------
-
-    def calls(self, method: str = "*", path: str = "") -> list[Recorded]:
-        pattern = re.compile(path)
-        return [
-            r for r in list(self.requests) if method in ("*", r.method) and pattern.search(r.path)
-        ]
 
     def writes(self) -> list[Recorded]:
         return [r for r in list(self.requests) if r.method != "GET"]
@@ -637,38 +594,3 @@ def _entry(path: str, kind: str, sha: str, mode: str) -> dict[str, Any]:
 
 def _json(payload: Any) -> bytes:
     return json.dumps(payload).encode()
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A reset connection is expected here, not news."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    stub: GitLabStub
-    protocol_version = "HTTP/1.1"
-    server_version = "nginx"
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet in tests
-        return
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        status, extra, data = self.stub.handle(self.command, self.path, headers, raw)
-        if data is None:  # injected connection reset
-            self.close_connection = True
-            self.connection.close()
-            return
-        self.send_response(status)
-        extra.setdefault("Content-Type", "application/json")
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _serve

@@ -4,7 +4,8 @@ Against the GitHub stand-in (PyGithub over real HTTP on 127.0.0.1, GraphQL at
 /api/graphql sharing the REST endpoints' git objects): the number of requests a
 publish makes does not grow with its figures and charts, every linked image is
 on the branch at the linked commit, a concurrent writer is retried over, and a
-read-only token ends in the same one line as on the REST path.
+read-only token or an exhausted GraphQL rate limit ends in the same one line as
+on the REST path.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from github_stub import GitHubStub
 from test_publish import fetch, image_urls, make_run, options, png, pr_env
 from test_publish_review import with_curve
 
+from nbci.errors import PublishError
 from nbci.publish import PublishOptions, RetryPolicy, github_graphql, publish
 
 BRANCH = "nbci-assets"
@@ -179,3 +181,24 @@ def test_a_payload_over_the_bound_is_split_into_commits_and_the_last_is_linked(
     assert len(urls) == 5
     for url in urls:
         assert f"/raw/{tip}/" in url and fetch(url)[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("kind", ["RATE_LIMITED", "RATE_LIMIT"])
+def test_the_graphql_rate_limit_is_worded_as_the_rest_one(
+    gh: GitHubStub, tmp_path: Path, kind: str
+) -> None:
+    with_branch(gh)
+    gh.graphql_rate_limit(kind)
+    base = gh.add_history(1)[-1]
+    gh.add_pull(9, base_sha=base)
+
+    with pytest.raises(PublishError) as caught:
+        publish(options(make_run(tmp_path / "run", figures={"a": 1})), pr_env(gh, tmp_path, 9))
+
+    said = str(caught.value)
+    assert said.startswith(
+        "GitHub's rate limit stopped nbci from trying to commit figures to the nbci-assets "
+        "branch (403 API rate limit already exceeded for user ID 4242.; resets at "
+    )
+    assert said.endswith("UTC): nbci does not wait that long; run the job again later")
+    assert len(gh.graphql_commits()) == 1  # asked once: the limit resets in an hour

@@ -67,6 +67,18 @@ def commit_on_branch(
     return tip.after(head, changed, removed, tree=tree)
 
 
+def _rest_status(kind: str) -> int:
+    """The REST status of a GraphQL error type, so that `Session.errors` words it the same way.
+
+    FORBIDDEN gets the permission line. A rate limit (GitHub documents
+    `RATE_LIMITED` and has been seen sending `RATE_LIMIT`) is a 403 whose
+    message says "rate limit", as on REST.
+    """
+    if kind in ("RATE_LIMITED", "RATE_LIMIT"):
+        return 403
+    return {"FORBIDDEN": 403, "NOT_FOUND": 404}.get(kind, 422)
+
+
 def _message(message: str) -> dict[str, str]:
     headline, _, body = message.partition("\n")
     return {"headline": headline, "body": body.strip()} if body.strip() else {"headline": headline}
@@ -101,10 +113,7 @@ def _mutate(requester: Any, mutation_input: dict[str, Any]) -> tuple[str, str]:
         kind, said = str(first.get("type") or ""), str(first.get("message") or "")
         if kind == "STALE_DATA" or said.startswith("Expected branch to point to"):
             raise BranchMoved
-        # As the REST statuses, so that `Session.errors` words them the same way
-        # (FORBIDDEN: the permission line; RATE_LIMITED: "rate limit" in GitHub's words).
-        status = {"FORBIDDEN": 403, "RATE_LIMITED": 403, "NOT_FOUND": 404}.get(kind, 422)
-        raise GithubException(status, {"message": said or kind}, headers)
+        raise GithubException(_rest_status(kind), {"message": said or kind}, headers)
     try:
         commit = data["data"]["createCommitOnBranch"]["commit"]
         return str(commit["oid"]), str(commit["tree"]["oid"])
