@@ -213,7 +213,6 @@ def _execute(
 ) -> tuple[list[NotebookResult], bool]:
     """Every job's result in plan order, and whether the run was interrupted."""
     from nbci import cache
-    from nbci.execute import ExecuteOptions, execute_jobs
 
     settings = cache.CacheSettings(
         directory=config.root / config.cache_dir,
@@ -250,18 +249,9 @@ def _execute(
         else:
             to_run.append(job)
 
-    options = ExecuteOptions(
-        root=config.root,
-        out_dir=out_dir,
-        workers=request.workers or config.jobs,
-        preload=config.preload is not None,
-        preload_modules=config.preload or (),
-        on_event=on_event,
-        stream_output=request.log_output,
-    )
     interrupted = False
     try:
-        for result in execute_jobs(to_run, options):
+        for result in _executed(config, request, to_run, out_dir, on_event):
             key = keys.get(result.id)
             result = replace(result, cache_key=key)
             if key and settings.enabled and result.ok:
@@ -271,6 +261,31 @@ def _execute(
         interrupted = True
     ordered = [done.get(job.id) or _interrupted(job) for job in jobs]
     return ordered, interrupted
+
+
+def _executed(
+    config: Config,
+    request: RunRequest,
+    jobs: Sequence[Job],
+    out_dir: Path,
+    on_event: OnEvent | None,
+) -> Iterator[NotebookResult]:
+    """The jobs' results as they finish (the executor is not even imported when all were
+    restored from the cache)."""
+    if not jobs:
+        return
+    from nbci.execute import ExecuteOptions, execute_jobs
+
+    options = ExecuteOptions(
+        root=config.root,
+        out_dir=out_dir,
+        workers=request.workers or config.jobs,
+        preload=config.preload is not None,
+        preload_modules=config.preload or (),
+        on_event=on_event,
+        stream_output=request.log_output,
+    )
+    yield from execute_jobs(jobs, options)
 
 
 def _interrupted(job: Job) -> NotebookResult:
