@@ -213,8 +213,8 @@ def _installed_distributions() -> list[str]:
     """
     found = set()
     for entry in sys.path:
-        with contextlib.suppress(OSError):
-            for folder in os.scandir(entry or "."):
+        with contextlib.suppress(OSError), os.scandir(entry or ".") as folders:
+            for folder in folders:
                 stem, _, kind = folder.name.rpartition(".")
                 if kind not in ("dist-info", "egg-info"):
                     continue

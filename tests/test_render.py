@@ -294,11 +294,34 @@ def test_compiled_templates_are_kept_while_their_source_is_unchanged(
     new_process = templating._environment.cache_clear  # what is left is the compiled files
     new_process()
     assert markdown_report(sample_run(), templates=templates).startswith("first ")
-    assert list((tmp_path / "tmp").glob("_jinja2-cache-*/__jinja2_*.cache"))
+    assert list((tmp_path / "tmp").glob("_jinja2-cache-*/__nbci_*.cache"))
     (templates / "report.md.j2").write_text("second {{ view.verdict.headline|md }}\n")
     new_process()
     assert markdown_report(sample_run(), templates=templates).startswith("second ")
     new_process()
+
+
+def test_a_template_compiled_for_markdown_is_never_used_for_html(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "shared.j2").write_text("{{ value }}")
+
+    def render(*, html: bool) -> str:
+        templating._environment.cache_clear()  # a new process: the compiled files are left
+        template = templating.environment(html=html, templates=templates).get_template("shared.j2")
+        return template.render(value="<script>x</script>")
+
+    try:
+        for html in (False, True, False, True):
+            assert render(html=html) == (
+                "&lt;script&gt;x&lt;/script&gt;" if html else "<script>x</script>"
+            )
+    finally:
+        templating._environment.cache_clear()
 
 
 def test_a_compiled_template_cache_that_cannot_be_kept_is_no_cache(
@@ -306,7 +329,10 @@ def test_a_compiled_template_cache_that_cannot_be_kept_is_no_cache(
 ) -> None:
     (tmp_path / "not-a-folder").write_text("")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "not-a-folder"))
-    assert templating._bytecode_cache() is None
+    options = templating._Options(
+        autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
+    )
+    assert templating._bytecode_cache(options) is None
 
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2
@@ -13,6 +15,15 @@ if TYPE_CHECKING:  # pragma: no cover
 TEMPLATES = Path(__file__).parent / "templates"
 MARKDOWN_TEMPLATE = "report.md.j2"
 HTML_TEMPLATE = "report.html.j2"
+
+
+class _Options(TypedDict):
+    """What Jinja compiles into a template besides its source."""
+
+    autoescape: bool
+    trim_blocks: bool
+    lstrip_blocks: bool
+    keep_trailing_newline: bool
 
 
 def environment(*, html: bool, templates: Path | None = None) -> jinja2.Environment:
@@ -31,14 +42,14 @@ def _environment(html: bool, templates: Path | None) -> jinja2.Environment:
 
     folders = [str(templates)] if templates else []
     folders.append(str(TEMPLATES))
+    options = _Options(
+        autoescape=html, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
+    )
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folders),
-        bytecode_cache=_bytecode_cache(),
+        bytecode_cache=_bytecode_cache(options),
         undefined=jinja2.StrictUndefined,
-        autoescape=html,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
+        **options,
     )
     if not html:
         from nbci.render.escape import escape_cell, escape_html_text, escape_markdown
@@ -47,13 +58,15 @@ def _environment(html: bool, templates: Path | None) -> jinja2.Environment:
     return env
 
 
-def _bytecode_cache() -> jinja2.BytecodeCache | None:
+def _bytecode_cache(options: _Options) -> jinja2.BytecodeCache | None:
     """Jinja's cache of compiled templates, in a private temporary folder it checks.
 
     Compiling the two report templates took 0.14 s, a third of a run whose
-    notebooks all come from the cache. An entry is used only while its
-    template's source is unchanged (a user's override included); a cache that
-    cannot be written is no cache.
+    notebooks all come from the cache. Jinja uses an entry only while its
+    template's source is unchanged (a user's override included), but keys it
+    by the template's name and file alone: the environment's `options` are
+    compiled in (autoescape above all), so each set of them gets files of its
+    own. A cache that cannot be written is no cache.
     """
     import jinja2
 
@@ -62,7 +75,8 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
             with contextlib.suppress(OSError):
                 super().dump_bytecode(bucket)
 
+    compiled_with = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()
     try:
-        return QuietCache()
+        return QuietCache(pattern=f"__nbci_{compiled_with[:16]}_%s.cache")
     except (OSError, RuntimeError):  # no private temporary folder
         return None
