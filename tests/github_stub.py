@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from github_graphql_stub import GRAPHQL_PATH
 from github_graphql_stub import answer as graphql_answer
-from http_stub import Recorded, StandIn, git_blob_sha
+from http_stub import Recorded, StandIn, git_blob_sha, json_bytes
 
 API_PREFIX = "/api/v3"
 DOCS = "https://docs.github.com/rest"
@@ -411,7 +411,7 @@ class GitHubStub(StandIn):
                 record.status = status
                 if payload is None:
                     return 0, {}, None
-                return status, extra, _json_bytes(payload)
+                return status, extra, json_bytes(payload)
             return self._answer(method, record, split.path, query, headers, body)
 
     def _answer(
@@ -422,14 +422,14 @@ class GitHubStub(StandIn):
                 if path == GRAPHQL_PATH and method == "POST":
                     self._authenticate(headers)
                     status, payload = graphql_answer(self, body)
-                    data, extra = _json_bytes(payload), {}
+                    data, extra = json_bytes(payload), {}
                 elif path.startswith(API_PREFIX + "/"):
                     status, payload, extra = self._api(method, record.path, query, headers, body)
-                    data = b"" if payload is None else _json_bytes(payload)
+                    data = b"" if payload is None else json_bytes(payload)
                 else:
                     status, data, extra = self._web(method, path)
             except ApiError as exc:
-                status, data, extra = exc.status, _json_bytes(exc.body), exc.headers
+                status, data, extra = exc.status, json_bytes(exc.body), exc.headers
             record.status = status
             return status, extra, data
 
@@ -1057,7 +1057,3 @@ class GitHubStub(StandIn):
 
 def _api_path(target: str) -> str:
     return unquote(urlsplit(target).path).removeprefix(API_PREFIX)
-
-
-def _json_bytes(payload: Any) -> bytes:
-    return json.dumps(payload).encode()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from http_stub import Recorded, StandIn, git_blob_sha
+from http_stub import Recorded, StandIn, git_blob_sha, json_bytes
 
 API_PREFIX = "/api/v4"
 NOTE_LIMIT = 1_000_000
@@ -227,7 +227,7 @@ class GitLabStub(StandIn):
                 if fault.status == 0:
                     return 0, {}, None
                 text = {429: "Retry later", 502: "502 Bad Gateway"}.get(fault.status, "error")
-                return fault.status, dict(fault.headers), _json({"message": text})
+                return fault.status, dict(fault.headers), json_bytes({"message": text})
             hook = next(
                 (h for h in self.hooks if h[0] == method and h[1].search(record.path)), None
             )
@@ -239,11 +239,11 @@ class GitLabStub(StandIn):
                     status, payload, extra = self._api(
                         method, path[len(API_PREFIX) :], query, headers, body
                     )
-                    data = payload if isinstance(payload, bytes) else _json(payload)
+                    data = payload if isinstance(payload, bytes) else json_bytes(payload)
                 else:
                     status, data, extra = self._web(method, unquote(path))
             except ApiError as exc:
-                status, data, extra = exc.status, _json(exc.body), exc.headers
+                status, data, extra = exc.status, json_bytes(exc.body), exc.headers
             record.status = status
             return status, extra, data
 
@@ -590,7 +590,3 @@ def _flag(value: str | None) -> bool:
 
 def _entry(path: str, kind: str, sha: str, mode: str) -> dict[str, Any]:
     return {"id": sha, "name": path.rsplit("/", 1)[-1], "type": kind, "path": path, "mode": mode}
-
-
-def _json(payload: Any) -> bytes:
-    return json.dumps(payload).encode()

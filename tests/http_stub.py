@@ -8,6 +8,7 @@ serves it on a free port for the block.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     status: int = 0
+
+
+def json_bytes(payload: Any) -> bytes:
+    """An answer's JSON body."""
+    return json.dumps(payload).encode()
 
 
 def git_blob_sha(data: bytes) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -283,49 +284,42 @@ def test_user_templates_override(tmp_path: Path) -> None:
     assert "rebeccapurple" in html and "<h1>1 of 3 notebooks failed</h1>" in html
 
 
-def test_compiled_templates_are_kept_while_their_source_is_unchanged(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def new_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
+    """Compiled templates go to `tmp_path/tmp`; calling the fixture forgets the environments,
+    as a new process would (what is left is the compiled files)."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    (templates / "report.md.j2").write_text("first {{ view.verdict.headline|md }}\n")
-    new_process = templating._environment.cache_clear  # what is left is the compiled files
-    new_process()
-    assert markdown_report(sample_run(), templates=templates).startswith("first ")
+    templating._environment.cache_clear()
+    yield templating._environment.cache_clear
+    templating._environment.cache_clear()
+
+
+def test_compiled_templates_are_kept_while_their_source_is_unchanged(
+    tmp_path: Path, new_process: Callable[[], None]
+) -> None:
+    (tmp_path / "report.md.j2").write_text("first {{ view.verdict.headline|md }}\n")
+    assert markdown_report(sample_run(), templates=tmp_path).startswith("first ")
     assert list((tmp_path / "tmp").glob("_jinja2-cache-*/__nbci_*.cache"))
-    (templates / "report.md.j2").write_text("second {{ view.verdict.headline|md }}\n")
+    (tmp_path / "report.md.j2").write_text("second {{ view.verdict.headline|md }}\n")
     new_process()
-    assert markdown_report(sample_run(), templates=templates).startswith("second ")
-    new_process()
+    assert markdown_report(sample_run(), templates=tmp_path).startswith("second ")
 
 
 def test_a_template_compiled_for_markdown_is_never_used_for_html(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, new_process: Callable[[], None]
 ) -> None:
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    (templates / "shared.j2").write_text("{{ value }}")
-
-    def render(*, html: bool) -> str:
-        templating._environment.cache_clear()  # a new process: the compiled files are left
-        template = templating.environment(html=html, templates=templates).get_template("shared.j2")
-        return template.render(value="<script>x</script>")
-
-    try:
-        for html in (False, True, False, True):
-            assert render(html=html) == (
-                "&lt;script&gt;x&lt;/script&gt;" if html else "<script>x</script>"
-            )
-    finally:
-        templating._environment.cache_clear()
+    (tmp_path / "shared.j2").write_text("{{ value }}")
+    for html in (False, True, False, True):
+        new_process()
+        template = templating.environment(html=html, templates=tmp_path).get_template("shared.j2")
+        assert template.render(value="<script>x</script>") == (
+            "&lt;script&gt;x&lt;/script&gt;" if html else "<script>x</script>"
+        )
 
 
 def test_a_compiled_template_cache_that_cannot_be_kept_is_no_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_process: Callable[[], None]
 ) -> None:
     (tmp_path / "not-a-folder").write_text("")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "not-a-folder"))
@@ -339,11 +333,7 @@ def test_a_compiled_template_cache_that_cannot_be_kept_is_no_cache(
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", disk_full)
-    templating._environment.cache_clear()
-    try:
-        assert "1 of 3 notebooks failed" in markdown_report(sample_run())
-    finally:
-        templating._environment.cache_clear()
+    assert "1 of 3 notebooks failed" in markdown_report(sample_run())
 
 
 def test_strict_undefined_in_templates(tmp_path: Path) -> None:
