@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="run (default: out)")
     publish.add_argument(
         "--forge",
-        choices=("github", "gitlab"),
-        help="default: gitlab inside GitLab CI, else github",
+        choices=("github", "gitlab", "bitbucket"),
+        help="default: gitlab in GitLab CI, bitbucket in Bitbucket Pipelines, else github",
     )
     publish.add_argument(
         "--repo", metavar="OWNER/NAME", help="default: $GITHUB_REPOSITORY / $CI_PROJECT_PATH"
@@ -126,11 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--pr", type=_positive_int, metavar="N", help="PR number / MR iid")
     publish.add_argument("--sha", metavar="SHA", help="commit that gets the verdict")
     publish.add_argument(
-        "--api-url", metavar="URL", help="default: $GITHUB_API_URL / $CI_API_V4_URL"
+        "--api-url",
+        metavar="URL",
+        help="default: $GITHUB_API_URL / $CI_API_V4_URL / Bitbucket Cloud; "
+        "a Bitbucket Data Center server's address",
     )
     publish.add_argument(
-        "--token-env", metavar="VAR", help="variable with the token (GITHUB_TOKEN / GITLAB_TOKEN)"
+        "--token-env",
+        metavar="VAR",
+        help="variable with the token (GITHUB_TOKEN / GITLAB_TOKEN / BITBUCKET_TOKEN)",
     )
+    publish.add_argument("--run-url", metavar="URL", help="the CI run the status links to")
     publish.add_argument("--check", action="store_true", help="a check run, not a status")
     publish.add_argument("--name", metavar="NAME", help="report name (default: config)")
     publish.add_argument("--assets-branch", metavar="BRANCH", help="branch for figures")
@@ -138,8 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="add nbci config, workflows and an example")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
-    init.add_argument(
+    pipeline = init.add_mutually_exclusive_group()
+    pipeline.add_argument(
         "--gitlab", action="store_true", help="a .gitlab-ci.yml, not GitHub workflows"
+    )
+    pipeline.add_argument(
+        "--bitbucket", action="store_true", help="a bitbucket-pipelines.yml, not GitHub workflows"
     )
     init.set_defaults(handler=_init)
     return parser
@@ -262,6 +272,7 @@ def _publish(args: argparse.Namespace) -> int:
         sha=args.sha,
         api_url=args.api_url,
         token_env=args.token_env,
+        run_url=args.run_url,
         check=args.check,
         assets_branch=args.assets_branch or config.assets_branch,
         notebooks=config.publish_notebooks,
@@ -280,7 +291,7 @@ def _publish(args: argparse.Namespace) -> int:
 def _init(args: argparse.Namespace) -> int:
     from nbci.scaffold import init
 
-    for path in init(Path.cwd(), force=args.force, gitlab=args.gitlab):
+    for path in init(Path.cwd(), force=args.force, gitlab=args.gitlab, bitbucket=args.bitbucket):
         print(f"Wrote {_shown(path)}")
     return EXIT_OK
 

@@ -1,14 +1,15 @@
 """`nbci init`: the config, the CI pipeline and an example notebook, in a user's repository.
 
 The pipeline is the two GitHub Actions workflows, or with `--gitlab` one
-`.gitlab-ci.yml`. The files are package data under `nbci/scaffold_files/`; the
-workflows there are the ones this repository runs itself (a test keeps them
-from drifting; another validates the GitLab pipeline against GitLab's schema).
+`.gitlab-ci.yml`, or with `--bitbucket` one `bitbucket-pipelines.yml`. The
+files are package data under `nbci/scaffold_files/`; the workflows there are
+the ones this repository runs itself (a test keeps them from drifting; others
+validate the GitLab and Bitbucket pipelines against their published schemas).
 Written as-is except for two values: the `nbci==` pin becomes the installed
 version, and the default branch (`main`) of the workflows becomes the
-repository's when git knows it (GitLab's pipeline reads `$CI_DEFAULT_BRANCH`).
-Nothing is overwritten without `force`, and nothing is written when any file
-is in the way.
+repository's when git knows it (GitLab's pipeline reads `$CI_DEFAULT_BRANCH`;
+Bitbucket's names the branch as a key, `'main':`). Nothing is overwritten
+without `force`, and nothing is written when any file is in the way.
 """
 
 from __future__ import annotations
@@ -47,20 +48,29 @@ GITLAB_FILES = (
     _File("gitlab/gitlab-ci.yml", ".gitlab-ci.yml"),
     _File("notebooks/example.ipynb", "notebooks/example.ipynb"),
 )
+BITBUCKET_FILES = (
+    _File("nbci.toml", "nbci.toml"),
+    _File("bitbucket/bitbucket-pipelines.yml", "bitbucket-pipelines.yml"),
+    _File("notebooks/example.ipynb", "notebooks/example.ipynb"),
+)
 FILES_DIR = "scaffold_files"
 """The package data folder holding what `init` writes."""
 _PIN = re.compile(r'"nbci==[^"]*"')
 _BRANCHES = "branches: [main]"
+_BITBUCKET_BRANCH = "'main':"
 _BRANCH_NAME = re.compile(r"[A-Za-z0-9._/-]{1,100}")
 
 
-def init(root: Path, *, force: bool = False, gitlab: bool = False) -> list[Path]:
-    """Write the scaffold into `root` (for GitLab CI with `gitlab`); returns the files written.
+def init(
+    root: Path, *, force: bool = False, gitlab: bool = False, bitbucket: bool = False
+) -> list[Path]:
+    """Write the scaffold into `root` (for GitLab CI with `gitlab`, Bitbucket Pipelines with
+    `bitbucket`); returns the files written.
 
     Raises UsageError, before writing anything, when a file exists and not `force`.
     The config goes to nbci.toml unless pyproject.toml already has `[tool.nbci]`.
     """
-    chosen = GITLAB_FILES if gitlab else FILES
+    chosen = GITLAB_FILES if gitlab else BITBUCKET_FILES if bitbucket else FILES
     configured = _configured_in_pyproject(root)
     files = [f for f in chosen if not (f.target == "nbci.toml" and configured)]
     if len(files) < len(chosen):
@@ -87,9 +97,10 @@ def template(source: str) -> str:
 def render(source: str, *, branch: str = "main") -> str:
     """A scaffold file as `init` writes it."""
     text = template(source)
-    if source.startswith(("workflows/", "gitlab/")):
+    if source.startswith(("workflows/", "gitlab/", "bitbucket/")):
         text = _PIN.sub(f'"nbci=={__version__}"', text)
         text = text.replace(_BRANCHES, f"branches: [{branch}]")
+        text = text.replace(_BITBUCKET_BRANCH, f"'{branch}':")
     return text
 
 

@@ -33,13 +33,18 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def resolve_shard(text: str, env: Mapping[str, str]) -> tuple[int, int]:
-    """`--shard K/N`, or `--shard auto`: this job's place in a GitLab `parallel: N` job set.
+    """`--shard K/N`, or `--shard auto`: this job's place in a GitLab `parallel: N` job set
+    or a Bitbucket Pipelines `parallel` group.
 
     GitLab CI numbers parallel jobs `CI_NODE_INDEX` (1-based) of `CI_NODE_TOTAL`;
     without `parallel:` it sets only `CI_NODE_TOTAL=1`, which is shard 1/1.
+    Bitbucket numbers a parallel group's steps `BITBUCKET_PARALLEL_STEP` (0-based) of
+    `BITBUCKET_PARALLEL_STEP_COUNT`.
     """
     if text.strip() != "auto":
         return parse_shard(text)
+    if "BITBUCKET_PARALLEL_STEP_COUNT" in env:
+        return _bitbucket_shard(env)
     index, total = env.get("CI_NODE_INDEX", "").strip(), env.get("CI_NODE_TOTAL", "").strip()
     if not index and total == "1":
         return 1, 1
@@ -47,12 +52,24 @@ def resolve_shard(text: str, env: Mapping[str, str]) -> tuple[int, int]:
         got = f"CI_NODE_INDEX={index!r}, CI_NODE_TOTAL={total!r}"
         raise UsageError(
             f"--shard auto: expected CI_NODE_INDEX and CI_NODE_TOTAL from a GitLab CI "
-            f"`parallel:` job, got {got}; pass --shard K/N elsewhere"
+            f"`parallel:` job (or BITBUCKET_PARALLEL_STEP and BITBUCKET_PARALLEL_STEP_COUNT "
+            f"from a Bitbucket `parallel` group), got {got}; pass --shard K/N elsewhere"
         )
     k, n = int(index), int(total)
     if not 1 <= k <= n:
         raise UsageError(f"--shard auto: CI_NODE_INDEX={k} is not within 1..CI_NODE_TOTAL={n}")
     return k, n
+
+
+def _bitbucket_shard(env: Mapping[str, str]) -> tuple[int, int]:
+    step = env.get("BITBUCKET_PARALLEL_STEP", "").strip()
+    count = env.get("BITBUCKET_PARALLEL_STEP_COUNT", "").strip()
+    if not (step.isdigit() and count.isdigit() and int(step) < int(count)):
+        raise UsageError(
+            "--shard auto: expected BITBUCKET_PARALLEL_STEP (0-based) below "
+            f"BITBUCKET_PARALLEL_STEP_COUNT, got {step!r} of {count!r}"
+        )
+    return int(step) + 1, int(count)
 
 
 def select_shard(

@@ -39,7 +39,7 @@ from nbci.model import Comparison, Run
 from nbci.publish import steps
 from nbci.publish.assets import Figures, Tip, load_figures
 from nbci.publish.baseline import DEFAULT_DEPTH, Baseline
-from nbci.publish.comment import comment_body, upsert_comment
+from nbci.publish.comment import comment_body, comment_limit, upsert_comment
 from nbci.publish.connect import ForgeName, ForkPipeline, connect
 from nbci.publish.context import read_artifact_pr
 from nbci.publish.forge import Forge, Target, TargetKind
@@ -63,15 +63,19 @@ class PublishOptions:
     name: str = "nbci"
     """The report's name: the comment marker and the status context."""
     forge: ForgeName | None = None
-    """`github` or `gitlab`; None: GitLab inside GitLab CI, else GitHub."""
+    """`github`, `gitlab` or `bitbucket`; None: GitLab inside GitLab CI, Bitbucket inside
+    Bitbucket Pipelines, else GitHub."""
     repo: str | None = None
-    """GitHub: `owner/name`; GitLab: the project's path or id."""
+    """GitHub: `owner/name`; GitLab: the project's path or id; Bitbucket: `workspace/slug`
+    (Data Center: `PROJECT/slug`)."""
     pr: int | None = None
     """The pull request number, or the merge request iid."""
     sha: str | None = None
     api_url: str | None = None
     token_env: str | None = None
-    """The variable holding the token; None: GITHUB_TOKEN or GITLAB_TOKEN."""
+    """The variable holding the token; None: GITHUB_TOKEN, GITLAB_TOKEN or BITBUCKET_TOKEN."""
+    run_url: str | None = None
+    """The CI run the status links to, where the environment does not say (Bitbucket)."""
     check: bool = False
     """A check run with the report, instead of a commit status."""
     assets_branch: str = "nbci-assets"
@@ -144,6 +148,8 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     except ForkPipeline as exc:  # nothing to publish to: the report stays in the artifacts
         verdict = steps.judge_run(run, None, None, options).verdict
         return PublishOutcome("artifact", "", passed(run, verdict), notes=(str(exc),))
+    if options.run_url:
+        forge.run_url = options.run_url
     target = forge.resolve_target()
     notes = list(figures.skipped)
     tip = steps.read_assets_tip(forge, options.assets_branch, notes)
@@ -175,7 +181,7 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     )
     comment_url = None
     if target.pr is not None:
-        body = comment_body(options.name, report)
+        body = comment_body(options.name, report, limit=comment_limit(forge))
         comment_url = upsert_comment(forge, target.pr, options.name, body).url
     check_url = steps.post_verdict(forge, options, target, run, verdict, comparison, report)
     steps.write_job_summary(env, report)

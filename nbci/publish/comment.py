@@ -43,17 +43,22 @@ def marker(name: str) -> str:
     return f"<!-- nbci:report:{safe_name(name)} -->"
 
 
-def comment_body(name: str, report: str) -> str:
-    """Marker + report, within `COMMENT_LIMIT` whatever the report's size.
+def comment_limit(forge: Forge) -> int:
+    """The forge's comment limit where it is below `COMMENT_LIMIT` (Bitbucket: 32,767)."""
+    return min(COMMENT_LIMIT, getattr(forge, "comment_limit", COMMENT_LIMIT))
+
+
+def comment_body(name: str, report: str, *, limit: int = COMMENT_LIMIT) -> str:
+    """Marker + report, within `limit` (default `COMMENT_LIMIT`) whatever the report's size.
 
     The report is expected to fit already (rendered with a budget); this is the
     last guard, cutting at a line boundary and saying so.
     """
     head = marker(name) + "\n"
     body = head + report
-    if _length(body) <= COMMENT_LIMIT:
+    if _length(body) <= limit:
         return body
-    room = COMMENT_LIMIT - _length(head) - _length(TRUNCATED_NOTE)
+    room = limit - _length(head) - _length(TRUNCATED_NOTE)
     cut = report[: max(room, 0)]
     while (excess := _length(cut) - room) > 0:  # astral characters count twice
         cut = cut[:-excess]

@@ -1,8 +1,10 @@
 """Which forge a publish goes to, and its client ready to use (no request made yet).
 
-GitLab CI is recognised by `GITLAB_CI=true`; anything else is GitHub (Actions
-or a local run with flags). `--forge github|gitlab` overrides. The token comes
-from `$GITHUB_TOKEN` or `$GITLAB_TOKEN` unless `--token-env` names another.
+GitLab CI is recognised by `GITLAB_CI=true`, Bitbucket Pipelines by its
+`BITBUCKET_BUILD_NUMBER`; anything else is GitHub (Actions or a local run with
+flags). `--forge github|gitlab|bitbucket` overrides. The token comes from
+`$GITHUB_TOKEN`, `$GITLAB_TOKEN` or `$BITBUCKET_TOKEN` unless `--token-env`
+names another.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ if TYPE_CHECKING:
     from nbci.publish import PublishOptions
     from nbci.publish.forge import Forge
 
-ForgeName = Literal["github", "gitlab"]
-FORGES: tuple[ForgeName, ...] = ("github", "gitlab")
+ForgeName = Literal["github", "gitlab", "bitbucket"]
+FORGES: tuple[ForgeName, ...] = ("github", "gitlab", "bitbucket")
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
@@ -29,19 +31,26 @@ class ForkPipeline(Exception):
 
 
 def detect_forge(env: Mapping[str, str], flag: str | None = None) -> ForgeName:
+    from nbci.publish.bitbucket_context import is_bitbucket_pipelines
     from nbci.publish.gitlab_context import is_gitlab_ci
 
     if flag is not None:
-        if flag not in FORGES:
-            raise UsageError(f"--forge: expected github or gitlab, got {flag!r}")
-        return "gitlab" if flag == "gitlab" else "github"
-    return "gitlab" if is_gitlab_ci(env) else "github"
+        for name in FORGES:
+            if flag == name:
+                return name
+        raise UsageError(f"--forge: expected github, gitlab or bitbucket, got {flag!r}")
+    if is_gitlab_ci(env):
+        return "gitlab"
+    return "bitbucket" if is_bitbucket_pipelines(env) else "github"
 
 
 def connect(options: PublishOptions, env: Mapping[str, str], artifact_pr: int | None) -> Forge:
     """The forge `options` and `env` name, with its token checked; raises ForkPipeline."""
-    if detect_forge(env, options.forge) == "gitlab":
+    forge = detect_forge(env, options.forge)
+    if forge == "gitlab":
         return _gitlab(options, env)
+    if forge == "bitbucket":
+        return _bitbucket(options, env)
     return _github(options, env, artifact_pr)
 
 
@@ -111,3 +120,44 @@ def _gitlab(options: PublishOptions, env: Mapping[str, str]) -> Forge:
         policy=options.retry,
     )
     return GitLabForge(session, ctx)
+
+
+def _bitbucket(options: PublishOptions, env: Mapping[str, str]) -> Forge:
+    """Bitbucket Cloud or Data Center (`bitbucket_context` tells which from --api-url)."""
+    from nbci.publish.bitbucket import CloudForge
+    from nbci.publish.bitbucket_client import DEFAULT_TOKEN_ENV, BitbucketSession, missing_token
+    from nbci.publish.bitbucket_context import resolve_bitbucket_context
+    from nbci.publish.bitbucket_dc import DataCenterForge
+
+    if options.check:
+        raise UsageError(
+            "--check: Bitbucket has no check runs; its build status and Code Insights report "
+            "carry the verdict"
+        )
+    ctx = resolve_bitbucket_context(
+        env,
+        repo=options.repo,
+        pr=options.pr,
+        sha=options.sha,
+        api_url=options.api_url,
+        run_url=options.run_url,
+    )
+    token_env = options.token_env or DEFAULT_TOKEN_ENV
+    token = read_token(env, token_env)
+    if not token and ctx.in_pipelines and ctx.pr is not None and options.token_env is None:
+        raise ForkPipeline(
+            f"this pull request pipeline has no ${token_env}, so nbci publishes nothing: the "
+            "report is in this step's artifacts (nbci-out/). Bitbucket gives no secured "
+            "variables to pipelines of pull requests from forks; for a pull request from this "
+            f"repository, add {token_env} as a secured repository variable (see the README)"
+        )
+    if not token:
+        raise missing_token(token_env, in_pipelines=ctx.in_pipelines)
+    session = BitbucketSession(
+        api_url=ctx.api_url,
+        repo=ctx.repo,
+        token=token,
+        token_env=token_env,
+        policy=options.retry,
+    )
+    return CloudForge(session, ctx) if ctx.cloud else DataCenterForge(session, ctx)

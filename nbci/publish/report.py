@@ -14,7 +14,7 @@ from pathlib import Path
 from nbci.model import Comparison, Run, Verdict
 from nbci.publish.assets import Figures, Hosting, Tip
 from nbci.publish.baseline import Baseline
-from nbci.publish.comment import COMMENT_LIMIT, marker
+from nbci.publish.comment import comment_limit, marker
 from nbci.publish.forge import Forge
 from nbci.publish.visuals import Prepared
 
@@ -58,7 +58,7 @@ def render_report(
         visuals=review.drawn.by_job if review is not None else None,
         figures_note=figures_note,
         title=name,
-        max_chars=min(REPORT_BUDGET, COMMENT_LIMIT - len(marker(name)) - len(footer) - 8),
+        max_chars=min(REPORT_BUDGET, comment_limit(forge) - len(marker(name)) - len(footer) - 8),
         templates=templates,
     )
     return report + footer

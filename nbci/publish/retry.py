@@ -69,6 +69,7 @@ class RateLimits:
 
 GITHUB_LIMITS = RateLimits("GitHub", (403, 429), needs_headers=True)
 GITLAB_LIMITS = RateLimits("GitLab", (429,), needs_headers=False)
+BITBUCKET_LIMITS = RateLimits("Bitbucket", (429,), needs_headers=False)
 
 
 class _WaitBudget:

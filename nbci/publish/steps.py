@@ -23,6 +23,7 @@ from nbci.publish.assets import Asset, Figures, Hosting, Tip, figure_assets, sto
 from nbci.publish.baseline import Baseline, find_baseline, run_folder
 from nbci.publish.forge import PermissionDenied, Target
 from nbci.publish.history import History, read_history
+from nbci.publish.insights import PostsInsights, build_insight
 from nbci.publish.status import DESCRIPTION_LIMIT, describe, fit, passed
 from nbci.results import RESULTS_FILE, run_to_dict
 
@@ -200,6 +201,9 @@ def post_verdict(
         description=fit(description, DESCRIPTION_LIMIT),
         target_url=forge.run_url,
     )
+    if isinstance(forge, PostsInsights):  # Bitbucket: a Code Insights report as well
+        insight = build_insight(run, verdict, comparison)
+        forge.post_insights(target.sha, name=options.name, insight=insight)
     return None
 
 

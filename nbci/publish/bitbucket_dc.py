@@ -1,0 +1,293 @@
+"""Bitbucket Data Center / Server (REST 1.0): `Forge` over `rest/api/1.0` and `rest/insights/1.0`.
+
+What differs from Cloud (`bitbucket.CloudForge`):
+
+- Files: REST 1.0 writes ONE file per commit (`PUT .../browse/{path}`,
+  multipart) and has no way to delete a file. So a publish makes one commit
+  per changed file, then one for nbci's index (`manifest.json`), each on top
+  of the last: unchanged files are never rewritten (the index knows their blob
+  ids), the figure and file caps of `assets` bound the count, and files nbci
+  no longer needs are dropped from its index but stay in the branch's tree.
+  An update names the commit it builds on (`sourceCommitId`); Data Center
+  answers 409 when the file changed meanwhile: `BranchMoved`.
+- Comments are read from the pull request's activities (paged by
+  `start`/`limit`) and edited or deleted with their `version`.
+- The build status goes to `.../commits/{sha}/builds` (Data Center 7.4 and
+  later); Code Insights reports show at most 6 data fields, and their
+  annotations are replaced by deleting the report's old ones first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from nbci.errors import PublishError
+from nbci.publish.assets import Asset, Tip
+from nbci.publish.bitbucket import (
+    ASSETS_ROOT,
+    MANIFEST,
+    READ_PR,
+    READ_REPO,
+    REPORT_DETAILS_LIMIT,
+    WRITE_PR,
+    WRITE_REPO,
+    BitbucketForge,
+    dig,
+    manifest_bytes,
+    report_key,
+)
+from nbci.publish.forge import BranchMoved, Comment
+from nbci.publish.insights import Insight
+from nbci.publish.status import fit
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 2000
+"""Data Center's annotation message limit."""
+
+
+class DataCenterForge(BitbucketForge):
+    """One repository on Bitbucket Data Center / Server (REST 1.0)."""
+
+    data_limit = 6
+
+    @property
+    def _repo(self) -> str:
+        return f"/rest/api/1.0/projects/{quote(self.ctx.owner)}/repos/{quote(self.ctx.slug)}"
+
+    @property
+    def _web(self) -> str:
+        return f"{self.ctx.web_url}/projects/{quote(self.ctx.owner)}/repos/{quote(self.ctx.slug)}"
+
+    def _pull_request(self, number: int) -> tuple[str, str | None]:
+        pull = self.session.json(
+            "GET",
+            f"{self._repo}/pull-requests/{number}",
+            action=f"read pull request #{number}",
+            needs=READ_PR,
+        )
+        head = dig(pull, "fromRef", "latestCommit")
+        base = dig(pull, "toRef", "latestCommit")
+        if not isinstance(head, str):
+            raise PublishError(f"Bitbucket's pull request #{number} has no source commit")
+        return head, base if isinstance(base, str) else None
+
+    def _read_default_branch(self) -> str:
+        action = f"read the default branch of {self.ctx.repo}"
+        answer = self.session.send(
+            "GET", f"{self._repo}/default-branch", action=action, needs=READ_REPO, ok=(404,)
+        )
+        if answer.status_code == 404:  # before 7.5
+            branch = self.session.json(
+                "GET", f"{self._repo}/branches/default", action=action, needs=READ_REPO
+            )
+        else:
+            branch = answer.json()
+        return str(dig(branch, "displayId") or "")
+
+    def _branch_head(self, branch: str) -> str | None:
+        listing = self.session.server_pages(
+            f"{self._repo}/branches",
+            action=f"read the {branch} branch",
+            needs=READ_REPO,
+            filterText=branch,
+        )
+        for found in listing:
+            if dig(found, "displayId") == branch:
+                head = dig(found, "latestCommit")
+                return head if isinstance(head, str) else None
+        return None
+
+    def _raw(self, commit: str, path: str, limit: int, branch: str) -> bytes | None:
+        url = f"{self._repo}/raw/{quote(path)}"
+        action = f"read {path} from the {branch} branch"
+        return self._stream(url, limit, f"{path} on {branch}", action=action, at=commit)
+
+    def commit(
+        self, tip: Tip, changed: Sequence[Asset], removed: Sequence[str], message: str
+    ) -> Tip:
+        head = tip.commit
+        for asset in changed:
+            head = self._put(tip, head, asset.path, asset.data, message, asset.path in tip.files)
+        if removed:
+            logger.info(
+                "%d file(s) dropped from nbci's index of %s (Data Center cannot delete files)",
+                len(removed),
+                tip.branch,
+            )
+        after = tip.after(head or "", changed, removed)
+        indexed = bool(tip.handles and tip.handles[0])  # the index exists on the branch
+        head = self._put(tip, head, MANIFEST, manifest_bytes(after.files), message, indexed)
+        return tip.after(head, changed, removed, handles=(True,))
+
+    def _put(
+        self, tip: Tip, head: str | None, path: str, data: bytes, message: str, exists: bool
+    ) -> str:
+        """One file in one commit on top of `head`; returns the new commit."""
+        fields = {"branch": tip.branch, "message": message}
+        if head is None:
+            fields["sourceBranch"] = self.default_branch()  # creates the branch from it
+        elif exists:
+            fields["sourceCommitId"] = head  # 409 if the file changed since
+        answer = self._send_file(path, fields, data)
+        if answer.status_code == 409 and not exists and head is not None:
+            fields["sourceCommitId"] = head  # written by an earlier, unfinished publish
+            answer = self._send_file(path, fields, data)
+        if answer.status_code == 409:
+            raise BranchMoved
+        commit = dig(answer.json(), "id")
+        if not isinstance(commit, str):
+            raise PublishError(f"Bitbucket did not say which commit stored {path}")
+        return commit
+
+    def _send_file(self, path: str, fields: dict[str, str], data: bytes) -> Any:
+        return self.session.send(
+            "PUT",
+            f"{self._repo}/browse/{quote(f'{ASSETS_ROOT}/{path}')}",
+            action=f"commit {path} to the {fields['branch']} branch",
+            needs=WRITE_REPO,
+            ok=(409,),
+            data=fields,
+            files={"content": (path.rsplit("/", 1)[-1], data)},
+        )
+
+    def file_url(self, commit: str, path: str) -> str:
+        return f"{self._web}/raw/{quote(f'{ASSETS_ROOT}/{path}')}?at={commit}"
+
+    def page_url(self, commit: str, path: str) -> str:
+        return f"{self._web}/browse/{quote(f'{ASSETS_ROOT}/{path}')}?at={commit}"
+
+    def _history(self, start: str) -> Iterator[tuple[str, list[str]]]:
+        listing = self.session.server_pages(
+            f"{self._repo}/commits",
+            action=f"list the history of {start[:12]}",
+            needs=READ_REPO,
+            until=start,
+        )
+        for commit in listing:
+            yield str(dig(commit, "id")), [str(p.get("id")) for p in commit.get("parents") or []]
+
+    def _fallback_url(self) -> str:
+        return self.ctx.run_url or self._web
+
+    # -- the sticky comment ------------------------------------------------------------
+
+    def _pr_path(self, number: int) -> str:
+        return f"{self._repo}/pull-requests/{number}"
+
+    def comments(self, number: int) -> list[Comment]:
+        listing = self.session.server_pages(
+            f"{self._pr_path(number)}/activities",
+            action=f"read the comments of pull request #{number}",
+            needs=READ_PR,
+        )
+        return [
+            self._comment(number, a["comment"])
+            for a in listing
+            if a.get("action") == "COMMENTED"
+            and a.get("commentAction") == "ADDED"
+            and isinstance(a.get("comment"), dict)
+        ]
+
+    def create_comment(self, number: int, body: str) -> Comment:
+        created = self.session.json(
+            "POST",
+            f"{self._pr_path(number)}/comments",
+            action=f"comment on pull request #{number}",
+            needs=WRITE_PR,
+            json={"text": body},
+        )
+        return self._comment(number, created)
+
+    def edit_comment(self, number: int, comment: Comment, body: str) -> None:
+        path = f"{self._pr_path(number)}/comments/{comment.id}"
+        action = f"edit nbci's comment on pull request #{number}"
+        version = comment.handle
+        for _attempt in range(2):
+            answer = self.session.send(
+                "PUT", path, action=action, needs=WRITE_PR, ok=(409,),
+                json={"text": body, "version": version},
+            )  # fmt: skip
+            if answer.status_code != 409:
+                return
+            current = self.session.json("GET", path, action=action, needs=READ_PR)
+            version = dig(current, "version")  # edited meanwhile: ours wins
+        raise PublishError(f"nbci's comment on pull request #{number} kept changing; run again")
+
+    def delete_comment(self, number: int, comment: Comment) -> bool:
+        answer = self.session.send(
+            "DELETE",
+            f"{self._pr_path(number)}/comments/{comment.id}",
+            action=f"delete a duplicate comment on pull request #{number}",
+            needs=WRITE_PR,
+            ok=(404,),
+            params={"version": comment.handle},
+        )
+        return answer.status_code != 404  # 404: another publish removed it first
+
+    def _comment(self, number: int, data: Any) -> Comment:
+        author = dig(data, "author") if isinstance(dig(data, "author"), dict) else None
+        comment_id = int(dig(data, "id") or 0)
+        created = dig(data, "createdDate")
+        return Comment(
+            id=comment_id,
+            body=str(dig(data, "text") or ""),
+            author=str(author.get("slug") or author.get("name")) if author else None,
+            created_at=f"{created:015d}" if isinstance(created, int) else "",  # ms, as text
+            url=f"{self._web}/pull-requests/{number}/overview?commentId={comment_id}",
+            handle=dig(data, "version"),
+        )
+
+    # -- the verdict -------------------------------------------------------------------
+
+    def set_status(
+        self, sha: str, *, name: str, success: bool, description: str, target_url: str | None
+    ) -> None:
+        body = self._status_body(name, success, description, target_url)
+        self.session.send(
+            "POST",
+            f"{self._repo}/commits/{sha}/builds",
+            action=f"set the build status on {sha[:12]}",
+            needs=READ_REPO,
+            json=body,
+        )
+        logger.info("build status %s %r on %s", body["state"], name, sha[:12])
+
+    def post_insights(self, sha: str, *, name: str, insight: Insight) -> None:
+        """The Code Insights report; its earlier annotations deleted, the new ones added."""
+        insights = self._repo.replace("/rest/api/1.0/", "/rest/insights/1.0/", 1)
+        path = f"{insights}/commits/{sha}/reports/{quote(report_key(name))}"
+        report: dict[str, Any] = {
+            "title": fit(name, 450),
+            "details": fit(insight.title, REPORT_DETAILS_LIMIT),
+            "reporter": "nbci",
+            "result": "PASS" if insight.passed else "FAIL",
+            "data": self._data(insight),
+        }
+        if self.run_url:
+            report["link"] = self.run_url
+        action = f"post the Code Insights report on {sha[:12]}"
+        self.session.send("PUT", path, action=action, needs=READ_REPO, json=report)
+        self.session.send("DELETE", f"{path}/annotations", action=action, needs=READ_REPO)
+        annotations = [
+            {
+                "externalId": f.key,
+                "message": fit(f.summary, MESSAGE_LIMIT),
+                "severity": "HIGH",
+                "type": "BUG",
+                **({"path": f.path} if f.path else {}),
+            }
+            for f in insight.findings
+        ]
+        if annotations:
+            self.session.send(
+                "POST",
+                f"{path}/annotations",
+                action=action,
+                needs=READ_REPO,
+                json={"annotations": annotations},
+            )
+        logger.info("Code Insights report with %d annotation(s) on %s", len(annotations), sha[:12])
