@@ -55,10 +55,10 @@ REPORT_DETAILS_LIMIT = 2000
 ANNOTATION_LIMIT = 450
 """Cloud's annotation summary limit (Data Center's message allows 2,000)."""
 ANNOTATIONS_PER_REQUEST = 100
-READ_REPO = "the `repository` scope (Data Center: Repository read)"
-WRITE_REPO = "the `repository:write` scope (Data Center: Repository write)"
-READ_PR = "the `pullrequest` scope (Data Center: Repository read)"
-WRITE_PR = "the `pullrequest:write` scope (Data Center: Repository read)"
+READ_REPO = "`repository` (Data Center: Repository read)"
+WRITE_REPO = "`repository:write` (Data Center: Repository write)"
+READ_PR = "`pullrequest` (Data Center: Repository read)"
+WRITE_PR = "`pullrequest:write` (Data Center: Repository read)"
 _SHA = re.compile(r"[0-9a-f]{40}")
 _PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
 

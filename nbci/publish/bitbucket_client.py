@@ -111,8 +111,8 @@ class BitbucketSession:
             raise PublishError(self.scrub(self._unreachable(exc, action))) from None
         if answer.status_code >= 400 and answer.status_code not in ok:
             message = self.scrub(self.describe(answer, action, needs))
-            if answer.status_code == 403:
-                raise PermissionDenied(message, _required_scopes(answer) or needs)
+            if answer.status_code == 403 or _not_permitted(answer):
+                raise PermissionDenied(message, " and ".join(_required(answer)) or needs)
             raise PublishError(message)
         return answer
 
@@ -159,16 +159,18 @@ class BitbucketSession:
     def describe(self, answer: requests.Response, action: str, needs: str) -> str:
         status = answer.status_code
         said = f"{status} {_message(answer)}".strip()
+        if status == 403 or _not_permitted(answer):
+            required = _required(answer)
+            scopes = " and ".join(f"`{s}`" for s in required)
+            return (
+                f"Bitbucket refused to let nbci {action} ({said}): the token needs "
+                + (f"the {scopes} scope{'s' if len(required) > 1 else ''}" if required else needs)
+                + f" in {self.repo_name}"
+            )
         if status == 401:
             return (
                 f"Bitbucket rejected the token in ${self.token_env} ({said}) when nbci tried to "
                 f"{action}: {CREATE_TOKEN.format(name=self.token_env)}"
-            )
-        if status == 403:
-            scopes = _required_scopes(answer) or needs
-            return (
-                f"Bitbucket refused to let nbci {action} ({said}): the token needs {scopes} "
-                f"in {self.repo_name}"
             )
         if status == 404:
             return (
@@ -234,13 +236,21 @@ def _message(answer: requests.Response) -> str:
     return " ".join(text.split())[:300]
 
 
-def _required_scopes(answer: requests.Response) -> str | None:
-    """Bitbucket Cloud's 403 lists the scopes it wanted: `error.detail.required`."""
+def _required(answer: requests.Response) -> list[str]:
+    """The scopes Bitbucket Cloud's 403 says it wanted (`error.detail.required`)."""
     body = _body(answer)
     error = body.get("error") if isinstance(body, Mapping) else None
     detail = error.get("detail") if isinstance(error, Mapping) else None
     required = detail.get("required") if isinstance(detail, Mapping) else None
-    if isinstance(required, list) and required and all(isinstance(s, str) for s in required):
-        scopes = " and ".join(f"`{scope}`" for scope in required[:5])
-        return f"the {scopes} scope" + ("s" if len(required) > 1 else "")
-    return None
+    if isinstance(required, list) and all(isinstance(s, str) for s in required):
+        return [" ".join(s.split())[:50] for s in required[:5]]
+    return []
+
+
+def _not_permitted(answer: requests.Response) -> bool:
+    """Data Center answers 401 with an `AuthorisationException` to a token lacking a permission."""
+    body = _body(answer) if answer.status_code == 401 else None
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    first = errors[0] if isinstance(errors, list) and errors else None
+    name = first.get("exceptionName") if isinstance(first, Mapping) else None
+    return isinstance(name, str) and name.endswith("AuthorisationException")
