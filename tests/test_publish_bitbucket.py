@@ -503,3 +503,72 @@ def test_data_center_502_then_429_are_retried(
     assert outcome.comment_url and len(dc.pr_comments(25)) == 1
     assert [r.status for r in dc.calls("POST", r"/builds$")] == [429, 204]
     assert "Bitbucket answered 502" in caplog.text and "in 1.0 s" in caplog.text
+
+
+# -- Cloud: history, stored data, races --------------------------------------------------
+
+
+def test_history_from_the_destination_branch(bb: BitbucketCloudStub, tmp_path: Path) -> None:
+    """The stored runs of the destination branch's last commits give each metric its range."""
+    from test_publish_history import NOISY, PNG, run_dir
+
+    shas = bb.add_history(len(NOISY))
+    for i, (sha, timing) in enumerate(zip(shas, NOISY, strict=True)):
+        out = run_dir(tmp_path / f"main-{i}", train_time_s=timing, accuracy=0.9)
+        assert publish(options(bb, out), push_env(bb, sha)).stored_baseline
+    bb.add_pull_request(30, base=shas[-1])
+    head = run_dir(tmp_path / "pr", train_time_s=NOISY[-1] + 1.0, accuracy=0.7)
+    reads_before = len(bb.calls("GET", r"/src/"))
+
+    outcome = publish(options(bb, head), pr_env(bb, 30))
+
+    (comment,) = bb.pr_comments(30)
+    assert "within the base branch's range" in comment["body"]
+    assert "below the base branch's range" in comment["body"]
+    for url in [u for u in image_urls(comment["body"]) if "/trends/" in u]:
+        assert f"/raw/{outcome.assets_commit}/" in url and fetch(url).startswith(PNG)
+    reads = bb.calls("GET", r"/src/")[reads_before:]
+    assert all(r.path.endswith(("results.json", MANIFEST)) for r in reads)  # by path, no tree
+    assert len(reads) <= len(NOISY) + 1
+
+
+def test_a_tampered_stored_baseline_or_index_is_rejected_not_trusted(
+    bb: BitbucketCloudStub, main_history: list[str], tmp_path: Path
+) -> None:
+    store_baseline(bb, tmp_path, main_history[-1])
+    path = f"{ASSETS_ROOT}/runs/{main_history[-1]}/nbci/results.json"
+    tip = bb.commits[bb.branches["nbci-assets"]]
+    bb.blobs[tip["files"][path]] = b"[1,"
+    bb.add_pull_request(31, base=main_history[-1])
+    outcome = publish(options(bb, make_run(tmp_path / "out")), pr_env(bb, 31))
+    assert outcome.baseline_sha is None
+    assert any("stored baseline was rejected" in note for note in outcome.notes)
+
+    index = f"{ASSETS_ROOT}/{MANIFEST}"
+    hostile = b'{"files": {"../../etc/passwd": ["' + b"a" * 40 + b'", 1], "x": "y"}}'
+    bb.blobs[bb.commits[bb.branches["nbci-assets"]]["files"][index]] = hostile
+    publish(options(bb, make_run(tmp_path / "again")), pr_env(bb, 31))
+    assert not [r for r in bb.requests if "passwd" in r.path]
+    (comment,) = bb.pr_comments(31)
+    assert comment["body"].startswith(MARKER)
+
+
+def test_an_assets_commit_racing_another_publish_is_redone_from_the_new_tip(
+    bb: BitbucketCloudStub, main_history: list[str], tmp_path: Path
+) -> None:
+    store_baseline(bb, tmp_path, main_history[-1])
+    bb.add_pull_request(32, base=main_history[-1])
+
+    def other_publish() -> None:  # lands between our read of the branch and our commit
+        tip = bb.branches["nbci-assets"]
+        files = dict(bb.commits[tip]["files"])
+        files[f"{ASSETS_ROOT}/pr/99/x.png"] = bb.store_blob(b"theirs")
+        bb.branches["nbci-assets"] = bb.store_commit("other", files, [tip])
+
+    bb.before_next("POST", r"/src$", other_publish)
+    outcome = publish(options(bb, make_run(tmp_path / "out")), pr_env(bb, 32))
+    assert [r.status for r in bb.calls("POST", r"/src$")][-2:] == [409, 201]
+    assert outcome.assets_commit == bb.branches["nbci-assets"]
+    assert bb.file_at("nbci-assets", f"{ASSETS_ROOT}/pr/99/x.png") == b"theirs"  # kept
+    figure = bb.file_at("nbci-assets", f"{ASSETS_ROOT}/pr/32/figures/train/roc.png")
+    assert figure is not None and figure.startswith(b"\x89PNG")
