@@ -572,3 +572,32 @@ def test_an_assets_commit_racing_another_publish_is_redone_from_the_new_tip(
     assert bb.file_at("nbci-assets", f"{ASSETS_ROOT}/pr/99/x.png") == b"theirs"  # kept
     figure = bb.file_at("nbci-assets", f"{ASSETS_ROOT}/pr/32/figures/train/roc.png")
     assert figure is not None and figure.startswith(b"\x89PNG")
+
+
+def test_a_page_link_to_another_host_is_not_followed(
+    bb: BitbucketCloudStub,
+    main_history: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The token goes only where --api-url points: a `next` link elsewhere ends the publish."""
+    bb.add_pull_request(33, base=main_history[-1])
+    for i in range(120):
+        bb.add_comment(33, f"review comment {i}")
+    elsewhere = BitbucketCloudStub(token="unused").serve()
+    try:
+        paged = bb._page
+
+        def page_elsewhere(items: list, query: dict, path: str) -> tuple:
+            status, answer, headers = paged(items, query, path)
+            if "next" in answer:
+                answer["next"] = answer["next"].replace(bb.base_url, elsewhere.base_url)
+            return status, answer, headers
+
+        monkeypatch.setattr(bb, "_page", page_elsewhere)
+        with pytest.raises(PublishError, match="another host") as caught:
+            publish(options(bb, make_run(tmp_path / "out")), pr_env(bb, 33))
+        assert "\n" not in str(caught.value) and bb.token not in str(caught.value)
+        assert elsewhere.requests == []
+    finally:
+        elsewhere.close()

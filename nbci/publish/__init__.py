@@ -1,7 +1,8 @@
 """`nbci publish`: the report on the review, figures hosted, the verdict on the commit.
 
-The same on GitHub (pull requests, through PyGithub) and GitLab (merge
-requests, through python-gitlab): `connect` picks the forge and the flow is
+The same on GitHub (pull requests, through PyGithub), GitLab (merge
+requests, through python-gitlab) and Bitbucket Cloud and Data Center (pull
+requests, over REST with requests): `connect` picks the forge and the flow is
 written once against `forge.Forge`. `publish` reads as its steps:
 
 1. read the run directory — untrusted (a fork's artifact) — and validate it
