@@ -601,3 +601,20 @@ def test_a_page_link_to_another_host_is_not_followed(
         assert elsewhere.requests == []
     finally:
         elsewhere.close()
+
+
+def test_data_center_edit_racing_another_edit_uses_the_new_version(
+    dc: BitbucketDataCenterStub, tmp_path: Path
+) -> None:
+    history = dc.add_history(2)
+    dc.add_pull_request(26, base=history[-1])
+    ours = dc.add_comment(26, MARKER + "\nold", user="nbci-bot")
+
+    def other_publish_edits() -> None:
+        ours["body"], ours["version"] = MARKER + "\ntheirs", 1
+
+    dc.before_next("PUT", rf"/comments/{ours['id']}$", other_publish_edits)
+    publish(dc_options(dc, make_run(tmp_path / "out"), 26, None), DC_ENV)
+    assert [r.status for r in dc.calls("PUT", rf"/comments/{ours['id']}$")] == [409, 200]
+    (comment,) = dc.pr_comments(26)
+    assert comment["version"] == 2 and "theirs" not in comment["body"]

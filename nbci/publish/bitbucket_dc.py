@@ -207,10 +207,10 @@ class DataCenterForge(BitbucketForge):
         action = f"edit nbci's comment on pull request #{number}"
         version = comment.handle
         for _attempt in range(2):
+            json = {"text": body, "version": version}
             answer = self.session.send(
-                "PUT", path, action=action, needs=WRITE_PR, ok=(409,),
-                json={"text": body, "version": version},
-            )  # fmt: skip
+                "PUT", path, action=action, needs=WRITE_PR, ok=(409,), json=json
+            )
             if answer.status_code != 409:
                 return
             current = self.session.json("GET", path, action=action, needs=READ_PR)
