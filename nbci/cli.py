@@ -121,9 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: gitlab in GitLab CI, bitbucket in Bitbucket Pipelines, else github",
     )
     publish.add_argument(
-        "--repo", metavar="OWNER/NAME", help="default: $GITHUB_REPOSITORY / $CI_PROJECT_PATH"
+        "--repo",
+        metavar="OWNER/NAME",
+        help="default: $GITHUB_REPOSITORY / $CI_PROJECT_PATH / $BITBUCKET_REPO_FULL_NAME",
     )
-    publish.add_argument("--pr", type=_positive_int, metavar="N", help="PR number / MR iid")
+    publish.add_argument("--pr", type=_positive_int, metavar="N", help="PR number / MR iid / PR id")
     publish.add_argument("--sha", metavar="SHA", help="commit that gets the verdict")
     publish.add_argument(
         "--api-url",
