@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bitbucket_stub import COMMENT_LIMIT, BitbucketCloudStub, BitbucketDataCenterStub
-from test_publish import FAST, MARKER, fetch, image_urls, make_run
+from test_publish import FAST, fetch, make_run
 
 from nbci.cli import main
 from nbci.errors import PublishError, UsageError
@@ -20,6 +21,13 @@ from nbci.publish.bitbucket import ASSETS_ROOT, MANIFEST, report_key
 from nbci.publish.connect import detect_forge
 
 BOT = "{bot-uuid-1}"
+MARKER = "[//]: # (nbci:report:nbci)"
+"""nbci's marker as Bitbucket stores it: a link reference definition, rendered as nothing."""
+HTML_TAG = re.compile(r"<(table|tr|td|img|details|summary|sub|br|b|i|!--)\b")
+
+
+def image_urls(body: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", body)
 
 
 @pytest.fixture
@@ -135,6 +143,8 @@ def test_a_pr_gets_one_comment_with_images_then_it_is_edited(
         assert fetch(url).startswith(b"\x89PNG")
     assert len(bb.calls("POST", r"/src$")) == commits_before + 1
     assert first.comment_url == f"{bb.web_url}/pull-requests/7#comment-{comment['id']}"
+    assert not HTML_TAG.search(comment["body"])  # Bitbucket escapes HTML: none is sent
+    assert "| confusion" in comment["body"]  # the figure table, as a markdown table
 
     make_run(out, accuracy=0.95, figures={"confusion": 5})
     publish(options(bb, out), pr_env(bb, 7))
@@ -199,7 +209,7 @@ def test_a_race_duplicate_is_removed_and_another_reports_comment_is_left(
     bb: BitbucketCloudStub, main_history: list[str], tmp_path: Path
 ) -> None:
     bb.add_pull_request(10, base=main_history[-1])
-    other_report = bb.add_comment(10, MARKER.replace("nbci -->", "nightly -->"), user=BOT)
+    other_report = bb.add_comment(10, MARKER.replace(":nbci)", ":nightly)"), user=BOT)
     other_job: list[dict] = []  # another pipeline's publish creates its comment meanwhile
     bb.before_next(
         "POST", r"/comments$", lambda: other_job.append(bb.add_comment(10, MARKER, user=BOT))
@@ -618,3 +628,23 @@ def test_data_center_edit_racing_another_edit_uses_the_new_version(
     assert [r.status for r in dc.calls("PUT", rf"/comments/{ours['id']}$")] == [409, 200]
     (comment,) = dc.pr_comments(26)
     assert comment["version"] == 2 and "theirs" not in comment["body"]
+
+
+def test_bitbucket_markdown_converts_only_nbcis_own_html() -> None:
+    from nbci.publish.bitbucket_markdown import from_bitbucket, to_bitbucket
+
+    body = (
+        "<!-- nbci:report:nightly -->\n### report\n"
+        "<details><summary>Run <b>details</b></summary>\n\nx\n\n</details>\n"
+        "<table>\n<tr><th>A</th><th>B</th></tr>\n<tr><td>a<br><sub>note | 2</sub></td>"
+        '<td><img src="https://h/x.png" alt="fig [1]" width="360"></td></tr>\n</table>\n'
+        "a notebook printed &lt;img src=&quot;https://evil/x&quot;&gt; and &lt;!-- x --&gt;"
+    )
+    converted = to_bitbucket(body)
+    assert converted.startswith("[//]: # (nbci:report:nightly)\n")
+    assert "**Run **details****" in converted and "</details>" not in converted
+    assert "| A | B |\n|---|---|\n| a note \\| 2 | ![fig \\[1\\]](https://h/x.png) |" in converted
+    assert "&lt;img src=&quot;https://evil/x&quot;&gt;" in converted  # escaped text stays text
+    assert len(converted) <= len(body) + 1
+    assert from_bitbucket(converted).startswith("<!-- nbci:report:nightly -->\n")
+    assert from_bitbucket("> [//]: # (nbci:report:nbci)") == "> [//]: # (nbci:report:nbci)"

@@ -3,7 +3,8 @@
 One class per API, sharing what Bitbucket Cloud (REST 2.0) and Data Center /
 Server (REST 1.0, `bitbucket_dc`) have in common:
 
-- The sticky comment is a pull request comment. Bitbucket refuses a comment of
+- The sticky comment is a pull request comment, its HTML said in markdown
+  (`bitbucket_markdown`: Bitbucket escapes HTML). Bitbucket refuses a comment of
   32,768 characters or more ("Please enter a non-empty value less than 32768
   characters"), so the report is rendered within `COMMENT_LIMIT` (its
   per-notebook sections folded, then cut, as `nbci.render.markdown` plans;
@@ -38,6 +39,7 @@ from nbci.errors import PublishError, ResultsError, UsageError
 from nbci.publish.assets import Asset, Tip, stored_source
 from nbci.publish.bitbucket_client import BitbucketSession
 from nbci.publish.bitbucket_context import BitbucketContext
+from nbci.publish.bitbucket_markdown import MARKER_GROWTH, from_bitbucket, to_bitbucket
 from nbci.publish.forge import BranchMoved, Comment, Target, first_parent_line
 from nbci.publish.insights import Insight
 from nbci.publish.status import fit
@@ -49,8 +51,9 @@ ASSETS_ROOT = ".nbci-assets"
 MANIFEST = "manifest.json"
 """nbci's index of its files, at `ASSETS_ROOT/MANIFEST`."""
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-COMMENT_LIMIT = 32_767
-"""Bitbucket's comment limit (Data Center and Cloud): less than 32,768 characters."""
+COMMENT_LIMIT = 32_767 - MARKER_GROWTH
+"""Bitbucket's comment limit (Data Center and Cloud: less than 32,768 characters), less what
+its markdown (`bitbucket_markdown`) may add."""
 REPORT_DETAILS_LIMIT = 2000
 ANNOTATION_LIMIT = 450
 """Cloud's annotation summary limit (Data Center's message allows 2,000)."""
@@ -324,7 +327,7 @@ class CloudForge(BitbucketForge):
             self._comments_path(number),
             action=f"comment on pull request #{number}",
             needs=WRITE_PR,
-            json={"content": {"raw": body}},
+            json={"content": {"raw": to_bitbucket(body)}},
         )
         return self._comment(number, created)
 
@@ -334,7 +337,7 @@ class CloudForge(BitbucketForge):
             f"{self._comments_path(number)}/{comment.id}",
             action=f"edit nbci's comment on pull request #{number}",
             needs=WRITE_PR,
-            json={"content": {"raw": body}},
+            json={"content": {"raw": to_bitbucket(body)}},
         )
 
     def delete_comment(self, number: int, comment: Comment) -> bool:
@@ -353,7 +356,7 @@ class CloudForge(BitbucketForge):
         comment_id = int(dig(data, "id") or 0)
         return Comment(
             id=comment_id,
-            body=str(dig(data, "content", "raw") or ""),
+            body=from_bitbucket(str(dig(data, "content", "raw") or "")),
             author=str(user.get("uuid") or user.get("account_id")) if user else None,
             created_at=str(dig(data, "created_on") or ""),
             url=str(link) if link else f"{self._web}/pull-requests/{number}#comment-{comment_id}",

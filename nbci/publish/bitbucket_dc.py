@@ -39,6 +39,7 @@ from nbci.publish.bitbucket import (
     manifest_bytes,
     report_key,
 )
+from nbci.publish.bitbucket_markdown import from_bitbucket, to_bitbucket
 from nbci.publish.forge import BranchMoved, Comment
 from nbci.publish.insights import Insight
 from nbci.publish.status import fit
@@ -198,7 +199,7 @@ class DataCenterForge(BitbucketForge):
             f"{self._pr_path(number)}/comments",
             action=f"comment on pull request #{number}",
             needs=WRITE_PR,
-            json={"text": body},
+            json={"text": to_bitbucket(body)},
         )
         return self._comment(number, created)
 
@@ -207,7 +208,7 @@ class DataCenterForge(BitbucketForge):
         action = f"edit nbci's comment on pull request #{number}"
         version = comment.handle
         for _attempt in range(2):
-            json = {"text": body, "version": version}
+            json = {"text": to_bitbucket(body), "version": version}
             answer = self.session.send(
                 "PUT", path, action=action, needs=WRITE_PR, ok=(409,), json=json
             )
@@ -234,7 +235,7 @@ class DataCenterForge(BitbucketForge):
         created = dig(data, "createdDate")
         return Comment(
             id=comment_id,
-            body=str(dig(data, "text") or ""),
+            body=from_bitbucket(str(dig(data, "text") or "")),
             author=str(author.get("slug") or author.get("name")) if author else None,
             created_at=f"{created:015d}" if isinstance(created, int) else "",  # ms, as text
             url=f"{self._web}/pull-requests/{number}/overview?commentId={comment_id}",
