@@ -430,7 +430,7 @@ def _list_omissions(view: ReportView, limit: int) -> list[str]:
     counts = (
         (len(view.notices), min(len(view.notices), limit), "notices"),
         (len(view.failures), min(len(view.failures), limit), "failing notebooks"),
-        (view.metric_rows, sum(min(t.size, limit) for t in view.metrics), "metric rows"),
+        (view.metric_rows, sum(min(t.size, limit) for t in view.metric_tables), "metric rows"),
         (gates, min(gates, limit), "gate results"),
     )
     for total, shown, what in counts:

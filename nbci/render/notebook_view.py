@@ -6,6 +6,7 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from nbci.headline import Leads
 from nbci.model import Comparison, ErrorInfo, NotebookResult, Scrap
 from nbci.render.escape import clean_text, truncate, truncate_middle
 from nbci.render.labels import cut, json_text, name, omitted_note, param_value
@@ -33,6 +34,7 @@ def notebook_view(
     change: str,
     metrics_elsewhere: bool,
     visuals: Visuals | None = None,
+    leads: Leads | None = None,
 ) -> NotebookView:
     return NotebookView(
         id=name(nb.id),
@@ -46,7 +48,7 @@ def notebook_view(
         output=nb.output,
         html=nb.html,
         error=_error_view(nb.error) if nb.error or not nb.ok else None,
-        metrics=notebook_metrics(nb, comparison, {}),
+        metrics=notebook_metrics(nb, comparison, {}, leads),
         metrics_elsewhere=metrics_elsewhere,
         figures=tuple(
             FigureView(name(f.name), f.path, in_baseline=f.path in base_figures) for f in nb.figures
