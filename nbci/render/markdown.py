@@ -453,7 +453,9 @@ def _has_content(nb: NotebookView, view: ReportView) -> bool:
     """Whether a notebook needs a section of its own in the markdown report."""
     own_metrics = nb.metrics is not None and not nb.metrics_elsewhere
     visuals = nb.visuals.charts or nb.visuals.compared
-    return bool(own_metrics or nb.figures or visuals or nb.scraps or nb.notes)
+    return bool(
+        own_metrics or nb.figures or visuals or nb.scraps or nb.unchanged_tables or nb.notes
+    )
 
 
 def gfm_table(table: Table, rows: Sequence[Sequence[object]]) -> str:

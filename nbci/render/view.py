@@ -119,6 +119,8 @@ class NotebookView:
     visuals: Visuals = field(default_factory=Visuals)
     """Charts of its series, and its figures against the baseline's (`nbci.render.visuals`)."""
     """Against the baseline: `fails now (passed on the baseline)`, `new notebook`, …"""
+    unchanged_tables: tuple[str, ...] = ()
+    """Names of its tables equal to the baseline's: named only, like unchanged figures."""
 
     @property
     def ok(self) -> bool:
