@@ -126,8 +126,8 @@ def _baseline(nb: NotebookResult, metric: str, comparison: Comparison | None) ->
 
 
 def _spans_decades(sweep: Sweep, axis: str) -> bool:
-    """Positive values of `axis` spanning more than a factor of 100 (`C = 0.01, 1, 100`)."""
+    """Positive values of `axis` spanning two decades or more (`C = 0.1, 1, 10`)."""
     values = [
         v for nb in sweep.notebooks if (v := finite_number(nb.parameters.get(axis))) is not None
     ]
-    return bool(values) and min(values) > 0 and max(values) / min(values) > 100
+    return bool(values) and min(values) > 0 and max(values) / min(values) >= 100

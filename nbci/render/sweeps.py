@@ -105,6 +105,7 @@ def sweep_view(
         title=name(sweep.path),
         table=_combinations(sweep, comparison, anchors),
         jobs=_every_metric(sweep, comparison, anchors),
+        axes=len(sweep.axes),
         charts=tuple(
             FigureView(name(f"{metric} against {axis}"), sweep.chart_path(metric, axis))
             for s, metric, axis in sweep_charts([sweep])
@@ -131,7 +132,7 @@ def _combinations(sweep: Sweep, comparison: Comparison | None, anchors: Mapping[
         (*names(sweep.axes), *names(sweep.metrics)),
         tuple(rows),
         (*left, *right),
-        note=_legend(sweep, best, comparison),
+        note=_legend(best, comparison),
     )
 
 
@@ -167,18 +168,12 @@ def _best(sweep: Sweep, metric: str) -> MetricValue | None:
     return max(values) if direction == "higher" else min(values)
 
 
-def _legend(
-    sweep: Sweep, best: Mapping[str, MetricValue | None], comparison: Comparison | None
-) -> str:
+def _legend(best: Mapping[str, MetricValue | None], comparison: Comparison | None) -> str:
     parts = []
     if any(v is not None for v in best.values()):
         parts.append(f"{BEST_MARK} the best value of each metric")
     if comparison is not None:
         parts.append(f"moves against {comparison.baseline_label}")
-    if sweep.charts():
-        parts.append(
-            "charts of each metric against " + ", ".join(sweep.numeric_axes()) + " in report.html"
-        )
     return "; ".join(parts)
 
 

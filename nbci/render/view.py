@@ -138,6 +138,8 @@ class SweepView:
     """Every metric of its jobs, all folded."""
     charts: tuple[FigureView, ...] = ()
     """Each headline metric against each numeric parameter (the HTML report shows them)."""
+    axes: int = 1
+    """How many of the table's first columns are the matrix parameters."""
 
     @property
     def size(self) -> int:
