@@ -190,3 +190,29 @@ def test_a_dataframe_index_is_recorded() -> None:
     frame = pd.DataFrame({"v": [1, 2]}, index=pd.Index(["a", "b"], name="k"))
     assert table_from_dataframe(frame)["index"] == 1
     assert "index" not in table_from_dataframe(pd.DataFrame({"v": [1, 2]}))
+
+
+def test_a_failed_combination_keeps_its_row_and_says_so() -> None:
+    head, _, _ = sweep_runs()
+    failed = replace(head.notebooks[4], status="failed", metrics={}, series=())
+    run = replace(head, notebooks=(*head.notebooks[:4], failed, *head.notebooks[5:]))
+    (sweep,) = build_view(run).sweeps
+    row = sweep.table.rows[4]
+    assert row[0].status == "failed" and row[0].anchor == "nb-5"
+    assert [c.text for c in row[2:]] == ["–"] * 4
+    text = markdown_report(run)
+    assert "| ❌ 1.0 | svc | – | – | – | – |" in text
+
+
+def test_names_from_notebooks_are_escaped_in_a_sweep() -> None:
+    head, _, _ = sweep_runs()
+    hostile = "acc|<b>@team"
+    run = replace(
+        head,
+        notebooks=tuple(
+            replace(nb, metrics={hostile: nb.metrics["accuracy"]}, series=())
+            for nb in head.notebooks
+        ),
+    )
+    text = markdown_report(run)
+    assert "| C | model | acc\\|&lt;b&gt;@\u200bteam |" in text  # no cell break, tag or mention
