@@ -216,3 +216,43 @@ def test_names_from_notebooks_are_escaped_in_a_sweep() -> None:
     )
     text = markdown_report(run)
     assert "| C | model | acc\\|&lt;b&gt;@\u200bteam |" in text  # no cell break, tag or mention
+
+
+def test_trend_charts_go_to_headline_and_gated_metrics_first() -> None:
+    from nbci.model import Comparison, MetricDelta, Range
+    from nbci.render.trends import trend_deltas
+
+    job = train_job("svc", 1.0)
+    run = Run((job,), created="2026-12-03T12:00:00Z")
+    spread = Range(0.0, 1.0, 0.5, (0.4, 0.5, 0.6, 0.5, 0.5))
+    deltas = tuple(
+        MetricDelta(job.id, metric, 0.5, 2.0, "higher", spread)
+        for metric in (
+            "learning.training.last",
+            "learning.training.min",
+            "accuracy",
+            "train_time_s",
+        )
+    )
+    comparison = Comparison("main", deltas)
+    leads = Leads.of(run, None)
+    assert [d.metric for d in trend_deltas(comparison, None, leads)] == [
+        "accuracy",
+        "train_time_s",
+        "learning.training.last",
+        "learning.training.min",
+    ]
+    gate = GateResult("learning.training.min", job.id, "learning.training.min", True, "ok")
+    gated = Leads.of(run, Headline(globs=("train_*",)), Verdict((gate,)))
+    assert [d.metric for d in trend_deltas(comparison, None, gated)][:2] == [
+        "learning.training.min",
+        "train_time_s",
+    ]
+
+
+def test_a_notebooks_own_table_puts_its_headline_metrics_first() -> None:
+    job = train_job("svc", 1.0)
+    run = Run((job,), created="2026-12-03T12:00:00Z")
+    (nb,) = build_view(run, headline=Headline(globs=("cv_accuracy",))).notebooks
+    assert nb.metrics is not None
+    assert [row[0].text for row in nb.metrics.rows][:2] == ["cv_accuracy", "accuracy"]
