@@ -20,7 +20,7 @@ from nbci._files import is_within, write_bytes_atomic
 from nbci.model import Comparison, NotebookResult
 from nbci.render.charts import DPI, MARKERS, line_colours, plain
 from nbci.render.labels import param_value
-from nbci.render.sweeps import FOLDER, Sweep, finite_number, sweep_charts
+from nbci.render.sweeps import FOLDER, Sweep, finite_number
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def write_sweep_charts(
     if folder.is_dir() and not folder.is_symlink():
         shutil.rmtree(folder)
     written = []
-    for sweep, metric, axis in sweep_charts(sweeps):
+    for sweep, (metric, axis) in ((s, chart) for s in sweeps for chart in s.charts()):
         path = out_dir / sweep.chart_path(metric, axis)
         if not is_within(path, out_dir):
             continue

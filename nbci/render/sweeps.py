@@ -27,7 +27,7 @@ from nbci.vocabulary import BEST_MARK, MISSING, count, format_move, format_numbe
 FOLDER = "sweeps"
 """Where the sweep charts go in the output directory: `sweeps/<notebook>/<metric>-<axis>.png`."""
 MAX_SWEEP_CHARTS = 40
-"""Charts a report draws at most, over all its sweeps."""
+"""Charts a report draws at most for one sweep, the first headline metrics'."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,11 @@ class Sweep:
         return f"{FOLDER}/{safe_name(self.id)}/{safe_name(metric)}-{safe_name(axis)}.png"
 
     def charts(self) -> list[tuple[str, str]]:
-        """(metric, axis) of each chart: every numeric headline metric against each numeric axis."""
-        numeric = [m for m in self.metrics if len(self.values_of(m)) >= 2 and self._varies(m)]
-        return [(metric, axis) for metric in numeric for axis in self.numeric_axes()]
+        """(metric, axis) of each chart: every headline metric that moves across the sweep
+        against each numeric axis, at most `MAX_SWEEP_CHARTS`."""
+        moving = [m for m in self.metrics if len(self.values_of(m)) >= 2 and self._varies(m)]
+        charts = [(metric, axis) for metric in moving for axis in self.numeric_axes()]
+        return charts[:MAX_SWEEP_CHARTS]
 
     def values_of(self, metric: str) -> list[float]:
         return [
@@ -92,11 +94,6 @@ def find_sweeps(run: Run, leads: Leads) -> tuple[Sweep, ...]:
     return tuple(sweeps)
 
 
-def sweep_charts(sweeps: Sequence[Sweep]) -> list[tuple[Sweep, str, str]]:
-    """(sweep, metric, axis) of every chart the reports draw, at most `MAX_SWEEP_CHARTS`."""
-    return [(s, metric, axis) for s in sweeps for metric, axis in s.charts()][:MAX_SWEEP_CHARTS]
-
-
 def sweep_view(
     sweep: Sweep, comparison: Comparison | None, anchors: Mapping[str, str]
 ) -> SweepView:
@@ -108,7 +105,7 @@ def sweep_view(
         axes=len(sweep.axes),
         charts=tuple(
             FigureView(name(f"{metric} against {axis}"), sweep.chart_path(metric, axis))
-            for s, metric, axis in sweep_charts([sweep])
+            for metric, axis in sweep.charts()
         ),
     )
 
@@ -117,13 +114,11 @@ def _combinations(sweep: Sweep, comparison: Comparison | None, anchors: Mapping[
     best = {m: _best(sweep, m) for m in sweep.metrics}
     rows = []
     for nb in sweep.notebooks:
-        cells = [Cell(param_value(nb.parameters.get(axis))) for axis in sweep.axes]
-        first = cells[0]
-        cells[0] = Cell(
-            first.text,
-            status=None if nb.ok else nb.status,
-            anchor=anchors.get(nb.id),
-        )
+        first, *others = (param_value(nb.parameters.get(axis)) for axis in sweep.axes)
+        # the first value links to the job's section, and says when the job did not pass
+        status = None if nb.ok else nb.status
+        cells = [Cell(first, status=status, anchor=anchors.get(nb.id))]
+        cells += [Cell(text) for text in others]
         cells += [_metric_cell(sweep, nb, m, best[m], comparison) for m in sweep.metrics]
         rows.append(tuple(cells))
     left: list[Align] = ["left"] * len(sweep.axes)
