@@ -261,6 +261,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    from nbci.headline import Headline
     from nbci.pipeline import output_dir
     from nbci.publish import PublishOptions, publish
 
@@ -280,6 +281,7 @@ def _publish(args: argparse.Namespace) -> int:
         notebooks=config.publish_notebooks,
         higher_is_better=config.higher_is_better,
         lower_is_better=config.lower_is_better,
+        headline=Headline.of(config),
         gates=config.gates,
         templates=config.root / config.templates if config.templates else None,
         history=config.history,

@@ -244,9 +244,13 @@ class _Collector:
             return
         total = table.get("total_rows")
         total = total if isinstance(total, int) and total >= len(rows) else len(rows)
-        self._add_rows(name, columns, rows, total)
+        index = table.get("index")
+        index = index if isinstance(index, int) and not isinstance(index, bool) else 0
+        self._add_rows(name, columns, rows, total, index=index)
 
-    def _add_rows(self, name: str, columns: list[Any], rows: list[Any], total: int) -> None:
+    def _add_rows(
+        self, name: str, columns: list[Any], rows: list[Any], total: int, *, index: int = 0
+    ) -> None:
         if len(columns) > MAX_TABLE_COLUMNS:
             self.notes.add(f"{_shown(name)}: kept {MAX_TABLE_COLUMNS} of {len(columns)} columns")
         if len(rows) > MAX_TABLE_ROWS or total > len(rows):
@@ -257,6 +261,8 @@ class _Collector:
             "rows": [_row(row, width) for row in rows[:MAX_TABLE_ROWS]],
             "total_rows": total,
         }
+        if 0 < index <= width:  # leading columns that were the DataFrame's index
+            value["index"] = index
         self._add_scrap(name, Scrap(kind="table", value=value))
 
     def _add_parquet(self, name: str, data: Any) -> None:

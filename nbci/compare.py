@@ -23,6 +23,8 @@ from nbci.model import (
     NotebookResult,
     ParameterChange,
     Run,
+    Scrap,
+    TableChange,
 )
 
 DEFAULT_HIGHER: tuple[str, ...] = (
@@ -91,6 +93,7 @@ def compare(
     deltas: list[MetricDelta] = []
     jobs: list[JobChange] = []
     parameters: list[ParameterChange] = []
+    tables: list[TableChange] = []
     directions: dict[str, Direction] = {}  # many jobs share metric names
     ranges = metric_ranges([with_head_ids(run.notebooks, old) for old in history])
     for job_id, head_nb, base_nb in _join_jobs(run, baseline):
@@ -100,6 +103,7 @@ def compare(
             jobs.append(JobChange(job_id, baseline_status=base_status, status=head_status))
         if head_nb and base_nb:
             parameters += _parameter_changes(job_id, base_nb.parameters, head_nb.parameters)
+            tables += _table_changes(job_id, base_nb.scraps, head_nb.scraps)
         head_metrics = head_nb.metrics if head_nb else {}
         base_metrics = base_nb.metrics if base_nb else {}
         for name in _union(head_metrics, base_metrics):
@@ -121,7 +125,29 @@ def compare(
         jobs=tuple(jobs),
         parameters=tuple(parameters),
         history_runs=len(history),
+        tables=tuple(tables),
     )
+
+
+def _table_changes(
+    job_id: str, baseline: Mapping[str, Scrap], head: Mapping[str, Scrap]
+) -> list[TableChange]:
+    """Each table scrap on both sides: equal (same columns, rows and row count) or not."""
+    changes = []
+    for name, scrap in head.items():
+        base = baseline.get(name)
+        if scrap.kind != "table" or base is None or base.kind != "table":
+            continue
+        same = all(_get(scrap.value, k) == _get(base.value, k) for k in _TABLE_KEYS)
+        changes.append(TableChange(job_id, name, None if same else base.value))
+    return changes
+
+
+_TABLE_KEYS = ("columns", "rows", "total_rows")
+
+
+def _get(table: Any, key: str) -> Any:
+    return table.get(key) if isinstance(table, Mapping) else table
 
 
 def _parameter_changes(

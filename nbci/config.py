@@ -40,6 +40,8 @@ class NotebookEntry:
     kernel: str | None = None
     timeout: float | None = None
     cell_timeout: float | None = None
+    headline: tuple[str, ...] | None = None
+    """Metric-name globs that lead this entry's notebooks' tables (None: the project's)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class Config:
     """`nbci publish` commits the executed notebooks to the assets branch too."""
     higher_is_better: tuple[str, ...] = ()
     lower_is_better: tuple[str, ...] = ()
+    headline: tuple[str, ...] | None = None
+    """Metric-name globs that lead the tables, sweep tables and trend charts (`nbci.headline`);
+    None: each notebook's glued scalars lead."""
     gates: tuple[GateRule, ...] = ()
     history: int = 20
     """How many default-branch commits `nbci publish` reads stored runs of, for each
@@ -177,6 +182,7 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
         publish_notebooks=table.get("publish_notebooks", defaults.publish_notebooks),
         higher_is_better=_strings(table.get("higher_is_better", ())),
         lower_is_better=_strings(table.get("lower_is_better", ())),
+        headline=_optional_strings(table.get("headline")),
         gates=_parse_gates(
             table.get("gates", {}), file, "[tool.nbci.gates]" if in_pyproject else "[gates]"
         ),
@@ -201,6 +207,10 @@ def _strings(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def _optional_strings(value: str | list[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else _strings(value)
+
+
 def _parse_gates(table: Mapping[str, Any], file: str, table_name: str) -> tuple[GateRule, ...]:
     if not table:
         return ()
@@ -218,6 +228,7 @@ def _parse_entry(check: _Checker, entry: dict[str, Any], where: str) -> Notebook
         kernel=entry.get("kernel"),
         timeout=check.finite(entry, "timeout", None, "seconds", where=where),
         cell_timeout=check.finite(entry, "cell_timeout", None, "seconds", where=where),
+        headline=_optional_strings(entry.get("headline")),
     )
 
 

@@ -18,7 +18,8 @@ How values are stored:
   json decoder turns back into floats.
 - DataFrame → `json` scrap holding a table: `{"nbci.table": 1, "columns": [...],
   "rows": [[...]], "total_rows": N}` with at most `MAX_TABLE_ROWS` rows; a
-  non-default index becomes leading columns.
+  non-default index becomes leading columns, counted by `"index": N` (rows of two
+  runs' tables are matched by them).
 - pandas Series of numbers, or a DataFrame glued with `kind="series"` → `json`
   scrap holding curves: `{"nbci.series": 1, "x": [...] or null, "columns":
   {name: [...]}}` (a Series' one column is named ""); `x` is the index when it
@@ -176,12 +177,14 @@ def table_from_dataframe(frame: Any) -> dict[str, Any]:
     """A DataFrame as nbci's table shape, bounded to `MAX_TABLE_ROWS` rows."""
     total_rows = len(frame)
     frame = frame.head(MAX_TABLE_ROWS)
+    index = 0
     if not _default_index(frame.index):
         with contextlib.suppress(ValueError):  # an index name that is also a column name
-            frame = frame.reset_index()
+            frame, index = frame.reset_index(), frame.index.nlevels
     columns = [_column_name(column) for column in frame.columns]
     rows = [[_cell(cell) for cell in row] for row in frame.itertuples(index=False, name=None)]
-    return {TABLE_MARKER: 1, "columns": columns, "rows": rows, "total_rows": total_rows}
+    table = {TABLE_MARKER: 1, "columns": columns, "rows": rows, "total_rows": total_rows}
+    return {**table, "index": index} if index else table
 
 
 def series_from_dataframe(frame: Any) -> dict[str, Any]:

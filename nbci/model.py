@@ -390,6 +390,21 @@ class ParameterChange:
 
 
 @dataclass(frozen=True)
+class TableChange:
+    """A table scrap that a job has on both sides: equal, or the baseline's table to show
+    this run's against (`nbci.render.table_diff`)."""
+
+    job_id: str
+    name: str
+    baseline: Any = None
+    """The baseline's table (its `Scrap.value`) when the two differ; None when they are equal."""
+
+    @property
+    def unchanged(self) -> bool:
+        return self.baseline is None
+
+
+@dataclass(frozen=True)
 class Comparison:
     """A run against its baseline run."""
 
@@ -403,6 +418,8 @@ class Comparison:
     may come from them rather than from the code."""
     history_runs: int = 0
     """How many of the base branch's runs the ranges come from (0: no history)."""
+    tables: tuple[TableChange, ...] = ()
+    """Table scraps that both sides of a job have, equal or not."""
 
     @property
     def added_jobs(self) -> tuple[str, ...]:

@@ -151,6 +151,7 @@ def _finish(
     write_results: bool = True,
     history: Sequence[Run] = (),
 ) -> RunOutcome:
+    from nbci.headline import Headline
     from nbci.judge import Criteria, judge, run_label
     from nbci.junit import write_junit
     from nbci.render import write_reports
@@ -168,6 +169,7 @@ def _finish(
         baseline_dir=baseline_dir,
         baseline=baseline,
         templates=config.root / config.templates if config.templates else None,
+        headline=Headline.of(config),
     )
     reports = [*reports, write_junit(the_run, judged.verdict, out_dir)]
     return RunOutcome(the_run, out_dir, judged.comparison, judged.verdict, tuple(reports))

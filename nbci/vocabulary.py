@@ -117,6 +117,8 @@ ARROW_UP = "▲"
 ARROW_DOWN = "▼"
 MISSING = "–"
 """A value one side does not have."""
+BEST_MARK = "★"
+"""After the best value of a metric in a sweep's table."""
 
 _CHANGE_NOUN: Mapping[Change, tuple[str, str]] = {
     "regressed": ("regression", "regressions"),

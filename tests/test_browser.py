@@ -150,8 +150,9 @@ def test_report_in_desktop_browser(browser: Any, report: Path) -> None:
     )
     assert_clean(result, report)
     assert result.pwned == "undefined"
-    # Three matplotlib figures, each beside its baseline, and the scrap's data: image.
-    assert len(result.images) == 7
+    # Three matplotlib figures, each beside its baseline, and the scrap's data: image;
+    # and the lr sweep's charts of accuracy and loss.
+    assert len(result.images) == 7 + 2
     assert result.print_traceback_visible, "closed <details> must print open"
 
 

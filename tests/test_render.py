@@ -9,6 +9,7 @@ import dataclasses
 import re
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from nbci.model import ErrorInfo, Figure, NotebookResult, Run, Scrap
 from nbci.render import html_report, markdown_report, templating, write_reports
 from nbci.render.build import build_view
 from nbci.render.html import image_type, sanitize_html
+from nbci.render.metric_tables import comparison_table
 from nbci.vocabulary import format_delta, format_duration, format_number, format_percent
 
 # -- golden files ----------------------------------------------------------------
@@ -75,6 +77,11 @@ def test_failure_has_cell_error_traceback_and_pointer() -> None:
 
 def test_shared_metrics_make_one_wide_table() -> None:
     text = markdown_report(sample_run())
+    # The sample's two train jobs are a sweep of lr: its table has a row per value of lr.
+    assert "| lr | accuracy | loss | n_features |" in text
+    assert "| 0.1 | 0.9346 ★ | 0.2104 ★ | 20 |" in text
+    other = replace(sample_run().notebooks[1], path="notebooks/train_copy.ipynb")
+    text = markdown_report(replace(sample_run(), notebooks=(sample_run().notebooks[0], other)))
     assert "| Notebook | Parameters | accuracy | loss | n_features |" in text
     assert "| ✅ train-lr-0.1 | lr=0.1, model=logreg | 0.9346 | 0.2104 | 20 |" in text
 
@@ -91,11 +98,13 @@ def test_sweeps_share_a_table_others_keep_their_own() -> None:
     profile = NotebookResult("profile", "p.ipynb", {}, "ok", metrics={"rows": 10})
     run = Run((*sweep, *other, profile), created="2026-01-01T00:00:00Z")
     view = build_view(run)
-    assert [t.title for t in view.metrics] == ["train.ipynb", "eval.ipynb"]
+    # Each notebook run with several parameters is a sweep: a table of its own.
+    assert [s.title for s in view.sweeps] == ["train.ipynb", "eval.ipynb"]
+    assert view.metrics == ()
     assert [nb.metrics_elsewhere for nb in view.notebooks] == [True] * 4 + [False]
     text = markdown_report(run)
-    assert "**train.ipynb**\n\n| Notebook | Parameters | acc |" in text
-    assert "| ✅ eval-2 | s=2 | 0.5000 | 0.7000 |" in text
+    assert "**train.ipynb**\n\n| C | acc |" in text
+    assert "| 2 | 0.5000 | 0.7000 |" in text
     assert "##### ✅ profile" in text and "| rows | 10 |" in text
 
 
@@ -125,7 +134,11 @@ def test_comparison_rows_regressions_first_unchanged_folded() -> None:
     )
     assert "▼ -0.03970 (-16%) improved" in rows[1]
     assert "▲ +2 (+11%)" in rows[2]  # whole numbers change by whole numbers
-    assert "<details><summary>3 unchanged metrics</summary>" in table
+    # The train jobs' rows are folded under their sweep's table; a comparison table folds
+    # its unchanged metrics.
+    assert "<details><summary>Every metric of its 2 notebooks (7)</summary>" in table
+    folded = comparison_table(sample_comparison().deltas, {}, with_job=True).folded_label
+    assert folded == "3 unchanged metrics"
 
 
 def test_figures_side_by_side_with_baseline() -> None:
@@ -236,7 +249,8 @@ def test_write_reports(tmp_path: Path) -> None:
     assert paths == [tmp_path / "report.md", tmp_path / "report.html"]
     assert not list(tmp_path.glob(".*.tmp"))
     html = paths[1].read_text(encoding="utf-8")
-    assert html.count('src="data:image/png;base64,') == 3
+    # three figures, and the lr sweep's charts of accuracy and loss (n_features stays 20)
+    assert html.count('src="data:image/png;base64,') == 3 + 2
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
     assert 'href="notebooks/train-lr-0.1.html"' in html
     assert "Content-Security-Policy" in html and "<script" not in html
@@ -253,7 +267,7 @@ def test_write_reports_with_baseline_dir(tmp_path: Path) -> None:
     assert '<img src="../base/figures/train-lr-0.1/confusion.png"' in md
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count('<div class="pair">') == 1
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 4 + 2  # and the sweep's two charts
 
 
 def test_figures_outside_or_not_images_are_not_inlined(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from nbci.errors import PublishError
+from nbci.headline import Headline, Leads
 from nbci.model import Comparison, Run
 from nbci.publish import steps
 from nbci.publish.assets import Figures, Tip, load_figures
@@ -83,6 +84,8 @@ class PublishOptions:
     higher_is_better: tuple[str, ...] = ()
     """Metric-name globs from the config; see `nbci.compare.direction_of`."""
     lower_is_better: tuple[str, ...] = ()
+    headline: Headline | None = None
+    """Which metrics lead the comment's tables (`nbci.headline`)."""
     gates: Sequence[GateRule] = ()
     """Parsed `[tool.nbci.gates]` rules."""
     templates: Path | None = None
@@ -158,7 +161,8 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
     history = steps.history_for(forge, tip, target, baseline, options, notes)
     judged = steps.judge_run(run, baseline, target, options, history)
     comparison, verdict = judged.comparison, judged.verdict
-    figures = with_trend_charts(figures, comparison, verdict)
+    leads = Leads.of(run, options.headline, verdict)
+    figures = with_trend_charts(figures, comparison, verdict, leads)
     with tempfile.TemporaryDirectory(prefix="nbci-publish-") as work_dir:
         review = _prepare(
             forge, tip, run, figures, target, baseline, comparison, options, notes, Path(work_dir)
@@ -179,6 +183,7 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         baseline=baseline,
         notes=notes,
         review=review,
+        headline=options.headline,
     )
     comment_url = None
     if target.pr is not None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from nbci.errors import NbciError, ResultsError
+from nbci.headline import Leads
 from nbci.history import MIN_RUNS
 from nbci.model import Comparison, Run, Verdict
 from nbci.publish.assets import FigureFile, Figures, Tip
@@ -91,13 +92,16 @@ def _load(
 
 
 def with_trend_charts(
-    figures: Figures, comparison: Comparison | None, verdict: Verdict | None
+    figures: Figures,
+    comparison: Comparison | None,
+    verdict: Verdict | None,
+    leads: Leads | None = None,
 ) -> Figures:
     """`figures` plus the trend charts the comment shows, to be hosted like figures."""
     from nbci.render.trends import COMMENT_TRENDS, draw_trend, trend_deltas, trend_path
 
     charts = []
-    for delta in trend_deltas(comparison, verdict)[:COMMENT_TRENDS]:
+    for delta in trend_deltas(comparison, verdict, leads)[:COMMENT_TRENDS]:
         data = draw_trend(delta)
         if data is not None:
             charts.append(FigureFile(trend_path(delta), data))

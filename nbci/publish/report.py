@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from nbci.headline import Headline
 from nbci.model import Comparison, Run, Verdict
 from nbci.publish.assets import Figures, Hosting, Tip
 from nbci.publish.baseline import Baseline
@@ -36,6 +37,7 @@ def render_report(
     baseline: Baseline | None,
     notes: Sequence[str],
     review: Prepared | None = None,
+    headline: Headline | None = None,
 ) -> str:
     """The rendered report plus a footer, short enough for a comment with its marker."""
     from nbci.render import markdown_report
@@ -60,6 +62,7 @@ def render_report(
         title=name,
         max_chars=min(REPORT_BUDGET, comment_limit(forge) - len(marker(name)) - len(footer) - 8),
         templates=templates,
+        headline=headline,
     )
     return report + footer
 

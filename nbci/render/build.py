@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
+from nbci.headline import Headline, Leads
 from nbci.history import MIN_RUNS
 from nbci.model import Comparison, GateResult, JobChange, ParameterChange, Run, Verdict
 from nbci.render.escape import clean_text, truncate
 from nbci.render.labels import anchors, job_cell, name, parameters_text
 from nbci.render.metric_tables import comparison_table, metric_tables
 from nbci.render.notebook_view import notebook_view
+from nbci.render.sweeps import find_sweeps, sweep_view
 from nbci.render.trends import trend_deltas, trend_path
 from nbci.render.view import (
     Align,
@@ -47,12 +49,17 @@ def build_view(
     base_figures: Collection[str] = (),
     visuals: Mapping[str, Visuals] | None = None,
     title: str = "nbci",
+    headline: Headline | None = None,
 ) -> ReportView:
     """The report's content for `run`; `base_figures`: figure paths the baseline also has;
-    `visuals`: each job's charts and figure comparison (`nbci.render.visuals`)."""
+    `visuals`: each job's charts and figure comparison (`nbci.render.visuals`);
+    `headline`: which metrics lead (`nbci.headline`)."""
     links = anchors(nb.id for nb in run.notebooks)
     job_changes = _job_changes(comparison)
-    metrics, in_tables = metric_tables(run, comparison, links)
+    leads = Leads.of(run, headline, verdict)
+    sweeps = find_sweeps(run, leads)
+    in_sweeps = frozenset(nb.id for sweep in sweeps for nb in sweep.notebooks)
+    metrics, in_tables = metric_tables(run, comparison, links, leads, elsewhere=in_sweeps)
     notebooks = tuple(
         notebook_view(
             nb,
@@ -62,6 +69,7 @@ def build_view(
             change=job_changes.get(nb.id, ""),
             metrics_elsewhere=nb.id in in_tables,
             visuals=(visuals or {}).get(nb.id),
+            leads=leads,
         )
         for nb in run.notebooks
     )
@@ -79,8 +87,9 @@ def build_view(
         removed_jobs=comparison.removed_jobs if comparison else (),
         trends=tuple(
             FigureView(name(f"{d.job_id}: {d.metric}"), trend_path(d))
-            for d in trend_deltas(comparison, verdict)
+            for d in trend_deltas(comparison, verdict, leads)
         ),
+        sweeps=tuple(sweep_view(sweep, comparison, links) for sweep in sweeps),
     )
 
 

@@ -34,7 +34,7 @@ LOG_SPAN = 1e3
 MAX_LABEL = 60
 SIZE_INCHES = (6.4, 3.6)
 DPI = 100
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
 _MARKS_PER_LINE = 12
 """Markers along each curve: enough to tell them apart, few enough to keep it clean."""
 
@@ -69,27 +69,27 @@ def chart_figure(
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     names = _names(group, baseline)
-    colours = _colours(len(names))
+    colours = line_colours(len(names))
     handles: list[Any] = []
     for index, name in enumerate(names):
-        colour, marker = colours[index], _MARKERS[index % len(_MARKERS)]
+        colour, marker = colours[index], MARKERS[index % len(MARKERS)]
         style = {"color": colour, "marker": marker, "markersize": 4}
         head, base = _find(group, name), _find(baseline, name)
         if base is not None:
             axes.plot(base.x, base.y, linestyle="--", markevery=_every(base), alpha=0.8, **style)
         if head is not None:
             axes.plot(head.x, head.y, linestyle="-", markevery=_every(head), **style)
-        handles.append(Line2D([], [], label=_plain(_label(group, baseline, name)), **style))
+        handles.append(Line2D([], [], label=plain(_label(group, baseline, name)), **style))
     if baseline is not None:
         handles += [
             Line2D([], [], color="black", linestyle="-", label="this run"),
-            Line2D([], [], color="black", linestyle="--", label=_plain(_base_text(baseline_label))),
+            Line2D([], [], color="black", linestyle="--", label=plain(_base_text(baseline_label))),
         ]
     if _wants_log(group, baseline):
         axes.set_yscale("log")
     axes.grid(True, alpha=0.3)
     if title:
-        axes.set_title(_plain(title), fontsize=10, loc="left")
+        axes.set_title(plain(title), fontsize=10, loc="left")
     axes.legend(handles=handles, fontsize=7, loc="best", ncols=2 if len(handles) > 8 else 1)
     return figure
 
@@ -114,7 +114,7 @@ def _base_text(label: str | None) -> str:
     return f"base {label}" if label else "base"
 
 
-def _colours(count: int) -> list[Any]:
+def line_colours(count: int) -> list[Any]:
     from matplotlib import colormaps
 
     palette = colormaps["tab10" if count <= 10 else "tab20"]
@@ -132,7 +132,7 @@ def _wants_log(*groups: SeriesGroup | None) -> bool:
     return max(values) / min(values) > LOG_SPAN
 
 
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
     """Untrusted text as matplotlib shows it literally: `$` would start mathtext."""
     short = text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
     return "".join(ch if ch.isprintable() else "?" for ch in short).replace("$", r"\$")

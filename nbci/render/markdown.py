@@ -430,7 +430,7 @@ def _list_omissions(view: ReportView, limit: int) -> list[str]:
     counts = (
         (len(view.notices), min(len(view.notices), limit), "notices"),
         (len(view.failures), min(len(view.failures), limit), "failing notebooks"),
-        (view.metric_rows, sum(min(t.size, limit) for t in view.metrics), "metric rows"),
+        (view.metric_rows, sum(min(t.size, limit) for t in view.metric_tables), "metric rows"),
         (gates, min(gates, limit), "gate results"),
     )
     for total, shown, what in counts:
@@ -453,7 +453,9 @@ def _has_content(nb: NotebookView, view: ReportView) -> bool:
     """Whether a notebook needs a section of its own in the markdown report."""
     own_metrics = nb.metrics is not None and not nb.metrics_elsewhere
     visuals = nb.visuals.charts or nb.visuals.compared
-    return bool(own_metrics or nb.figures or visuals or nb.scraps or nb.notes)
+    return bool(
+        own_metrics or nb.figures or visuals or nb.scraps or nb.unchanged_tables or nb.notes
+    )
 
 
 def gfm_table(table: Table, rows: Sequence[Sequence[object]]) -> str:

@@ -3,9 +3,10 @@ notebook, and against a baseline (the table `nbci diff` shows too)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
+from nbci.headline import Leads
 from nbci.model import Change, Comparison, MetricDelta, NotebookResult, Run
 from nbci.render.labels import (
     job_cell,
@@ -29,13 +30,23 @@ WIDE_METRICS = 8
 
 
 def metric_tables(
-    run: Run, comparison: Comparison | None, anchors: Mapping[str, str]
+    run: Run,
+    comparison: Comparison | None,
+    anchors: Mapping[str, str],
+    leads: Leads | None = None,
+    *,
+    elsewhere: Collection[str] = (),
 ) -> tuple[tuple[Table, ...], frozenset[str]]:
-    """Tables across notebooks, and the ids of the notebooks whose metrics they show."""
+    """Tables across notebooks, and the ids of the notebooks whose metrics they show;
+    the jobs in `elsewhere` (a sweep's) are left to their own table."""
     if comparison is not None:
-        table = comparison_table(comparison.deltas, anchors, with_job=True)
-        return (table,), frozenset(nb.id for nb in run.notebooks)
-    with_metrics = [nb for nb in run.notebooks if nb.metrics]
+        deltas = [d for d in comparison.deltas if d.job_id not in elsewhere]
+        shown = frozenset(nb.id for nb in run.notebooks)
+        if not deltas:
+            return (), shown
+        table = comparison_table(deltas, anchors, with_job=True, leads=leads)
+        return (replace(table, title="Other notebooks") if elsewhere else table,), shown
+    with_metrics = [nb for nb in run.notebooks if nb.metrics and nb.id not in elsewhere]
     if len(with_metrics) >= 2 and _is_shared(with_metrics):
         groups = [with_metrics]
     else:  # notebooks with the very same metrics, e.g. one notebook run with several parameters
@@ -43,19 +54,25 @@ def metric_tables(
         for nb in with_metrics:
             by_names.setdefault(tuple(sorted(nb.metrics)), []).append(nb)
         groups = [group for group in by_names.values() if len(group) >= 2]
-    titled = len(groups) > 1 or sum(map(len, groups)) < len(with_metrics)
-    tables = tuple(_group_table(group, anchors, titled=titled) for group in groups)
-    return tables, frozenset(nb.id for group in groups for nb in group)
+    titled = len(groups) > 1 or sum(map(len, groups)) < len(with_metrics) or bool(elsewhere)
+    tables = tuple(_group_table(group, anchors, leads, titled=titled) for group in groups)
+    return tables, frozenset(nb.id for group in groups for nb in group) | frozenset(elsewhere)
 
 
 def _group_table(
-    notebooks: Sequence[NotebookResult], anchors: Mapping[str, str], *, titled: bool
+    notebooks: Sequence[NotebookResult],
+    anchors: Mapping[str, str],
+    leads: Leads | None,
+    *,
+    titled: bool,
 ) -> Table:
     metric_names = ordered_union(nb.metrics for nb in notebooks)
+    if leads is not None:  # the metrics that lead in any of the notebooks first
+        metric_names.sort(key=lambda m: not any(leads.leads(nb.id, m) for nb in notebooks))
     if len(metric_names) <= WIDE_METRICS:
         table = _wide_table(notebooks, metric_names, anchors)
     else:
-        table = _long_table(notebooks, anchors)
+        table = long_table(notebooks, anchors)
     if not titled:
         return table
     paths = list(dict.fromkeys(nb.path for nb in notebooks))
@@ -89,7 +106,7 @@ def _wide_table(
     return Table(names(columns), tuple(rows), (*left, *right))
 
 
-def _long_table(notebooks: Sequence[NotebookResult], anchors: Mapping[str, str]) -> Table:
+def long_table(notebooks: Sequence[NotebookResult], anchors: Mapping[str, str]) -> Table:
     rows = tuple(
         (job_cell(nb.id, nb.status, anchors), Cell(name(metric)), Cell(format_number(value)))
         for nb in notebooks
@@ -99,16 +116,26 @@ def _long_table(notebooks: Sequence[NotebookResult], anchors: Mapping[str, str])
 
 
 def comparison_table(
-    deltas: Sequence[MetricDelta], anchors: Mapping[str, str], *, with_job: bool
+    deltas: Sequence[MetricDelta],
+    anchors: Mapping[str, str],
+    *,
+    with_job: bool,
+    leads: Leads | None = None,
 ) -> Table:
-    """Changed metrics first (regressions, improvements, …); unchanged ones folded.
+    """Changed headline metrics first (regressions, improvements, …); unchanged ones folded,
+    then the metrics that do not lead (`nbci.headline`; without `leads` every metric does).
 
     With history, a `Base branch range` column shows each metric's range.
     """
-    ordered = sorted(
-        (d for d in deltas if d.change != "unchanged"), key=lambda d: CHANGE_ORDER.index(d.change)
+    lead = [d for d in deltas if leads is None or leads.leads(d.job_id, d.metric)]
+    others = sorted(
+        (d for d in deltas if leads is not None and not leads.leads(d.job_id, d.metric)),
+        key=lambda d: CHANGE_ORDER.index(d.change),
     )
-    unchanged = [d for d in deltas if d.change == "unchanged"]
+    ordered = sorted(
+        (d for d in lead if d.change != "unchanged"), key=lambda d: CHANGE_ORDER.index(d.change)
+    )
+    unchanged = [d for d in lead if d.change == "unchanged"]
     with_range = any(d.range is not None for d in deltas)
     columns = (
         *(("Notebook",) if with_job else ()),
@@ -135,12 +162,17 @@ def comparison_table(
             _change_cell(delta),
         )
 
-    folded_label = count(len(unchanged), "unchanged metric") if unchanged else ""
+    folded_label = ", ".join(
+        [
+            *([count(len(unchanged), "unchanged metric")] if unchanged else []),
+            *([count(len(others), "other metric")] if others else []),
+        ]
+    )
     return Table(
         columns,
         tuple(row(d) for d in ordered),
         (*left, *right),
-        folded=tuple(row(d) for d in unchanged),
+        folded=tuple(row(d) for d in (*unchanged, *others)),
         folded_label=folded_label,
     )
 
@@ -152,7 +184,11 @@ def _value_cell(value: object) -> Cell:
 def _change_cell(delta: MetricDelta) -> Cell:
     """The change in words (`vocabulary.describe_change`), toned for the renderers."""
     text = describe_change(delta)
-    return Cell(text, _TONE.get(delta.change, "plain") if text != "changed" else "strong")
+    return Cell(text, change_tone(delta.change) if text != "changed" else "strong")
+
+
+def change_tone(change: Change) -> Tone:
+    return _TONE.get(change, "plain")
 
 
 _TONE: Mapping[Change, Tone] = {
@@ -166,12 +202,16 @@ _TONE: Mapping[Change, Tone] = {
 
 
 def notebook_metrics(
-    nb: NotebookResult, comparison: Comparison | None, anchors: Mapping[str, str]
+    nb: NotebookResult,
+    comparison: Comparison | None,
+    anchors: Mapping[str, str],
+    leads: Leads | None = None,
 ) -> Table | None:
     if comparison is not None:
         deltas = [d for d in comparison.deltas if d.job_id == nb.id]
-        return comparison_table(deltas, anchors, with_job=False) if deltas else None
+        return comparison_table(deltas, anchors, with_job=False, leads=leads) if deltas else None
     if not nb.metrics:
         return None
-    rows = tuple((Cell(name(k)), Cell(format_number(v))) for k, v in nb.metrics.items())
+    ordered = leads.first(nb.id, list(nb.metrics)) if leads else list(nb.metrics)
+    rows = tuple((Cell(name(k)), Cell(format_number(nb.metrics[k]))) for k in ordered)
     return Table(("Metric", "Value"), rows, ("left", "right"))

@@ -6,7 +6,8 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from nbci.model import Comparison, ErrorInfo, NotebookResult, Scrap
+from nbci.headline import Leads
+from nbci.model import Comparison, ErrorInfo, NotebookResult, Scrap, TableChange
 from nbci.render.escape import clean_text, truncate, truncate_middle
 from nbci.render.labels import cut, json_text, name, omitted_note, param_value
 from nbci.render.metric_tables import notebook_metrics
@@ -33,7 +34,9 @@ def notebook_view(
     change: str,
     metrics_elsewhere: bool,
     visuals: Visuals | None = None,
+    leads: Leads | None = None,
 ) -> NotebookView:
+    tables = {t.name: t for t in comparison.tables if t.job_id == nb.id} if comparison else {}
     return NotebookView(
         id=name(nb.id),
         anchor=anchor,
@@ -46,12 +49,17 @@ def notebook_view(
         output=nb.output,
         html=nb.html,
         error=_error_view(nb.error) if nb.error or not nb.ok else None,
-        metrics=notebook_metrics(nb, comparison, {}),
+        metrics=notebook_metrics(nb, comparison, {}, leads),
         metrics_elsewhere=metrics_elsewhere,
         figures=tuple(
             FigureView(name(f.name), f.path, in_baseline=f.path in base_figures) for f in nb.figures
         ),
-        scraps=tuple(_scrap_view(key, scrap) for key, scrap in nb.scraps.items()),
+        scraps=tuple(
+            _scrap_view(key, scrap, tables.get(key))
+            for key, scrap in nb.scraps.items()
+            if key not in tables or not tables[key].unchanged
+        ),
+        unchanged_tables=tuple(name(t.name) for t in tables.values() if t.unchanged),
         notes=tuple(clean_text(truncate(n, 1_000)) for n in nb.notes),
         change=change,
         visuals=visuals or Visuals(),
@@ -70,10 +78,17 @@ def _error_view(error: ErrorInfo | None) -> ErrorView:
     )
 
 
-def _scrap_view(key: str, scrap: Scrap) -> ScrapView:
-    """Never raises: a malformed value is shown as JSON with a note."""
+def _scrap_view(key: str, scrap: Scrap, change: TableChange | None = None) -> ScrapView:
+    """Never raises: a malformed value is shown as JSON with a note. A table that differs
+    from the baseline's (`change`) shows what changed (`nbci.render.table_diff`)."""
     label = name(key)
     kind = scrap.kind
+    if kind == "table" and change is not None and not change.unchanged:
+        from nbci.render.table_diff import table_diff
+
+        diff = table_diff(scrap.value, change.baseline)
+        if diff is not None:
+            return ScrapView(label, "table", table=diff)
     if kind == "text" and isinstance(scrap.value, str):
         text, omitted = cut(scrap.value, TEXT_CHARS)
         return ScrapView(label, "text", text=clean_text(text), note=omitted_note(omitted))
@@ -105,7 +120,7 @@ def _scrap_table(value: Any) -> Table | None:
     for raw in rows[:TABLE_ROWS]:
         cells = list(raw)[:width] if isinstance(raw, list) else [raw]
         cells += [""] * (width - len(cells))
-        body.append(tuple(Cell(_table_value(c)) for c in cells))
+        body.append(tuple(Cell(table_value(c)) for c in cells))
     numeric = [
         all(
             isinstance(r[i], int | float)
@@ -120,14 +135,14 @@ def _scrap_table(value: Any) -> Table | None:
     if len(columns) > width:
         notes.append(f"{width} of {len(columns):,} columns")
     return Table(
-        columns=tuple(_table_value(c) for c in shown_columns),
+        columns=tuple(table_value(c) for c in shown_columns),
         rows=tuple(body),
         align=tuple("right" if n and rows else "left" for n in numeric),
         note=", ".join(notes),
     )
 
 
-def _table_value(value: Any) -> str:
+def table_value(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool | int | float):

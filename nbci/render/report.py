@@ -8,9 +8,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from nbci._files import is_within, write_text_atomic
+from nbci.headline import Headline, Leads
 from nbci.model import Comparison, Run, Verdict
 from nbci.render.build import build_view
 from nbci.render.markdown import MAX_CHARS, Links, render_markdown
+from nbci.render.sweep_charts import write_sweep_charts
+from nbci.render.sweeps import find_sweeps
 from nbci.render.trends import trend_deltas, write_trends
 from nbci.render.visuals import Visuals, draw_visuals
 
@@ -35,6 +38,7 @@ def markdown_report(
     title: str = "nbci",
     max_chars: int = MAX_CHARS,
     templates: Path | None = None,
+    headline: Headline | None = None,
 ) -> str:
     """The markdown report (the PR comment body), at most `max_chars` characters.
 
@@ -52,6 +56,7 @@ def markdown_report(
     - `visuals`: job id → its charts and figure comparison (`draw_visuals`);
       their images go through `image_url` (`charts/…`, `diffs/…`) and
       `base_figures` like figures.
+    - `headline`: which metrics lead the tables (`nbci.headline`; default: glued scalars).
     """
     view = build_view(
         run,
@@ -60,6 +65,7 @@ def markdown_report(
         base_figures=frozenset(base_figures or ()),
         visuals=visuals,
         title=title,
+        headline=headline,
     )
     links = Links(
         images=images,
@@ -82,6 +88,7 @@ def html_report(
     visuals: Mapping[str, Visuals] | None = None,
     title: str = "nbci",
     templates: Path | None = None,
+    headline: Headline | None = None,
 ) -> str:
     """The self-contained HTML report; figures, charts and difference images are inlined
     from `out_dir` and `baseline_dir`."""
@@ -94,6 +101,7 @@ def html_report(
         base_figures=_baseline_figures(run, baseline_dir),
         visuals=visuals,
         title=title,
+        headline=headline,
     )
     return render_html(view, out_dir=out_dir, baseline_dir=baseline_dir, templates=templates)
 
@@ -108,14 +116,17 @@ def write_reports(
     baseline: Run | None = None,
     templates: Path | None = None,
     title: str = "nbci",
+    headline: Headline | None = None,
 ) -> list[Path]:
     """Write `report.md` and `report.html` into `out_dir` (atomically); returns their paths.
 
     The charts of the run's series (against `baseline`'s), the difference images of its
     changed figures (against those in `baseline_dir`) and the trend charts (with history)
-    are drawn into `out_dir` first.
+    are drawn into `out_dir` first, and the charts of each sweep (`nbci.render.sweep_charts`).
     """
-    write_trends(trend_deltas(comparison, verdict), out_dir)
+    leads = Leads.of(run, headline, verdict)
+    write_trends(trend_deltas(comparison, verdict, leads), out_dir)
+    write_sweep_charts(find_sweeps(run, leads), comparison, out_dir)
     drawn = draw_visuals(
         run,
         out_dir,
@@ -133,6 +144,7 @@ def write_reports(
         visuals=drawn.by_job,
         title=title,
         templates=templates,
+        headline=headline,
     )
     html = html_report(
         run,
@@ -143,6 +155,7 @@ def write_reports(
         visuals=drawn.by_job,
         title=title,
         templates=templates,
+        headline=headline,
     )
     written = [
         write_text_atomic(out_dir / MARKDOWN_NAME, markdown),

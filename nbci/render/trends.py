@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nbci._files import safe_name, write_bytes_atomic
+from nbci.headline import Leads
 from nbci.model import Comparison, MetricDelta, Verdict
 from nbci.vocabulary import CHANGE_ORDER
 
@@ -31,8 +32,11 @@ _TITLE_CHARS = 60
 _ABOVE: dict[str, Any] = {"xytext": (0, 5), "textcoords": "offset points"}
 
 
-def trend_deltas(comparison: Comparison | None, verdict: Verdict | None) -> list[MetricDelta]:
-    """The metrics that get a chart, in order: changed ones first, then gated ones."""
+def trend_deltas(
+    comparison: Comparison | None, verdict: Verdict | None, leads: Leads | None = None
+) -> list[MetricDelta]:
+    """The metrics that get a chart, in order: changed ones first, then gated ones; with
+    `leads`, the headline metrics (gated ones among them) before the others."""
     if comparison is None:
         return []
     with_range = [d for d in comparison.deltas if d.range is not None and d.value is not None]
@@ -45,7 +49,10 @@ def trend_deltas(comparison: Comparison | None, verdict: Verdict | None) -> list
     for delta in with_range:
         if (delta.job_id, delta.metric) in gated:
             chosen.setdefault((delta.job_id, delta.metric), delta)
-    return list(chosen.values())[:MAX_TRENDS]
+    ordered = list(chosen.values())
+    if leads is not None:  # the comment shows the first few: headline and gated metrics
+        ordered.sort(key=lambda d: not leads.leads(d.job_id, d.metric))
+    return ordered[:MAX_TRENDS]
 
 
 def trend_path(delta: MetricDelta) -> str:

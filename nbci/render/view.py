@@ -119,10 +119,31 @@ class NotebookView:
     visuals: Visuals = field(default_factory=Visuals)
     """Charts of its series, and its figures against the baseline's (`nbci.render.visuals`)."""
     """Against the baseline: `fails now (passed on the baseline)`, `new notebook`, …"""
+    unchanged_tables: tuple[str, ...] = ()
+    """Names of its tables equal to the baseline's: named only, like unchanged figures."""
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """A notebook run with a matrix (`nbci.render.sweeps`)."""
+
+    title: str
+    table: Table
+    """A row per combination: the matrix parameters, then the headline metrics."""
+    jobs: Table
+    """Every metric of its jobs, all folded."""
+    charts: tuple[FigureView, ...] = ()
+    """Each headline metric against each numeric parameter (the HTML report shows them)."""
+    axes: int = 1
+    """How many of the table's first columns are the matrix parameters."""
+
+    @property
+    def size(self) -> int:
+        return self.table.size + self.jobs.size
 
 
 @dataclass(frozen=True)
@@ -144,10 +165,17 @@ class ReportView:
     removed_jobs: tuple[str, ...] = ()
     trends: tuple[FigureView, ...] = ()
     """Trend charts (`nbci.render.trends`): changed metrics first, then gated ones."""
+    sweeps: tuple[SweepView, ...] = ()
+    """Notebooks run with a matrix: their jobs are in no table of `metrics`."""
 
     @property
     def metric_rows(self) -> int:
-        return sum(table.size for table in self.metrics)
+        return sum(table.size for table in self.metric_tables)
+
+    @property
+    def metric_tables(self) -> tuple[Table, ...]:
+        """Every table of metrics across notebooks: the sweeps' and `metrics`."""
+        return (*(t for s in self.sweeps for t in (s.table, s.jobs)), *self.metrics)
 
     @property
     def failures(self) -> tuple[NotebookView, ...]:
