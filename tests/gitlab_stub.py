@@ -283,6 +283,7 @@ class GitLabStub(StandIn):
             ("GET", r"/repository/commits", False, self._list_commits),
             ("POST", r"/repository/commits", True, self._create_commit),
             ("GET", r"/repository/blobs/([0-9a-f]{40})/raw", False, self._raw_blob),
+            ("GET", r"/repository/files/([^/]+)", False, self._get_file),
             ("POST", r"/statuses/([0-9a-f]{40})", True, self._create_status),
         ]
 
@@ -537,6 +538,13 @@ class GitLabStub(StandIn):
                 raise _message(400, "A file with this name already exists")
             if kind in ("update", "delete") and path not in files:
                 raise _message(400, "A file with this name doesn't exist")
+            last = action.get("last_commit_id")
+            if kind in ("update", "delete") and last and last != self._last_change(parent, path):
+                raise _message(
+                    400,
+                    "You are attempting to update a file that has changed since you started "
+                    "editing it.",
+                )
             if kind == "delete":
                 del files[path]
                 continue
@@ -555,6 +563,42 @@ class GitLabStub(StandIn):
         if name not in self.branches:
             raise _message(400, "Invalid start branch")
         return name
+
+    def _last_change(self, sha: str, path: str) -> str:
+        """The commit that last changed `path`, along first parents from `sha`."""
+        blob = self.commits[sha]["files"].get(path)
+        while self.commits[sha]["parents"]:
+            parent = self.commits[sha]["parents"][0]
+            if self.commits[parent]["files"].get(path) != blob:
+                break
+            sha = parent
+        return sha
+
+    def _get_file(self, match: re.Match, query: dict, body: Any) -> tuple:
+        """`GET /projects/:id/repository/files/:file_path?ref=`: the file, base64, with the
+        commit that last changed it."""
+        sha = self._resolve(query.get("ref") or self.default_branch)
+        path = unquote(match[1])
+        blob = self.commits[sha]["files"].get(path)
+        if blob is None:
+            raise _message(404, "404 File Not Found")
+        data = self.blobs[blob]
+        return (
+            200,
+            {
+                "file_name": path.rsplit("/", 1)[-1],
+                "file_path": path,
+                "size": len(data),
+                "encoding": "base64",
+                "content": base64.b64encode(data).decode("ascii"),
+                "content_sha256": hashlib.sha256(data).hexdigest(),
+                "ref": query.get("ref") or self.default_branch,
+                "blob_id": blob,
+                "commit_id": sha,
+                "last_commit_id": self._last_change(sha, path),
+            },
+            {},
+        )
 
     def _raw_blob(self, match: re.Match, query: dict, body: Any) -> tuple:
         data = self.blobs.get(match[1])
