@@ -131,6 +131,16 @@ class GitLabStub(StandIn):
             self.branches[branch] = shas[-1]
             return shas
 
+    def put_files(self, branch: str, files: dict[str, bytes], *, message: str = "put") -> str:
+        """Every file of `files` (path -> content) written on `branch` in one commit, the
+        branch cut from the default branch if it is new; returns the commit."""
+        with self._lock:
+            parent = self.branches.get(branch) or self.branches[self.default_branch]
+            tree = dict(self.commits[parent]["files"])
+            tree.update({path: self._store_blob(data) for path, data in files.items()})
+            self.branches[branch] = self._store_commit(message, tree, [parent])
+            return self.branches[branch]
+
     def add_merged_branch(self, count: int, *, main_commits: int = 1) -> tuple[list[str], str]:
         """A feature branch of `count` commits off the default branch, `main_commits` more
         on the default branch meanwhile, then the merge commit (first parent: the default

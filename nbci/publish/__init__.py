@@ -152,8 +152,10 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         return PublishOutcome("artifact", "", passed(run, verdict), notes=(str(exc),))
     target = forge.resolve_target()
     notes = list(figures.skipped)
+    noted = len(notes)  # a note from here on: something stored could not be read
     tip = steps.read_assets_tip(forge, options.assets_branch, notes)
     baseline = steps.baseline_for(forge, tip, target, options, notes)
+    baseline_unread = baseline is None and len(notes) > noted
     history = steps.history_for(forge, tip, target, baseline, options, notes)
     tip = steps.with_baseline_files(forge, tip, target, baseline, notes)
     judged = steps.judge_run(run, baseline, target, options, history)
@@ -188,6 +190,7 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         baseline=baseline,
         notes=notes,
         review=review,
+        baseline_unread=baseline_unread,
     )
     comment_url = None
     if target.pr is not None:
