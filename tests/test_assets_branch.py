@@ -287,6 +287,10 @@ def test_a_cut_listing_never_loses_the_baseline(tmp_path: Path) -> None:
         body = gh.pr_comments(4)[0]["body"]
         assert "0.8000" in body and "could only be listed in part" in body
         assert "No baseline" not in body
+        assert stored_index(github(gh, tmp_path)).complete is False  # said so in the index
+
+        again = publish(options(make_run(tmp_path / "again", accuracy=0.7)), env)
+        assert again.baseline_sha == shas[-1]  # the partial index: still read by path
 
 
 def test_no_baseline_after_a_cut_listing_says_so_not_none_stored(tmp_path: Path) -> None:

@@ -223,7 +223,8 @@ def read_tip(forge: Forge, branch: str, notes: list[str]) -> Tip:
     try:
         data = forge.read_stored_file(INDEX_FILE, tip=tip, limit=MAX_INDEX_BYTES)
         if data is not None:
-            return replace(tip, index=parse(data, source))
+            index = parse(data, source)
+            return replace(tip, index=index, truncated=not index.complete)
     except ResultsError as exc:
         notes.append(f"{exc}; the branch was listed instead")
         logger.warning("%s", notes[-1])
@@ -234,7 +235,7 @@ def read_tip(forge: Forge, branch: str, notes: list[str]) -> Tip:
             "listings): stored runs it did not list are looked up by path"
         )
         logger.warning("%s", notes[-1])
-    index = from_listing(listing.files, stamp(datetime.now(UTC)))
+    index = from_listing(listing.files, stamp(datetime.now(UTC)), complete=not listing.truncated)
     return replace(
         tip.with_listing("", listing.files),
         index=index,

@@ -71,6 +71,9 @@ class Entry:
 @dataclass(frozen=True)
 class BranchIndex:
     entries: tuple[Entry, ...] = ()
+    complete: bool = True
+    """False: built from a listing the forge cut short; runs it lacks may still be stored
+    (looked up by path) and are never pruned."""
 
     def run_folder(self, sha: str, report: str) -> str | None:
         """Where `sha`'s stored run for `report` is: its own folder, else one stored
@@ -97,11 +100,11 @@ class BranchIndex:
     def with_entry(self, entry: Entry) -> BranchIndex:
         """This index with `entry` (newest last) in place of the one for its folder."""
         kept = tuple(e for e in self.entries if e.folder != entry.folder)
-        return BranchIndex((*kept, entry))
+        return BranchIndex((*kept, entry), self.complete)
 
     def without(self, gone: Iterable[Entry]) -> BranchIndex:
         folders = {e.folder for e in gone}
-        return BranchIndex(tuple(e for e in self.entries if e.folder not in folders))
+        return BranchIndex(tuple(e for e in self.entries if e.folder not in folders), self.complete)
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,10 @@ def dump(index: BranchIndex) -> bytes:
         }
         for e in index.entries
     ]
-    text = json.dumps({"schema": SCHEMA, "entries": rows}, indent=0, ensure_ascii=True)
+    head: dict[str, Any] = (
+        {"schema": SCHEMA} if index.complete else {"schema": SCHEMA, "complete": False}
+    )
+    text = json.dumps({**head, "entries": rows}, indent=0, ensure_ascii=True)
     return (text + "\n").encode("ascii")
 
 
@@ -189,7 +195,7 @@ def parse(data: bytes, source: str) -> BranchIndex:
         if entry is None:
             raise ResultsError(f"{source}: entry {number} is malformed")
         entries.append(entry)
-    return BranchIndex(tuple(entries))
+    return BranchIndex(tuple(entries), raw.get("complete") is not False)
 
 
 def _entry(row: Any) -> Entry | None:
@@ -223,7 +229,7 @@ def _inside(relative: str) -> bool:
 # -- a branch without an index ----------------------------------------------------
 
 
-def from_listing(paths: Iterable[str], written: str) -> BranchIndex:
+def from_listing(paths: Iterable[str], written: str, *, complete: bool = True) -> BranchIndex:
     """The index of a branch written by an nbci that kept none, from a listing of its files."""
     paths = sorted(paths)
     named_runs = {
@@ -251,4 +257,4 @@ def from_listing(paths: Iterable[str], written: str) -> BranchIndex:
         top = RUNS if kind == "run" else REVIEWS
         path = "/".join(p for p in (top, key, report) if p is not None)
         entries.append(Entry(path, kind, key, report, written, tuple(names)))
-    return BranchIndex(tuple(entries))
+    return BranchIndex(tuple(entries), complete)
