@@ -292,8 +292,11 @@ def store(
         try:
             new_tip = forge.commit(tip, changed, deletions, message)
         except BranchMoved:
-            if attempt >= _COMMIT_ATTEMPTS:
+            if attempt > _COMMIT_ATTEMPTS or (attempt == _COMMIT_ATTEMPTS and not removed):
                 break
+            if attempt == _COMMIT_ATTEMPTS:  # refused with the pruning each time (GitLab
+                with_pruning = False  # says a file the index names is gone): without it
+                _not_pruned(tip, "the forge kept refusing its deletions", notes)
             logger.info("the %s branch moved meanwhile; starting over (%d)", tip.branch, attempt)
             tip = read_tip(forge, tip.branch, notes)
             continue
@@ -302,9 +305,8 @@ def store(
         except PublishError as exc:
             if not removed:
                 raise
-            with_pruning = False  # a stale index entry, say: store without pruning
-            notes.append(f"the {tip.branch} branch was not pruned: {exc}")
-            logger.warning("%s", notes[-1])
+            with_pruning = False  # a file the index names is gone, say: store without pruning
+            _not_pruned(tip, str(exc), notes)
             tip = read_tip(forge, tip.branch, notes)
             continue
         logger.info(
@@ -319,6 +321,11 @@ def store(
         f"the {tip.branch} branch kept moving while nbci committed to it "
         f"({_COMMIT_ATTEMPTS} tries); run the job again"
     )
+
+
+def _not_pruned(tip: Tip, why: str, notes: list[str]) -> None:
+    notes.append(f"the {tip.branch} branch was not pruned this time: {why}")
+    logger.warning("%s", notes[-1])
 
 
 def _stale(tip: Tip, folder: str, wanted: Mapping[str, Asset]) -> list[str]:
