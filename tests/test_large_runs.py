@@ -7,10 +7,14 @@ a sweep takes is measured in `benchmarks/bench.py --sweep`, not asserted here.
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 
+import pytest
 from handmade_runs import nb, run
 
+from nbci import schemas
 from nbci.model import ErrorInfo, Figure, NotebookResult, Run
 from nbci.publish.comment import COMMENT_LIMIT, comment_body
 from nbci.render import html_report, markdown_report
@@ -67,3 +71,19 @@ def test_every_job_of_a_200_job_run_is_reachable_in_the_html() -> None:
         card = html.index(f'id="{link[1]}"')
         assert f'<span class="nb-id">{job_id}</span>' in html[card : card + 400], job_id
     assert len(anchors) == JOBS
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("rfc3987_syntax") is None, reason="rfc3987-syntax not installed"
+)
+def test_checking_a_run_does_not_import_rfc3987_syntax(monkeypatch: pytest.MonkeyPatch) -> None:
+    """jsonschema imports it for the `iri` formats nbci never checks, compiling 38 grammars:
+    about 2 s of every `nbci merge` (python-jsonschema/jsonschema#1428)."""
+    for name in [n for n in sys.modules if n.split(".")[0] in ("jsonschema", "rfc3987_syntax")]:
+        monkeypatch.delitem(sys.modules, name)  # as in a fresh process; put back afterwards
+    monkeypatch.setattr(schemas, "_validator", schemas._validator.__wrapped__)
+
+    assert schemas.first_problem({}, "results-2.schema.json") is not None
+
+    assert "jsonschema" in sys.modules
+    assert "rfc3987_syntax" not in sys.modules

@@ -18,6 +18,7 @@ import difflib
 import functools
 import itertools
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -76,10 +77,27 @@ def load(file: str) -> Mapping[str, Any]:
 
 @functools.cache
 def _validator(file: str) -> Validator:
+    _import_jsonschema()
     from jsonschema import Draft202012Validator
 
     root = load(file)
     return Draft202012Validator({**_inlined(root, root, ()), "$defs": root.get("$defs", {})})
+
+
+def _import_jsonschema() -> None:
+    """Import jsonschema without `rfc3987_syntax`, which it imports for the `iri` formats
+    and which compiles 38 grammars as it is imported: about 2 s of every `nbci merge`,
+    `report`, `diff` and `publish` (python-jsonschema/jsonschema#1428). nbci checks no
+    formats; jsonschema imports the module inside `suppress(ImportError)`, so it only goes
+    without those two format checkers. Once jsonschema is imported (by nbci or another
+    library of the process), nothing changes."""
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        return
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # import: ImportError
+    try:
+        import jsonschema  # noqa: F401
+    finally:
+        del sys.modules["rfc3987_syntax"]
 
 
 def _inlined(node: Any, root: Mapping[str, Any], expanding: tuple[str, ...]) -> Any:
