@@ -67,8 +67,10 @@ code = 1
 try:
     code = main(sys.argv[1:])
 finally:
+    own = resource.getrusage(resource.RUSAGE_SELF)
     usage = {
-        "parent_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "parent_cpu_s": own.ru_utime + own.ru_stime,
+        "parent_kib": own.ru_maxrss,
         "largest_child_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     }
     with open(os.environ["NBCI_BENCH_RUSAGE"], "w") as f:
@@ -197,6 +199,9 @@ class Sample:
     """Notebook → its wall time minus its cells' own time (papermill loop and cold nbci)."""
     cell_time: float = 0.0
     """The notebooks' own cell time, summed."""
+    cpu_s: float | None = None
+    """nbci's own (parent) CPU time, user and system: on a loaded machine, what wall time
+    would be on an idle one, at most (`--sweep`)."""
 
 
 @dataclass
@@ -532,7 +537,9 @@ def _nbci_command(project: Path, args: Sequence[str]) -> Sample:
     env = dict(os.environ, NBCI_BENCH_RUSAGE=str(rusage))
     seconds = _run([sys.executable, "-c", _NBCI_WRAPPER, *args], project, env)
     usage = json.loads(rusage.read_text())
-    return Sample(seconds, usage["parent_kib"], usage["largest_child_kib"])
+    sample = Sample(seconds, usage["parent_kib"], usage["largest_child_kib"])
+    sample.cpu_s = usage["parent_cpu_s"]
+    return sample
 
 
 def large_sweep(repeat: int, cores: int) -> bool:
@@ -556,14 +563,17 @@ def large_sweep(repeat: int, cores: int) -> bool:
         for rep in range(repeat):
             shutil.rmtree(project / "merged", ignore_errors=True)
             merges.append(_nbci_command(project, ["merge", *dirs, "--out", "merged"]))
-            print(f"  rep {rep + 1}/{repeat}  merge {merges[-1].seconds:7.2f} s", flush=True)
+            cpu = merges[-1].cpu_s or 0.0
+            print(f"  rep {rep + 1}/{repeat}  merge {merges[-1].seconds:7.2f} s, CPU {cpu:.2f} s")
         merged = json.loads((project / "merged" / "results.json").read_text())
         assert len(merged["notebooks"]) == SWEEP_JOBS, "the merge lost jobs"
     median = statistics.median(m.seconds for m in merges)
     met = median <= MERGE_TARGET_S
     rss = statistics.median(m.parent_kib or 0 for m in merges)
     verdict = "met" if met else "MISSED"
-    print(f"  merge median {median:.2f} s (target ≤ {MERGE_TARGET_S:.1f} s: {verdict})")
+    cpu = statistics.median(m.cpu_s or 0.0 for m in merges)
+    target = f"target ≤ {MERGE_TARGET_S:.1f} s: {verdict}"
+    print(f"  merge median {median:.2f} s ({target}), CPU {cpu:.2f} s")
     print(
         f"  merge parent {_mib(rss)}; whole-run parent / shard parent: "
         f"{(whole.parent_kib or 0) / max(shard_rss, 1):.2f}×"
