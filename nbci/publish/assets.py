@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nbci._files import read_inside
 from nbci.errors import PublishError, ResultsError
@@ -107,8 +107,6 @@ class Tip:
     truncated: bool = False
     """The index is incomplete (a branch without one listed only partly: GitHub cuts a
     listing at 100,000 entries); runs it lacks are looked up by path."""
-    handles: tuple[Any, ...] = field(default=(), compare=False, repr=False)
-    """The forge's own objects the next commit builds on (PyGithub's ref, commit, tree)."""
     index: BranchIndex = field(default_factory=BranchIndex)
     """What nbci stored on the branch (`index.json`)."""
     index_outdated: bool = False
@@ -117,10 +115,6 @@ class Tip:
     listed: frozenset[str] = frozenset()
     """Folders whose every file is in `files`."""
 
-    @property
-    def blobs(self) -> set[str]:
-        return {sha for sha, _size in self.files.values()}
-
     def after(
         self,
         commit: str,
@@ -128,15 +122,12 @@ class Tip:
         removed: Sequence[str],
         *,
         tree: str | None = None,
-        handles: tuple[Any, ...] = (),
     ) -> Tip:
         """This branch once `commit` wrote `changed` and deleted `removed`."""
         gone = set(removed)
         files = {p: v for p, v in self.files.items() if p not in gone}
         files.update({a.path: (a.sha, len(a.data)) for a in changed})
-        return replace(
-            self, commit=commit, tree=tree, files=files, handles=handles, index_outdated=False
-        )
+        return replace(self, commit=commit, tree=tree, files=files, index_outdated=False)
 
     def with_listing(self, folder: str, files: Mapping[str, tuple[str, int]]) -> Tip:
         """This tip knowing every file of `folder` (`files`, paths from the branch's root)."""
