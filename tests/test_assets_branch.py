@@ -21,11 +21,13 @@ import pytest
 import test_publish_gitlab as gitlab_env
 from github_stub import GitHubStub
 from gitlab_stub import GitLabStub
+from handmade_runs import nb, run
 from test_publish import make_run, options, png, pr_env, push_env
 
 from nbci.publish import publish
 from nbci.publish.gitlab import ASSETS_ROOT
 from nbci.publish.index import BranchIndex, Entry, Pruning, dump, parse, prune
+from nbci.results import write_run
 
 BRANCH = "nbci-assets"
 REAL_RUNS = 8
@@ -409,3 +411,20 @@ def test_keep_runs_zero_and_keep_pr_days_zero_keep_everything() -> None:
     pruned = prune(index, Pruning(keep_runs=0, keep_pr_days=0, history=20), NOW)
     assert pruned.index == index and pruned.removed == ()
     assert prune(index, Pruning(keep_runs=0, keep_pr_days=30), NOW).removed == (review,)
+
+
+def test_a_stored_run_over_a_megabyte_is_read_by_path_too(tmp_path: Path) -> None:
+    """GitHub's contents API sends a file over 1 MB without its content: read as a blob."""
+    with GitHubStub() as gh:
+        shas = gh.add_history(2)
+        many = tuple(nb(f"job-{i:05}", accuracy=0.8, loss=0.5) for i in range(4000))
+        write_run(run(*many), tmp_path / "big")
+        data = (tmp_path / "big" / "results.json").read_bytes()
+        assert len(data) > 1024 * 1024
+        gh.put_file(BRANCH, f"runs/{shas[-1]}/nbci/results.json", data)
+        env = github(gh, tmp_path).add_review(4, shas[-1])
+
+        outcome = publish(options(make_run(tmp_path / "pr", accuracy=0.7)), env)
+
+        assert outcome.baseline_sha == shas[-1]
+        assert gh.calls("GET", r"/git/blobs/")  # the content came as a blob
