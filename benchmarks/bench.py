@@ -3,6 +3,7 @@
     python benchmarks/bench.py                  # both sets, 12 notebooks each, 3 repetitions
     python benchmarks/bench.py --sets heavy --notebooks 24 --repeat 5
     python benchmarks/bench.py --memory         # nbci's parent memory at 12 and 96 notebooks
+    python benchmarks/bench.py --sweep          # a 200-job matrix: 8 shards, then nbci merge
 
 Two sets of N generated notebooks, each in a temporary project:
 
@@ -52,6 +53,10 @@ OVERHEAD_TARGET_S = 0.35
 """Mean per-notebook overhead of a cold nbci run (wall time minus the cells' own time)."""
 SETS = ("light", "heavy")
 MEMORY_SIZES = (12, 96)
+SWEEP_JOBS = 200
+SWEEP_SHARDS = 8
+MERGE_TARGET_S = 2.0
+"""`nbci merge` of the sweep's 8 shards, reports included (issue 21)."""
 
 # nbci runs inside this wrapper, in-process, so that RUSAGE_SELF is nbci's own
 # parent process: its peak RSS excludes kernels and workers (they are children).
@@ -62,8 +67,10 @@ code = 1
 try:
     code = main(sys.argv[1:])
 finally:
+    own = resource.getrusage(resource.RUSAGE_SELF)
     usage = {
-        "parent_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "parent_cpu_s": own.ru_utime + own.ru_stime,
+        "parent_kib": own.ru_maxrss,
         "largest_child_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     }
     with open(os.environ["NBCI_BENCH_RUSAGE"], "w") as f:
@@ -192,6 +199,9 @@ class Sample:
     """Notebook → its wall time minus its cells' own time (papermill loop and cold nbci)."""
     cell_time: float = 0.0
     """The notebooks' own cell time, summed."""
+    cpu_s: float | None = None
+    """nbci's own (parent) CPU time, user and system: on a loaded machine, what wall time
+    would be on an idle one, at most (`--sweep`)."""
 
 
 @dataclass
@@ -505,6 +515,72 @@ def memory_flatness(repeat: int, cores: int) -> None:
     print(f"  growth {MEMORY_SIZES[0]} → {MEMORY_SIZES[1]} notebooks: {high / low:.2f}×")
 
 
+def make_sweep(root: Path, jobs: int) -> None:
+    """One small notebook run as a `jobs`-value matrix (`seed`), each job gluing three
+    metrics and a figure: the shape of a hyper-parameter sweep."""
+    folder = root / "notebooks"
+    folder.mkdir(parents=True)
+    sweep = notebook(0, "light")
+    sweep["cells"][1]["source"] = "seed = 0\nsamples = 400"  # type: ignore[index]
+    (folder / "sweep.ipynb").write_text(json.dumps(sweep, indent=1), encoding="utf-8")
+    seeds = ", ".join(str(i) for i in range(jobs))
+    (root / "nbci.toml").write_text(
+        'notebooks = ["notebooks/sweep.ipynb"]\nout = "nbci-out"\ncache_dir = ".nbci-cache"\n'
+        f'[[notebook]]\npath = "notebooks/sweep.ipynb"\nmatrix = {{ seed = [{seeds}] }}\n',
+        encoding="utf-8",
+    )
+
+
+def _nbci_command(project: Path, args: Sequence[str]) -> Sample:
+    """`nbci ARGS` in `project`, timed, with the parent process's peak memory."""
+    rusage = project / "nbci-rusage.json"
+    env = dict(os.environ, NBCI_BENCH_RUSAGE=str(rusage))
+    seconds = _run([sys.executable, "-c", _NBCI_WRAPPER, *args], project, env)
+    usage = json.loads(rusage.read_text())
+    sample = Sample(seconds, usage["parent_kib"], usage["largest_child_kib"])
+    sample.cpu_s = usage["parent_cpu_s"]
+    return sample
+
+
+def large_sweep(repeat: int, cores: int) -> bool:
+    """A 200-job sweep: the whole run and its 8 shards (parent memory: flat?), then
+    `nbci merge` of the shards, `repeat` times (the median against `MERGE_TARGET_S`)."""
+    print(f"{SWEEP_JOBS}-job sweep, {cores} cores: whole, {SWEEP_SHARDS} shards, merge")
+    with tempfile.TemporaryDirectory(prefix="nbci-bench-") as tmp:
+        project = Path(tmp)
+        make_sweep(project, SWEEP_JOBS)
+        jobs = ["--jobs", str(cores)]
+        whole = _nbci_command(project, ["run", "--out", "whole", *jobs])
+        print(f"  whole run: {whole.seconds:7.2f} s, parent {_mib(whole.parent_kib)}", flush=True)
+        shards = []
+        for k in range(1, SWEEP_SHARDS + 1):
+            out = ["--out", f"shard-{k}", "--shard", f"{k}/{SWEEP_SHARDS}"]
+            shards.append(_nbci_command(project, ["run", *out, *jobs]))
+        shard_rss = statistics.median(s.parent_kib or 0 for s in shards)
+        print(f"  shards: {sum(s.seconds for s in shards):7.2f} s in all, parent {_mib(shard_rss)}")
+        dirs = [f"shard-{k}" for k in range(1, SWEEP_SHARDS + 1)]
+        merges = []
+        for rep in range(repeat):
+            shutil.rmtree(project / "merged", ignore_errors=True)
+            merges.append(_nbci_command(project, ["merge", *dirs, "--out", "merged"]))
+            cpu = merges[-1].cpu_s or 0.0
+            print(f"  rep {rep + 1}/{repeat}  merge {merges[-1].seconds:7.2f} s, CPU {cpu:.2f} s")
+        merged = json.loads((project / "merged" / "results.json").read_text())
+        assert len(merged["notebooks"]) == SWEEP_JOBS, "the merge lost jobs"
+    median = statistics.median(m.seconds for m in merges)
+    met = median <= MERGE_TARGET_S
+    rss = statistics.median(m.parent_kib or 0 for m in merges)
+    verdict = "met" if met else "MISSED"
+    cpu = statistics.median(m.cpu_s or 0.0 for m in merges)
+    target = f"target ≤ {MERGE_TARGET_S:.1f} s: {verdict}"
+    print(f"  merge median {median:.2f} s ({target}), CPU {cpu:.2f} s")
+    print(
+        f"  merge parent {_mib(rss)}; whole-run parent / shard parent: "
+        f"{(whole.parent_kib or 0) / max(shard_rss, 1):.2f}×"
+    )
+    return met
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks", type=int, default=12, metavar="N")
@@ -519,9 +595,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--memory", action="store_true", help="nbci's parent memory at 12 and 96 notebooks"
     )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"a {SWEEP_JOBS}-job matrix: whole, in {SWEEP_SHARDS} shards, then nbci merge",
+    )
     args = parser.parse_args(argv)
     if args.notebooks < 1 or args.repeat < 1 or args.cores < 1:
         parser.error("--notebooks, --repeat and --cores must be at least 1")
+    if args.sweep:
+        return 0 if large_sweep(args.repeat, args.cores) else 1
     if args.memory:
         memory_flatness(args.repeat, args.cores)
         return 0

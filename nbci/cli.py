@@ -285,6 +285,8 @@ def _publish(args: argparse.Namespace) -> int:
         gates=config.gates,
         templates=config.root / config.templates if config.templates else None,
         history=config.history,
+        keep_runs=config.keep_runs,
+        keep_pr_days=config.keep_pr_days,
     )
     outcome = publish(options)
     for line in outcome.lines:

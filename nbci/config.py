@@ -76,6 +76,11 @@ class Config:
     history: int = 20
     """How many default-branch commits `nbci publish` reads stored runs of, for each
     metric's range (`nbci.history`); 0 turns history off."""
+    keep_runs: int = 200
+    """Stored runs each report keeps on the assets branch (never fewer than `history`);
+    0: every one (`nbci.publish.index`)."""
+    keep_pr_days: float = 30.0
+    """Days a pull request's folder on the assets branch outlives its last publish; 0: forever."""
     preload: tuple[str, ...] | None = ()
     """Modules Python kernels get pre-imported besides the notebooks' own imports
     (`preload = [...]`); None (`preload = false`): every kernel starts from scratch."""
@@ -187,6 +192,8 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
             table.get("gates", {}), file, "[tool.nbci.gates]" if in_pyproject else "[gates]"
         ),
         history=int(table.get("history", defaults.history)),
+        keep_runs=int(table.get("keep_runs", defaults.keep_runs)),
+        keep_pr_days=check.finite(table, "keep_pr_days", defaults.keep_pr_days, "days"),
         preload=_preload(table.get("preload", True)),
     )
 

@@ -233,6 +233,7 @@ def _unique_notebooks(runs: Sequence[Run], dirs: Sequence[Path]) -> list[Noteboo
 
 
 def _copy_files(notebooks: Sequence[NotebookResult], source: Path, out_dir: Path) -> None:
+    made: set[Path] = set()  # a 200-job sweep has 600 files in 400 folders: mkdir each once
     for nb in notebooks:
         for rel in nb.files:
             src, dst = source / rel, out_dir / rel
@@ -242,5 +243,7 @@ def _copy_files(notebooks: Sequence[NotebookResult], source: Path, out_dir: Path
                 raise ResultsError(f"{source}: {rel} is listed in results.json but missing")
             if dst.exists() and dst.samefile(src):
                 continue  # merging into one of the shard folders
-            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.parent not in made:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                made.add(dst.parent)
             shutil.copyfile(src, dst)

@@ -122,6 +122,8 @@ class GitHubStub(StandIn):
         self.statuses: list[dict[str, Any]] = []
         self.check_runs: list[dict[str, Any]] = []
         self.bot_login = "github-actions[bot]"
+        self.tree_listing_limit = 100_000
+        """GitHub cuts a recursive tree listing at 100,000 entries (`truncated: true`)."""
         self._ids = iter(range(1_000_001, 10**9))
         self._clock = 0
         self._lock = threading.RLock()
@@ -173,17 +175,22 @@ class GitHubStub(StandIn):
     def put_file(self, branch: str, path: str, data: bytes) -> str:
         """`path` written on `branch` in one commit, as another tool (or an earlier nbci)
         would; returns the commit."""
+        return self.put_files(branch, {path: data}, message=f"put {path}")
+
+    def put_files(self, branch: str, files: dict[str, bytes], *, message: str = "put") -> str:
+        """Every file of `files` (path -> content) written on `branch` in one commit."""
         with self._lock:
             tip = self.refs.get(f"refs/heads/{branch}")
             tree = self._load_tree(self.commits[tip]["tree"]) if tip else _Tree()
-            *folders, name = path.split("/")
-            here = tree
-            for folder in folders:
-                entry = here.entries.setdefault(folder, _Tree())
-                assert isinstance(entry, _Tree), f"{folder} is a file"
-                here = entry
-            here.entries[name] = ("100644", "blob", self._store_blob(data))
-            commit = self._store_commit(f"put {path}", self._write_tree(tree), [tip] if tip else [])
+            for path, data in files.items():
+                *folders, name = path.split("/")
+                here = tree
+                for folder in folders:
+                    entry = here.entries.setdefault(folder, _Tree())
+                    assert isinstance(entry, _Tree), f"{folder} is a file"
+                    here = entry
+                here.entries[name] = ("100644", "blob", self._store_blob(data))
+            commit = self._store_commit(message, self._write_tree(tree), [tip] if tip else [])
             self.refs[f"refs/heads/{branch}"] = commit
             return commit
 
@@ -882,8 +889,8 @@ class GitHubStub(StandIn):
         return {
             "sha": sha,
             "url": self._url(f"/git/trees/{sha}"),
-            "tree": entries,
-            "truncated": False,
+            "tree": entries[: self.tree_listing_limit],
+            "truncated": len(entries) > self.tree_listing_limit,
         }
 
     def _get_tree(self, match: re.Match, query: dict, body: Any) -> tuple:

@@ -131,6 +131,16 @@ class GitLabStub(StandIn):
             self.branches[branch] = shas[-1]
             return shas
 
+    def put_files(self, branch: str, files: dict[str, bytes], *, message: str = "put") -> str:
+        """Every file of `files` (path -> content) written on `branch` in one commit, the
+        branch cut from the default branch if it is new; returns the commit."""
+        with self._lock:
+            parent = self.branches.get(branch) or self.branches[self.default_branch]
+            tree = dict(self.commits[parent]["files"])
+            tree.update({path: self._store_blob(data) for path, data in files.items()})
+            self.branches[branch] = self._store_commit(message, tree, [parent])
+            return self.branches[branch]
+
     def add_merged_branch(self, count: int, *, main_commits: int = 1) -> tuple[list[str], str]:
         """A feature branch of `count` commits off the default branch, `main_commits` more
         on the default branch meanwhile, then the merge commit (first parent: the default
@@ -283,6 +293,7 @@ class GitLabStub(StandIn):
             ("GET", r"/repository/commits", False, self._list_commits),
             ("POST", r"/repository/commits", True, self._create_commit),
             ("GET", r"/repository/blobs/([0-9a-f]{40})/raw", False, self._raw_blob),
+            ("GET", r"/repository/files/([^/]+)", False, self._get_file),
             ("POST", r"/statuses/([0-9a-f]{40})", True, self._create_status),
         ]
 
@@ -537,6 +548,13 @@ class GitLabStub(StandIn):
                 raise _message(400, "A file with this name already exists")
             if kind in ("update", "delete") and path not in files:
                 raise _message(400, "A file with this name doesn't exist")
+            last = action.get("last_commit_id")
+            if kind in ("update", "delete") and last and last != self._last_change(parent, path):
+                raise _message(
+                    400,
+                    "You are attempting to update a file that has changed since you started "
+                    "editing it.",
+                )
             if kind == "delete":
                 del files[path]
                 continue
@@ -555,6 +573,42 @@ class GitLabStub(StandIn):
         if name not in self.branches:
             raise _message(400, "Invalid start branch")
         return name
+
+    def _last_change(self, sha: str, path: str) -> str:
+        """The commit that last changed `path`, along first parents from `sha`."""
+        blob = self.commits[sha]["files"].get(path)
+        while self.commits[sha]["parents"]:
+            parent = self.commits[sha]["parents"][0]
+            if self.commits[parent]["files"].get(path) != blob:
+                break
+            sha = parent
+        return sha
+
+    def _get_file(self, match: re.Match, query: dict, body: Any) -> tuple:
+        """`GET /projects/:id/repository/files/:file_path?ref=`: the file, base64, with the
+        commit that last changed it."""
+        sha = self._resolve(query.get("ref") or self.default_branch)
+        path = unquote(match[1])
+        blob = self.commits[sha]["files"].get(path)
+        if blob is None:
+            raise _message(404, "404 File Not Found")
+        data = self.blobs[blob]
+        return (
+            200,
+            {
+                "file_name": path.rsplit("/", 1)[-1],
+                "file_path": path,
+                "size": len(data),
+                "encoding": "base64",
+                "content": base64.b64encode(data).decode("ascii"),
+                "content_sha256": hashlib.sha256(data).hexdigest(),
+                "ref": query.get("ref") or self.default_branch,
+                "blob_id": blob,
+                "commit_id": sha,
+                "last_commit_id": self._last_change(sha, path),
+            },
+            {},
+        )
 
     def _raw_blob(self, match: re.Match, query: dict, body: Any) -> tuple:
         data = self.blobs.get(match[1])

@@ -231,17 +231,21 @@ def test_figures_go_in_one_commit_linked_by_its_sha(
 
     outcome = publish(options(run_dir), pr_env(gh, tmp_path, 3))
 
+    # The orphan branch is created with one small commit (a tree sent inline), then the
+    # figures go in one GraphQL commit, as on every later publish: no blob requests.
     assert len(gh.calls("POST", r"/git/commits$")) == 1
     assert len(gh.calls("POST", r"/git/trees$")) == 1
-    assert len(gh.calls("POST", r"/git/blobs$")) == 3
-    assert len(gh.calls("POST", r"/git/refs$")) == 1  # the orphan branch is created
+    assert len(gh.calls("POST", r"/git/blobs$")) == 0
+    assert len(gh.calls("POST", r"/git/refs$")) == 1
+    assert len(gh.graphql_commits()) == 1
     commit = gh.ref_sha("nbci-assets")
     assert outcome.assets_commit == commit
-    assert gh.commits[commit]["parents"] == []
+    [first] = gh.commits[commit]["parents"]
+    assert gh.commits[first]["parents"] == []
     urls = image_urls(gh.pr_comments(3)[0]["body"])
     assert len(urls) == 3
     for url, seed in zip(sorted(urls), (1, 2, 3), strict=True):
-        assert f"/{gh.repo}/raw/{commit}/pr/3/figures/train/" in url
+        assert f"/{gh.repo}/raw/{commit}/pr/3/nbci/figures/train/" in url
         assert fetch(url) == png(seed)
 
 
@@ -252,20 +256,22 @@ def test_unchanged_figures_are_not_uploaded_again(
     env = pr_env(gh, tmp_path, 4)
     publish(options(make_run(tmp_path / "one", figures={"a": 1, "b": 2})), env)
     first_commit = gh.ref_sha("nbci-assets")
+    [_first] = gh.graphql_commits()  # created with a small commit, then one createCommitOnBranch
 
     publish(options(make_run(tmp_path / "two", figures={"a": 1, "b": 2})), env)
     assert gh.ref_sha("nbci-assets") == first_commit  # nothing changed: no commit
-    assert not gh.graphql_commits()
+    assert len(gh.graphql_commits()) == 1
 
     publish(options(make_run(tmp_path / "three", figures={"a": 1, "c": 5})), env)
-    [sent] = gh.graphql_commits()  # the branch exists: one createCommitOnBranch
-    assert [a["path"] for a in sent["fileChanges"]["additions"]] == ["pr/4/figures/train/c.png"]
-    assert sent["fileChanges"]["deletions"] == [{"path": "pr/4/figures/train/b.png"}]
+    [_first, sent] = gh.graphql_commits()  # the branch exists: one createCommitOnBranch
+    added = [a["path"] for a in sent["fileChanges"]["additions"]]
+    assert added == ["pr/4/nbci/figures/train/c.png", "index.json"]
+    assert sent["fileChanges"]["deletions"] == [{"path": "pr/4/nbci/figures/train/b.png"}]
     assert sent["expectedHeadOid"] == first_commit
     files = gh.paths_at("nbci-assets")
-    assert "pr/4/figures/train/c.png" in files
-    assert "pr/4/figures/train/b.png" not in files  # the old push's figure is gone from the tip
-    assert gh.file_at(first_commit, "pr/4/figures/train/b.png") == png(2)  # old links still work
+    assert "pr/4/nbci/figures/train/c.png" in files
+    assert "pr/4/nbci/figures/train/b.png" not in files  # the old push's figure: gone from the tip
+    assert gh.file_at(first_commit, "pr/4/nbci/figures/train/b.png") == png(2)  # old links work
     assert gh.commits[gh.ref_sha("nbci-assets")]["parents"] == [first_commit]
 
 
@@ -279,11 +285,11 @@ def test_a_branch_moved_by_another_publish_is_committed_to_again(
 
     outcome = publish(options(make_run(tmp_path / "two", figures={"a": 2})), env)
 
-    first, second = gh.graphql_commits()  # STALE_DATA, then again from the new tip
+    _made, first, second = gh.graphql_commits()  # STALE_DATA, then again from the new tip
     assert first["expectedHeadOid"] != second["expectedHeadOid"]
     assert gh.file_at("nbci-assets", "concurrent/0.txt") == b"another writer\n"  # kept
     assert gh.ref_sha("nbci-assets") == outcome.assets_commit
-    assert gh.file_at("nbci-assets", "pr/17/figures/train/a.png") == png(2)
+    assert gh.file_at("nbci-assets", "pr/17/nbci/figures/train/a.png") == png(2)
     assert outcome.assets_commit in gh.pr_comments(17)[0]["body"]
 
 
@@ -327,8 +333,14 @@ def test_unsafe_figure_files_are_left_out_not_uploaded(
 
     outcome = publish(options(run_dir), pr_env(gh, tmp_path, 6))
 
-    assert len(gh.calls("POST", r"/git/blobs$")) == 1
-    assert set(gh.paths_at("nbci-assets")) == {"pr/6/figures/train/good.png"}
+    [sent] = gh.graphql_commits()
+    added = [a["path"] for a in sent["fileChanges"]["additions"]]
+    assert added == ["pr/6/nbci/figures/train/good.png", "index.json"]
+    assert set(gh.paths_at("nbci-assets")) == {
+        "README.md",  # the branch's first, small commit
+        "index.json",
+        "pr/6/nbci/figures/train/good.png",
+    }
     assert len(outcome.notes) == 2
     assert "not a PNG" in gh.pr_comments(6)[0]["body"]
 
@@ -666,7 +678,7 @@ def test_persistent_failure_mid_commit_leaves_the_branch_intact(
         )
 
     assert gh.ref_sha("nbci-assets") == before
-    assert gh.file_at("nbci-assets", "pr/34/figures/train/a.png") == png(1)
+    assert gh.file_at("nbci-assets", "pr/34/nbci/figures/train/a.png") == png(1)
     assert len(gh.pr_comments(34)) == 1
 
 

@@ -133,7 +133,7 @@ def test_mr_publish_creates_one_note_with_deltas_and_images_then_edits_it(
     assert edited["id"] == note["id"] and "0.95" in edited["body"]
     assert second.comment_url == first.comment_url
     assert gl.calls("PUT", rf"/notes/{note['id']}$")
-    assert gl.file_at("nbci-assets", f"{ASSETS_ROOT}/pr/7/figures/train/roc.png") is None
+    assert gl.file_at("nbci-assets", f"{ASSETS_ROOT}/pr/7/nbci/figures/train/roc.png") is None
     assert all(s["sha"] == mr.sha for s in gl.statuses if s["sha"] != main_history[-1])
 
 
@@ -408,7 +408,7 @@ def test_a_tampered_stored_baseline_is_rejected_not_trusted(
     path = f"{ASSETS_ROOT}/runs/{main_history[-1]}/nbci/results.json"
     gl.before_next(
         "GET",
-        r"/repository/blobs/",
+        r"/repository/files/.*results\.json",
         lambda: gl.blobs.update({gl.commits[gl.branches["nbci-assets"]]["files"][path]: b"[1,"}),
     )
     gl.add_merge_request(20, base_sha=main_history[-1])
@@ -424,7 +424,7 @@ def test_a_commit_racing_on_the_assets_branch_is_redone_from_the_new_tip(
 ) -> None:
     store_baseline(gl, tmp_path, main_history[-1])
     gl.add_merge_request(21, base_sha=main_history[-1])
-    path = f"{ASSETS_ROOT}/pr/21/figures/train/confusion.png"
+    path = f"{ASSETS_ROOT}/pr/21/nbci/figures/train/confusion.png"
 
     def other_publish() -> None:  # lands between our read of the branch and our commit
         files = dict(gl.commits[gl.branches["nbci-assets"]]["files"])

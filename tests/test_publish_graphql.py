@@ -64,7 +64,8 @@ def test_one_or_thirty_figures_cost_the_same_requests(tmp_path: Path) -> None:
             with_branch(gh)
             counts[count] = publish_figures(gh, tmp_path, count)
             (sent,) = gh.graphql_commits()
-            assert len(sent["fileChanges"]["additions"]) == count + 1  # the figures, the chart
+            additions = sent["fileChanges"]["additions"]
+            assert len(additions) == count + 2  # the figures, the chart, the index
             assert not gh.calls("POST", r"/git/(blobs|trees|commits|refs)")
     assert counts[1] == counts[30]
 
@@ -142,7 +143,7 @@ def test_server_errors_on_the_mutation_are_retried(
 
     assert len(gh.graphql_commits()) == 3
     assert re.search(r"POST \S*/api/graphql: GitHub answered 502 Bad Gateway; retry 1", caplog.text)
-    assert len(gh.paths_at(BRANCH)) == 1 + 3 + 1  # README, figures, chart
+    assert len(gh.paths_at(BRANCH)) == 1 + 3 + 1 + 1  # README, figures, chart, index
 
 
 def test_an_answer_lost_after_the_commit_is_not_committed_twice(

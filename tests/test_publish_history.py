@@ -68,7 +68,7 @@ def test_the_comment_judges_against_the_history_and_shows_trend_charts(
     charts = [u for u in image_urls(body) if "/trends/" in u]
     assert len(charts) == 2
     for url in charts:  # on the assets branch, at the commit the comment links
-        assert f"/raw/{outcome.assets_commit}/pr/21/trends/train/" in url
+        assert f"/raw/{outcome.assets_commit}/pr/21/nbci/trends/train/" in url
         assert fetch(url).startswith(PNG)
     assert outcome.notes == ()
 
@@ -107,11 +107,17 @@ def test_history_reads_one_blob_per_stored_run_and_lists_commits_once(
         options(run_dir(tmp_path / "pr", train_time_s=12.0, accuracy=0.9)), pr_env(gh, tmp_path, 22)
     )
     after = {kind: len(gh.calls("GET", path)) - before[kind] for kind, path in _KINDS.items()}
-    # the baseline (the base commit's run) is read once and reused by the history
-    assert after == {"blobs": 8, "listings": 1, "trees": 1}
+    # the baseline (the base commit's run) is read once and reused by the history; each
+    # stored run is read by its path, the branch's index says which commits have one
+    assert after == {"runs": 8, "listings": 1, "trees": 0, "index": 1}
 
 
-_KINDS = {"blobs": r"/git/blobs/", "listings": r"/commits$", "trees": r"/git/trees/"}
+_KINDS = {
+    "runs": r"/contents/runs/.*/results\.json$",
+    "listings": r"/commits$",
+    "trees": r"/git/trees/",
+    "index": r"/contents/index\.json$",
+}
 
 
 def test_a_corrupt_stored_run_is_skipped_with_a_note(gh: GitHubStub, tmp_path: Path) -> None:
@@ -148,12 +154,12 @@ def test_a_corrupt_stored_run_is_skipped_with_a_note(gh: GitHubStub, tmp_path: P
 def test_history_zero_reads_nothing_more(gh: GitHubStub, tmp_path: Path) -> None:
     shas = store_history(gh, tmp_path, NOISY[:6])
     gh.add_pull(24, base_sha=shas[-1])
-    before = len(gh.calls("GET", r"/git/blobs/"))
+    before = len(gh.calls("GET", _KINDS["runs"]))
     publish(
         options(run_dir(tmp_path / "pr", train_time_s=13.5, accuracy=0.9), history=0),
         pr_env(gh, tmp_path, 24),
     )
-    assert len(gh.calls("GET", r"/git/blobs/")) - before == 1  # the baseline only
+    assert len(gh.calls("GET", _KINDS["runs"])) - before == 1  # the baseline only
     body = gh.pr_comments(24)[0]["body"]
     assert "within the base branch's range" not in body and "#### Trends" not in body
     assert json.loads(gh.file_at("nbci-assets", f"runs/{shas[-1]}/nbci/results.json") or b"")
@@ -288,7 +294,7 @@ def test_a_run_stored_for_another_report_is_skipped_with_a_note(
     gh: GitHubStub, tmp_path: Path
 ) -> None:
     shas = gh.add_history(7)
-    store_runs(gh, tmp_path, shas[:6], "cpu", accuracy=0.9, train_time_s=12.0)
+    store_runs(gh, tmp_path, shas, "cpu", accuracy=0.9, train_time_s=12.0)
     foreign = shas[-1]  # the base commit: a run of report "gpu" put in cpu's folder
     stored = json.loads(gh.file_at("nbci-assets", f"runs/{shas[0]}/cpu/results.json") or b"")
     stored.update(report="gpu")

@@ -66,10 +66,10 @@ def test_the_failing_notebook_is_linked_where_github_renders_it(
 
     (comment,) = gh.pr_comments(7)
     links = blob_links(gh, comment["body"])
-    assert links == [(outcome.assets_commit, "pr/7/notebooks/train.ipynb")]
+    assert links == [(outcome.assets_commit, "pr/7/nbci/notebooks/train.ipynb")]
     page = fetch(f"{gh.server_url}/{gh.repo}/blob/{links[0][0]}/{links[0][1]}")
     assert b"training" in page  # the notebook is there at the linked commit
-    assert gh.commit_requests() == 1  # figures and notebook: one commit
+    assert gh.commit_requests() == 2  # the new branch's small commit, then everything: one
 
 
 def test_publish_notebooks_false_keeps_them_off_the_branch(gh: GitHubStub, tmp_path: Path) -> None:
@@ -103,14 +103,15 @@ def test_a_changed_figure_links_its_difference_image_an_unchanged_one_is_named(
 
     body = gh.pr_comments(7)[0]["body"]
     links = raw_links(gh, body)
-    diff = "pr/7/diffs/train/confusion.png"
+    diff = "pr/7/nbci/diffs/train/confusion.png"
     assert links[diff] == outcome.assets_commit
     assert fetch(f"{gh.server_url}/{gh.repo}/raw/{links[diff]}/{diff}").startswith(b"\x89PNG")
     assert f"runs/{base}/nbci/figures/train/confusion.png" in links  # the baseline's, beside it
-    assert "pr/7/figures/train/roc.png" not in links  # unchanged: named, not shown
+    assert "pr/7/nbci/figures/train/roc.png" not in links  # unchanged: named, not shown
     assert "1 unchanged figure" in body
-    assert gh.commit_requests() == 2  # one per publish
-    assert len(gh.calls("GET", r"/git/blobs/")) == 2  # the baseline's results, one changed figure
+    assert gh.commit_requests() == 3  # the new branch's small commit, then one per publish
+    assert len(gh.calls("GET", r"/contents/runs/.*/results\.json$")) == 1  # the baseline's results
+    assert len(gh.calls("GET", r"/git/blobs/")) == 1  # and the one changed figure
 
 
 def test_a_stored_default_branch_run_keeps_its_notebooks(gh: GitHubStub, tmp_path: Path) -> None:
@@ -122,7 +123,7 @@ def test_a_stored_default_branch_run_keeps_its_notebooks(gh: GitHubStub, tmp_pat
     assert outcome.stored_baseline
     stored = gh.file_at("nbci-assets", f"runs/{base}/nbci/notebooks/train.ipynb")
     assert stored is not None and b"training" in stored
-    assert gh.commit_requests() == 1  # results, figures, notebook: one commit
+    assert gh.commit_requests() == 2  # the new branch's, then results, figures, notebook: one
 
 
 def test_publish_notebooks_is_a_configuration_switch(tmp_path: Path) -> None:
@@ -165,15 +166,15 @@ def test_the_comment_links_a_chart_a_difference_image_and_a_notebook_at_one_comm
 
     body = gh.pr_comments(7)[0]["body"]
     images, pages = raw_links(gh, body), blob_links(gh, body)
-    chart, diff = "pr/7/charts/train/loss.png", "pr/7/diffs/train/confusion.png"
-    notebook = "pr/7/notebooks/train.ipynb"
+    chart, diff = "pr/7/nbci/charts/train/loss.png", "pr/7/nbci/diffs/train/confusion.png"
+    notebook = "pr/7/nbci/notebooks/train.ipynb"
     assert images[chart] == images[diff] == outcome.assets_commit
     assert pages == [(outcome.assets_commit, notebook)]
     for path in (chart, diff, notebook):
         stored = gh.file_at(str(outcome.assets_commit), path)
         assert stored is not None, path
     assert fetch(f"{gh.server_url}/{gh.repo}/raw/{outcome.assets_commit}/{chart}")[:4] == b"\x89PNG"
-    assert gh.commit_requests() == 2  # one per publish, whatever it holds
+    assert gh.commit_requests() == 3  # the new branch's, then one per publish, whatever it holds
 
 
 def with_failed_notebooks(out: Path, count: int) -> Path:
@@ -201,7 +202,7 @@ def with_failed_notebooks(out: Path, count: int) -> Path:
 
 @pytest.mark.parametrize("count", [1, 6])
 def test_notebooks_add_no_api_calls(gh: GitHubStub, tmp_path: Path, count: int) -> None:
-    """Executed notebooks are text: they ride inside the one tree request, never as blobs."""
+    """Executed notebooks ride in the one GraphQL commit, never as requests of their own."""
     base = gh.add_history(2)[-1]
     gh.add_pull(8, base_sha=base)
     pr_dir = with_failed_notebooks(make_run(tmp_path / "pr", figures={"confusion": 3}), count)
@@ -209,8 +210,8 @@ def test_notebooks_add_no_api_calls(gh: GitHubStub, tmp_path: Path, count: int) 
     outcome = publish(options(pr_dir), pr_env(gh, tmp_path, 8))
 
     for i in range(count):
-        stored = gh.file_at(str(outcome.assets_commit), f"pr/8/notebooks/train{i}.ipynb")
+        stored = gh.file_at(str(outcome.assets_commit), f"pr/8/nbci/notebooks/train{i}.ipynb")
         assert stored is not None and b"job %d" % i in stored
-    assert len(gh.calls("POST", r"/git/blobs$")) == 1  # the one figure; no notebook
-    assert len(gh.calls("POST", r"/git/trees$")) == 1
-    assert len(gh.writes()) == 6  # blob, tree, commit, ref update, comment, status
+    assert not gh.calls("POST", r"/git/blobs$")  # figure and notebooks: in the GraphQL commit
+    assert len(gh.calls("POST", r"/git/trees$")) == 1  # the branch's first, small commit
+    assert len(gh.writes()) == 6  # tree, commit, ref, createCommitOnBranch, comment, status

@@ -46,6 +46,7 @@ from nbci.publish.connect import ForgeName, ForkPipeline, connect
 from nbci.publish.context import read_artifact_pr
 from nbci.publish.forge import Forge, Target, TargetKind
 from nbci.publish.history import with_trend_charts
+from nbci.publish.index import Pruning
 from nbci.publish.report import render_report
 from nbci.publish.retry import RetryPolicy
 from nbci.publish.status import passed
@@ -97,6 +98,11 @@ class PublishOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     notebooks: bool = True
     """Commit the executed notebooks to the assets branch (config `publish_notebooks`)."""
+    keep_runs: int = 200
+    """Stored runs each report keeps on the assets branch (never fewer than `history`);
+    0: every one. A default-branch publish prunes the rest (`nbci.publish.index`)."""
+    keep_pr_days: float = 30
+    """Review folders not written for this many days are pruned; 0: never."""
 
 
 @dataclass(frozen=True)
@@ -156,9 +162,12 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         forge.run_url = options.run_url
     target = forge.resolve_target()
     notes = list(figures.skipped)
+    noted = len(notes)  # a note from here on: something stored could not be read
     tip = steps.read_assets_tip(forge, options.assets_branch, notes)
     baseline = steps.baseline_for(forge, tip, target, options, notes)
+    baseline_unread = baseline is None and len(notes) > noted
     history = steps.history_for(forge, tip, target, baseline, options, notes)
+    tip = steps.with_baseline_files(forge, tip, target, baseline, notes)
     judged = steps.judge_run(run, baseline, target, options, history)
     comparison, verdict = judged.comparison, judged.verdict
     leads = Leads.of(run, options.headline, verdict)
@@ -168,8 +177,17 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
             forge, tip, run, figures, target, baseline, comparison, options, notes, Path(work_dir)
         )
         figures = Figures((*figures.files, *review.images), figures.skipped)
+        pruning = Pruning(options.keep_runs, options.keep_pr_days, options.history)
         hosting = steps.host(
-            forge, tip, target, run, figures, notes, extra=review.notebooks, report=options.name
+            forge,
+            tip,
+            target,
+            run,
+            figures,
+            notes,
+            extra=review.notebooks,
+            report=options.name,
+            pruning=pruning,
         )
     report = render_report(
         run,
@@ -184,6 +202,7 @@ def publish(options: PublishOptions, env: Mapping[str, str] = os.environ) -> Pub
         notes=notes,
         review=review,
         headline=options.headline,
+        baseline_unread=baseline_unread,
     )
     comment_url = None
     if target.pr is not None:

@@ -8,12 +8,19 @@ never shows newer images. How the commit is made and what the link looks like
 is the forge's (`github`, `gitlab`); what goes in it is decided here. Layout of
 the branch:
 
-    pr/<number>/figures/<job-id>/<name>.png              the latest figures of a review
+    index.json                                           what is stored, when, which files
+                                                         (`index`): read instead of a listing
+    pr/<number>/<report>/figures/<job-id>/<name>.png     the latest figures of a review
     runs/<sha>/<report>/results.json                     a default-branch commit's results
                                                          (the baseline), one per report name
     runs/<sha>/<report>/figures/<job-id>/<name>.png      and its figures
-    runs/<sha>/results.json (and figures/...)            stored by an earlier nbci without
+    runs/<sha>/results.json (and figures/...), pr/<n>/figures/...
+                                                         stored by an earlier nbci without
                                                          the name: still read (`baseline`)
+
+A publish reads the index and lists only the folders it reads or writes, never
+the whole branch; the commit that writes a folder updates the index and, on the
+default branch, prunes what the rule no longer keeps (`index.prune`).
 """
 
 from __future__ import annotations
@@ -22,14 +29,27 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nbci._files import read_inside
-from nbci.errors import PublishError
+from nbci.errors import PublishError, ResultsError
 from nbci.model import Run
-from nbci.publish.forge import BranchMoved
+from nbci.publish.forge import BranchMoved, PermissionDenied
+from nbci.publish.index import (
+    INDEX_FILE,
+    MAX_INDEX_BYTES,
+    BranchIndex,
+    Pruning,
+    dump,
+    entry_for,
+    from_listing,
+    parse,
+    prune,
+    stamp,
+)
 
 if TYPE_CHECKING:
     from nbci.publish.forge import Forge
@@ -83,15 +103,17 @@ class Tip:
     commit: str | None = None
     tree: str | None = None
     files: Mapping[str, tuple[str, int]] = field(default_factory=dict)
-    """Every file path -> (blob sha, size)."""
+    """The files of the folders listed so far (`listed`): path -> (blob sha, size)."""
     truncated: bool = False
-    """The forge listed only part of the tree (GitHub: over 100,000 entries)."""
-    handles: tuple[Any, ...] = field(default=(), compare=False, repr=False)
-    """The forge's own objects the next commit builds on (PyGithub's ref, commit, tree)."""
-
-    @property
-    def blobs(self) -> set[str]:
-        return {sha for sha, _size in self.files.values()}
+    """The index is incomplete (a branch without one listed only partly: GitHub cuts a
+    listing at 100,000 entries); runs it lacks are looked up by path."""
+    index: BranchIndex = field(default_factory=BranchIndex)
+    """What nbci stored on the branch (`index.json`)."""
+    index_outdated: bool = False
+    """The index was rebuilt from a listing: the next commit writes it even if nothing
+    else changed."""
+    listed: frozenset[str] = frozenset()
+    """Folders whose every file is in `files`."""
 
     def after(
         self,
@@ -100,13 +122,19 @@ class Tip:
         removed: Sequence[str],
         *,
         tree: str | None = None,
-        handles: tuple[Any, ...] = (),
     ) -> Tip:
         """This branch once `commit` wrote `changed` and deleted `removed`."""
         gone = set(removed)
         files = {p: v for p, v in self.files.items() if p not in gone}
         files.update({a.path: (a.sha, len(a.data)) for a in changed})
-        return Tip(self.branch, commit, tree, files, self.truncated, handles)
+        return replace(self, commit=commit, tree=tree, files=files, index_outdated=False)
+
+    def with_listing(self, folder: str, files: Mapping[str, tuple[str, int]]) -> Tip:
+        """This tip knowing every file of `folder` (`files`, paths from the branch's root)."""
+        prefix = folder + "/"
+        known = {p: v for p, v in self.files.items() if not p.startswith(prefix)}
+        known.update(files)
+        return replace(self, files=known, listed=self.listed | {folder})
 
 
 @dataclass(frozen=True)
@@ -173,53 +201,125 @@ def stored_source(tip: Tip, path: str) -> str:
     return f"the stored baseline {path} on {tip.branch}"
 
 
+def read_tip(forge: Forge, branch: str, notes: list[str]) -> Tip:
+    """The branch's tip and its index: one file read, whatever the branch holds.
+
+    A branch without a readable index (written by an nbci that kept none) is
+    listed whole once and indexed; the next commit stores that index.
+    """
+    tip = forge.read_tip(branch)
+    if tip.commit is None:
+        return tip
+    source = f"the index {INDEX_FILE} of the {branch} branch"
+    try:
+        data = forge.read_stored_file(INDEX_FILE, tip=tip, limit=MAX_INDEX_BYTES)
+        if data is not None:
+            index = parse(data, source)
+            return replace(tip, index=index, truncated=not index.complete)
+    except ResultsError as exc:
+        notes.append(f"{exc}; the branch was listed instead")
+        logger.warning("%s", notes[-1])
+    listing = forge.list_stored_folder(tip, "")
+    if listing.truncated:
+        notes.append(
+            f"the {branch} branch could only be listed in part ({forge.name} cuts long "
+            "listings): stored runs it did not list are looked up by path"
+        )
+        logger.warning("%s", notes[-1])
+    index = from_listing(listing.files, stamp(datetime.now(UTC)), complete=not listing.truncated)
+    return replace(
+        tip.with_listing("", listing.files),
+        index=index,
+        index_outdated=True,
+        truncated=listing.truncated,
+    )
+
+
+def with_folder(forge: Forge, tip: Tip, folder: str) -> Tip:
+    """`tip` knowing every file under `folder` (listed once; a request or two, bounded by
+    the folder's own size)."""
+    if tip.commit is None or folder in tip.listed or "" in tip.listed:
+        return tip
+    return tip.with_listing(folder, forge.list_stored_folder(tip, folder).files)
+
+
 def store(
     forge: Forge,
     tip: Tip,
     assets: Sequence[Asset],
     *,
-    replace: str | None,
+    folder: str,
     message: str,
+    notes: list[str],
+    pruning: Pruning | None = None,
 ) -> Tip:
-    """Put `assets` on the branch in one commit; the returned Tip's commit holds them all.
+    """Put `assets` (all under `folder`) on the branch in one commit; the returned Tip's
+    commit holds them all.
 
     Files already stored at the same path with the same content are left alone;
-    when nothing changed no commit is made. Files under the folder `replace`
-    that are not among `assets` are removed (a review's figures of an earlier
-    push). When another publish moved the branch meanwhile, this starts over
-    from the new tip.
+    when nothing changed no commit is made. Files under `folder` that are not
+    among `assets` are removed (a review's figures of an earlier push). The
+    commit also writes the index and, given `pruning`, removes the folders the
+    rule no longer keeps; pruning never fails a publish (a commit refused with it
+    is made again without it, and a note says so). When another publish moved the
+    branch meanwhile, this starts over from the new tip.
     """
-    for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+    with_pruning = pruning is not None
+    for attempt in range(1, _COMMIT_ATTEMPTS + 2):
+        tip = with_folder(forge, tip, folder)
         wanted = {asset.path: asset for asset in assets}
         changed = [a for a in wanted.values() if tip.files.get(a.path, ("",))[0] != a.sha]
-        stale = _stale(tip, replace, wanted) if not tip.truncated else []
-        if not changed and not stale:
+        stale = _stale(tip, folder, wanted)
+        index = tip.index.with_entry(entry_for(folder, list(wanted), stamp(datetime.now(UTC))))
+        pruned = prune(index, pruning, datetime.now(UTC)) if pruning and with_pruning else None
+        removed = [e for e in pruned.removed if e.folder != folder] if pruned else []
+        if not changed and not stale and not removed and not tip.index_outdated:
             logger.info("nothing new for the %s branch", tip.branch)
             return tip
+        if pruned is not None:
+            index = pruned.index
+        deletions = stale + [p for e in removed for p in e.paths if p not in wanted]
+        changed.append(Asset(INDEX_FILE, dump(index)))
         try:
-            new_tip = forge.commit(tip, changed, stale, message)
+            new_tip = forge.commit(tip, changed, deletions, message)
         except BranchMoved:
-            if attempt == _COMMIT_ATTEMPTS:
+            if attempt > _COMMIT_ATTEMPTS or (attempt == _COMMIT_ATTEMPTS and not removed):
                 break
+            if attempt == _COMMIT_ATTEMPTS:  # refused with the pruning each time (GitLab
+                with_pruning = False  # says a file the index names is gone): without it
+                _not_pruned(tip, "the forge kept refusing its deletions", notes)
             logger.info("the %s branch moved meanwhile; starting over (%d)", tip.branch, attempt)
-            tip = forge.read_tip(tip.branch)
+            tip = read_tip(forge, tip.branch, notes)
+            continue
+        except PermissionDenied:
+            raise
+        except PublishError as exc:
+            if not removed:
+                raise
+            with_pruning = False  # a file the index names is gone, say: store without pruning
+            _not_pruned(tip, str(exc), notes)
+            tip = read_tip(forge, tip.branch, notes)
             continue
         logger.info(
-            "committed %d file(s) to %s as %s",
+            "committed %d file(s) to %s as %s%s",
             len(changed),
             tip.branch,
             (new_tip.commit or "")[:12],
+            f", pruning {len(removed)} folder(s)" if removed else "",
         )
-        return new_tip
+        return replace(new_tip, index=index)
     raise PublishError(
         f"the {tip.branch} branch kept moving while nbci committed to it "
         f"({_COMMIT_ATTEMPTS} tries); run the job again"
     )
 
 
-def _stale(tip: Tip, folder: str | None, wanted: Mapping[str, Asset]) -> list[str]:
-    if not folder:
-        return []
+def _not_pruned(tip: Tip, why: str, notes: list[str]) -> None:
+    notes.append(f"the {tip.branch} branch was not pruned this time: {why}")
+    logger.warning("%s", notes[-1])
+
+
+def _stale(tip: Tip, folder: str, wanted: Mapping[str, Asset]) -> list[str]:
     prefix = folder.rstrip("/") + "/"
     return sorted(p for p in tip.files if p.startswith(prefix) and p not in wanted)
 

@@ -62,6 +62,16 @@ class PermissionDenied(PublishError):
         self.permission = permission
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The files under a folder of the assets branch."""
+
+    files: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Path from the root of nbci's files -> (blob sha, size; 0 where the forge does not say)."""
+    truncated: bool = False
+    """The forge listed only part of it (GitHub cuts a tree listing at 100,000 entries)."""
+
+
 class BranchMoved(Exception):
     """The assets branch is no longer where the tip said: read it again and start over."""
 
@@ -79,7 +89,9 @@ class Forge(Protocol):
     def resolve_target(self) -> Target: ...
 
     # the assets branch
-    def read_tip(self, branch: str) -> Tip: ...
+    def read_tip(self, branch: str) -> Tip:
+        """The branch's commit (no listing: `assets.read_tip` reads the index)."""
+        ...
 
     def commit(
         self, tip: Tip, changed: Sequence[Asset], removed: Sequence[str], message: str
@@ -91,7 +103,19 @@ class Forge(Protocol):
         ...
 
     def read_file(self, tip: Tip, path: str, limit: int) -> bytes:
-        """A file of the branch; ResultsError when it is over `limit` bytes or arrives garbled."""
+        """A file listed in `tip.files`; ResultsError when it is over `limit` bytes or arrives
+        garbled."""
+        ...
+
+    def read_stored_file(self, path: str, *, tip: Tip, limit: int) -> bytes | None:
+        """The file at `path` (from the root of nbci's files) at `tip`'s commit, read by its
+        path in one request or two, without listing anything; None when there is none.
+        ResultsError when it is over `limit` bytes or arrives garbled."""
+        ...
+
+    def list_stored_folder(self, tip: Tip, folder: str) -> Listing:
+        """Every file under `folder` at `tip`'s commit ("": all of nbci's files), in requests
+        bounded by the folder's own size; empty when there is no such folder."""
         ...
 
     def file_url(self, commit: str, path: str) -> str:

@@ -5,9 +5,12 @@
   the commit lands only if the branch is still where nbci read it, so a
   concurrent publish is noticed (`BranchMoved`) rather than overwritten.
 - The branch itself is created once through the Git Data API (GraphQL commits
-  only to an existing branch): the binary blobs, one tree, one commit, then
-  the ref, last, so a failure midway leaves unreferenced objects, never a
-  branch pointing at a missing tree.
+  only to an existing branch) with one small commit (a README: one tree, one
+  commit, then the ref); the figures then go in the same GraphQL commit as on
+  every later publish, so no publish's requests grow with its figure count.
+- Reading the branch never lists it whole: `index.json` and stored runs are
+  read by path (the contents API), and only the folders a publish reads or
+  writes are listed (`list_stored_folder`).
 - Images are linked as `{server_url}/{owner}/{repo}/raw/{commit}/{path}`, which
   works on github.com and GitHub Enterprise Server alike (GHES has no
   `raw.githubusercontent.com`) and, for a private repository, for anyone who
@@ -22,15 +25,16 @@ import base64
 import binascii
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from nbci.errors import PublishError, ResultsError
+from nbci.errors import ResultsError
 from nbci.publish.assets import Asset, Tip, stored_source
 from nbci.publish.client import Session
 from nbci.publish.context import Context, resolve_target
-from nbci.publish.forge import BranchMoved, Comment, Target, first_parent_line
+from nbci.publish.forge import BranchMoved, Comment, Listing, Target, first_parent_line
 from nbci.publish.github_graphql import commit_on_branch
 from nbci.publish.status import fit
 
@@ -43,22 +47,12 @@ CHECK_TEXT_LIMIT = 65_535
 CHECK_TITLE_LIMIT = 255
 
 
-INLINE_FILE_BYTES = 5 * 1024 * 1024
-"""A UTF-8 text file (an executed notebook, results.json) up to this size is sent inside the
-tree request; binary files (PNGs) need a blob request each, since the Git Data API takes
-only text inline."""
-INLINE_TOTAL_BYTES = 25 * 1024 * 1024
-"""Text sent inline in one tree request at most; what is over goes as blobs."""
-
-
-def _inline_text(asset: Asset) -> str | None:
-    """`asset` as text to send inline, or None when it must be a blob."""
-    if len(asset.data) > INLINE_FILE_BYTES or b"\0" in asset.data:
-        return None
-    try:
-        return asset.data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+BRANCH_README = (
+    "# nbci's assets\n\nFigures, executed notebooks and stored runs that `nbci publish` links "
+    "from pull requests. `index.json` says what is stored; nbci prunes old runs and review "
+    "folders (see nbci's README, `keep_runs` and `keep_pr_days`).\n"
+)
+"""The one small file of the branch's first commit (the Git Data API takes it inline)."""
 
 
 class GitHubForge:
@@ -91,73 +85,117 @@ class GitHubForge:
                 if exc.status == 404:
                     return Tip(branch)
                 raise
-            listing = repo.get_git_tree(commit.tree.sha, recursive=True)
-            files = {
-                item.path: (item.sha, item.size or 0)
-                for item in listing.tree
-                if item.type == "blob"
-            }
-            truncated = bool(listing.raw_data.get("truncated"))
-        if truncated:
-            logger.warning("the %s branch lists only partly (truncated by GitHub)", branch)
-        return Tip(branch, commit.sha, listing.sha, files, truncated)
+        return Tip(branch, commit.sha, commit.tree.sha)
 
     def commit(
         self, tip: Tip, changed: Sequence[Asset], removed: Sequence[str], message: str
     ) -> Tip:
         with self.session.errors(f"commit figures to the {tip.branch} branch", CONTENTS_WRITE):
             if tip.commit is None:
-                return self._create_branch(tip, changed, message)
+                tip = self._create_branch(tip)
             requester = self.session.repo.requester
             return commit_on_branch(
                 requester, self.session.repo_name, tip, changed, removed, message
             )
 
-    def _create_branch(self, tip: Tip, changed: Sequence[Asset], message: str) -> Tip:
-        """The branch's first commit, through the Git Data API (a one-time cost per blob)."""
+    def _create_branch(self, tip: Tip) -> Tip:
+        """The branch, with one small commit (a README sent inline: one tree, one commit,
+        then the ref, last, so a failure midway leaves unreferenced objects, never a branch
+        pointing at a missing tree). Everything else goes in the GraphQL commit on top, so
+        the first publish costs what every later one does, whatever the figure count."""
         from github import GithubException, InputGitTreeElement
 
         repo = self.session.repo
-        known = tip.blobs
-        elements = []
-        inline_budget = INLINE_TOTAL_BYTES
-        for asset in changed:
-            text = _inline_text(asset) if asset.sha not in known else None
-            if text is not None and len(asset.data) <= inline_budget:
-                # Text goes inside the tree request: no API call of its own.
-                inline_budget -= len(asset.data)
-                elements.append(InputGitTreeElement(asset.path, "100644", "blob", content=text))
-                continue
-            if asset.sha not in known:
-                blob = repo.create_git_blob(base64.b64encode(asset.data).decode("ascii"), "base64")
-                if blob.sha != asset.sha:
-                    raise PublishError(f"GitHub stored {asset.path} as {blob.sha}, not {asset.sha}")
-                known.add(asset.sha)
-            elements.append(InputGitTreeElement(asset.path, "100644", "blob", sha=asset.sha))
-        tree = repo.create_git_tree(elements)
-        commit = repo.create_git_commit(message, tree, [])
+        readme = InputGitTreeElement("README.md", "100644", "blob", content=BRANCH_README)
+        tree = repo.create_git_tree([readme])
+        commit = repo.create_git_commit("Start the assets branch of nbci", tree, [])
         try:
             repo.create_git_ref(f"refs/heads/{tip.branch}", commit.sha)
         except GithubException as exc:
             if exc.status == 422:  # "Reference already exists": another publish created it
                 raise BranchMoved from None
             raise
-        return tip.after(commit.sha, changed, (), tree=tree.sha)
+        return replace(tip, commit=commit.sha, tree=tree.sha)
 
     def read_file(self, tip: Tip, path: str, limit: int) -> bytes:
         blob_sha, _size = tip.files[path]
+        return self._read_blob(tip, path, blob_sha, limit)
+
+    def _read_blob(self, tip: Tip, path: str, blob_sha: str, limit: int) -> bytes:
         source = stored_source(tip, path)
         with self.session.errors(f"read {path} from the {tip.branch} branch", CONTENTS_READ):
             blob = self.session.repo.get_git_blob(blob_sha)
             content, encoding = blob.content, blob.encoding
         if encoding != "base64" or content is None:
             raise ResultsError(f"{source}: GitHub sent it as {encoding!r}, expected base64")
-        try:
-            data = base64.b64decode(content, validate=False)
-        except (binascii.Error, ValueError):
-            raise ResultsError(f"{source}: not valid base64") from None
-        if len(data) > limit:
+        return _decoded(content, source, limit)
+
+    def read_stored_file(self, path: str, *, tip: Tip, limit: int) -> bytes | None:
+        """The contents API by path (one request; a file over 1 MB, which it sends without
+        content, is then read as a blob)."""
+        found = self._contents(tip, path)
+        if not isinstance(found, dict) or found.get("type") != "file":
+            return None
+        source = stored_source(tip, path)
+        if int(found.get("size") or 0) > limit:
             raise ResultsError(f"{source}: larger than the {limit} bytes allowed")
+        if found.get("encoding") == "base64" and found.get("content"):
+            return _decoded(str(found["content"]), source, limit)
+        return self._read_blob(tip, path, str(found.get("sha")), limit)
+
+    def list_stored_folder(self, tip: Tip, folder: str) -> Listing:
+        """The whole tree for "" (one request, which GitHub cuts at 100,000 entries); a folder
+        from its contents (one request) and one tree listing per subfolder (`figures/`,
+        `notebooks/`, ...), whatever the rest of the branch holds."""
+        if tip.commit is None:
+            return Listing()
+        if not folder:
+            return self._tree(tip, tip.tree or tip.commit, "")
+        entries = self._contents(tip, folder)
+        if not isinstance(entries, list):
+            return Listing()
+        files: dict[str, tuple[str, int]] = {}
+        truncated = False
+        for item in entries:
+            path = f"{folder}/{item.get('name')}"
+            if item.get("type") == "file":
+                files[path] = (str(item.get("sha")), int(item.get("size") or 0))
+            elif item.get("type") == "dir":
+                below = self._tree(tip, str(item.get("sha")), path)
+                files.update(below.files)
+                truncated = truncated or below.truncated
+        return Listing(files, truncated)
+
+    def _tree(self, tip: Tip, tree_sha: str, prefix: str) -> Listing:
+        where = f"list {prefix or 'the files'} of the {tip.branch} branch"
+        with self.session.errors(where, CONTENTS_READ):
+            listing = self.session.repo.get_git_tree(tree_sha, recursive=True)
+            files = {
+                f"{prefix}/{item.path}" if prefix else item.path: (item.sha, item.size or 0)
+                for item in listing.tree
+                if item.type == "blob"
+            }
+            truncated = bool(listing.raw_data.get("truncated"))
+        if truncated:
+            logger.warning("the %s branch lists only partly (truncated by GitHub)", tip.branch)
+        return Listing(files, truncated)
+
+    def _contents(self, tip: Tip, path: str) -> Any:
+        """The contents API's answer for `path` at the tip: a dict (a file), a list (a
+        folder's entries), None when there is nothing there."""
+        from github import GithubException
+
+        requester = self.session.repo.requester
+        url = f"{self.session.repo.url}/contents/{quote(path)}"
+        with self.session.errors(f"read {path} from the {tip.branch} branch", CONTENTS_READ):
+            try:
+                _headers, data = requester.requestJsonAndCheck(
+                    "GET", url, parameters={"ref": tip.commit}
+                )
+            except GithubException as exc:
+                if exc.status == 404:
+                    return None
+                raise
         return data
 
     def file_url(self, commit: str, path: str) -> str:
@@ -252,3 +290,13 @@ def _comment(comment: Any) -> Comment:
         url=comment.html_url,
         handle=comment,
     )
+
+
+def _decoded(content: str, source: str, limit: int) -> bytes:
+    try:
+        data = base64.b64decode(content, validate=False)
+    except (binascii.Error, ValueError):
+        raise ResultsError(f"{source}: not valid base64") from None
+    if len(data) > limit:
+        raise ResultsError(f"{source}: larger than the {limit} bytes allowed")
+    return data

@@ -14,8 +14,12 @@
   from the default branch; nbci's files live under `ASSETS_ROOT` on it so they
   never mix with the project's own.
 - Concurrency: a `create` of a file that now exists (or an `update`/`delete` of
-  one that is gone, or a branch created meanwhile) is refused by GitLab with
-  400; that is `BranchMoved`, and the commit is redone from the new tip.
+  one that is gone, an `update` of the index that another publish changed since
+  nbci read it — `last_commit_id` — or a branch created meanwhile) is refused by
+  GitLab with 400; that is `BranchMoved`, and the commit is redone from the new tip.
+- Reading never lists `.nbci-assets/` whole (100 entries a request): the index
+  and stored runs are read by path (`repository/files`), and only the folders a
+  publish reads or writes are listed.
 - The baseline search walks `first_parent` history (`GET .../repository/commits`).
 - The verdict is a commit status (`POST /projects/:id/statuses/:sha`) named
   after the report, on the merge request's head, linked to the pipeline.
@@ -24,6 +28,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +36,7 @@ from urllib.parse import quote
 
 from nbci.errors import ResultsError, UsageError
 from nbci.publish.assets import Asset, Tip, stored_source
-from nbci.publish.forge import BranchMoved, Comment, Target, first_parent_line
+from nbci.publish.forge import BranchMoved, Comment, Listing, Target, first_parent_line
 from nbci.publish.gitlab_client import READ, WRITE, GitLabSession
 from nbci.publish.gitlab_context import GitLabContext
 from nbci.publish.status import fit
@@ -41,7 +46,13 @@ logger = logging.getLogger(__name__)
 ASSETS_ROOT = ".nbci-assets"
 """nbci's folder on the assets branch (which GitLab forks from the default branch)."""
 STATUS_DESCRIPTION_LIMIT = 255
-_MOVED = ("already exists", "doesn't exist", "does not exist", "has been changed")
+_MOVED = (
+    "already exists",
+    "doesn't exist",
+    "does not exist",
+    "has been changed",
+    "has changed since",
+)
 
 
 class GitLabForge:
@@ -55,6 +66,8 @@ class GitLabForge:
         self.run_url = ctx.pipeline_url
         self._path: str | None = None if ctx.project.isdigit() else ctx.project
         self._default_branch = ctx.default_branch
+        self._last_commits: dict[tuple[str, str], str] = {}
+        """(branch commit, path) -> the commit that last changed a file read by path."""
 
     def review_label(self, number: int) -> str:
         return f"merge request !{number}"
@@ -112,41 +125,78 @@ class GitLabForge:
                 if exc.response_code == 404:
                     return Tip(branch)
                 raise
-            return Tip(branch, commit, None, self._assets_at(commit))
+            return Tip(branch, commit)
 
-    def _assets_at(self, commit: str) -> dict[str, tuple[str, int]]:
-        """nbci's files at `commit`: path below `ASSETS_ROOT` -> (blob sha, 0: size unknown)."""
+    def list_stored_folder(self, tip: Tip, folder: str) -> Listing:
+        """nbci's files under `folder` (path below `ASSETS_ROOT`), 100 a request: bounded by
+        the folder's own size; sizes are not listed (0)."""
         from gitlab.exceptions import GitlabGetError
 
+        if tip.commit is None:
+            return Listing()
+        where = f"{ASSETS_ROOT}/{folder}" if folder else ASSETS_ROOT
         prefix = ASSETS_ROOT + "/"
+        with self.session.errors(f"list {where} on the {tip.branch} branch", READ):
+            try:
+                listing = self.project.repository_tree(
+                    path=where, ref=tip.commit, recursive=True, iterator=True
+                )
+                return Listing(
+                    {
+                        item["path"].removeprefix(prefix): (item["id"], 0)
+                        for item in listing
+                        if item.get("type") == "blob" and item.get("path", "").startswith(prefix)
+                    }
+                )
+            except GitlabGetError as exc:
+                if exc.response_code == 404:  # "Tree Not Found": no such folder
+                    return Listing()
+                raise
+
+    def read_stored_file(self, path: str, *, tip: Tip, limit: int) -> bytes | None:
+        """The repository files API by path (one request). GitLab's answer also names the
+        commit that last changed the file, which the next commit's `update` of it carries
+        (`last_commit_id`): GitLab refuses it if another publish changed the file meanwhile."""
+        from gitlab.exceptions import GitlabGetError
+
+        source = stored_source(tip, path)
+        full = f"{ASSETS_ROOT}/{path}"
+        with self.session.errors(f"read {path} from the {tip.branch} branch", READ):
+            try:
+                found = self.project.files.get(file_path=full, ref=tip.commit)
+            except GitlabGetError as exc:
+                if exc.response_code == 404:
+                    return None
+                raise
+        size = int(getattr(found, "size", 0) or 0)
+        if size > limit:
+            raise ResultsError(f"{source}: larger than the {limit} bytes allowed")
         try:
-            listing = self.project.repository_tree(
-                path=ASSETS_ROOT, ref=commit, recursive=True, iterator=True
-            )
-            return {
-                item["path"].removeprefix(prefix): (item["id"], 0)
-                for item in listing
-                if item.get("type") == "blob" and item.get("path", "").startswith(prefix)
-            }
-        except GitlabGetError as exc:
-            if exc.response_code == 404:  # "Tree Not Found": a branch without nbci's folder
-                return {}
-            raise
+            data = base64.b64decode(str(found.content), validate=False)
+        except (binascii.Error, ValueError):
+            raise ResultsError(f"{source}: not valid base64") from None
+        if len(data) > limit:
+            raise ResultsError(f"{source}: larger than the {limit} bytes allowed")
+        self._last_commits[(tip.commit or "", path)] = str(found.last_commit_id)
+        return data
 
     def commit(
         self, tip: Tip, changed: Sequence[Asset], removed: Sequence[str], message: str
     ) -> Tip:
         from gitlab.exceptions import GitlabCreateError
 
-        actions: list[dict[str, str]] = [
-            {
-                "action": "update" if asset.path in tip.files else "create",
+        actions: list[dict[str, str]] = []
+        for asset in changed:
+            action = {
+                "action": "update" if self._exists(tip, asset.path) else "create",
                 "file_path": f"{ASSETS_ROOT}/{asset.path}",
                 "content": base64.b64encode(asset.data).decode("ascii"),
                 "encoding": "base64",
             }
-            for asset in changed
-        ]
+            last = self._last_commits.get((tip.commit or "", asset.path))
+            if last and action["action"] == "update":
+                action["last_commit_id"] = last
+            actions.append(action)
         actions += [{"action": "delete", "file_path": f"{ASSETS_ROOT}/{p}"} for p in removed]
         data: dict[str, Any] = {"branch": tip.branch, "commit_message": message, "actions": actions}
         if tip.commit is None:
@@ -160,6 +210,10 @@ class GitLabForge:
                     raise BranchMoved from None
                 raise
         return tip.after(str(created.id), changed, removed)
+
+    def _exists(self, tip: Tip, path: str) -> bool:
+        """Whether `path` is on the branch: listed, or read by path (the index)."""
+        return path in tip.files or (tip.commit or "", path) in self._last_commits
 
     def read_file(self, tip: Tip, path: str, limit: int) -> bytes:
         blob_sha, _size = tip.files[path]

@@ -4,9 +4,10 @@ Publish stores each default-branch run under `runs/<sha>/<report>/` on the
 assets branch (`baseline`). For a pull request (or merge request), the last `history` commits
 along the base commit's first-parent line are listed (`Forge.ancestors`: one
 commit listing, 100 a page), and the stored run of each one that has one is
-read: one file read per run, the assets branch's tree having been listed once
-for the whole publish. So the number of requests grows with the history's
-length, never with the number of metrics.
+read by its path: one file read per run, which commits have one being known
+from the branch's index (`nbci.publish.index`). So the number of requests
+grows with the history's length, never with the number of metrics or the
+number of runs the branch holds.
 
 History informs the judgement and never stops a publish: a stored run that is
 too big, not valid JSON, of another schema, of another report name or
@@ -26,7 +27,7 @@ from nbci.headline import Leads
 from nbci.history import MIN_RUNS
 from nbci.model import Comparison, Run, Verdict
 from nbci.publish.assets import FigureFile, Figures, Tip
-from nbci.publish.baseline import OtherReport, load_stored_run, stored_runs
+from nbci.publish.baseline import OtherReport, any_stored, candidate_folders, load_stored_run
 
 if TYPE_CHECKING:
     from nbci.publish.forge import Forge
@@ -57,8 +58,9 @@ def read_history(
     `known`: runs already read (the baseline), by commit, so they are not read
     twice. Never raises: what goes wrong is added to `notes`.
     """
-    stored = stored_runs(tip, report)
-    if commits <= 0 or len(stored) < MIN_RUNS or tip.truncated:
+    if commits <= 0 or not any_stored(tip, report):
+        return History()
+    if not tip.truncated and len(tip.index.run_commits(report)) < MIN_RUNS:
         return History()  # too few stored runs for any range: not worth a request
     try:
         line = list(forge.ancestors(start, commits))
@@ -68,9 +70,7 @@ def read_history(
         return History()
     runs, shas = [], []
     for sha in reversed(line):  # oldest first
-        if sha not in stored:
-            continue
-        run = (known or {}).get(sha) or _load(forge, tip, sha, stored[sha], report, notes)
+        run = (known or {}).get(sha) or _load(forge, tip, sha, report, notes)
         if run is not None:
             runs.append(run)
             shas.append(sha)
@@ -78,16 +78,20 @@ def read_history(
     return History(tuple(runs), tuple(shas))
 
 
-def _load(
-    forge: Forge, tip: Tip, sha: str, folder: str, report: str, notes: list[str]
-) -> Run | None:
-    try:
-        return load_stored_run(forge, tip, folder, report)
-    except (ResultsError, OtherReport) as exc:
-        notes.append(f"history: the stored run of {sha[:12]} was skipped: {exc}")
-    except NbciError as exc:
-        notes.append(f"history: the stored run of {sha[:12]} could not be read: {exc}")
-    logger.warning("%s", notes[-1])
+def _load(forge: Forge, tip: Tip, sha: str, report: str, notes: list[str]) -> Run | None:
+    for folder in candidate_folders(tip, sha, report):
+        try:
+            run = load_stored_run(forge, tip, folder, report)
+        except (ResultsError, OtherReport) as exc:
+            notes.append(f"history: the stored run of {sha[:12]} was skipped: {exc}")
+        except NbciError as exc:
+            notes.append(f"history: the stored run of {sha[:12]} could not be read: {exc}")
+        else:
+            if run is not None:
+                return run
+            continue
+        logger.warning("%s", notes[-1])
+        return None
     return None
 
 

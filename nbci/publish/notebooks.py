@@ -1,6 +1,6 @@
 """The executed notebooks on the assets branch, where GitHub renders them.
 
-A reviewer opens the forge's page of `pr/<n>/notebooks/<job>.ipynb` at the
+A reviewer opens the forge's page of `pr/<n>/<report>/notebooks/<job>.ipynb` at the
 assets commit (`{server}/{owner}/{repo}/blob/{commit}/{path}` on GitHub) and
 sees the notebook rendered, outputs and all, without downloading an artifact.
 What goes there, prepared here (committing is `assets.store`'s):

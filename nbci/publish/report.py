@@ -38,11 +38,12 @@ def render_report(
     notes: Sequence[str],
     review: Prepared | None = None,
     headline: Headline | None = None,
+    baseline_unread: bool = False,
 ) -> str:
     """The rendered report plus a footer, short enough for a comment with its marker."""
     from nbci.render import markdown_report
 
-    footer = _footer(forge.run_url, baseline, notes)
+    footer = _footer(forge.run_url, baseline, notes, baseline_unread)
     hosted = hosting.folder is not None
     figures_note = None
     if not hosted and any(nb.figures for nb in run.notebooks):
@@ -112,10 +113,15 @@ def _notebook_links(
     return urls.get
 
 
-def _footer(run_url: str | None, baseline: Baseline | None, notes: Sequence[str]) -> str:
-    """Small print under the report: no baseline, where the run is, what was left out."""
+def _footer(
+    run_url: str | None, baseline: Baseline | None, notes: Sequence[str], unread: bool
+) -> str:
+    """Small print under the report: no baseline (and whether stored results could not be
+    read, rather than none stored), where the run is, what was left out."""
     lines = []
-    if baseline is None:
+    if baseline is None and unread:
+        lines.append("No baseline: the stored results could not all be read (see below).")
+    elif baseline is None:
         lines.append("No baseline: no stored results for the base commit or its recent ancestors.")
     if run_url:
         lines.append(f"[The run, its report.html and notebooks (artifact)]({run_url})")

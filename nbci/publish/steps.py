@@ -16,13 +16,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from nbci._files import safe_name
 from nbci.errors import ResultsError, UsageError
 from nbci.judge import Criteria, Judgement, judge
 from nbci.model import Comparison, Run, Verdict
-from nbci.publish.assets import Asset, Figures, Hosting, Tip, figure_assets, store
+from nbci.publish.assets import (
+    Asset,
+    Figures,
+    Hosting,
+    Tip,
+    figure_assets,
+    read_tip,
+    store,
+    with_folder,
+)
 from nbci.publish.baseline import Baseline, find_baseline, run_folder
 from nbci.publish.forge import PermissionDenied, Target
 from nbci.publish.history import History, read_history
+from nbci.publish.index import REVIEWS, Pruning
 from nbci.publish.insights import PostsInsights, build_insight
 from nbci.publish.status import DESCRIPTION_LIMIT, describe, fit, passed
 from nbci.results import RESULTS_FILE, run_to_dict
@@ -43,7 +54,7 @@ def check_branch(name: str) -> None:
 
 def read_assets_tip(forge: Forge, branch: str, notes: list[str]) -> Tip:
     try:
-        return forge.read_tip(branch)
+        return read_tip(forge, branch, notes)
     except PermissionDenied as exc:
         notes.append(f"the {branch} branch could not be read ({exc.permission} missing)")
         logger.warning("%s", exc)
@@ -53,7 +64,7 @@ def read_assets_tip(forge: Forge, branch: str, notes: list[str]) -> Tip:
 def baseline_for(
     forge: Forge, tip: Tip, target: Target, options: PublishOptions, notes: list[str]
 ) -> Baseline | None:
-    if target.base_sha is None or tip.truncated:
+    if target.base_sha is None:
         return None
     try:
         return find_baseline(
@@ -72,6 +83,20 @@ def baseline_for(
         notes.append(f"the baseline could not be read ({exc.permission} missing)")
         logger.warning("%s", exc)
     return None
+
+
+def with_baseline_files(
+    forge: Forge, tip: Tip, target: Target, baseline: Baseline | None, notes: list[str]
+) -> Tip:
+    """On a review, `tip` knowing the baseline's files (its figures, compared and shown)."""
+    if baseline is None or target.kind != "pull_request":
+        return tip
+    try:
+        return with_folder(forge, tip, baseline.folder)
+    except PermissionDenied as exc:
+        notes.append(f"the baseline's figures could not be listed ({exc.permission} missing)")
+        logger.warning("%s", exc)
+        return tip
 
 
 def history_for(
@@ -129,9 +154,11 @@ def _baseline_label(baseline: Baseline, target: Target) -> str:
 
 
 def assets_folder(target: Target, report: str) -> str | None:
-    """Where the target's files go on the assets branch; None: nothing is stored."""
+    """Where the target's files go on the assets branch; None: nothing is stored. Each
+    report has its own folder, on a review as on the default branch: two reports
+    publishing on one pull request never delete each other's files."""
     if target.kind == "pull_request":
-        return f"pr/{target.pr}"
+        return f"{REVIEWS}/{target.pr}/{safe_name(report)}"
     if target.kind == "baseline":
         return run_folder(target.sha, report)
     return None
@@ -147,22 +174,30 @@ def host(
     extra: Sequence[Asset] = (),
     *,
     report: str,
+    pruning: Pruning | None = None,
 ) -> Hosting:
-    """Commit what the target needs (figures, `extra` files) to the assets branch, in one commit."""
+    """Commit what the target needs (figures, `extra` files) to the assets branch, in one
+    commit; on the default branch that commit also prunes as `pruning` says."""
     folder = assets_folder(target, report)
     if folder is None:
         return Hosting(tip)
     assets = [*figure_assets(figures.files, folder), *extra]
     if target.kind == "pull_request":
         message = f"nbci: figures of #{target.pr} at {target.sha[:12]}"
-        stale: str | None = folder
     else:
         stored = replace(run, report=report)  # whose run it is, for whoever reads it
         assets.append(_results_asset(stored, folder))
         message = f"nbci: results of {target.sha[:12]} (baseline)"
-        stale = None
     try:
-        tip = store(forge, tip, assets, replace=stale, message=message)
+        tip = store(
+            forge,
+            tip,
+            assets,
+            folder=folder,
+            message=message,
+            notes=notes,
+            pruning=pruning if target.kind == "baseline" else None,
+        )
     except PermissionDenied as exc:
         logger.warning("%s", exc)
         notes.append(f"figures not hosted: the token lacks `{exc.permission}`")

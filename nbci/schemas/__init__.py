@@ -18,6 +18,7 @@ import difflib
 import functools
 import itertools
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -76,10 +77,45 @@ def load(file: str) -> Mapping[str, Any]:
 
 @functools.cache
 def _validator(file: str) -> Validator:
+    _import_jsonschema()
     from jsonschema import Draft202012Validator
 
     root = load(file)
     return Draft202012Validator({**_inlined(root, root, ()), "$defs": root.get("$defs", {})})
+
+
+_FORMAT_LIBRARIES = (
+    "rfc3987_syntax",
+    "isoduration",
+    "webcolors",
+    "uri_template",
+    "jsonpointer",
+    "fqdn",
+    "idna",
+    "rfc3987",
+    "rfc3986_validator",
+    "rfc3339_validator",
+)
+"""What jsonschema imports, each inside `suppress(ImportError)`, to check `format`s."""
+
+
+def _import_jsonschema() -> None:
+    """Import jsonschema without the libraries that check `format`s: nbci checks none (its
+    validators have no format checker), and one of them, `rfc3987_syntax`, compiles 38
+    grammars as it is imported, about 2 s of every `nbci merge`, `report`, `diff` and
+    `publish` (python-jsonschema/jsonschema#1428; `isoduration` brings `arrow`, 70 ms more).
+    jsonschema goes without those checkers; once it is imported (by nbci or another library
+    of the process) nothing changes, and those libraries stay importable."""
+    if "jsonschema" in sys.modules:
+        return
+    blocked = [name for name in _FORMAT_LIBRARIES if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # an import of it: ImportError
+    try:
+        import jsonschema  # noqa: F401
+    finally:
+        for name in blocked:
+            del sys.modules[name]
 
 
 def _inlined(node: Any, root: Mapping[str, Any], expanding: tuple[str, ...]) -> Any:
