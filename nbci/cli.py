@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--gitlab", action="store_true", help="a .gitlab-ci.yml, not GitHub workflows"
     )
+    init.add_argument(
+        "--install",
+        metavar="SPEC",
+        help="what the pipeline pip-installs (default: this nbci as it was installed)",
+    )
     init.set_defaults(handler=_init)
     return parser
 
@@ -278,10 +283,13 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from nbci.scaffold import init
+    from nbci.scaffold import init, next_steps
 
-    for path in init(Path.cwd(), force=args.force, gitlab=args.gitlab):
+    scaffold = init(Path.cwd(), force=args.force, gitlab=args.gitlab, install=args.install)
+    for path in scaffold.written:
         print(f"Wrote {_shown(path)}")
+    for line in next_steps(scaffold):
+        print(line)
     return EXIT_OK
 
 

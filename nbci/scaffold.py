@@ -4,22 +4,26 @@ The pipeline is the two GitHub Actions workflows, or with `--gitlab` one
 `.gitlab-ci.yml`. The files are package data under `nbci/scaffold_files/`; the
 workflows there are the ones this repository runs itself (a test keeps them
 from drifting; another validates the GitLab pipeline against GitLab's schema).
-Written as-is except for two values: the `nbci==` pin becomes the installed
-version, and the default branch (`main`) of the workflows becomes the
-repository's when git knows it (GitLab's pipeline reads `$CI_DEFAULT_BRANCH`).
-Nothing is overwritten without `force`, and nothing is written when any file
-is in the way.
+Written as-is except for two values: the `nbci==` pin becomes what CI must
+install to get this nbci (`install_requirement`), and the default branch
+(`main`) of the workflows becomes the repository's (GitLab's pipeline reads
+`$CI_DEFAULT_BRANCH`). Nothing is overwritten without `force`, and nothing is
+written when any file is in the way; `.gitignore` only gains the lines for
+nbci's output and cache folders.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import subprocess
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
+from typing import Any
 
 from nbci import __version__
 from nbci._files import write_text_atomic
@@ -49,17 +53,52 @@ GITLAB_FILES = (
 )
 FILES_DIR = "scaffold_files"
 """The package data folder holding what `init` writes."""
+IGNORED = ("nbci-out/", ".nbci-cache/")
+"""nbci's default output and cache folders, added to `.gitignore`."""
 _PIN = re.compile(r'"nbci==[^"]*"')
 _BRANCHES = "branches: [main]"
 _BRANCH_NAME = re.compile(r"[A-Za-z0-9._/-]{1,100}")
+_REQUIREMENT = re.compile(r"[A-Za-z0-9.][A-Za-z0-9 ._~:/?#@!&+,;=%<>\[\]*()-]{0,499}")
+"""What `--install` may be: a pip requirement or URL that is safe inside the YAML and
+the shell's double quotes it is written into (no `"`, `$`, backquote, backslash)."""
+_GITLAB_GIT = "    - apt-get update -qq && apt-get install -y -qq --no-install-recommends git\n"
+"""GitLab's python:*-slim image has no git, which pip needs for a `git+` URL."""
+_GITLAB_INSTALL = "    - python -m pip install"
 
 
-def init(root: Path, *, force: bool = False, gitlab: bool = False) -> list[Path]:
-    """Write the scaffold into `root` (for GitLab CI with `gitlab`); returns the files written.
+@dataclass(frozen=True)
+class Branch:
+    name: str
+    source: str
+    """How it was found, for the message: the remote's default, the current branch, or a guess."""
 
-    Raises UsageError, before writing anything, when a file exists and not `force`.
-    The config goes to nbci.toml unless pyproject.toml already has `[tool.nbci]`.
+
+@dataclass(frozen=True)
+class Scaffold:
+    """What `init` did, for the CLI to say."""
+
+    written: list[Path]
+    requirement: str
+    """What the pipeline installs (`pip install "<requirement>"`)."""
+    branch: Branch | None
+    """The default branch the GitHub workflows run on (None for GitLab: it reads its own)."""
+    ignored: tuple[str, ...]
+    """The lines added to `.gitignore`."""
+    gitlab: bool
+
+
+def init(
+    root: Path, *, force: bool = False, gitlab: bool = False, install: str | None = None
+) -> Scaffold:
+    """Write the scaffold into `root` (for GitLab CI with `gitlab`).
+
+    The pipeline installs `install`, a pip requirement, or else this nbci as it
+    was installed (`install_requirement`). Raises UsageError, before writing
+    anything, when a file exists and not `force`, or when `install` is unsafe
+    or missing for a local nbci. The config goes to nbci.toml unless
+    pyproject.toml already has `[tool.nbci]`.
     """
+    requirement = check_requirement(install) if install is not None else install_requirement()
     chosen = GITLAB_FILES if gitlab else FILES
     configured = _configured_in_pyproject(root)
     files = [f for f in chosen if not (f.target == "nbci.toml" and configured)]
@@ -74,9 +113,10 @@ def init(root: Path, *, force: bool = False, gitlab: bool = False) -> list[Path]
     branch = default_branch(root)
     written = []
     for file in files:
-        text = render(file.source, branch=branch)
+        text = render(file.source, branch=branch.name, requirement=requirement)
         written.append(write_text_atomic(root / file.target, text))
-    return written
+    ignored = _ignore_outputs(root)
+    return Scaffold(written, requirement, None if gitlab else branch, ignored, gitlab)
 
 
 def template(source: str) -> str:
@@ -84,30 +124,172 @@ def template(source: str) -> str:
     return (resources.files("nbci") / FILES_DIR / source).read_text(encoding="utf-8")
 
 
-def render(source: str, *, branch: str = "main") -> str:
-    """A scaffold file as `init` writes it."""
+def render(source: str, *, branch: str = "main", requirement: str | None = None) -> str:
+    """A scaffold file as `init` writes it (installing `requirement`, default this version)."""
     text = template(source)
     if source.startswith(("workflows/", "gitlab/")):
-        text = _PIN.sub(f'"nbci=={__version__}"', text)
+        requirement = requirement or f"nbci=={__version__}"
+        if source.startswith("gitlab/") and "git+" in requirement:
+            text = text.replace(_GITLAB_INSTALL, _GITLAB_GIT + _GITLAB_INSTALL, 1)
+        text = _PIN.sub(f'"{requirement}"', text)
         text = text.replace(_BRANCHES, f"branches: [{branch}]")
     return text
 
 
-def default_branch(root: Path) -> str:
-    """The remote's default branch as git knows it, else `main`."""
+# -- what CI installs ------------------------------------------------------------------
+
+
+def install_requirement() -> str:
+    """What CI must `pip install` to get this nbci, read from how it was installed.
+
+    From a package index (no PEP 610 `direct_url.json`): this version. From a VCS
+    URL: that URL at the installed commit; from an archive URL: that URL. From a
+    local folder, file or editable checkout, which no CI runner can reach: a
+    UsageError asking for `--install`.
+    """
+    try:
+        distribution = metadata.distribution("nbci")
+    except metadata.PackageNotFoundError:
+        raise UsageError(_local_install("source that pip did not install")) from None
+    requirement = requirement_from(distribution.version, _direct_url(distribution))
+    if requirement is None:
+        raise UsageError(_local_install(_where(distribution)))
+    try:
+        return check_requirement(requirement)
+    except UsageError:
+        raise UsageError(
+            f"nbci was installed from {requirement!r}, which nbci init cannot write into a "
+            "pipeline: name what CI installs with --install SPEC"
+        ) from None
+
+
+def requirement_from(version: str, direct_url: Mapping[str, Any] | None) -> str | None:
+    """The requirement for nbci installed as PEP 610's `direct_url` says; None when local."""
+    if direct_url is None:
+        return f"nbci=={version}"
+    url = direct_url.get("url")
+    if not isinstance(url, str) or url.startswith("file:"):
+        return None
+    vcs = direct_url.get("vcs_info")
+    if isinstance(vcs, Mapping):
+        requirement = f"nbci @ {vcs.get('vcs', 'git')}+{url}@{vcs.get('commit_id')}"
+    elif isinstance(direct_url.get("archive_info"), Mapping):
+        requirement = f"nbci @ {url}"
+    else:
+        return None
+    subdirectory = direct_url.get("subdirectory")
+    if isinstance(subdirectory, str) and subdirectory:
+        requirement += f"#subdirectory={subdirectory}"
+    return requirement
+
+
+def check_requirement(requirement: str) -> str:
+    """`requirement` if it can be written into the pipeline's install line, else UsageError."""
+    requirement = requirement.strip()
+    if not _REQUIREMENT.fullmatch(requirement) or ": " in requirement or " #" in requirement:
+        raise UsageError(
+            f"--install: {requirement!r} is not a requirement nbci init can write: give one "
+            "pip requirement such as 'nbci==0.1.0' or 'nbci @ git+https://HOST/OWNER/nbci@COMMIT'"
+            " (no quotes, $, backslashes, ': ' or ' #')"
+        )
+    return requirement
+
+
+def _direct_url(distribution: metadata.Distribution) -> dict[str, Any] | None:
+    text = distribution.read_text("direct_url.json")
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _where(distribution: metadata.Distribution) -> str:
+    data = _direct_url(distribution) or {}
+    url = str(data.get("url", ""))
+    editable = bool((data.get("dir_info") or {}).get("editable"))
+    place = url.removeprefix("file://") or "a local file"
+    return f"{'an editable checkout' if editable else 'a local copy'} ({place})"
+
+
+def _local_install(where: str) -> str:
+    return (
+        f"this nbci was installed from {where}, which a CI runner cannot install: name what "
+        f"the pipeline installs with --install SPEC, e.g. 'nbci=={__version__}' from a package "
+        "index or 'nbci @ git+https://github.com/OWNER/nbci@COMMIT' (what nbci's own action, "
+        "uses: OWNER/nbci@COMMIT, installs)"
+    )
+
+
+# -- the repository ---------------------------------------------------------------------
+
+
+def default_branch(root: Path) -> Branch:
+    """The remote's default branch as git knows it, else the current branch, else `main`."""
+    remote = _git(root, "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD")
+    if remote is not None and _BRANCH_NAME.fullmatch(name := remote.removeprefix("origin/")):
+        return Branch(name, "the remote's default branch")
+    current = _git(root, "symbolic-ref", "--quiet", "--short", "HEAD")
+    if current is not None and _BRANCH_NAME.fullmatch(current):
+        return Branch(current, "the current branch; git knows no remote default")
+    return Branch("main", "git knows no branch here")
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """The output of `git args` in `root`, or None when it fails."""
     try:
         done = subprocess.run(
-            ["git", "symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.SubprocessError):
-        return "main"
-    name = done.stdout.strip().removeprefix("origin/")
-    return name if done.returncode == 0 and _BRANCH_NAME.fullmatch(name) else "main"
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _ignore_outputs(root: Path) -> tuple[str, ...]:
+    """Add nbci's output and cache folders to `.gitignore` unless it names them already."""
+    path = root / ".gitignore"
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except (OSError, UnicodeDecodeError):
+        logger.warning("could not read %s: add %s to it yourself", path, " and ".join(IGNORED))
+        return ()
+    present = {line.strip().strip("/") for line in text.splitlines()}
+    missing = tuple(name for name in IGNORED if name.strip("/") not in present)
+    if missing:
+        lines = "".join(f"/{name}\n" for name in missing)
+        separator = "\n" if text and not text.endswith("\n") else ""
+        write_text_atomic(path, f"{text}{separator}# nbci's outputs and cache\n{lines}")
+    return missing
+
+
+def next_steps(scaffold: Scaffold) -> list[str]:
+    """What the user does after `init`, one line each."""
+    lines = [f'The pipeline installs nbci with: pip install "{scaffold.requirement}"']
+    if scaffold.ignored:
+        lines.append(f"Added {' and '.join(scaffold.ignored)} to .gitignore")
+    if scaffold.gitlab:
+        return [
+            *lines,
+            "Next: commit nbci.toml, notebooks/ and .gitlab-ci.yml, and push them to the "
+            "default branch;",
+            "  set GITLAB_TOKEN as a masked CI/CD variable (a project access token, Developer "
+            "role, api scope): without it nothing is published.",
+        ]
+    assert scaffold.branch is not None
+    branch = scaffold.branch.name
+    return [
+        *lines,
+        f"The workflows take {branch} as the default branch ({scaffold.branch.source}); "
+        "edit `branches:` in .github/workflows/nbci.yml if it is another.",
+        f"Next: commit nbci.toml, notebooks/, .github/workflows/ and .gitignore, and push "
+        f"them to {branch} first:",
+        "  GitHub runs nbci-publish.yml only from the default branch, so pull requests get "
+        "no comment until it is there.",
+        "  No secret to set: the workflows use the job's own GITHUB_TOKEN.",
+    ]
 
 
 def _configured_in_pyproject(root: Path) -> bool:
