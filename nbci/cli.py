@@ -129,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-url", metavar="URL", help="default: $GITHUB_API_URL / $CI_API_V4_URL"
     )
     publish.add_argument(
-        "--token-env", metavar="VAR", help="variable with the token (GITHUB_TOKEN / GITLAB_TOKEN)"
+        "--token-env",
+        metavar="VAR",
+        help="variable with the token (default: config's token_env, GITHUB_TOKEN / GITLAB_TOKEN)",
     )
     publish.add_argument("--check", action="store_true", help="a check run, not a status")
     publish.add_argument("--name", metavar="NAME", help="report name (default: config)")
@@ -266,7 +268,7 @@ def _publish(args: argparse.Namespace) -> int:
         pr=args.pr,
         sha=args.sha,
         api_url=args.api_url,
-        token_env=args.token_env,
+        token_env=args.token_env or config.token_env,
         check=args.check,
         assets_branch=args.assets_branch or config.assets_branch,
         notebooks=config.publish_notebooks,

@@ -65,6 +65,9 @@ class Config:
     assets_branch: str = "nbci-assets"
     publish_notebooks: bool = True
     """`nbci publish` commits the executed notebooks to the assets branch too."""
+    token_env: str | None = None
+    """The variable with `nbci publish`'s token (None: GITHUB_TOKEN / GITLAB_TOKEN); kernels
+    never get it, nor the forges' own token variables."""
     higher_is_better: tuple[str, ...] = ()
     lower_is_better: tuple[str, ...] = ()
     gates: tuple[GateRule, ...] = ()
@@ -175,6 +178,7 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
             table.get("assets_branch", defaults.assets_branch), "assets_branch"
         ),
         publish_notebooks=table.get("publish_notebooks", defaults.publish_notebooks),
+        token_env=table.get("token_env"),
         higher_is_better=_strings(table.get("higher_is_better", ())),
         lower_is_better=_strings(table.get("lower_is_better", ())),
         gates=_parse_gates(

@@ -195,3 +195,13 @@ def test_the_workflows_init_writes_for_a_vcs_install_pass_the_linters(tmp_path: 
     assert actionlint(*written) == []
     done = zizmor(*written)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_action_gives_the_token_to_publish_only() -> None:
+    """Kernels leave tokens out anyway (tests/hostile/test_hostile_environment.py)."""
+    steps = yaml.safe_load(ACTION.read_text())["runs"]["steps"]
+    passed = [(i, k, v) for i, s in enumerate(steps) for k, v in s.get("env", {}).items()]
+    with_token = [(i, k, v) for i, k, v in passed if "inputs.token" in v]
+    assert with_token == [
+        (len(steps) - 1, "GITHUB_TOKEN", "${{ inputs.command == 'publish' && inputs.token || '' }}")
+    ]
