@@ -160,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="nbci: %(message)s",
             stream=sys.stderr,
         )
+        logging.getLogger("urllib3").setLevel(logging.ERROR)  # nbci logs each retry, once
         return args.handler(args)
     except NbciError as exc:
         print(f"nbci: error: {_one_line(str(exc))}", file=sys.stderr)
