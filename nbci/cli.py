@@ -42,6 +42,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+_RUN_DIR = "run (default: config's out, else nbci-out)"
 _HISTORY: dict[str, Any] = {
     "nargs": "+",
     "type": Path,
@@ -51,18 +52,37 @@ _HISTORY: dict[str, Any] = {
 }
 
 
+def _global_flags(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    """-v and --config, before the command and (default SUPPRESS: no reset) after it."""
+    verbose = False if default is None else default
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=verbose, help="log what happens"
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default,
+        metavar="FILE",
+        help="configuration file (default: nearest)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="nbci",
         description="Continuous integration for notebooks: run, report, compare, publish.",
     )
     parser.add_argument("--version", action="version", version=f"nbci {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
-    parser.add_argument("--config", type=Path, help="configuration file (default: nearest)")
+    _global_flags(parser)
+    after = _Parser(add_help=False)
+    _global_flags(after, argparse.SUPPRESS)
+    common = [after]
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    run = commands.add_parser("run", help="execute notebooks and write the output directory")
+    run = commands.add_parser(
+        "run", help="execute notebooks and write the output directory", parents=common
+    )
     run.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="notebooks or folders")
     run.add_argument(
         "-p",
@@ -73,9 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="set a parameter (VALUE is JSON, else a string); repeatable",
     )
     run.add_argument("--out", type=Path, help="output directory (default: nbci-out)")
-    run.add_argument("--jobs", type=_positive_int, metavar="N", help="parallel notebooks")
-    run.add_argument("--timeout", type=_seconds, metavar="S", help="whole-notebook timeout")
-    run.add_argument("--cell-timeout", type=_seconds, metavar="S", help="per-cell timeout")
+    run.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="parallel notebooks (default: config's jobs, else the number of CPUs)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="whole-notebook timeout (default: config's timeout, else 3600)",
+    )
+    run.add_argument(
+        "--cell-timeout",
+        type=_seconds,
+        metavar="S",
+        help="per-cell timeout (default: config's cell_timeout, else 600)",
+    )
     run.add_argument("--no-cache", action="store_true", help="run every notebook again")
     run.add_argument(
         "--no-preload",
@@ -93,28 +128,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    report = commands.add_parser("report", help="re-render the reports of a run")
-    report.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="run (default: out)")
+    report = commands.add_parser("report", help="re-render the reports of a run", parents=common)
+    report.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=_RUN_DIR)
     report.add_argument("--baseline", type=Path, metavar="DIR", help="compare with this run")
     report.add_argument("--history", **_HISTORY)
     report.set_defaults(handler=_report)
 
-    diff = commands.add_parser("diff", help="compare two runs metric by metric")
-    diff.add_argument("baseline", type=Path, metavar="A", help="the baseline run")
-    diff.add_argument("head", type=Path, metavar="B", help="the new run")
+    diff = commands.add_parser("diff", help="compare two runs metric by metric", parents=common)
+    # Optional for argparse only: `--history h1 h2 A B` takes A and B, which `_diff` gets back.
+    diff.add_argument("baseline", nargs="?", type=Path, metavar="A", help="the baseline run")
+    diff.add_argument("head", nargs="?", type=Path, metavar="B", help="the new run")
     diff.add_argument("--all", action="store_true", help="include unchanged metrics")
     diff.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     diff.add_argument("--gates", action="store_true", help="exit 1 when a gate fails")
     diff.add_argument("--history", **_HISTORY)
     diff.set_defaults(handler=_diff)
 
-    merge = commands.add_parser("merge", help="one run from shard runs")
+    merge = commands.add_parser("merge", help="one run from shard runs", parents=common)
     merge.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="shard run folders")
     merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="merged run")
     merge.set_defaults(handler=_merge)
 
-    publish = commands.add_parser("publish", help="post the report to the PR / merge request")
-    publish.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="run (default: out)")
+    publish = commands.add_parser(
+        "publish", help="post the report to the PR / merge request", parents=common
+    )
+    publish.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=_RUN_DIR)
     publish.add_argument(
         "--forge",
         choices=("github", "gitlab"),
@@ -138,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--assets-branch", metavar="BRANCH", help="branch for figures")
     publish.set_defaults(handler=_publish)
 
-    init = commands.add_parser("init", help="add nbci config, workflows and an example")
+    init = commands.add_parser(
+        "init", help="add nbci config, workflows and an example", parents=common
+    )
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     init.add_argument(
         "--gitlab", action="store_true", help="a .gitlab-ci.yml, not GitHub workflows"
@@ -232,10 +272,11 @@ def _diff(args: argparse.Namespace) -> int:
     from nbci.render.diff import diff_json, diff_markdown
     from nbci.results import read_run
 
+    runs, history_dirs = _diff_runs(args.baseline, args.head, args.history)
     config = _config(args)
-    baseline, head = read_run(args.baseline), read_run(args.head)
-    label = run_label(baseline, str(args.baseline))
-    history = read_history(args.history)
+    baseline, head = read_run(runs[0]), read_run(runs[1])
+    label = run_label(baseline, str(runs[0]))
+    history = read_history(history_dirs)
     judged = judge(head, baseline, label=label, criteria=Criteria.of(config), history=history)
     assert judged.comparison is not None
     verdict = judged.verdict if args.gates else None
@@ -245,6 +286,21 @@ def _diff(args: argparse.Namespace) -> int:
     else:
         print(diff_markdown(judged.comparison, show_all=args.all, verdict=verdict), end="")
     return EXIT_FAILED if verdict is not None and not verdict.passed else EXIT_OK
+
+
+def _diff_runs(
+    baseline: Path | None, head: Path | None, history: list[Path]
+) -> tuple[tuple[Path, Path], list[Path]]:
+    """A and B of `nbci diff`, taken back from the end of `--history` when it swallowed them."""
+    given = [p for p in (baseline, head) if p is not None]
+    missing = 2 - len(given)
+    if missing and len(history) > missing:
+        given, history = given + history[-missing:], history[:-missing]
+    if len(given) < 2:
+        raise UsageError(
+            "diff needs two runs, A (the baseline) and B: nbci diff A B [--history DIR…]"
+        )
+    return (given[0], given[1]), history
 
 
 def _merge(args: argparse.Namespace) -> int:
