@@ -269,7 +269,7 @@ def _diff(args: argparse.Namespace) -> int:
 
     from nbci.history import read_history
     from nbci.judge import Criteria, judge, run_label
-    from nbci.render.diff import diff_json, diff_markdown
+    from nbci.render.diff import diff_json, diff_markdown, for_terminal
     from nbci.results import read_run
 
     runs, history_dirs = _diff_runs(args.baseline, args.head, args.history)
@@ -284,7 +284,8 @@ def _diff(args: argparse.Namespace) -> int:
         data = diff_json(judged.comparison, verdict=verdict)
         print(json.dumps(data, indent=2, allow_nan=False))
     else:
-        print(diff_markdown(judged.comparison, show_all=args.all, verdict=verdict), end="")
+        text = diff_markdown(judged.comparison, show_all=args.all, verdict=verdict)
+        print(for_terminal(text) if sys.stdout.isatty() else text, end="")
     return EXIT_FAILED if verdict is not None and not verdict.passed else EXIT_OK
 
 
@@ -598,9 +599,9 @@ def _results_table(notebooks: Sequence[NotebookResult]) -> str:
     rows = [header]
     for nb in notebooks:
         parameters = ", ".join(f"{k}={v}" for k, v in nb.parameters.items())
-        metrics = "  ".join(f"{k}={format_number(v)}" for k, v in list(nb.metrics.items())[:4])
-        if len(nb.metrics) > 4:
-            metrics += f"  (+{len(nb.metrics) - 4} more)"
+        metrics = _fitted(
+            [_one_line(f"{k}={format_number(v)}") for k, v in nb.metrics.items()], 80, most=4
+        )
         status = status_label(nb.status) + (" (cached)" if nb.cached else "")
         rows.append(
             (
@@ -608,13 +609,28 @@ def _results_table(notebooks: Sequence[NotebookResult]) -> str:
                 _clip(parameters, 40),
                 status,
                 f"{nb.duration_s:.1f}s",
-                _clip(metrics, 80),
+                metrics,
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _fitted(items: list[str], width: int, *, most: int) -> str:
+    """At most `most` items that fit in `width` with the `(+N more)` that counts the rest."""
+    shown: list[str] = []
+    for item in items[:most]:
+        rest = len(items) - len(shown) - 1
+        more = f"  (+{rest} more)" if rest else ""
+        if shown and len("  ".join([*shown, item]) + more) > width:
+            break
+        shown.append(item if shown else _clip(item, width - len(more)))
+        if shown[-1] != item:  # cut short: nothing fits after it
+            break
+    hidden = len(items) - len(shown)
+    return "  ".join(shown) + (f"  (+{hidden} more)" if hidden else "")
 
 
 def _clip(text: str, width: int) -> str:

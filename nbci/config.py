@@ -142,6 +142,12 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
     checks it cannot make: finite numbers, safe names, folders kept apart.
     """
     source = f"{file}: [tool.nbci]" if in_pyproject else f"{file}:"
+    tool = table.get("tool") if isinstance(table, dict) else None
+    if not in_pyproject and isinstance(tool, dict) and "nbci" in tool:
+        raise ConfigError(
+            f"{source} [tool.nbci]: in {file} the keys go at the top level, without "
+            "[tool.nbci] (that table is for pyproject.toml)"
+        )
     problem = first_problem(table, CONFIG_SCHEMA)
     if problem is not None:
         key = _key(problem.where)

@@ -313,3 +313,19 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert "(default: config's jobs, else the number of CPUs)" in text
     assert text.count(f"(default: config's out, else {DEFAULT_OUT})") == 2
     assert "(default: out)" not in text
+
+
+def test_the_results_table_always_shows_how_many_metrics_are_hidden() -> None:
+    from handmade_runs import nb
+
+    from nbci.cli import _results_table
+
+    names = {f"validation_accuracy_of_fold_{i}": 0.9 + i / 100 for i in range(10)}
+    long_name = {"a_metric_name_so_long_that_it_fills_the_whole_column_by_itself_" * 2: 1.0}
+    table = _results_table([nb("cv", **names), nb("odd", **long_name, b=2.0)])
+    cv, odd = table.splitlines()[2:]
+    assert cv.endswith("more)") and "mor…" not in cv
+    shown = cv.count("validation_accuracy_of_fold_")
+    assert 1 <= shown <= 4 and cv.endswith(f"(+{10 - shown} more)")
+    assert odd.endswith("…  (+1 more)")
+    assert len(odd.split("passed  0.0s  ")[1]) == 80
