@@ -24,6 +24,17 @@ TARGETS = {f.target for f in FILES}
 CHECK_JSONSCHEMA = [sys.executable, "-m", "check_jsonschema"]
 
 
+def gitlab_schema_check(pipeline: Path) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema with GitLab's published CI schema."""
+    return subprocess.run(
+        [*CHECK_JSONSCHEMA, "--builtin-schema", "vendor.gitlab-ci", str(pipeline)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 PIN = f"nbci=={__version__}"
 """What the tests install: nbci here is an editable install, which `init` cannot write."""
 
@@ -116,13 +127,7 @@ def test_init_gitlab_writes_a_pipeline_gitlab_accepts(
     assert written == {t.target for t in GITLAB_FILES}
     assert not (tmp_path / ".github").exists()
     pipeline = tmp_path / ".gitlab-ci.yml"
-    checked = subprocess.run(
-        [*CHECK_JSONSCHEMA, "--builtin-schema", "vendor.gitlab-ci", str(pipeline)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    checked = gitlab_schema_check(pipeline)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
     text = pipeline.read_text()
@@ -151,13 +156,7 @@ def test_the_pipeline_for_a_vcs_install_is_one_gitlab_accepts(tmp_path: Path) ->
     pipeline = tmp_path / ".gitlab-ci.yml"
     vcs = f"nbci @ git+https://gitlab.com/me/nbci@{'0' * 40}"
     pipeline.write_text(render("gitlab/gitlab-ci.yml", requirement=vcs))
-    checked = subprocess.run(
-        [*CHECK_JSONSCHEMA, "--builtin-schema", "vendor.gitlab-ci", str(pipeline)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    checked = gitlab_schema_check(pipeline)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     script = yaml.safe_load(pipeline.read_text())[".nbci"]["before_script"]
     assert "apt-get install" in script[0] and script[1] == f'python -m pip install "{vcs}"'
@@ -168,13 +167,7 @@ def test_a_broken_pipeline_fails_the_schema_check(tmp_path: Path) -> None:
     """The check above can fail: GitLab's schema rejects what GitLab would."""
     broken = tmp_path / ".gitlab-ci.yml"
     broken.write_text(render("gitlab/gitlab-ci.yml").replace("parallel: 2", "parallel: 0"))
-    checked = subprocess.run(
-        [*CHECK_JSONSCHEMA, "--builtin-schema", "vendor.gitlab-ci", str(broken)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    checked = gitlab_schema_check(broken)
     assert checked.returncode != 0
 
 

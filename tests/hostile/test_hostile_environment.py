@@ -10,8 +10,6 @@ environment does reach the kernel.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from nbci.config import parse_config
 from nbci.errors import ConfigError
 from nbci.execute.kernels import SECRET_VARIABLES, kernel_environment
 
-from .support import cli_env, new_tag
+from .support import nbci
 
 OWN_TOKEN = "MY_PUBLISH_TOKEN"
 SECRETS = {name: f"secret-{name.lower()}-7f3a" for name in (*SECRET_VARIABLES, OWN_TOKEN)}
@@ -45,17 +43,8 @@ def test_kernels_get_no_tokens(preload: bool, tmp_path: Path) -> None:
     (project / "nbci.toml").write_text(
         f'notebooks = ["notebooks/*.ipynb"]\ntoken_env = "{OWN_TOKEN}"\n'
     )
-    env = cli_env(new_tag(), **SECRETS, **dict([VISIBLE]))
-
-    done = subprocess.run(
-        [sys.executable, "-m", "nbci", "run", "--no-cache", *([] if preload else ["--no-preload"])],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    flags = [] if preload else ["--no-preload"]
+    done = nbci(["run", "--no-cache", *flags], project, env={**SECRETS, **dict([VISIBLE])})
 
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads((project / "nbci-out" / "results.json").read_text())
