@@ -172,7 +172,9 @@ def requirement_from(version: str, direct_url: Mapping[str, Any] | None) -> str 
         return None
     vcs = direct_url.get("vcs_info")
     if isinstance(vcs, Mapping):
-        requirement = f"nbci @ {vcs.get('vcs', 'git')}+{url}@{vcs.get('commit_id')}"
+        commit = vcs.get("commit_id")
+        at = f"@{commit}" if isinstance(commit, str) and commit else ""
+        requirement = f"nbci @ {vcs.get('vcs', 'git')}+{url}{at}"
     elif isinstance(direct_url.get("archive_info"), Mapping):
         requirement = f"nbci @ {url}"
     else:
@@ -268,13 +270,14 @@ def _ignore_outputs(root: Path) -> tuple[str, ...]:
 def next_steps(scaffold: Scaffold) -> list[str]:
     """What the user does after `init`, one line each."""
     lines = [f'The pipeline installs nbci with: pip install "{scaffold.requirement}"']
+    commit = "the files above"
     if scaffold.ignored:
         lines.append(f"Added {' and '.join(scaffold.ignored)} to .gitignore")
+        commit += " and .gitignore"
     if scaffold.gitlab:
         return [
             *lines,
-            "Next: commit nbci.toml, notebooks/ and .gitlab-ci.yml, and push them to the "
-            "default branch;",
+            f"Next: commit {commit}, and push them to the default branch;",
             "  set GITLAB_TOKEN as a masked CI/CD variable (a project access token, Developer "
             "role, api scope): without it nothing is published.",
         ]
@@ -284,8 +287,7 @@ def next_steps(scaffold: Scaffold) -> list[str]:
         *lines,
         f"The workflows take {branch} as the default branch ({scaffold.branch.source}); "
         "edit `branches:` in .github/workflows/nbci.yml if it is another.",
-        f"Next: commit nbci.toml, notebooks/, .github/workflows/ and .gitignore, and push "
-        f"them to {branch} first:",
+        f"Next: commit {commit}, and push them to {branch} first:",
         "  GitHub runs nbci-publish.yml only from the default branch, so pull requests get "
         "no comment until it is there.",
         "  No secret to set: the workflows use the job's own GITHUB_TOKEN.",
