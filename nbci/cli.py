@@ -48,7 +48,8 @@ _HISTORY: dict[str, Any] = {
     "type": Path,
     "default": [],
     "metavar": "DIR",
-    "help": "earlier runs of the base branch, oldest first: each metric's normal range",
+    "help": "earlier runs of the base branch, oldest first: each metric's normal range "
+    "(every DIR after it; put other folders before it)",
 }
 
 
