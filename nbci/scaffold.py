@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from nbci import __version__
 from nbci._files import write_text_atomic
@@ -151,9 +152,10 @@ def install_requirement() -> str:
         distribution = metadata.distribution("nbci")
     except metadata.PackageNotFoundError:
         raise UsageError(_local_install("source that pip did not install")) from None
-    requirement = requirement_from(distribution.version, _direct_url(distribution))
+    direct_url = _direct_url(distribution)
+    requirement = requirement_from(distribution.version, direct_url)
     if requirement is None:
-        raise UsageError(_local_install(_where(distribution)))
+        raise UsageError(_local_install(_where(direct_url), _checkout_requirement(direct_url)))
     try:
         return check_requirement(requirement)
     except UsageError:
@@ -208,20 +210,41 @@ def _direct_url(distribution: metadata.Distribution) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else {}
 
 
-def _where(distribution: metadata.Distribution) -> str:
-    data = _direct_url(distribution) or {}
+def _where(direct_url: Mapping[str, Any] | None) -> str:
+    data = direct_url or {}
     url = str(data.get("url", ""))
     editable = bool((data.get("dir_info") or {}).get("editable"))
     place = url.removeprefix("file://") or "a local file"
     return f"{'an editable checkout' if editable else 'a local copy'} ({place})"
 
 
-def _local_install(where: str) -> str:
+def _checkout_requirement(direct_url: Mapping[str, Any] | None) -> str | None:
+    """For a local folder that is a git checkout with a remote: its origin at its commit."""
+    url = str((direct_url or {}).get("url", ""))
+    if not url.startswith("file://"):
+        return None
+    folder = Path(unquote(urlsplit(url).path))
+    if not folder.is_dir():
+        return None
+    origin = _git(folder, "remote", "get-url", "origin")
+    commit = _git(folder, "rev-parse", "HEAD")
+    if not origin or not commit or not origin.startswith(("https://", "ssh://", "git@")):
+        return None
+    if origin.startswith("git@"):  # scp-like syntax, which pip does not take
+        origin = "ssh://" + origin.replace(":", "/", 1)
+    return f"nbci @ git+{origin}@{commit}"
+
+
+def _local_install(where: str, checkout: str | None = None) -> str:
+    example = (
+        f"'{checkout}' (its origin at its commit, once pushed)"
+        if checkout
+        else "'nbci @ git+https://github.com/OWNER/nbci@COMMIT'"
+    )
     return (
         f"this nbci was installed from {where}, which a CI runner cannot install: name what "
-        f"the pipeline installs with --install SPEC, e.g. 'nbci=={__version__}' from a package "
-        "index or 'nbci @ git+https://github.com/OWNER/nbci@COMMIT' (what nbci's own action, "
-        "uses: OWNER/nbci@COMMIT, installs)"
+        f"the pipeline installs with --install SPEC, e.g. {example}, what nbci's own action "
+        f"(uses: OWNER/nbci@COMMIT) installs, or 'nbci=={__version__}' from a package index"
     )
 
 

@@ -212,6 +212,7 @@ def nbci_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _git(source, "init", "-q")
     _git(source, "add", "-A")
     _git(source, "commit", "-q", "-m", "nbci")
+    _git(source, "remote", "add", "origin", FAR_URL)  # what init suggests for a local checkout
     return source
 
 
@@ -293,6 +294,8 @@ def test_a_local_nbci_needs_an_explicit_install(
     (line,) = done.stderr.splitlines()
     assert "a CI runner cannot install" in line and "--install SPEC" in line
     assert ("editable" in line) == (way == "editable")
+    suggested = f"'nbci @ git+{FAR_URL}@{_git(nbci_source, 'rev-parse', 'HEAD')}'"
+    assert (suggested in line) == (way != "wheel file")  # a checkout: its origin at its commit
     assert not (tmp_path / "repo" / "nbci.toml").exists()
 
     chosen = "nbci @ git+https://github.com/me/nbci@0123abc"
