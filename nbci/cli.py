@@ -42,13 +42,30 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+_RUN_DIR = "run (default: config's out, else nbci-out)"
 _HISTORY: dict[str, Any] = {
     "nargs": "+",
     "type": Path,
     "default": [],
     "metavar": "DIR",
-    "help": "earlier runs of the base branch, oldest first: each metric's normal range",
+    "help": "earlier runs of the base branch, oldest first: each metric's normal range "
+    "(every DIR after it; put other folders before it)",
 }
+
+
+def _global_flags(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    """-v and --config, before the command and (default SUPPRESS: no reset) after it."""
+    verbose = False if default is None else default
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=verbose, help="log what happens"
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default,
+        metavar="FILE",
+        help="configuration file (default: nearest)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,12 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Continuous integration for notebooks: run, report, compare, publish.",
     )
     parser.add_argument("--version", action="version", version=f"nbci {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
-    parser.add_argument("--config", type=Path, help="configuration file (default: nearest)")
+    _global_flags(parser)
+    after = _Parser(add_help=False)
+    _global_flags(after, argparse.SUPPRESS)
+    common = [after]
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    run = commands.add_parser("run", help="execute notebooks and write the output directory")
+    run = commands.add_parser(
+        "run", help="execute notebooks and write the output directory", parents=common
+    )
     run.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="notebooks or folders")
     run.add_argument(
         "-p",
@@ -73,9 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="set a parameter (VALUE is JSON, else a string); repeatable",
     )
     run.add_argument("--out", type=Path, help="output directory (default: nbci-out)")
-    run.add_argument("--jobs", type=_positive_int, metavar="N", help="parallel notebooks")
-    run.add_argument("--timeout", type=_seconds, metavar="S", help="whole-notebook timeout")
-    run.add_argument("--cell-timeout", type=_seconds, metavar="S", help="per-cell timeout")
+    run.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="parallel notebooks (default: config's jobs, else the number of CPUs)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="whole-notebook timeout (default: config's timeout, else 3600)",
+    )
+    run.add_argument(
+        "--cell-timeout",
+        type=_seconds,
+        metavar="S",
+        help="per-cell timeout (default: config's cell_timeout, else 600)",
+    )
     run.add_argument("--no-cache", action="store_true", help="run every notebook again")
     run.add_argument(
         "--no-preload",
@@ -93,28 +129,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    report = commands.add_parser("report", help="re-render the reports of a run")
-    report.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="run (default: out)")
+    report = commands.add_parser("report", help="re-render the reports of a run", parents=common)
+    report.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=_RUN_DIR)
     report.add_argument("--baseline", type=Path, metavar="DIR", help="compare with this run")
     report.add_argument("--history", **_HISTORY)
     report.set_defaults(handler=_report)
 
-    diff = commands.add_parser("diff", help="compare two runs metric by metric")
-    diff.add_argument("baseline", type=Path, metavar="A", help="the baseline run")
-    diff.add_argument("head", type=Path, metavar="B", help="the new run")
+    diff = commands.add_parser("diff", help="compare two runs metric by metric", parents=common)
+    # Optional for argparse only: `--history h1 h2 A B` takes A and B, which `_diff` gets back.
+    diff.add_argument("baseline", nargs="?", type=Path, metavar="A", help="the baseline run")
+    diff.add_argument("head", nargs="?", type=Path, metavar="B", help="the new run")
     diff.add_argument("--all", action="store_true", help="include unchanged metrics")
     diff.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     diff.add_argument("--gates", action="store_true", help="exit 1 when a gate fails")
     diff.add_argument("--history", **_HISTORY)
     diff.set_defaults(handler=_diff)
 
-    merge = commands.add_parser("merge", help="one run from shard runs")
+    merge = commands.add_parser("merge", help="one run from shard runs", parents=common)
     merge.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="shard run folders")
     merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="merged run")
     merge.set_defaults(handler=_merge)
 
-    publish = commands.add_parser("publish", help="post the report to the PR / merge request")
-    publish.add_argument("dir", nargs="?", type=Path, metavar="DIR", help="run (default: out)")
+    publish = commands.add_parser(
+        "publish", help="post the report to the PR / merge request", parents=common
+    )
+    publish.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=_RUN_DIR)
     publish.add_argument(
         "--forge",
         choices=("github", "gitlab", "bitbucket"),
@@ -136,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument(
         "--token-env",
         metavar="VAR",
-        help="variable with the token (GITHUB_TOKEN / GITLAB_TOKEN / BITBUCKET_TOKEN)",
+        help="variable with the token (default: config's token_env, GITHUB_TOKEN / "
+        "GITLAB_TOKEN / BITBUCKET_TOKEN)",
     )
     publish.add_argument("--run-url", metavar="URL", help="the CI run the status links to")
     publish.add_argument("--check", action="store_true", help="a check run, not a status")
@@ -144,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--assets-branch", metavar="BRANCH", help="branch for figures")
     publish.set_defaults(handler=_publish)
 
-    init = commands.add_parser("init", help="add nbci config, workflows and an example")
+    init = commands.add_parser(
+        "init", help="add nbci config, workflows and an example", parents=common
+    )
     init.add_argument("--force", action="store_true", help="overwrite existing files")
     pipeline = init.add_mutually_exclusive_group()
     pipeline.add_argument(
@@ -152,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pipeline.add_argument(
         "--bitbucket", action="store_true", help="a bitbucket-pipelines.yml, not GitHub workflows"
+    )
+    init.add_argument(
+        "--install",
+        metavar="SPEC",
+        help="what the pipeline pip-installs (default: this nbci as it was installed)",
     )
     init.set_defaults(handler=_init)
     return parser
@@ -165,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="nbci: %(message)s",
             stream=sys.stderr,
         )
+        logging.getLogger("urllib3").setLevel(logging.ERROR)  # nbci logs each retry, once
         return args.handler(args)
     except NbciError as exc:
         print(f"nbci: error: {_one_line(str(exc))}", file=sys.stderr)
@@ -233,13 +281,14 @@ def _diff(args: argparse.Namespace) -> int:
 
     from nbci.history import read_history
     from nbci.judge import Criteria, judge, run_label
-    from nbci.render.diff import diff_json, diff_markdown
+    from nbci.render.diff import diff_json, diff_markdown, for_terminal
     from nbci.results import read_run
 
+    runs, history_dirs = _diff_runs(args.baseline, args.head, args.history)
     config = _config(args)
-    baseline, head = read_run(args.baseline), read_run(args.head)
-    label = run_label(baseline, str(args.baseline))
-    history = read_history(args.history)
+    baseline, head = read_run(runs[0]), read_run(runs[1])
+    label = run_label(baseline, str(runs[0]))
+    history = read_history(history_dirs)
     judged = judge(head, baseline, label=label, criteria=Criteria.of(config), history=history)
     assert judged.comparison is not None
     verdict = judged.verdict if args.gates else None
@@ -247,8 +296,24 @@ def _diff(args: argparse.Namespace) -> int:
         data = diff_json(judged.comparison, verdict=verdict)
         print(json.dumps(data, indent=2, allow_nan=False))
     else:
-        print(diff_markdown(judged.comparison, show_all=args.all, verdict=verdict), end="")
+        text = diff_markdown(judged.comparison, show_all=args.all, verdict=verdict)
+        print(for_terminal(text) if sys.stdout.isatty() else text, end="")
     return EXIT_FAILED if verdict is not None and not verdict.passed else EXIT_OK
+
+
+def _diff_runs(
+    baseline: Path | None, head: Path | None, history: list[Path]
+) -> tuple[tuple[Path, Path], list[Path]]:
+    """A and B of `nbci diff`, taken back from the end of `--history` when it swallowed them."""
+    given = [p for p in (baseline, head) if p is not None]
+    missing = 2 - len(given)
+    if missing and len(history) > missing:
+        given, history = given + history[-missing:], history[:-missing]
+    if len(given) < 2:
+        raise UsageError(
+            "diff needs two runs, A (the baseline) and B: nbci diff A B [--history DIR…]"
+        )
+    return (given[0], given[1]), history
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -274,7 +339,7 @@ def _publish(args: argparse.Namespace) -> int:
         pr=args.pr,
         sha=args.sha,
         api_url=args.api_url,
-        token_env=args.token_env,
+        token_env=args.token_env or config.token_env,
         run_url=args.run_url,
         check=args.check,
         assets_branch=args.assets_branch or config.assets_branch,
@@ -295,10 +360,19 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from nbci.scaffold import init
+    from nbci.scaffold import init, next_steps
 
-    for path in init(Path.cwd(), force=args.force, gitlab=args.gitlab, bitbucket=args.bitbucket):
+    scaffold = init(
+        Path.cwd(),
+        force=args.force,
+        gitlab=args.gitlab,
+        bitbucket=args.bitbucket,
+        install=args.install,
+    )
+    for path in scaffold.written:
         print(f"Wrote {_shown(path)}")
+    for line in next_steps(scaffold):
+        print(line)
     return EXIT_OK
 
 
@@ -548,9 +622,9 @@ def _results_table(notebooks: Sequence[NotebookResult]) -> str:
     rows = [header]
     for nb in notebooks:
         parameters = ", ".join(f"{k}={v}" for k, v in nb.parameters.items())
-        metrics = "  ".join(f"{k}={format_number(v)}" for k, v in list(nb.metrics.items())[:4])
-        if len(nb.metrics) > 4:
-            metrics += f"  (+{len(nb.metrics) - 4} more)"
+        metrics = _fitted(
+            [_one_line(f"{k}={format_number(v)}") for k, v in nb.metrics.items()], 80, most=4
+        )
         status = status_label(nb.status) + (" (cached)" if nb.cached else "")
         rows.append(
             (
@@ -558,13 +632,28 @@ def _results_table(notebooks: Sequence[NotebookResult]) -> str:
                 _clip(parameters, 40),
                 status,
                 f"{nb.duration_s:.1f}s",
-                _clip(metrics, 80),
+                metrics,
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _fitted(items: list[str], width: int, *, most: int) -> str:
+    """At most `most` items that fit in `width` with the `(+N more)` that counts the rest."""
+    shown: list[str] = []
+    for item in items[:most]:
+        rest = len(items) - len(shown) - 1
+        more = f"  (+{rest} more)" if rest else ""
+        if shown and len("  ".join([*shown, item]) + more) > width:
+            break
+        shown.append(item if shown else _clip(item, width - len(more)))
+        if shown[-1] != item:  # cut short: nothing fits after it
+            break
+    hidden = len(items) - len(shown)
+    return "  ".join(shown) + (f"  (+{hidden} more)" if hidden else "")
 
 
 def _clip(text: str, width: int) -> str:

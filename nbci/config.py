@@ -67,6 +67,9 @@ class Config:
     assets_branch: str = "nbci-assets"
     publish_notebooks: bool = True
     """`nbci publish` commits the executed notebooks to the assets branch too."""
+    token_env: str | None = None
+    """The variable with `nbci publish`'s token (None: GITHUB_TOKEN / GITLAB_TOKEN); kernels
+    never get it, nor the forges' own token variables."""
     higher_is_better: tuple[str, ...] = ()
     lower_is_better: tuple[str, ...] = ()
     headline: tuple[str, ...] | None = None
@@ -149,6 +152,12 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
     checks it cannot make: finite numbers, safe names, folders kept apart.
     """
     source = f"{file}: [tool.nbci]" if in_pyproject else f"{file}:"
+    tool = table.get("tool") if isinstance(table, dict) else None
+    if not in_pyproject and isinstance(tool, dict) and "nbci" in tool:
+        raise ConfigError(
+            f"{source} [tool.nbci]: in {file} the keys go at the top level, without "
+            "[tool.nbci] (that table is for pyproject.toml)"
+        )
     problem = first_problem(table, CONFIG_SCHEMA)
     if problem is not None:
         key = _key(problem.where)
@@ -185,6 +194,7 @@ def parse_config(table: Any, *, root: Path, file: str, in_pyproject: bool = Fals
             table.get("assets_branch", defaults.assets_branch), "assets_branch"
         ),
         publish_notebooks=table.get("publish_notebooks", defaults.publish_notebooks),
+        token_env=table.get("token_env"),
         higher_is_better=_strings(table.get("higher_is_better", ())),
         lower_is_better=_strings(table.get("lower_is_better", ())),
         headline=_optional_strings(table.get("headline")),

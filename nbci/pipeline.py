@@ -286,6 +286,7 @@ def _executed(
         preload_modules=config.preload or (),
         on_event=on_event,
         stream_output=request.log_output,
+        hidden_variables=(config.token_env,) if config.token_env else (),
     )
     yield from execute_jobs(jobs, options)
 

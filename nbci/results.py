@@ -299,8 +299,11 @@ def run_from_dict(data: Any, *, source: str) -> Run:
 
 def _schema_file(data: Any, source: str) -> str:
     """The schema file for the version the document names (it must name one nbci reads)."""
-    if not isinstance(data, dict):
-        raise ResultsError(f"{source}: top level: expected an object, got {shown(data)}")
+    if not isinstance(data, dict) or "schema" not in data:
+        raise ResultsError(
+            f"{source}: not an nbci run: a results.json names its format at its top level "
+            f'("schema": "{SCHEMA}"), this file does not'
+        )
     version = data.get("schema")
     if not isinstance(version, str):
         raise ResultsError(f"{source}: schema: expected a string, got {shown(version)}")

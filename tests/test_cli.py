@@ -246,3 +246,86 @@ def test_the_terminal_words_statuses_as_the_reports_do(
     progress.finished(slow)
     progress.close()
     assert capsys.readouterr().out.startswith("⏱ slow: timed out in 3.0s")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-v", "--config", "c.toml", "run"],
+        ["run", "-v", "--config", "c.toml"],
+        ["-v", "run", "--config", "c.toml"],
+    ],
+)
+def test_global_flags_go_before_or_after_the_command(argv: list[str]) -> None:
+    from nbci.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.verbose is True and args.config == Path("c.toml")
+    plain = build_parser().parse_args(["diff", "a", "b"])
+    assert plain.verbose is False and plain.config is None
+
+
+def test_config_after_the_command_is_the_one_read(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--config", "elsewhere.toml", "-v"]) == EXIT_USAGE
+    assert "elsewhere.toml: no such configuration file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "runs", "history"),
+    [
+        (["A", "B", "--history", "h1", "h2"], ("A", "B"), ["h1", "h2"]),
+        (["--history", "h1", "h2", "A", "B"], ("A", "B"), ["h1", "h2"]),
+        (["A", "--history", "h1", "B"], ("A", "B"), ["h1"]),
+    ],
+)
+def test_diff_gets_its_runs_back_from_history(
+    argv: list[str], runs: tuple[str, str], history: list[str]
+) -> None:
+    from nbci.cli import _diff_runs, build_parser
+
+    args = build_parser().parse_args(["diff", *argv])
+    taken, rest = _diff_runs(args.baseline, args.head, args.history)
+    assert taken == tuple(map(Path, runs)) and rest == list(map(Path, history))
+
+
+def test_diff_without_two_runs_says_how_to_write_it(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["diff", "--history", "h1", "h2"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err == (
+        "nbci: error: diff needs two runs, A (the baseline) and B: nbci diff A B [--history DIR…]\n"
+    )
+
+
+def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from nbci.config import DEFAULT_OUT, Config
+
+    config = Config(root=Path("."))
+    for command in ("run", "report", "publish"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: config's timeout, else {config.timeout:g})" in text
+    assert f"(default: config's cell_timeout, else {config.cell_timeout:g})" in text
+    assert "(default: config's jobs, else the number of CPUs)" in text
+    assert text.count(f"(default: config's out, else {DEFAULT_OUT})") == 2
+    assert "(default: out)" not in text
+
+
+def test_the_results_table_always_shows_how_many_metrics_are_hidden() -> None:
+    from handmade_runs import nb
+
+    from nbci.cli import _results_table
+
+    names = {f"validation_accuracy_of_fold_{i}": 0.9 + i / 100 for i in range(10)}
+    long_name = {"a_metric_name_so_long_that_it_fills_the_whole_column_by_itself_" * 2: 1.0}
+    table = _results_table([nb("cv", **names), nb("odd", **long_name, b=2.0)])
+    cv, odd = table.splitlines()[2:]
+    assert cv.endswith("more)") and "mor…" not in cv
+    shown = cv.count("validation_accuracy_of_fold_")
+    assert 1 <= shown <= 4 and cv.endswith(f"(+{10 - shown} more)")
+    assert odd.endswith("…  (+1 more)")
+    assert len(odd.split("passed  0.0s  ")[1]) == 80

@@ -187,3 +187,16 @@ def test_the_shipped_schema_is_standard_and_takes_every_key() -> None:
         "$",
         "$.jobs",
     ]
+
+
+def test_tool_nbci_inside_nbci_toml_says_where_the_keys_go(project: Path) -> None:
+    (project / "nbci.toml").write_text('[tool.nbci]\nnotebooks = ["nb/*.ipynb"]\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(project)
+    assert str(error.value) == (
+        "nbci.toml: [tool.nbci]: in nbci.toml the keys go at the top level, without "
+        "[tool.nbci] (that table is for pyproject.toml)"
+    )
+    (project / "nbci.toml").write_text("tool = 3\n")
+    with pytest.raises(ConfigError, match=r"^nbci\.toml: tool: unknown key"):
+        load_config(project)

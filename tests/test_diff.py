@@ -20,7 +20,7 @@ from nbci.compare import compare
 from nbci.gates import evaluate, parse_gates
 from nbci.model import Comparison, MetricDelta
 from nbci.render import markdown_report
-from nbci.render.diff import DIFF_SCHEMA, diff_json, diff_markdown
+from nbci.render.diff import DIFF_SCHEMA, diff_json, diff_markdown, for_terminal
 
 NAN = float("nan")
 INF = float("inf")
@@ -65,6 +65,14 @@ def test_markdown_all_matches_gold(comparison: Comparison) -> None:
 def test_markdown_with_gates_matches_gold(comparison: Comparison) -> None:
     verdict = evaluate(parse_gates(GATES, "pyproject.toml"), HEAD, comparison)
     check_gold("diff-gates.md", diff_markdown(comparison, verdict=verdict))
+
+
+def test_a_terminal_gets_characters_not_entities(comparison: Comparison) -> None:
+    verdict = evaluate(parse_gates(GATES, "pyproject.toml"), HEAD, comparison)
+    text = for_terminal(diff_markdown(comparison, verdict=verdict))
+    assert "dropped 1.2% (0.9512 → 0.9398) > max_drop 1%" in text
+    assert "not <b>calibrated</b>" in text and "&" not in text
+    assert for_terminal("&amp;#27; &amp;lt;") == "&#27; &lt;"  # one level: no control comes back
 
 
 def test_hidden_rows_are_counted(comparison: Comparison) -> None:

@@ -822,3 +822,31 @@ def test_the_job_summary_gets_the_report(
     env = pr_env(gh, tmp_path, 42) | {"GITHUB_STEP_SUMMARY": str(summary)}
     publish(options(make_run(tmp_path / "out")), env)
     assert "accuracy" in summary.read_text()
+
+
+def test_no_network_is_three_logged_waits_of_14_s_without_urllib3s_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    from nbci.cli import main
+    from nbci.publish.retry import BoundedRetry
+
+    with socket.socket() as closed:  # a port nobody listens on: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    waits: list[float] = []
+    monkeypatch.setattr(BoundedRetry, "sleep", lambda self, response=None: waits.append(
+        self.planned_wait))  # fmt: skip
+    monkeypatch.setenv("GITHUB_TOKEN", "t0ken-for-nothing")
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    caplog.set_level(logging.DEBUG)
+    out = make_run(tmp_path / "out")
+    argv = ["publish", str(out), "--repo", "o/r", "--pr", "1", "--sha", "a" * 40]
+
+    assert main([*argv, "--api-url", f"http://127.0.0.1:{port}/api"]) == 2
+
+    assert waits == [2.0, 4.0, 8.0]
+    retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+    assert len(retries) == 3 and retries[-1].endswith("retry 3 of 3 in 8.0 s")
+    assert not [r for r in caplog.records if r.name.startswith("urllib3")]

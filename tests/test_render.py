@@ -458,3 +458,10 @@ def test_a_table_with_an_impossible_row_count_still_renders(total_rows: object) 
     run = Run(notebooks=(notebook,), created="2026-11-26T22:00:00Z")
     assert "| 1 |" in markdown_report(run).replace("|:---|", "")
     assert "<table" in html_report(run)
+
+
+def test_a_summary_without_images_says_so_in_one_sentence() -> None:
+    from handmade_runs import sample_run
+
+    text = markdown_report(sample_run(), images=False)
+    assert "> Not everything is shown here: figures are named, not shown. Everything is in" in text

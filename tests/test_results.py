@@ -319,3 +319,15 @@ def test_path_parts_are_restricted_to_safe_characters() -> None:
         run_from_dict(
             _mutate("notebooks/0/figures/0/path", "figures/a b/<x>.png"), source="artifact"
         )
+
+
+@pytest.mark.parametrize("content", ['{"a": 1}', "[1, 2]", '{"notebooks": []}'])
+def test_a_file_that_is_not_a_run_is_called_that(content: str, tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    with pytest.raises(ResultsError) as error:
+        read_run(path)
+    assert str(error.value) == (
+        f"{path}: not an nbci run: a results.json names its format at its top level "
+        '("schema": "nbci.results/2"), this file does not'
+    )

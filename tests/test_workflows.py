@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nbci.scaffold import template
+from nbci.scaffold import render, template
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -180,3 +180,28 @@ def test_action_runs_nbci_with_the_inputs_as_arguments(tmp_path: Path) -> None:
     assert run(command="run", args="--shard 1/2 $(id)").stdout == "[run][--shard][1/2][$(id)]"
     refused = run(command="rm")
     assert refused.returncode == 2 and "unknown command" in refused.stdout
+
+
+@pytest.mark.tools
+def test_the_workflows_init_writes_for_a_vcs_install_pass_the_linters(tmp_path: Path) -> None:
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    vcs = f"nbci @ git+https://github.com/me/nbci@{'0' * 40}"
+    for shipped in TEMPLATES:
+        text = render(f"workflows/{shipped.name}", branch="master", requirement=vcs)
+        assert f'"{vcs}"' in text
+        (workflows / shipped.name).write_text(text)
+    written = sorted(workflows.iterdir())
+    assert actionlint(*written) == []
+    done = zizmor(*written)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_action_gives_the_token_to_publish_only() -> None:
+    """Kernels leave tokens out anyway (tests/hostile/test_hostile_environment.py)."""
+    steps = yaml.safe_load(ACTION.read_text())["runs"]["steps"]
+    passed = [(i, k, v) for i, s in enumerate(steps) for k, v in s.get("env", {}).items()]
+    with_token = [(i, k, v) for i, k, v in passed if "inputs.token" in v]
+    assert with_token == [
+        (len(steps) - 1, "GITHUB_TOKEN", "${{ inputs.command == 'publish' && inputs.token || '' }}")
+    ]

@@ -130,6 +130,18 @@ def _run_in_kernel(
         worker.kernels.release(kernel, graceful=graceful)
 
 
+def _unreadable(error: BaseException) -> str:
+    """Why a notebook could not be read; for broken JSON, where (nbformat's message has not)."""
+    import json
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, json.JSONDecodeError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return one_line(error)
+    return f"invalid JSON at line {cause.lineno}, column {cause.colno}: {cause.msg}"
+
+
 def _prepare(job: Job, worker: WorkerContext, clock: Clock) -> RunningJob:
     """Read the notebook, resolve its kernel, inject the parameters (papermill's way)."""
     from papermill.execute import prepare_notebook_metadata, remove_error_markers
@@ -145,7 +157,7 @@ def _prepare(job: Job, worker: WorkerContext, clock: Clock) -> RunningJob:
         nb = load_notebook_node(str(source))
         nb = remove_error_markers(prepare_notebook_metadata(nb, str(source), str(output)))
     except Exception as error:  # nbformat raises many kinds for a bad file
-        raise _Invalid(f"{job.path}: not a readable notebook: {one_line(error)}") from error
+        raise _Invalid(f"{job.path}: not a readable notebook: {_unreadable(error)}") from error
     kernel_name, language = _resolve_kernel(job, nb, worker.kernels)
     running = RunningJob(job, worker, clock, notebook=nb, kernel_name=kernel_name)
     if not job.parameters:

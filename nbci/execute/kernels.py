@@ -19,7 +19,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,16 @@ SHUTDOWN_WAIT_S = 2.0
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 """Set for each kernel (unless the user set them) so parallel kernels share the cores
 instead of each starting a BLAS thread per core: oversubscribed, a small fit ran 70x slower."""
+SECRET_VARIABLES = (
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "GITLAB_TOKEN",
+    "CI_JOB_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "BITBUCKET_TOKEN",
+)
+"""Forge and CI job tokens: `nbci publish` needs them, notebook code never does."""
 _KERNEL_LOG_TAIL_BYTES = 4000
 _KERNEL_LOG_NOISE = re.compile(r"Kernel is running over TCP without encryption")
 """ipykernel's start-up warning, in every kernel's log; says nothing about why it died."""
@@ -119,7 +129,9 @@ class Kernels:
             fall_back(reason)
             return None
         register()
-        environment = kernel_environment(self._settings.kernel_threads)
+        environment = kernel_environment(
+            self._settings.kernel_threads, self._settings.hidden_variables
+        )
         environment["JPY_PARENT_PID"] = str(os.getpid())
         keeper = TemplateKeeper(
             self._settings.scratch,
@@ -280,7 +292,9 @@ class Kernels:
             with os.fdopen(fd, "wb") as out:
                 await km.start_kernel(
                     cwd=str(cwd),
-                    env=kernel_environment(self._settings.kernel_threads),
+                    env=kernel_environment(
+                        self._settings.kernel_threads, self._settings.hidden_variables
+                    ),
                     stdout=out,
                     stderr=out,
                     extra_arguments=["--HistoryManager.hist_file=:memory:"],
@@ -303,9 +317,14 @@ class Kernels:
         return Kernel(name=name, km=km, pid=pid, log=Path(log))
 
 
-def kernel_environment(threads: int) -> dict[str, str]:
-    """The kernel's environment: ours, with the thread counts set unless the user set them."""
-    environment = dict(os.environ)
+def kernel_environment(threads: int, hidden: Iterable[str] = ()) -> dict[str, str]:
+    """The kernel's environment: ours without the forge and CI tokens (`SECRET_VARIABLES`)
+    and the `hidden` ones, with the thread counts set unless the user set them.
+
+    Fresh kernels, the template and (through it) every forked kernel get this one.
+    """
+    left_out = {*SECRET_VARIABLES, *hidden}
+    environment = {k: v for k, v in os.environ.items() if k not in left_out}
     for name in THREAD_VARIABLES:
         environment.setdefault(name, str(threads))
     return environment

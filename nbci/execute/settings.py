@@ -35,6 +35,8 @@ class ExecuteOptions:
     """Called in the parent with what running jobs tell (`nbci.progress`)."""
     stream_output: bool = False
     """Also send each notebook's stdout/stderr to `on_event` as it is produced."""
+    hidden_variables: tuple[str, ...] = ()
+    """Environment variables kernels do not get, besides `kernels.SECRET_VARIABLES`."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class WorkerSettings:
     preload: tuple[str, ...] | None = None
     """Modules the worker's template pre-imports; None: no template, kernels start normally."""
     stream_output: bool = False
+    hidden_variables: tuple[str, ...] = ()
 
     @classmethod
     def make(
@@ -77,6 +80,7 @@ class WorkerSettings:
             scratch=scratch,
             preload=preload,
             stream_output=options.stream_output,
+            hidden_variables=options.hidden_variables,
         )
 
 

@@ -10,6 +10,7 @@ with a line saying how many. Everything a notebook named is escaped.
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from nbci.model import Comparison, Range, Verdict
@@ -42,6 +43,15 @@ def diff_markdown(
         parts.append(_gates_markdown(view, show_all=show_all))
     parts.append(_metrics_markdown(view, show_all=show_all))
     return "\n\n".join(p.rstrip("\n") for p in parts if p) + "\n"
+
+
+def for_terminal(markdown: str) -> str:
+    """`diff_markdown`'s text for a terminal, where nothing renders it: `&gt;` shown as `>`.
+
+    The entities are the escaper's own (`<`, `>`, `&`, `"` of untrusted text, whose
+    control characters were dropped before), so unescaping them brings none back.
+    """
+    return html.unescape(markdown)
 
 
 def _gates_markdown(view: DiffView, *, show_all: bool) -> str:

@@ -420,7 +420,7 @@ class _Helpers:
         if not plan.jobs:
             notes.append("the table of all notebooks is left out")
         if not self.links.images and any(nb.figures for nb in view.notebooks):
-            notes.append("figures are not shown here")
+            notes.append("figures are named, not shown")
         return notes
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -37,13 +37,18 @@ def cli_env(tag: str, **extra: str) -> dict[str, str]:
 
 
 def nbci(
-    args: Sequence[str], cwd: Path, *, tag: str | None = None, timeout: float = 300
+    args: Sequence[str],
+    cwd: Path,
+    *,
+    tag: str | None = None,
+    timeout: float = 300,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m nbci ARGS` in `cwd` and wait for it."""
+    """Run `python -m nbci ARGS` in `cwd` (with `env` added to `cli_env`) and wait for it."""
     return subprocess.run(
         [sys.executable, "-m", "nbci", *args],
         cwd=cwd,
-        env=cli_env(tag or new_tag()),
+        env=cli_env(tag or new_tag(), **(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -46,7 +46,10 @@ parameters = { alpha = 1 }
 
 # job id (folder `broken/` + file name) -> (status, what its one-line reason says)
 EXPECTED = {
-    "broken-invalid_json": ("invalid", "broken/invalid_json.ipynb: not a readable notebook"),
+    "broken-invalid_json": (
+        "invalid",
+        "broken/invalid_json.ipynb: not a readable notebook: invalid JSON at line 2, column 1",
+    ),
     "broken-zero_bytes": ("invalid", "broken/zero_bytes.ipynb: not a readable notebook"),
     "broken-nbformat3": ("invalid", "names no kernel"),
     "broken-no_parameters_cell": (
