@@ -29,9 +29,13 @@ def test_init_bitbucket_writes_a_pipeline_bitbucket_accepts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["init", "--bitbucket"]) == 0
-    written = {line.removeprefix("Wrote ") for line in capsys.readouterr().out.splitlines()}
+    assert main(["init", "--bitbucket", "--install", f"nbci=={__version__}"]) == 0
+    out = capsys.readouterr().out
+    written = {
+        line.removeprefix("Wrote ") for line in out.splitlines() if line.startswith("Wrote ")
+    }
     assert written == {f.target for f in BITBUCKET_FILES}
+    assert "set BITBUCKET_TOKEN as a secured repository variable" in out
     assert not (tmp_path / ".github").exists() and not (tmp_path / ".gitlab-ci.yml").exists()
     pipeline = tmp_path / "bitbucket-pipelines.yml"
     checked = check(pipeline)
@@ -98,3 +102,14 @@ def test_shard_auto_outside_any_parallel_group_names_both_cis() -> None:
     with pytest.raises(UsageError, match="BITBUCKET_PARALLEL_STEP_COUNT") as caught:
         resolve_shard("auto", {})
     assert "CI_NODE_INDEX" in str(caught.value)
+
+
+def test_a_git_install_gets_git_in_every_bitbucket_step_that_installs_nbci() -> None:
+    requirement = "nbci @ git+https://example.invalid/owner/nbci@0123abcd"
+    text = render("bitbucket/bitbucket-pipelines.yml", requirement=requirement)
+    steps = [step["step"]["script"] for step in yaml.safe_load(text)["definitions"]["steps"]]
+    installs = [script for script in steps if f'python -m pip install "{requirement}"' in script]
+    assert len(installs) == 2
+    for script in installs:
+        at = script.index(f'python -m pip install "{requirement}"')
+        assert "apt-get install" in script[at - 1] and script[at - 1].endswith(" git")
