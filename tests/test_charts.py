@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,25 @@ def test_charts_past_the_bound_are_counted_not_drawn(tmp_path: Path, monkeypatch
     charts, left_out = write_charts(head, None, tmp_path)
 
     assert len(charts) == 2 and left_out == 1
+
+
+def test_a_job_run_under_another_id_is_drawn_against_its_baseline_job(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    drawn: list[object] = []
+
+    def draw(head: object, base: object, **_: object) -> bytes:
+        drawn.append(base)
+        return b"png"
+
+    monkeypatch.setattr(charts_module, "draw_chart", draw)
+    head = run_of(train=[HEAD])
+    base = run_of(**{"train-lr-0.1": [BASE]})
+    base = Run(
+        notebooks=tuple(replace(nb, path="train.ipynb") for nb in base.notebooks),
+        created=base.created,
+    )
+
+    write_charts(head, base, tmp_path)
+
+    assert drawn == [BASE]

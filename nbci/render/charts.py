@@ -173,8 +173,12 @@ _Joined = tuple[str, str, SeriesGroup | None, SeriesGroup | None]
 
 
 def _joined_groups(run: Run, baseline: Run | None) -> list[_Joined]:
-    """(job id, group name, this run's group, the baseline's), in run order."""
-    base_jobs = {nb.id: nb for nb in baseline.notebooks} if baseline else {}
+    """(job id, group name, this run's group, the baseline's), in run order; a baseline job
+    under another id of the same job (`nbci.ids.pair_renamed`) is joined too."""
+    from nbci.ids import with_head_ids
+
+    base_run = with_head_ids(run.notebooks, baseline) if baseline else None
+    base_jobs = {nb.id: nb for nb in base_run.notebooks} if base_run else {}
     joined: list[_Joined] = []
     for nb in run.notebooks:
         base_nb = base_jobs.get(nb.id)
