@@ -213,6 +213,9 @@ def _report(args: argparse.Namespace) -> int:
     outcome = report(config, out_dir, args.baseline, tuple(args.history))
     for path in outcome.reports:
         print(f"Wrote {_shown(path)}")
+    if outcome.template_error:
+        print(f"nbci: error: {_one_line(outcome.template_error)}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK if outcome.passed else EXIT_FAILED
 
 
@@ -302,6 +305,9 @@ def _conclude(outcome: RunOutcome, *, table: bool = True) -> int:
     print(f"Wrote {_shown(outcome.out_dir)}/ ({', '.join(p.name for p in outcome.reports)})")
     if run.interrupted:
         print("nbci: interrupted; results.json holds what finished", file=sys.stderr)
+    if outcome.template_error:
+        print(f"nbci: error: {_one_line(outcome.template_error)}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK if outcome.passed else EXIT_FAILED
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from nbci._files import FOLDER_MODE
 from nbci.config import Config
-from nbci.errors import Interrupted, UsageError
+from nbci.errors import Interrupted, TemplateError, UsageError
 from nbci.model import Comparison, Job, NotebookResult, Run, Verdict
 from nbci.plan import Plan, plan
 from nbci.progress import OnEvent
@@ -57,6 +57,8 @@ class RunOutcome:
     comparison: Comparison | None
     verdict: Verdict
     reports: tuple[Path, ...]
+    template_error: str | None = None
+    """A user's report template failed while rendering (the reports used the built-in ones)."""
 
     @property
     def passed(self) -> bool:
@@ -83,6 +85,7 @@ def run(
     check_output_dir(out_dir, config.root)
     planned = plan(config, request.paths, request.overrides, out_dir=out_dir)
     planned = _apply_request(planned, request)
+    _check_templates(config)  # a broken report template stops the run before any notebook
     baseline = read_run(request.baseline) if request.baseline else None
     jobs = _select_shard(planned.jobs, request.shard, baseline)
     with _staging(out_dir) as staging:
@@ -113,6 +116,7 @@ def report(
     """
     from nbci.history import read_history
 
+    _check_templates(config)
     the_run = read_run(out_dir)
     baseline = read_run(baseline_dir) if baseline_dir else None
     history = read_history(history_dirs)
@@ -125,6 +129,7 @@ def merge(config: Config, shard_dirs: Sequence[Path], out: Path) -> RunOutcome:
     """One run, with both reports, from the output directories of shard runs."""
     from nbci.shards import merge_runs
 
+    _check_templates(config)
     runs = [read_run(d) for d in shard_dirs]
     out_dir = out.resolve()
     check_output_dir(out_dir, config.root)
@@ -160,17 +165,36 @@ def _finish(
     judged = judge(the_run, baseline, label=label, criteria=criteria, history=history)
     if write_results:
         write_run(the_run, out_dir)
-    reports = write_reports(
-        the_run,
-        out_dir,
-        comparison=judged.comparison,
-        verdict=judged.verdict,
-        baseline_dir=baseline_dir,
-        baseline=baseline,
-        templates=config.root / config.templates if config.templates else None,
-    )
+
+    def reports_with(templates: Path | None) -> list[Path]:
+        return write_reports(
+            the_run,
+            out_dir,
+            comparison=judged.comparison,
+            verdict=judged.verdict,
+            baseline_dir=baseline_dir,
+            baseline=baseline,
+            templates=templates,
+        )
+
+    template_error = None
+    try:
+        reports = reports_with(config.root / config.templates if config.templates else None)
+    except TemplateError as error:  # the run is kept, reported with the built-in templates
+        template_error = f"{error}; the reports were written with nbci's own templates"
+        reports = reports_with(None)
     reports = [*reports, write_junit(the_run, judged.verdict, out_dir)]
-    return RunOutcome(the_run, out_dir, judged.comparison, judged.verdict, tuple(reports))
+    return RunOutcome(
+        the_run, out_dir, judged.comparison, judged.verdict, tuple(reports), template_error
+    )
+
+
+def _check_templates(config: Config) -> None:
+    """Compile the user's report templates (`ConfigError` if they do not)."""
+    from nbci.render.templating import check_templates
+
+    templates = config.root / config.templates if config.templates else None
+    check_templates(templates, where=config.source)
 
 
 def _apply_request(planned: Plan, request: RunRequest) -> Plan:

@@ -246,3 +246,28 @@ def test_the_terminal_words_statuses_as_the_reports_do(
     progress.finished(slow)
     progress.close()
     assert capsys.readouterr().out.startswith("⏱ slow: timed out in 3.0s")
+
+
+@pytest.mark.kernel
+def test_a_broken_report_template_stops_the_run_before_any_notebook_and_never_loses_one(
+    project: Path, notebook: NotebookFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebook("notebooks/a.ipynb", ["open('ran', 'w').write('x')"])
+    templates = project / "templates"
+    templates.mkdir()
+    (project / "nbci.toml").write_text('templates = "templates"\n')
+    (templates / "report.md.j2").write_text("{% if view %}\nno end\n")
+
+    assert main(["run"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"nbci: error: {templates / 'report.md.j2'}:2: ") and err.count("\n") == 1
+    assert not (project / "notebooks" / "ran").exists() and not (project / "nbci-out").exists()
+
+    (templates / "report.md.j2").write_text("{{ view.notebooks[0].no_such_field }}\n")
+    assert main(["run"]) == EXIT_USAGE  # compiles, fails only while rendering
+    err = capsys.readouterr().err
+    assert f"{templates / 'report.md.j2'}:1: UndefinedError" in err and err.count("\n") == 1
+    assert "written with nbci's own templates" in err
+    results = json.loads((project / "nbci-out" / "results.json").read_text())
+    assert [nb["status"] for nb in results["notebooks"]] == ["ok"]
+    assert "The notebook passed" in (project / "nbci-out" / "report.md").read_text()

@@ -23,10 +23,12 @@ from render_samples import (
     write_figures,
 )
 
+from nbci.errors import ConfigError, TemplateError
 from nbci.model import ErrorInfo, Figure, NotebookResult, Run, Scrap
 from nbci.render import html_report, markdown_report, templating, write_reports
 from nbci.render.build import build_view
 from nbci.render.html import image_type, sanitize_html
+from nbci.render.templating import check_templates
 from nbci.vocabulary import format_delta, format_duration, format_number, format_percent
 
 # -- golden files ----------------------------------------------------------------
@@ -337,11 +339,22 @@ def test_a_compiled_template_cache_that_cannot_be_kept_is_no_cache(
 
 
 def test_strict_undefined_in_templates(tmp_path: Path) -> None:
-    import jinja2
-
-    (tmp_path / "report.md.j2").write_text("{{ view.no_such_field }}")
-    with pytest.raises(jinja2.UndefinedError):
+    (tmp_path / "report.md.j2").write_text("line one\n{{ view.no_such_field }}")
+    where = f"{tmp_path / 'report.md.j2'}:2: UndefinedError: "
+    with pytest.raises(TemplateError, match=re.escape(where) + ".*no_such_field"):
         markdown_report(sample_run(), templates=tmp_path)
+
+
+def test_a_template_that_does_not_compile_is_one_line_naming_file_and_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "report.html.j2").write_text("<p>\n{% for x in view.notebooks %}\n")
+    where = f"{tmp_path / 'report.html.j2'}:2: "
+    with pytest.raises(TemplateError, match=re.escape(where) + "Unexpected end of template"):
+        check_templates(tmp_path)
+    with pytest.raises(ConfigError, match=r"^nbci.toml: templates: .*missing: no such folder$"):
+        check_templates(tmp_path / "missing", where="nbci.toml:")
+    check_templates(None)
 
 
 # -- pieces ------------------------------------------------------------------------------------
