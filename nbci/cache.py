@@ -42,8 +42,9 @@ from nbci.model import SCHEMA, Job, NotebookResult, Run
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
-"""Bumped when the entry layout or the key's recipe changes: old entries then miss."""
+CACHE_FORMAT = 2
+"""Bumped when the entry layout or the key's recipe changes: old entries then miss
+(2: the time limits joined the key)."""
 DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MAX_AGE_DAYS = 30.0
 LOCK_FILES = ("uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "pixi.lock", "pylock.toml")
@@ -121,9 +122,10 @@ def cache_key(job: Job, root: Path, *, environment_fingerprint: str) -> str | No
     papermill and nbclient: `parameters`, `raises-exception`,
     `skip-execution`), the parameters as canonical JSON, the kernel name
     (`job.kernel`, else the notebook's kernelspec), the name and content of
-    every file matched by `job.deps` (relative to `root`), the environment
-    fingerprint, nbci's results schema and the cache format. Not in it:
-    outputs, execution counts, markdown cells, other metadata, timeouts.
+    every file matched by `job.deps` (relative to `root`), the time limits
+    (a result that took 40 s is no pass under a 2 s cell timeout), the
+    environment fingerprint, nbci's results schema and the cache format. Not
+    in it: outputs, execution counts, markdown cells, other metadata.
     Local modules a notebook imports are only covered when listed in `deps`.
     """
     notebook = _read_notebook(root / job.path)
@@ -149,6 +151,7 @@ def cache_key(job: Job, root: Path, *, environment_fingerprint: str) -> str | No
             "parameters": _canonical(job.parameters),
             "kernel": kernel,
             "deps": deps,
+            "limits": [job.timeout, job.cell_timeout],
             "environment": environment_fingerprint,
         }
     )

@@ -44,6 +44,7 @@ class RunRequest:
     timeout: float | None = None
     cell_timeout: float | None = None
     use_cache: bool = True
+    """Restore unchanged jobs from the cache; False runs them all (and still stores them)."""
     shard: tuple[int, int] | None = None
     baseline: Path | None = None
     log_output: bool = False
@@ -242,7 +243,6 @@ def _execute(
         directory=config.root / config.cache_dir,
         max_bytes=int(config.cache_max_mb * 1024 * 1024),
         max_age_days=config.cache_max_age_days,
-        enabled=request.use_cache,
     )
     done: dict[str, NotebookResult] = {}
 
@@ -258,7 +258,7 @@ def _execute(
             on_result(result)
 
     problems = {p.job.id: p.message for p in planned.problems}
-    fingerprint = cache.environment_fingerprint(config.root) if request.use_cache else ""
+    fingerprint = cache.environment_fingerprint(config.root)
     to_run: list[Job] = []
     keys: dict[str, str | None] = {}
     for job in jobs:
@@ -267,7 +267,8 @@ def _execute(
             continue
         key = cache.cache_key(job, config.root, environment_fingerprint=fingerprint)
         keys[job.id] = key
-        restored = cache.restore(settings, key, job, out_dir) if key and settings.enabled else None
+        # --no-cache runs every job but still stores the results for the next run
+        restored = cache.restore(settings, key, job, out_dir) if key and request.use_cache else None
         if restored is not None:
             finished(restored)
         else:
@@ -278,7 +279,7 @@ def _execute(
         for result in _executed(config, request, to_run, out_dir, on_event):
             key = keys.get(result.id)
             result = replace(result, cache_key=key)
-            if key and settings.enabled and result.ok:
+            if key and result.ok:
                 cache.store(settings, key, result, out_dir)
             finished(result)
     except Interrupted:

@@ -177,6 +177,14 @@ def _change_deps_globs(root: Path) -> Job:
     return job(deps=("data/*.csv", "models/*.pkl"))
 
 
+def _change_timeout(root: Path) -> Job:
+    return job(timeout=60.0)
+
+
+def _change_cell_timeout(root: Path) -> Job:
+    return job(cell_timeout=2.0)
+
+
 def _change_path(root: Path) -> Job:
     (root / "other").mkdir()
     (root / "notebooks" / "train.ipynb").rename(root / "other" / "train.ipynb")
@@ -197,6 +205,8 @@ def _change_path(root: Path) -> Job:
         _rename_dep_file,
         _change_deps_globs,
         _change_path,
+        _change_timeout,
+        _change_cell_timeout,
     ],
 )
 def test_each_key_component_changes_the_key(project: Path, change: Callable[[Path], Job]) -> None:

@@ -271,3 +271,22 @@ def test_a_broken_report_template_stops_the_run_before_any_notebook_and_never_lo
     results = json.loads((project / "nbci-out" / "results.json").read_text())
     assert [nb["status"] for nb in results["notebooks"]] == ["ok"]
     assert "The notebook passed" in (project / "nbci-out" / "report.md").read_text()
+
+
+@pytest.mark.kernel
+def test_no_cache_refills_the_cache_and_a_result_is_reused_only_under_its_own_limits(
+    project: Path, notebook: NotebookFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebook("notebooks/slow.ipynb", ["import time\ntime.sleep(1.5)"])
+
+    def statuses(*flags: str) -> list[tuple[str, bool]]:
+        main(["run", *flags])
+        capsys.readouterr()
+        results = json.loads((project / "nbci-out" / "results.json").read_text())
+        return [(nb["status"], nb["cached"]) for nb in results["notebooks"]]
+
+    assert statuses("--no-cache") == [("ok", False)]
+    assert statuses() == [("ok", True)]  # --no-cache stored what it ran
+    assert statuses("--cell-timeout", "0.5") == [("timeout", False)]
+    assert statuses("--cell-timeout", "0.5") == [("timeout", False)]  # timeouts are never cached
+    assert statuses() == [("ok", True)]
