@@ -324,7 +324,8 @@ def _annotate(outcome: RunOutcome) -> None:
                 )
             )
     for failure in outcome.verdict.failures:
-        print(actions.annotation("error", failure.reason, title="nbci gate failed"))
+        if failure.check != "status":  # a notebook that is not ok has its annotation above
+            print(actions.annotation("error", failure.reason, title="nbci gate failed"))
     actions.append_step_summary(
         markdown_report(
             outcome.run, comparison=outcome.comparison, verdict=outcome.verdict, images=False

@@ -24,12 +24,29 @@ from render_samples import (
 )
 
 from nbci.errors import ConfigError, TemplateError
-from nbci.model import ErrorInfo, Figure, NotebookResult, Run, Scrap
+from nbci.model import (
+    Comparison,
+    ErrorInfo,
+    Figure,
+    GateResult,
+    MetricDelta,
+    NotebookResult,
+    Range,
+    Run,
+    Scrap,
+    Verdict,
+)
 from nbci.render import html_report, markdown_report, templating, write_reports
 from nbci.render.build import build_view
 from nbci.render.html import image_type, sanitize_html
 from nbci.render.templating import check_templates
-from nbci.vocabulary import format_delta, format_duration, format_number, format_percent
+from nbci.vocabulary import (
+    format_delta,
+    format_duration,
+    format_number,
+    format_percent,
+    verdict_facts,
+)
 
 # -- golden files ----------------------------------------------------------------
 
@@ -58,6 +75,28 @@ def test_verdict_comes_first() -> None:
     assert first == "### ❌ nbci: 1 of 3 notebooks failed"
     assert "gates: 3 of 5 failed" in text.splitlines()[2]
     assert "1 cached" in text.splitlines()[2]
+
+
+def test_the_verdict_line_never_says_nothing_regressed_beside_a_failed_gate() -> None:
+    # accuracy fell past max_drop, but inside the base branch's range: not a regression
+    spread = Range(low=0.80, high=0.95, median=0.9, values=(0.8, 0.85, 0.9, 0.92, 0.95))
+    delta = MetricDelta("train", "accuracy", 0.92, 0.85, "higher", range=spread)
+    comparison = Comparison("main", (delta,))
+    head = Run((NotebookResult("train", "t.ipynb", {}, "ok", metrics={"accuracy": 0.85}),), "x")
+    failed = Verdict((GateResult("accuracy", "train", "accuracy", False, "dropped", "max_drop"),))
+    passed = Verdict((GateResult("accuracy", "train", "accuracy", True, "ok", "min"),))
+
+    assert verdict_facts(head, comparison, failed, passed_count=True) == [
+        "1 passed",
+        "gates: 1 of 1 failed",
+        "1 within the base branch's range",
+    ]
+    assert "no metric regressed or improved" in verdict_facts(
+        head,
+        Comparison("main", (dataclasses.replace(delta, value=0.92),)),
+        passed,
+        passed_count=True,
+    )
 
 
 def test_passing_run_headline() -> None:
