@@ -9,6 +9,7 @@ An entry is a small output directory of its own::
       entries/<key>/notebooks/<job-id>.ipynb, .html
       entries/<key>/figures/<job-id>/<name>.png
       tmp/                          # entries being built, and entries being deleted
+      charts/<key>.png              # charts the reports drew (`nbci.render.charts`)
 
 An entry is built in `tmp/` and renamed into `entries/` in one step, so a run
 killed midway leaves at most a stray folder in `tmp/` (pruned later), never a
@@ -16,7 +17,7 @@ half-written entry that is trusted. Restore checks every file against its hash,
 so an entry damaged in any other way (a truncated `actions/cache` download, a
 hand edit) is ignored and deleted, never fatal. The cache is pruned after every
 store: entries unused for `max_age_days` go, then the least recently used until
-the whole fits in `max_bytes`.
+the whole fits in `max_bytes`; kept charts unused for `max_age_days` go too.
 """
 
 from __future__ import annotations
@@ -53,8 +54,11 @@ STALE_TMP_SECONDS = 3600.0
 """A folder in `tmp/` this old belongs to a run that was killed."""
 _OURS_IN_TMP = re.compile(r"^(store-|delete-)")
 _OURS_IN_ENTRIES = re.compile(r"^[0-9a-f]{64}$")
+_OURS_IN_CHARTS = re.compile(r"^[0-9a-f]{64}\.png$")
 """Pruning touches only folders nbci names like this: `cache_dir` may hold the user's files."""
 _ENTRY_FILE = "entry.json"
+CHARTS = "charts"
+"""The cache's folder of drawn charts, reused by what they show (`charts.chart_key`)."""
 _CHUNK = 1024 * 1024
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -445,6 +449,9 @@ def prune(settings: CacheSettings) -> None:
         key=lambda pair: (pair[0], pair[1].name),
     )
     oldest_allowed = now - settings.max_age_days * 86400
+    for chart in _charts(settings.directory / CHARTS):
+        if _mtime(chart) < oldest_allowed:
+            chart.unlink(missing_ok=True)
     kept: list[tuple[Path, int]] = []
     for mtime, entry in entries:
         if mtime < oldest_allowed:
@@ -477,6 +484,18 @@ def _subdirs(folder: Path, named: re.Pattern[str]) -> list[Path]:
             Path(e.path)
             for e in os.scandir(folder)
             if e.is_dir(follow_symlinks=False) and named.match(e.name)
+        ]
+    except OSError:
+        return []
+
+
+def _charts(folder: Path) -> list[Path]:
+    """The chart files (not links) in `folder` whose names nbci gave them."""
+    try:
+        return [
+            Path(e.path)
+            for e in os.scandir(folder)
+            if e.is_file(follow_symlinks=False) and _OURS_IN_CHARTS.match(e.name)
         ]
     except OSError:
         return []

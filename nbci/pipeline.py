@@ -157,6 +157,7 @@ def _finish(
     write_results: bool = True,
     history: Sequence[Run] = (),
 ) -> RunOutcome:
+    from nbci.cache import CHARTS
     from nbci.judge import Criteria, judge, run_label
     from nbci.junit import write_junit
     from nbci.render import write_reports
@@ -176,6 +177,7 @@ def _finish(
             baseline_dir=baseline_dir,
             baseline=baseline,
             templates=templates,
+            chart_store=config.root / config.cache_dir / CHARTS,
         )
 
     template_error = None

@@ -165,3 +165,32 @@ def test_a_job_run_under_another_id_is_drawn_against_its_baseline_job(
     write_charts(head, base, tmp_path)
 
     assert drawn == [BASE]
+
+
+def test_a_chart_drawn_before_is_reused_from_the_store_not_drawn_again(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    drawn: list[str] = []
+    draw = charts_module.draw_chart
+
+    def counting(head: Any, base: Any, **kwargs: Any) -> bytes:
+        drawn.append(kwargs["title"])
+        return draw(head, base, **kwargs)
+
+    monkeypatch.setattr(charts_module, "draw_chart", counting)
+    store = tmp_path / "cache" / "charts"
+    head = run_of(train=[HEAD])
+
+    first, _ = write_charts(head, None, tmp_path / "one", store=store)
+    again, _ = write_charts(head, None, tmp_path / "two", store=store)
+
+    assert drawn == ["train: history"]  # drawn once, copied the second time
+    assert again == first
+    png = (tmp_path / "one" / first[0].path).read_bytes()
+    assert (tmp_path / "two" / again[0].path).read_bytes() == png
+    (kept,) = store.iterdir()
+    kept.write_bytes(png[:100])  # damaged: drawn again
+    write_charts(head, None, tmp_path / "three", store=store)
+    write_charts(head, run_of(train=[BASE]), tmp_path / "four", store=store)  # other curves
+    assert drawn == ["train: history"] * 3
+    assert kept.read_bytes() == png and len(list(store.iterdir())) == 2
