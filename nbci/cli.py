@@ -519,7 +519,7 @@ def _end_line(result: NotebookResult) -> str:
     cached = " (cached)" if result.cached else ""
     status = status_label(result.status)
     line = f"{STATUS_MARK.get(result.status, '?')} {result.id}: {status}{cached}"
-    line += f" in {result.duration_s:.1f}s"
+    line += f" in {result.ran_for:.1f}s" if result.ran_for is not None else ""
     if result.error is not None and not result.ok:
         line += f" — {_one_line(result.error.summary)[:120]}"
     return line
@@ -532,7 +532,7 @@ def _elapsed(seconds: float) -> str:
 
 def _results_table(notebooks: Sequence[NotebookResult]) -> str:
     """A plain-text table: notebook, parameters, status, time, metrics."""
-    from nbci.vocabulary import format_number, status_label
+    from nbci.vocabulary import MISSING, format_number, status_label
 
     header = ("notebook", "parameters", "status", "time", "metrics")
     rows = [header]
@@ -547,7 +547,7 @@ def _results_table(notebooks: Sequence[NotebookResult]) -> str:
                 nb.id,
                 _clip(parameters, 40),
                 status,
-                f"{nb.duration_s:.1f}s",
+                f"{nb.ran_for:.1f}s" if nb.ran_for is not None else MISSING,
                 _clip(metrics, 80),
             )
         )

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from nbci.config import Config
 from nbci.errors import Interrupted, TemplateError, UsageError
 from nbci.model import Comparison, Job, NotebookResult, Run, Verdict
 from nbci.plan import Plan, plan
-from nbci.progress import OnEvent
+from nbci.progress import JobEvent, JobStarted, OnEvent
 from nbci.results import RESULTS_FILE, new_run, read_run, write_run
 
 log = logging.getLogger(__name__)
@@ -277,8 +278,9 @@ def _execute(
             to_run.append(job)
 
     interrupted = False
+    started = _StartTimes()
     try:
-        for result in _executed(config, request, to_run, out_dir, on_event):
+        for result in _executed(config, request, to_run, out_dir, started.watching(on_event)):
             key = keys.get(result.id)
             result = replace(result, cache_key=key)
             if key and result.ok:
@@ -286,7 +288,7 @@ def _execute(
             finished(result)
     except Interrupted:
         interrupted = True
-    ordered = [done.get(job.id) or _interrupted(job) for job in jobs]
+    ordered = [done.get(job.id) or _interrupted(job, started.elapsed(job.id)) for job in jobs]
     return ordered, interrupted
 
 
@@ -315,10 +317,32 @@ def _executed(
     yield from execute_jobs(jobs, options)
 
 
-def _interrupted(job: Job) -> NotebookResult:
-    return NotebookResult.of(
+def _interrupted(job: Job, ran_for: float) -> NotebookResult:
+    result = NotebookResult.of(
         job, "interrupted", "the run was stopped before this notebook finished"
     )
+    return replace(result, duration_s=ran_for)
+
+
+class _StartTimes:
+    """When each job's kernel answered (`JobStarted`), for how long an interrupted job ran."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+
+    def watching(self, on_event: OnEvent | None) -> OnEvent:
+        def seen(event: JobEvent) -> None:
+            if isinstance(event, JobStarted):
+                self._started[event.job_id] = time.monotonic()
+            if on_event is not None:
+                on_event(event)
+
+        return seen
+
+    def elapsed(self, job_id: str) -> float:
+        """Seconds since the job started; 0 for one that never did."""
+        began = self._started.get(job_id)
+        return round(time.monotonic() - began, 3) if began is not None else 0.0
 
 
 # -- the output directory ----------------------------------------------------
