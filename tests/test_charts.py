@@ -194,3 +194,17 @@ def test_a_chart_drawn_before_is_reused_from_the_store_not_drawn_again(
     write_charts(head, run_of(train=[BASE]), tmp_path / "four", store=store)  # other curves
     assert drawn == ["train: history"] * 3
     assert kept.read_bytes() == png and len(list(store.iterdir())) == 2
+
+
+def test_whole_number_x_values_get_whole_number_ticks() -> None:
+    epochs = group("history", loss=[0.9, 0.6, 0.5, 0.45, 0.44])  # x: 0…4, as epochs are
+    figure = chart_figure(epochs)
+    figure.canvas.draw()
+    (axes,) = figure.axes
+    ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+    fractional = SeriesGroup("f", (make_series("f.a", [1.0, 2.0], x=[0.5, 1.25]),))
+    figure = chart_figure(fractional)
+    figure.canvas.draw()
+    assert not all(float(t).is_integer() for t in figure.axes[0].get_xticks())

@@ -93,10 +93,14 @@ def chart_figure(
         ]
     if _wants_log(group, baseline):
         axes.set_yscale("log")
+    if _whole_x(group, baseline):  # epochs, steps: no tick at 2.5
+        from matplotlib.ticker import MaxNLocator
+
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(True, alpha=0.3)
     if title:
         axes.set_title(_plain(title), fontsize=10, loc="left")
-    axes.legend(handles=handles, fontsize=7, loc="best", ncols=2 if len(handles) > 8 else 1)
+    axes.legend(handles=handles, fontsize=8, loc="best", ncols=2 if len(handles) > 8 else 1)
     return figure
 
 
@@ -129,6 +133,12 @@ def _colours(count: int) -> list[Any]:
 
 def _every(series: Series) -> int:
     return max(len(series.y) // _MARKS_PER_LINE, 1)
+
+
+def _whole_x(*groups: SeriesGroup | None) -> bool:
+    """Whether every x is a whole number (0…n-1 when the notebook gave none)."""
+    xs = [x for g in groups if g is not None for s in g.series for x in s.x]
+    return all(math.isfinite(x) and float(x).is_integer() for x in xs)
 
 
 def _wants_log(*groups: SeriesGroup | None) -> bool:
