@@ -146,7 +146,10 @@ def _select_notebooks(config: Config, paths: Sequence[Path], own: tuple[Path, ..
                 )
             found.extend(matches)
     excluded = {m for pattern in config.exclude for m in _glob(root, pattern, own)}
-    return sorted(set(found) - excluded)
+    selected = sorted(set(found) - excluded)
+    if found and not selected:
+        raise ConfigError(f"{_where(config)}exclude: leaves no notebook to run")
+    return selected
 
 
 def _expand_paths(paths: Sequence[Path], own: tuple[Path, ...]) -> Iterable[Path]:

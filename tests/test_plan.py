@@ -146,6 +146,18 @@ def test_an_empty_folder_given_on_the_command_line_is_a_usage_error(
             plan(config, [Path(folder)])
 
 
+def test_an_exclude_that_leaves_nothing_is_a_config_error(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/a.ipynb", ["pass"])
+    (project / "nbci.toml").write_text('exclude = ["notebooks/*.ipynb"]\n')
+    config = load_config(project)
+    with pytest.raises(ConfigError, match=r"^nbci.toml: exclude: leaves no notebook to run$"):
+        plan(config)
+    with pytest.raises(ConfigError, match=r"leaves no notebook to run"):
+        plan(config, [Path("notebooks")])
+
+
 def test_a_glob_over_everything_never_selects_nbcis_own_outputs(
     project: Path, notebook: NotebookFactory
 ) -> None:
