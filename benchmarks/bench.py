@@ -10,7 +10,10 @@ Two sets of N generated notebooks, each in a temporary project:
 - `light`: numpy work, three metrics glued with scrapbook, one matplotlib figure;
 - `heavy`: the same shape, but every notebook imports numpy, pandas,
   scrapbook, matplotlib and scikit-learn (the usual stack) and fits a small
-  model: most of a notebook's time is its imports.
+  model: most of a notebook's time is its imports;
+- `series`: the light set, each notebook also gluing a learning curve with
+  `nbci.glue` (a series group), so that every report draws charts: a warm
+  run must reuse them, not draw them again.
 
 For each set it times, alternating within each repetition so that drift in
 the machine's load hits every tool alike:
@@ -48,10 +51,11 @@ from pathlib import Path
 TARGETS = {
     "light": {"cold/papermill": 0.40, "cold/nbmake": 0.85, "warm/cold": 0.05},
     "heavy": {"cold/papermill": 0.20, "cold/nbmake": 0.40, "warm/cold": 0.05},
+    "series": {"cold/papermill": 0.40, "cold/nbmake": 0.85, "warm/cold": 0.05},
 }
 OVERHEAD_TARGET_S = 0.35
 """Mean per-notebook overhead of a cold nbci run (wall time minus the cells' own time)."""
-SETS = ("light", "heavy")
+SETS = ("light", "heavy", "series")
 MEMORY_SIZES = (12, 96)
 SWEEP_JOBS = 200
 SWEEP_SHARDS = 8
@@ -156,7 +160,18 @@ def notebook(index: int, kind: str = "light") -> dict[str, object]:
             "plt.close(fig)",
         ),
     ]
+    if kind == "series":
+        cells.append(_cell("code", SERIES_CELL))
     return _notebook(cells)
+
+
+SERIES_CELL = (
+    "import nbci\n"
+    "epochs = np.arange(1, 41)\n"
+    "train = 1.0 / epochs + rng.normal(scale=0.01, size=epochs.size)\n"
+    'nbci.glue("learning", {"train_loss": train, "val_loss": train * 1.2 + 0.05})'
+)
+"""A learning curve, glued as a series group: one chart per notebook in every report."""
 
 
 def _notebook(cells: list[dict[str, object]]) -> dict[str, object]:
@@ -590,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tools", default="papermill,nbmake,nbci", help="comma-separated subset to time"
     )
     parser.add_argument(
-        "--sets", default=",".join(SETS), help="comma-separated notebook sets: light, heavy"
+        "--sets", default=",".join(SETS), help="comma-separated notebook sets: light, heavy, series"
     )
     parser.add_argument(
         "--memory", action="store_true", help="nbci's parent memory at 12 and 96 notebooks"

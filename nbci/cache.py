@@ -9,6 +9,7 @@ An entry is a small output directory of its own::
       entries/<key>/notebooks/<job-id>.ipynb, .html
       entries/<key>/figures/<job-id>/<name>.png
       tmp/                          # entries being built, and entries being deleted
+      charts/<key>.png              # charts the reports drew (`nbci.render.charts`)
 
 An entry is built in `tmp/` and renamed into `entries/` in one step, so a run
 killed midway leaves at most a stray folder in `tmp/` (pruned later), never a
@@ -16,7 +17,7 @@ half-written entry that is trusted. Restore checks every file against its hash,
 so an entry damaged in any other way (a truncated `actions/cache` download, a
 hand edit) is ignored and deleted, never fatal. The cache is pruned after every
 store: entries unused for `max_age_days` go, then the least recently used until
-the whole fits in `max_bytes`.
+the whole fits in `max_bytes`; kept charts unused for `max_age_days` go too.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from nbci.model import SCHEMA, Job, NotebookResult, Run
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
-"""Bumped when the entry layout or the key's recipe changes: old entries then miss."""
+CACHE_FORMAT = 2
+"""Bumped when the entry layout or the key's recipe changes: old entries then miss
+(2: the time limits joined the key)."""
 DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MAX_AGE_DAYS = 30.0
 LOCK_FILES = ("uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "pixi.lock", "pylock.toml")
@@ -52,8 +54,11 @@ STALE_TMP_SECONDS = 3600.0
 """A folder in `tmp/` this old belongs to a run that was killed."""
 _OURS_IN_TMP = re.compile(r"^(store-|delete-)")
 _OURS_IN_ENTRIES = re.compile(r"^[0-9a-f]{64}$")
+_OURS_IN_CHARTS = re.compile(r"^[0-9a-f]{64}\.png$")
 """Pruning touches only folders nbci names like this: `cache_dir` may hold the user's files."""
 _ENTRY_FILE = "entry.json"
+CHARTS = "charts"
+"""The cache's folder of drawn charts, reused by what they show (`charts.chart_key`)."""
 _CHUNK = 1024 * 1024
 _CACHEDIR_TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"
@@ -121,9 +126,10 @@ def cache_key(job: Job, root: Path, *, environment_fingerprint: str) -> str | No
     papermill and nbclient: `parameters`, `raises-exception`,
     `skip-execution`), the parameters as canonical JSON, the kernel name
     (`job.kernel`, else the notebook's kernelspec), the name and content of
-    every file matched by `job.deps` (relative to `root`), the environment
-    fingerprint, nbci's results schema and the cache format. Not in it:
-    outputs, execution counts, markdown cells, other metadata, timeouts.
+    every file matched by `job.deps` (relative to `root`), the time limits
+    (a result that took 40 s is no pass under a 2 s cell timeout), the
+    environment fingerprint, nbci's results schema and the cache format. Not
+    in it: outputs, execution counts, markdown cells, other metadata.
     Local modules a notebook imports are only covered when listed in `deps`.
     """
     notebook = _read_notebook(root / job.path)
@@ -149,6 +155,7 @@ def cache_key(job: Job, root: Path, *, environment_fingerprint: str) -> str | No
             "parameters": _canonical(job.parameters),
             "kernel": kernel,
             "deps": deps,
+            "limits": [job.timeout, job.cell_timeout],
             "environment": environment_fingerprint,
         }
     )
@@ -442,6 +449,9 @@ def prune(settings: CacheSettings) -> None:
         key=lambda pair: (pair[0], pair[1].name),
     )
     oldest_allowed = now - settings.max_age_days * 86400
+    for chart in _charts(settings.directory / CHARTS):
+        if _mtime(chart) < oldest_allowed:
+            chart.unlink(missing_ok=True)
     kept: list[tuple[Path, int]] = []
     for mtime, entry in entries:
         if mtime < oldest_allowed:
@@ -474,6 +484,18 @@ def _subdirs(folder: Path, named: re.Pattern[str]) -> list[Path]:
             Path(e.path)
             for e in os.scandir(folder)
             if e.is_dir(follow_symlinks=False) and named.match(e.name)
+        ]
+    except OSError:
+        return []
+
+
+def _charts(folder: Path) -> list[Path]:
+    """The chart files (not links) in `folder` whose names nbci gave them."""
+    try:
+        return [
+            Path(e.path)
+            for e in os.scandir(folder)
+            if e.is_file(follow_symlinks=False) and _OURS_IN_CHARTS.match(e.name)
         ]
     except OSError:
         return []

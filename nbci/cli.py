@@ -273,6 +273,9 @@ def _report(args: argparse.Namespace) -> int:
     outcome = report(config, out_dir, args.baseline, tuple(args.history))
     for path in outcome.reports:
         print(f"Wrote {_shown(path)}")
+    if outcome.template_error:
+        print(f"nbci: error: {_one_line(outcome.template_error)}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK if outcome.passed else EXIT_FAILED
 
 
@@ -393,6 +396,9 @@ def _conclude(outcome: RunOutcome, *, table: bool = True) -> int:
     print(f"Wrote {_shown(outcome.out_dir)}/ ({', '.join(p.name for p in outcome.reports)})")
     if run.interrupted:
         print("nbci: interrupted; results.json holds what finished", file=sys.stderr)
+    if outcome.template_error:
+        print(f"nbci: error: {_one_line(outcome.template_error)}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK if outcome.passed else EXIT_FAILED
 
 
@@ -409,7 +415,8 @@ def _annotate(outcome: RunOutcome) -> None:
                 )
             )
     for failure in outcome.verdict.failures:
-        print(actions.annotation("error", failure.reason, title="nbci gate failed"))
+        if failure.check != "status":  # a notebook that is not ok has its annotation above
+            print(actions.annotation("error", failure.reason, title="nbci gate failed"))
     actions.append_step_summary(
         markdown_report(
             outcome.run, comparison=outcome.comparison, verdict=outcome.verdict, images=False
@@ -603,7 +610,7 @@ def _end_line(result: NotebookResult) -> str:
     cached = " (cached)" if result.cached else ""
     status = status_label(result.status)
     line = f"{STATUS_MARK.get(result.status, '?')} {result.id}: {status}{cached}"
-    line += f" in {result.duration_s:.1f}s"
+    line += f" in {result.ran_for:.1f}s" if result.ran_for is not None else ""
     if result.error is not None and not result.ok:
         line += f" — {_one_line(result.error.summary)[:120]}"
     return line
@@ -616,7 +623,7 @@ def _elapsed(seconds: float) -> str:
 
 def _results_table(notebooks: Sequence[NotebookResult]) -> str:
     """A plain-text table: notebook, parameters, status, time, metrics."""
-    from nbci.vocabulary import format_number, status_label
+    from nbci.vocabulary import MISSING, format_number, status_label
 
     header = ("notebook", "parameters", "status", "time", "metrics")
     rows = [header]
@@ -631,7 +638,7 @@ def _results_table(notebooks: Sequence[NotebookResult]) -> str:
                 nb.id,
                 _clip(parameters, 40),
                 status,
-                f"{nb.duration_s:.1f}s",
+                f"{nb.ran_for:.1f}s" if nb.ran_for is not None else MISSING,
                 metrics,
             )
         )

@@ -19,6 +19,10 @@ class ResultsError(NbciError):
     """A results.json (or output directory) is unreadable, malformed or untrusted."""
 
 
+class TemplateError(ConfigError):
+    """A report template of the user's cannot be compiled or rendered."""
+
+
 class GateRuleError(ConfigError):
     """A gate rule in the configuration is invalid."""
 

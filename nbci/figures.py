@@ -123,22 +123,28 @@ def figure_changes(
 
     Without `out_dir` nothing is written and changed figures have no difference image.
     """
-    base_paths = {f.path: f.name for nb in baseline.notebooks for f in nb.figures}
+    from nbci.ids import with_head_ids
+
+    baseline = with_head_ids(run.notebooks, baseline)  # a renamed job keeps its figures
+    base_paths = {(nb.id, f.name): f.path for nb in baseline.notebooks for f in nb.figures}
     changes: list[FigureChange] = []
     for nb in run.notebooks:
         for figure in nb.figures:
-            if figure.path not in base_paths:
+            base_path = base_paths.get((nb.id, figure.name))
+            if base_path is None:
                 changes.append(FigureChange(nb.id, figure.name, "added", path=figure.path))
                 continue
             changes.append(
-                _compared(nb.id, figure.name, figure.path, read_head, read_base, out_dir)
+                _compared(
+                    nb.id, figure.name, (figure.path, base_path), read_head, read_base, out_dir
+                )
             )
-    head_paths = {f.path for nb in run.notebooks for f in nb.figures}
+    head_figures = {(nb.id, f.name) for nb in run.notebooks for f in nb.figures}
     for nb in baseline.notebooks:
         changes.extend(
             FigureChange(nb.id, f.name, "removed", baseline_path=f.path)
             for f in nb.figures
-            if f.path not in head_paths
+            if (nb.id, f.name) not in head_figures
         )
     return tuple(changes)
 
@@ -146,23 +152,25 @@ def figure_changes(
 def _compared(
     job_id: str,
     name: str,
-    path: str,
+    paths: tuple[str, str],
     read_head: Reader,
     read_base: Reader,
     out_dir: Path | None,
 ) -> FigureChange:
-    head, base = read_head(path), read_base(path)
+    """`paths`: the figure in this run and in the baseline (another when its job was renamed)."""
+    path, base_path = paths
+    head, base = read_head(path), read_base(base_path)
     if head is None or base is None:
         note = "not compared pixel by pixel"
-        return FigureChange(job_id, name, "changed", path=path, baseline_path=path, note=note)
+        return FigureChange(job_id, name, "changed", path=path, baseline_path=base_path, note=note)
     result = compare_images(head, base)
     if not result.changed:
-        return FigureChange(job_id, name, "unchanged", path=path, baseline_path=path)
+        return FigureChange(job_id, name, "unchanged", path=path, baseline_path=base_path)
     diff_path = None
     if result.difference is not None and out_dir is not None:
         diff_path = _write_difference(out_dir, job_id, name, result.difference)
     return FigureChange(
-        job_id, name, "changed", path=path, baseline_path=path, diff_path=diff_path,
+        job_id, name, "changed", path=path, baseline_path=base_path, diff_path=diff_path,
         note=result.note,
     )  # fmt: skip
 

@@ -14,8 +14,9 @@ Characters outside `A-Za-z0-9._-` become `_`; an id longer than `MAX_ID` is cut
 and ends with a hash of the whole. Two notebooks whose ids would be equal
 (`a/b-c.ipynb` and `a-b/c.ipynb`) are refused by the plan, never renamed.
 
-Runs stored by nbci 0.1 named a notebook by its file name alone; `pair_renamed`
-lets a comparison find those under their new ids by path.
+Runs stored by nbci 0.1 named a notebook by its file name alone, and `-p` on a
+matrix axis runs a job without that axis in its id; `pair_renamed` lets a
+comparison find the baseline's job by path and parameters.
 """
 
 from __future__ import annotations
@@ -60,26 +61,48 @@ def safe_id(text: str) -> str:
 def pair_renamed(
     head: Sequence[NotebookResult], baseline: Sequence[NotebookResult]
 ) -> dict[str, str]:
-    """Baseline id → head id, for baseline jobs stored under an older id of the same job.
+    """Baseline id → head id, for baseline jobs stored under another id of the same job.
 
     A baseline result whose id no head result has is the same job as a head
-    result without a baseline when both ran the same notebook path: the only
-    one there, or the one with equal parameters.
+    result without a baseline when both ran the same notebook path with the
+    same parameters (`-p` on a matrix axis runs `train` with the values of
+    the baseline's `train-lr-0.1`), or when each is the only such result of
+    that path (nbci 0.1 named jobs by file name alone).
     """
     head_ids = {nb.id for nb in head}
     base_ids = {nb.id for nb in baseline}
     unmatched_head = [nb for nb in head if nb.id not in base_ids]
+    unmatched_base = [nb for nb in baseline if nb.id not in head_ids]
     renamed: dict[str, str] = {}
-    for old in baseline:
-        if old.id in head_ids:
-            continue
-        same_path = [nb for nb in unmatched_head if nb.path == old.path]
-        if len(same_path) > 1:
-            same_path = [nb for nb in same_path if dict(nb.parameters) == dict(old.parameters)]
-        if len(same_path) == 1:
-            renamed[old.id] = same_path[0].id
-            unmatched_head.remove(same_path[0])
+
+    def pair(old: NotebookResult, new: NotebookResult) -> None:
+        renamed[old.id] = new.id
+        unmatched_head.remove(new)
+        unmatched_base.remove(old)
+
+    for old in list(unmatched_base):
+        same = [nb for nb in unmatched_head if same_job(nb, old)]
+        if len(same) == 1 and sum(same_job(same[0], b) for b in unmatched_base) == 1:
+            pair(old, same[0])
+    for old in list(unmatched_base):
+        heads = [nb for nb in unmatched_head if nb.path == old.path]
+        bases = [nb for nb in unmatched_base if nb.path == old.path]
+        if len(heads) == 1 and len(bases) == 1:
+            pair(old, heads[0])
     return renamed
+
+
+def same_job(first: NotebookResult, second: NotebookResult) -> bool:
+    """Whether two results of one notebook ran with the same parameters (ids aside)."""
+    return first.path == second.path and dict(matching_parameters(first)) == dict(
+        matching_parameters(second)
+    )
+
+
+def matching_parameters(result: NotebookResult) -> Mapping[str, Any]:
+    """The parameters that tell a notebook's jobs apart when their ids differ: those the
+    result records (its effective ones, defaults included, where a run stores them)."""
+    return result.parameters
 
 
 def with_head_ids(head: Sequence[NotebookResult], stored: Run) -> Run:

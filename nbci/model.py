@@ -175,6 +175,12 @@ class NotebookResult:
         return self.status == "ok"
 
     @property
+    def ran_for(self) -> float | None:
+        """Seconds the job ran; None for one the run stopped before it started (shown as a
+        dash, not `0.0 s`)."""
+        return None if self.status == "interrupted" and not self.duration_s else self.duration_s
+
+    @property
     def files(self) -> tuple[str, ...]:
         """Every file the result names (notebook, HTML, figures), relative to the output dir."""
         return tuple(p for p in (self.output, self.html) if p) + tuple(f.path for f in self.figures)

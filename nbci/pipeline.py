@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -21,10 +22,10 @@ from typing import Any
 
 from nbci._files import FOLDER_MODE
 from nbci.config import Config
-from nbci.errors import Interrupted, UsageError
+from nbci.errors import Interrupted, TemplateError, UsageError
 from nbci.model import Comparison, Job, NotebookResult, Run, Verdict
 from nbci.plan import Plan, plan
-from nbci.progress import OnEvent
+from nbci.progress import JobEvent, JobStarted, OnEvent
 from nbci.results import RESULTS_FILE, new_run, read_run, write_run
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class RunRequest:
     timeout: float | None = None
     cell_timeout: float | None = None
     use_cache: bool = True
+    """Restore unchanged jobs from the cache; False runs them all (and still stores them)."""
     shard: tuple[int, int] | None = None
     baseline: Path | None = None
     log_output: bool = False
@@ -57,6 +59,8 @@ class RunOutcome:
     comparison: Comparison | None
     verdict: Verdict
     reports: tuple[Path, ...]
+    template_error: str | None = None
+    """A user's report template failed while rendering (the reports used the built-in ones)."""
 
     @property
     def passed(self) -> bool:
@@ -83,6 +87,7 @@ def run(
     check_output_dir(out_dir, config.root)
     planned = plan(config, request.paths, request.overrides, out_dir=out_dir)
     planned = _apply_request(planned, request)
+    _check_templates(config)  # a broken report template stops the run before any notebook
     baseline = read_run(request.baseline) if request.baseline else None
     jobs = _select_shard(planned.jobs, request.shard, baseline)
     with _staging(out_dir) as staging:
@@ -113,6 +118,7 @@ def report(
     """
     from nbci.history import read_history
 
+    _check_templates(config)
     the_run = read_run(out_dir)
     baseline = read_run(baseline_dir) if baseline_dir else None
     history = read_history(history_dirs)
@@ -125,6 +131,7 @@ def merge(config: Config, shard_dirs: Sequence[Path], out: Path) -> RunOutcome:
     """One run, with both reports, from the output directories of shard runs."""
     from nbci.shards import merge_runs
 
+    _check_templates(config)
     runs = [read_run(d) for d in shard_dirs]
     out_dir = out.resolve()
     check_output_dir(out_dir, config.root)
@@ -151,6 +158,7 @@ def _finish(
     write_results: bool = True,
     history: Sequence[Run] = (),
 ) -> RunOutcome:
+    from nbci.cache import CHARTS
     from nbci.headline import Headline
     from nbci.judge import Criteria, judge, run_label
     from nbci.junit import write_junit
@@ -161,18 +169,38 @@ def _finish(
     judged = judge(the_run, baseline, label=label, criteria=criteria, history=history)
     if write_results:
         write_run(the_run, out_dir)
-    reports = write_reports(
-        the_run,
-        out_dir,
-        comparison=judged.comparison,
-        verdict=judged.verdict,
-        baseline_dir=baseline_dir,
-        baseline=baseline,
-        templates=config.root / config.templates if config.templates else None,
-        headline=Headline.of(config),
-    )
+
+    def reports_with(templates: Path | None) -> list[Path]:
+        return write_reports(
+            the_run,
+            out_dir,
+            comparison=judged.comparison,
+            verdict=judged.verdict,
+            baseline_dir=baseline_dir,
+            baseline=baseline,
+            templates=templates,
+            headline=Headline.of(config),
+            chart_store=config.root / config.cache_dir / CHARTS,
+        )
+
+    template_error = None
+    try:
+        reports = reports_with(config.root / config.templates if config.templates else None)
+    except TemplateError as error:  # the run is kept, reported with the built-in templates
+        template_error = f"{error}; the reports were written with nbci's own templates"
+        reports = reports_with(None)
     reports = [*reports, write_junit(the_run, judged.verdict, out_dir)]
-    return RunOutcome(the_run, out_dir, judged.comparison, judged.verdict, tuple(reports))
+    return RunOutcome(
+        the_run, out_dir, judged.comparison, judged.verdict, tuple(reports), template_error
+    )
+
+
+def _check_templates(config: Config) -> None:
+    """Compile the user's report templates (`ConfigError` if they do not)."""
+    from nbci.render.templating import check_templates
+
+    templates = config.root / config.templates if config.templates else None
+    check_templates(templates, where=config.source)
 
 
 def _apply_request(planned: Plan, request: RunRequest) -> Plan:
@@ -220,7 +248,6 @@ def _execute(
         directory=config.root / config.cache_dir,
         max_bytes=int(config.cache_max_mb * 1024 * 1024),
         max_age_days=config.cache_max_age_days,
-        enabled=request.use_cache,
     )
     done: dict[str, NotebookResult] = {}
 
@@ -236,7 +263,7 @@ def _execute(
             on_result(result)
 
     problems = {p.job.id: p.message for p in planned.problems}
-    fingerprint = cache.environment_fingerprint(config.root) if request.use_cache else ""
+    fingerprint = cache.environment_fingerprint(config.root)
     to_run: list[Job] = []
     keys: dict[str, str | None] = {}
     for job in jobs:
@@ -245,23 +272,25 @@ def _execute(
             continue
         key = cache.cache_key(job, config.root, environment_fingerprint=fingerprint)
         keys[job.id] = key
-        restored = cache.restore(settings, key, job, out_dir) if key and settings.enabled else None
+        # --no-cache runs every job but still stores the results for the next run
+        restored = cache.restore(settings, key, job, out_dir) if key and request.use_cache else None
         if restored is not None:
             finished(restored)
         else:
             to_run.append(job)
 
     interrupted = False
+    started = _StartTimes()
     try:
-        for result in _executed(config, request, to_run, out_dir, on_event):
+        for result in _executed(config, request, to_run, out_dir, started.watching(on_event)):
             key = keys.get(result.id)
             result = replace(result, cache_key=key)
-            if key and settings.enabled and result.ok:
+            if key and result.ok:
                 cache.store(settings, key, result, out_dir)
             finished(result)
     except Interrupted:
         interrupted = True
-    ordered = [done.get(job.id) or _interrupted(job) for job in jobs]
+    ordered = [done.get(job.id) or _interrupted(job, started.elapsed(job.id)) for job in jobs]
     return ordered, interrupted
 
 
@@ -291,10 +320,32 @@ def _executed(
     yield from execute_jobs(jobs, options)
 
 
-def _interrupted(job: Job) -> NotebookResult:
-    return NotebookResult.of(
+def _interrupted(job: Job, ran_for: float) -> NotebookResult:
+    result = NotebookResult.of(
         job, "interrupted", "the run was stopped before this notebook finished"
     )
+    return replace(result, duration_s=ran_for)
+
+
+class _StartTimes:
+    """When each job's kernel answered (`JobStarted`), for how long an interrupted job ran."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+
+    def watching(self, on_event: OnEvent | None) -> OnEvent:
+        def seen(event: JobEvent) -> None:
+            if isinstance(event, JobStarted):
+                self._started[event.job_id] = time.monotonic()
+            if on_event is not None:
+                on_event(event)
+
+        return seen
+
+    def elapsed(self, job_id: str) -> float:
+        """Seconds since the job started; 0 for one that never did."""
+        began = self._started.get(job_id)
+        return round(time.monotonic() - began, 3) if began is not None else 0.0
 
 
 # -- the output directory ----------------------------------------------------

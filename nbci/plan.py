@@ -19,6 +19,7 @@ from nbci.config import Config, NotebookEntry
 from nbci.errors import ConfigError, UsageError
 from nbci.ids import job_id
 from nbci.model import Job
+from nbci.results import RESULTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,10 @@ def plan(
 ) -> Plan:
     """Jobs for the notebooks in `paths` (files or folders), or for the configured ones.
 
-    Notebooks in the output directory (`out_dir`, default the configured one) and in
-    the cache are nbci's own executed copies: a folder or glob never selects them.
+    Notebooks in the output directory (`out_dir`, default the configured one), in
+    the cache, and in any other run folder or cache (`is_nbci_output`) are nbci's own
+    executed copies: a folder or glob never selects them. Every `deps` glob must
+    match a file and every `preload` module must be installed.
     """
     overrides = dict(overrides or {})
     own = (
@@ -94,6 +97,8 @@ def plan(
         (config.root / config.cache_dir).resolve(),
     )
     notebooks = _select_notebooks(config, paths, own)
+    _check_deps(config)
+    _check_preload(config)
     jobs: list[Job] = []
     problems: list[Problem] = []
     notes: list[Note] = []
@@ -141,17 +146,25 @@ def _select_notebooks(config: Config, paths: Sequence[Path], own: tuple[Path, ..
                 )
             found.extend(matches)
     excluded = {m for pattern in config.exclude for m in _glob(root, pattern, own)}
-    return sorted(set(found) - excluded)
+    selected = sorted(set(found) - excluded)
+    if found and not selected:
+        raise ConfigError(f"{_where(config)}exclude: leaves no notebook to run")
+    return selected
 
 
 def _expand_paths(paths: Sequence[Path], own: tuple[Path, ...]) -> Iterable[Path]:
     for path in paths:
         if path.is_dir():
-            yield from (
+            found = [
                 p
                 for p in sorted(path.rglob("*.ipynb"))
-                if _wanted(p.relative_to(path)) and not _inside_any(p.resolve(), own)
-            )
+                if _wanted(p.relative_to(path))
+                and not _inside_any(p.resolve(), own)
+                and not is_nbci_output(p)
+            ]
+            if not found:
+                raise UsageError(f"{path}: the folder holds no notebook")
+            yield from found
         elif path.exists():
             yield path
         else:
@@ -161,10 +174,27 @@ def _expand_paths(paths: Sequence[Path], own: tuple[Path, ...]) -> Iterable[Path
 def _glob(root: Path, pattern: str, own: tuple[Path, ...]) -> list[str]:
     matches = []
     for path in sorted(root.glob(pattern)):
-        wanted = _wanted(path.relative_to(root))
+        wanted = _wanted(path.relative_to(root)) and not is_nbci_output(path)
         if path.suffix == ".ipynb" and wanted and not _inside_any(path.resolve(), own):
             matches.append(path.relative_to(root).as_posix())
     return matches
+
+
+def is_nbci_output(notebook: Path) -> bool:
+    """An executed notebook nbci wrote: `notebooks/<id>.ipynb` in a run folder (it holds an
+    nbci results.json: an earlier `--out`, a shard) or in a cache entry (`entry.json`)."""
+    folder = notebook.parent
+    if folder.name != "notebooks":
+        return False
+    holder = folder.parent
+    if (holder / "entry.json").is_file() and holder.parent.name == "entries":
+        return True
+    try:
+        with (holder / RESULTS_FILE).open(encoding="utf-8", errors="replace") as f:
+            start = f.read(200)
+    except OSError:
+        return False
+    return '"nbci.results/' in start
 
 
 def _wanted(path: Path) -> bool:
@@ -186,6 +216,39 @@ def _relative(root: Path, path: Path) -> str:
         return resolved.relative_to(root).as_posix()
     except ValueError:
         raise UsageError(f"{path}: not inside the project at {root}") from None
+
+
+# -- what the jobs read ------------------------------------------------------
+
+
+def _check_deps(config: Config) -> None:
+    """A `deps` glob that matches no file is a typo: the cache would not see the file change."""
+    listed = [("deps", config.deps)]
+    listed += [(f"notebook[{i}].deps", entry.deps) for i, entry in enumerate(config.entries)]
+    for key, patterns in listed:
+        for pattern in patterns:
+            try:
+                found = any(p.is_file() for p in config.root.glob(pattern))
+            except (ValueError, NotImplementedError):
+                raise ConfigError(
+                    f"{_where(config)}{key}: {pattern!r} is not a glob relative to the project"
+                ) from None
+            if not found:
+                raise ConfigError(f"{_where(config)}{key}: {pattern!r} matches no file")
+
+
+def _check_preload(config: Config) -> None:
+    """A `preload` module that is not installed is a typo: it would be skipped unseen."""
+    from importlib.util import find_spec
+
+    for name in config.preload or ():
+        top = name.partition(".")[0]
+        try:
+            found = bool(top) and find_spec(top) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ConfigError(f"{_where(config)}preload: {name!r} is not an installed module")
 
 
 # -- parameter sets ----------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import re
 import stat
@@ -173,8 +174,22 @@ def new_run(
     )
 
 
-def git_info(root: Path) -> GitInfo:
-    """Commit, branch and dirtiness of the checkout at `root` (all None outside git)."""
+CI_COMMIT_VARIABLES = (
+    ("CI_COMMIT_SHA", ("CI_COMMIT_BRANCH", "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME")),  # GitLab CI
+    ("GITHUB_SHA", ("GITHUB_HEAD_REF", "GITHUB_REF_NAME")),  # GitHub Actions
+    ("BITBUCKET_COMMIT", ("BITBUCKET_BRANCH",)),  # Bitbucket Pipelines
+)
+"""Where a CI says which commit (and branch) it builds: read when git cannot say."""
+_COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")
+
+
+def git_info(root: Path, environ: Mapping[str, str] = os.environ) -> GitInfo:
+    """Commit, branch and dirtiness of the checkout at `root`.
+
+    Without git (GitLab's `python:*-slim` images have none) or outside a checkout,
+    the commit and branch come from the CI's variables (`CI_COMMIT_VARIABLES`);
+    else all None.
+    """
 
     def git(*args: str) -> str | None:
         try:
@@ -193,7 +208,7 @@ def git_info(root: Path) -> GitInfo:
 
     sha = git("rev-parse", "HEAD")
     if sha is None:
-        return GitInfo()
+        return _ci_commit(environ)
     branch = git("rev-parse", "--abbrev-ref", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     return GitInfo(
@@ -201,6 +216,15 @@ def git_info(root: Path) -> GitInfo:
         branch=None if branch in (None, "HEAD") else branch,
         dirty=None if status is None else bool(status),
     )
+
+
+def _ci_commit(environ: Mapping[str, str]) -> GitInfo:
+    for sha_variable, branch_variables in CI_COMMIT_VARIABLES:
+        sha = environ.get(sha_variable, "")
+        if _COMMIT.match(sha):
+            branch = next((environ[v] for v in branch_variables if environ.get(v)), None)
+            return GitInfo(sha=sha.lower(), branch=branch)
+    return GitInfo()
 
 
 def environment_info() -> Environment:

@@ -6,7 +6,11 @@
 - papermill < 1.0 (read by scrapbook 0.5 too): `pm.record(name, value)` wrote
   `application/papermill.record+json` = `{name: value}` (scrapbook reads the
   first pair), and `pm.display(name, obj)` marked a display with
-  `metadata.papermill.name` (that marker wins over scrapbook's).
+  `metadata.papermill.name` (that marker wins over scrapbook's);
+- MyST-NB's `glue(name, value, display=...)`: a display output whose
+  `metadata.scrapbook = {"name", "mime_prefix"}` and whose mime types carry
+  that prefix (`application/papermill.record/text/plain`, or none when it is
+  displayed): read as a display of the value (scrapbook 0.5 fails on these).
 
 For each name the last data output wins and the last display is kept beside
 it. Nothing here raises on odd content; what is skipped is said in `Notes`.
@@ -87,6 +91,11 @@ def find_scraps(cells: list[Any], notes: Notes) -> dict[str, Found]:
 
 def _read_output(output: dict[str, Any], found: dict[str, Found], notes: Notes) -> None:
     bundle: dict[str, Any] = output["data"]
+    myst = _myst_glue(output.get("metadata"), bundle)
+    if myst is not None:
+        glued, display = myst
+        found.setdefault(glued, Found()).display = display
+        return
     for mime, payload in bundle.items():
         if isinstance(mime, str) and mime.startswith(RECORD_PREFIX):
             _read_record(mime, payload, found, notes)
@@ -106,6 +115,23 @@ def _read_output(output: dict[str, Any], found: dict[str, Found], notes: Notes) 
     if name is not None:
         display = {k: v for k, v in bundle.items() if not is_payload(str(k))}
         found.setdefault(name, Found()).display = display
+
+
+def _myst_glue(metadata: Any, bundle: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """A MyST-NB glue output's name and its display bundle, the prefix taken off its mime
+    types; None for any other output."""
+    marker = metadata.get("scrapbook") if isinstance(metadata, dict) else None
+    if not isinstance(marker, dict) or not isinstance(marker.get("mime_prefix"), str):
+        return None
+    name, prefix = marker.get("name"), marker["mime_prefix"]
+    if not (isinstance(name, str) and name):
+        return None
+    display = {
+        str(mime)[len(prefix) :]: value
+        for mime, value in bundle.items()
+        if str(mime).startswith(prefix) and len(str(mime)) > len(prefix)
+    }
+    return name, display
 
 
 def _display_name(metadata: Any) -> str | None:

@@ -139,11 +139,16 @@ def change_counts(deltas: tuple[MetricDelta, ...] | list[MetricDelta]) -> dict[C
     return counts
 
 
-def change_facts(counts: Mapping[Change, int]) -> list[str]:
+def change_facts(counts: Mapping[Change, int], *, passed: bool = True) -> list[str]:
     """`2 regressions`, `1 improvement`, `3 within the base branch's range`: the verdict
-    line counts only changes outside the range as regressions or improvements."""
+    line counts only changes outside the range as regressions or improvements.
+
+    `no metric regressed or improved` is said only of a run that `passed`: beside a
+    failed gate (a drop past `max_drop` inside the range) or a failed notebook (its
+    metrics gone) it would read as a contradiction.
+    """
     facts = [count(counts[c], *_CHANGE_NOUN[c]) for c in _CHANGE_NOUN if counts.get(c)]
-    if not facts and any(counts.values()):
+    if not facts and passed and any(counts.values()):
         facts.append("no metric regressed or improved")
     if counts.get("within"):
         facts.append(f"{counts['within']} {CHANGE_WORD['within']}")
@@ -231,7 +236,8 @@ def verdict_facts(
     if verdict and verdict.results:
         facts.append(f"gates: {gates_summary(verdict)}")
     if comparison:
-        facts.extend(change_facts(change_counts(comparison.deltas)))
+        passed = run.ok and (verdict is None or verdict.passed)
+        facts.extend(change_facts(change_counts(comparison.deltas), passed=passed))
     return facts
 
 

@@ -164,6 +164,28 @@ def test_report_at_phone_width(browser: Any, report: Path) -> None:
     assert result.scroll_width <= PHONE, "the page scrolls sideways on a phone"
 
 
+def test_charts_are_shown_at_the_size_they_were_drawn(browser: Any, tmp_path: Path) -> None:
+    from nbci.model import SeriesGroup
+    from nbci.series import make_series
+
+    learning = SeriesGroup(
+        "learning",
+        tuple(make_series(f"learning.{n}", [0.9, 0.6, 0.5, 0.45]) for n in ("loss", "val_loss")),
+    )
+    train = dataclasses.replace(sample_run().notebooks[0], series=(learning,))
+    write_reports(Run((train,), created="2026-12-01T00:00:00Z"), tmp_path)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto((tmp_path / "report.html").resolve().as_uri(), wait_until="load")
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+    sizes = page.evaluate(
+        "Array.from(document.querySelectorAll('.charts img'))"
+        ".map(i => [i.clientWidth, i.naturalWidth])"
+    )
+    page.close()
+    ((shown, natural),) = sizes
+    assert shown == natural  # not scaled down to a grid cell
+
+
 @pytest.fixture(scope="module")
 def trend_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run judged against a history of ten runs: trend charts in the report."""

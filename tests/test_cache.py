@@ -21,7 +21,15 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from nbci import cache
-from nbci.cache import CacheSettings, cache_key, environment_fingerprint, prune, restore, store
+from nbci.cache import (
+    CHARTS,
+    CacheSettings,
+    cache_key,
+    environment_fingerprint,
+    prune,
+    restore,
+    store,
+)
 from nbci.model import Figure, Job, NotebookResult
 
 ENV = "env-fingerprint"
@@ -177,6 +185,14 @@ def _change_deps_globs(root: Path) -> Job:
     return job(deps=("data/*.csv", "models/*.pkl"))
 
 
+def _change_timeout(root: Path) -> Job:
+    return job(timeout=60.0)
+
+
+def _change_cell_timeout(root: Path) -> Job:
+    return job(cell_timeout=2.0)
+
+
 def _change_path(root: Path) -> Job:
     (root / "other").mkdir()
     (root / "notebooks" / "train.ipynb").rename(root / "other" / "train.ipynb")
@@ -197,6 +213,8 @@ def _change_path(root: Path) -> Job:
         _rename_dep_file,
         _change_deps_globs,
         _change_path,
+        _change_timeout,
+        _change_cell_timeout,
     ],
 )
 def test_each_key_component_changes_the_key(project: Path, change: Callable[[Path], Job]) -> None:
@@ -490,6 +508,20 @@ def test_prune_drops_entries_unused_for_max_age_days(
     _age(settings.entries / old, (settings.max_age_days + 1) * 86400)
     prune(settings)
     assert {p.name for p in settings.entries.iterdir()} == {recent}
+
+
+def test_prune_drops_charts_unused_for_max_age_days_and_nothing_else_there(
+    settings: CacheSettings,
+) -> None:
+    charts = settings.directory / CHARTS
+    charts.mkdir(parents=True)
+    old, recent, users = charts / f"{'a' * 64}.png", charts / f"{'b' * 64}.png", charts / "x.png"
+    for path in (old, recent, users):
+        path.write_bytes(b"png")
+    for path in (old, users):
+        _age(path, (settings.max_age_days + 1) * 86400)
+    prune(settings)
+    assert sorted(p.name for p in charts.iterdir()) == sorted([recent.name, users.name])
 
 
 def test_an_entry_larger_than_the_whole_cache_is_not_stored(project: Path, tmp_path: Path) -> None:

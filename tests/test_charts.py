@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,68 @@ def test_charts_past_the_bound_are_counted_not_drawn(tmp_path: Path, monkeypatch
     charts, left_out = write_charts(head, None, tmp_path)
 
     assert len(charts) == 2 and left_out == 1
+
+
+def test_a_job_run_under_another_id_is_drawn_against_its_baseline_job(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    drawn: list[object] = []
+
+    def draw(head: object, base: object, **_: object) -> bytes:
+        drawn.append(base)
+        return b"png"
+
+    monkeypatch.setattr(charts_module, "draw_chart", draw)
+    head = run_of(train=[HEAD])
+    base = run_of(**{"train-lr-0.1": [BASE]})
+    base = Run(
+        notebooks=tuple(replace(nb, path="train.ipynb") for nb in base.notebooks),
+        created=base.created,
+    )
+
+    write_charts(head, base, tmp_path)
+
+    assert drawn == [BASE]
+
+
+def test_a_chart_drawn_before_is_reused_from_the_store_not_drawn_again(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    drawn: list[str] = []
+    draw = charts_module.draw_chart
+
+    def counting(head: Any, base: Any, **kwargs: Any) -> bytes:
+        drawn.append(kwargs["title"])
+        return draw(head, base, **kwargs)
+
+    monkeypatch.setattr(charts_module, "draw_chart", counting)
+    store = tmp_path / "cache" / "charts"
+    head = run_of(train=[HEAD])
+
+    first, _ = write_charts(head, None, tmp_path / "one", store=store)
+    again, _ = write_charts(head, None, tmp_path / "two", store=store)
+
+    assert drawn == ["train: history"]  # drawn once, copied the second time
+    assert again == first
+    png = (tmp_path / "one" / first[0].path).read_bytes()
+    assert (tmp_path / "two" / again[0].path).read_bytes() == png
+    (kept,) = store.iterdir()
+    kept.write_bytes(png[:100])  # damaged: drawn again
+    write_charts(head, None, tmp_path / "three", store=store)
+    write_charts(head, run_of(train=[BASE]), tmp_path / "four", store=store)  # other curves
+    assert drawn == ["train: history"] * 3
+    assert kept.read_bytes() == png and len(list(store.iterdir())) == 2
+
+
+def test_whole_number_x_values_get_whole_number_ticks() -> None:
+    epochs = group("history", loss=[0.9, 0.6, 0.5, 0.45, 0.44])  # x: 0…4, as epochs are
+    figure = chart_figure(epochs)
+    figure.canvas.draw()
+    (axes,) = figure.axes
+    ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+    fractional = SeriesGroup("f", (make_series("f.a", [1.0, 2.0], x=[0.5, 1.25]),))
+    figure = chart_figure(fractional)
+    figure.canvas.draw()
+    assert not all(float(t).is_integer() for t in figure.axes[0].get_xticks())

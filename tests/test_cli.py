@@ -329,3 +329,47 @@ def test_the_results_table_always_shows_how_many_metrics_are_hidden() -> None:
     assert 1 <= shown <= 4 and cv.endswith(f"(+{10 - shown} more)")
     assert odd.endswith("…  (+1 more)")
     assert len(odd.split("passed  0.0s  ")[1]) == 80
+
+
+@pytest.mark.kernel
+def test_a_broken_report_template_stops_the_run_before_any_notebook_and_never_loses_one(
+    project: Path, notebook: NotebookFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebook("notebooks/a.ipynb", ["open('ran', 'w').write('x')"])
+    templates = project / "templates"
+    templates.mkdir()
+    (project / "nbci.toml").write_text('templates = "templates"\n')
+    (templates / "report.md.j2").write_text("{% if view %}\nno end\n")
+
+    assert main(["run"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"nbci: error: {templates / 'report.md.j2'}:2: ") and err.count("\n") == 1
+    assert not (project / "notebooks" / "ran").exists() and not (project / "nbci-out").exists()
+
+    (templates / "report.md.j2").write_text("{{ view.notebooks[0].no_such_field }}\n")
+    assert main(["run"]) == EXIT_USAGE  # compiles, fails only while rendering
+    err = capsys.readouterr().err
+    assert f"{templates / 'report.md.j2'}:1: UndefinedError" in err and err.count("\n") == 1
+    assert "written with nbci's own templates" in err
+    results = json.loads((project / "nbci-out" / "results.json").read_text())
+    assert [nb["status"] for nb in results["notebooks"]] == ["ok"]
+    assert "The notebook passed" in (project / "nbci-out" / "report.md").read_text()
+
+
+@pytest.mark.kernel
+def test_no_cache_refills_the_cache_and_a_result_is_reused_only_under_its_own_limits(
+    project: Path, notebook: NotebookFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebook("notebooks/slow.ipynb", ["import time\ntime.sleep(1.5)"])
+
+    def statuses(*flags: str) -> list[tuple[str, bool]]:
+        main(["run", *flags])
+        capsys.readouterr()
+        results = json.loads((project / "nbci-out" / "results.json").read_text())
+        return [(nb["status"], nb["cached"]) for nb in results["notebooks"]]
+
+    assert statuses("--no-cache") == [("ok", False)]
+    assert statuses() == [("ok", True)]  # --no-cache stored what it ran
+    assert statuses("--cell-timeout", "0.5") == [("timeout", False)]
+    assert statuses("--cell-timeout", "0.5") == [("timeout", False)]  # timeouts are never cached
+    assert statuses() == [("ok", True)]

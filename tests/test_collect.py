@@ -347,3 +347,29 @@ def test_bundled_notebooks_produce_sane_results(
     for collected in results.values():
         for figure in collected.figures:
             assert (tmp_path / "out" / figure.path).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_myst_nb_glue_gives_metrics_figures_and_texts(tmp_path: Path) -> None:
+    prefix = "application/papermill.record/"
+
+    def glue(name: str, bundle: dict[str, Any], prefix: str = prefix) -> dict[str, Any]:
+        """What `myst_nb.glue(name, value, display=not prefix)` writes."""
+        return {
+            "output_type": "display_data",
+            "data": {prefix + mime: value for mime, value in bundle.items()},
+            "metadata": {"scrapbook": {"name": name, "mime_prefix": prefix}},
+        }
+
+    notebook = write_outputs(
+        tmp_path / "myst.ipynb",
+        glue("accuracy", {"text/plain": "np.float64(0.93)"}),
+        glue("epochs", {"text/plain": "12"}, prefix=""),
+        glue("plot", {"image/png": TINY_PNG, "text/plain": "<Figure size 640x480>"}),
+        glue("model", {"text/plain": "LogisticRegression(C=0.5)"}),
+    )
+    collected = collect_notebook(notebook, Job(id="m", path="m.ipynb"), tmp_path / "out")
+
+    assert collected.notes == ()
+    assert collected.metrics == {"accuracy": 0.93, "epochs": 12}
+    assert [f.name for f in collected.figures] == ["plot"]
+    assert collected.scraps["model"].value == "LogisticRegression(C=0.5)"

@@ -100,6 +100,12 @@ def test_every_status_in_one_run(project: Path, notebooks: Path, tmp_path: Path)
     assert cell.status == "timeout" and cell.error is not None and cell.error.cell == 4
     assert "cell timeout (2 s)" in str(cell.error.message)
     assert cell.output == "notebooks/cell-timeout.ipynb"
+    for stopped in (cell, results["whole-timeout"]):  # the cell shows how it was stopped
+        executed = nbformat.read(project / "nbci-out" / str(stopped.output), as_version=4)
+        last = [c for c in executed.cells if c.cell_type == "code"][-1]
+        assert [o.get("ename") for o in last.outputs if o.output_type == "error"] == [
+            "KeyboardInterrupt"
+        ]
 
     whole = results["whole-timeout"]
     assert whole.status == "timeout" and whole.error is not None

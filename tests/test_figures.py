@@ -118,3 +118,28 @@ def test_unreadable_figures_are_changed_and_said_so(tmp_path: Path) -> None:
 
     assert changes[0].state == "changed" and "not compared" in changes[0].note
     assert file_reader(tmp_path / "head")("../secret.png") is None
+
+
+def test_a_job_run_under_another_id_is_compared_with_its_baseline_figures(
+    tmp_path: Path,
+) -> None:
+    # `-p lr=0.1` runs `train`, whose baseline job is the matrix job `train-lr-0.1`.
+    same = plot_png([1, 2, 3])
+    head = run_with(tmp_path / "head", {"f": same})
+    base_dir = tmp_path / "base"
+    (base_dir / "figures" / "train-lr-0.1").mkdir(parents=True)
+    (base_dir / "figures" / "train-lr-0.1" / "f.png").write_bytes(same)
+    base_nb = NotebookResult(
+        id="train-lr-0.1",
+        path="train.ipynb",
+        parameters={},
+        status="ok",
+        figures=(Figure("f", "figures/train-lr-0.1/f.png"),),
+    )
+    base = Run(notebooks=(base_nb,), created="2026-12-01T00:00:00Z")
+
+    changes = figure_changes(head, base, file_reader(tmp_path / "head"), file_reader(base_dir))
+
+    assert [(c.job_id, c.state, c.baseline_path) for c in changes] == [
+        ("train", "unchanged", "figures/train-lr-0.1/f.png")
+    ]

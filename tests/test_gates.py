@@ -309,14 +309,30 @@ def test_not_ok_job_fails_bare_rules_for_metrics_it_had() -> None:
     base = run(nb("train", accuracy=0.9, f1=0.8), nb("prep", rows=10))
     head = run(nb("train", "failed"), nb("prep", "died"))
     assert reasons("'*' = { min = 0 }", head, base) == [
-        (False, "train:accuracy fails: job failed"),
-        (False, "train:f1 fails: job failed"),
+        (False, "train fails: job failed, so 2 gate checks did not run (train:accuracy, train:f1)"),
         (False, "prep:rows fails: kernel died"),
     ]
     # prep never had an accuracy when it was ok: its failure is not an accuracy failure.
     assert reasons("accuracy = { min = 0 }", head, base) == [
         (False, "train:accuracy fails: job failed")
     ]
+
+
+def test_a_failed_notebook_is_one_gate_failure_whatever_the_rules_and_metrics() -> None:
+    base = run(nb("train", accuracy=0.9, f1=0.8, loss=0.1), nb("eval", auc=0.7))
+    head = run(nb("train", "failed"), nb("eval", auc=0.8))
+    config = "accuracy = { max_drop = 0.01 }\nf1 = { min = 0.5 }\n'*' = { min = 0 }"
+
+    verdict = evaluate(rules(f"[tool.nbci.gates]\n{config}"), head, compare(head, base, label="b"))
+
+    (failure,) = verdict.failures
+    assert failure.job_id == "train" and failure.check == "status"
+    assert failure.rule == "accuracy, f1, *"
+    assert failure.reason == (
+        "train fails: job failed, so 5 gate checks did not run "
+        "(train:accuracy, train:f1, train:loss)"
+    )
+    assert [r.passed for r in verdict.results] == [False, True]  # and eval:auc ≥ 0
 
 
 def test_not_ok_job_without_baseline_fails_bare_rules() -> None:

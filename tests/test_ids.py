@@ -9,6 +9,7 @@ from handmade_runs import nb, run
 
 from nbci.compare import compare
 from nbci.ids import MAX_ID, job_id, pair_renamed, with_head_ids
+from nbci.model import NotebookResult
 
 
 @pytest.mark.parametrize(
@@ -69,3 +70,30 @@ def test_stored_runs_of_the_history_take_the_head_ids() -> None:
     stored = run(replace(nb("train", accuracy=0.8), path="examples/train.ipynb"), nb("other"))
     assert [n.id for n in with_head_ids(head, stored).notebooks] == ["examples-train", "other"]
     assert with_head_ids(head, run(nb("other"))) == run(nb("other"))
+
+
+def test_a_matrix_axis_set_with_p_compares_with_the_baseline_job_of_that_value() -> None:
+    # `nbci run -p lr=0.1` runs `train`; the baseline ran the matrix lr = [0.05, 0.1].
+    def train(job_id: str, lr: float, accuracy: float) -> NotebookResult:
+        return replace(
+            nb(job_id, accuracy=accuracy), path="notebooks/train.ipynb", parameters={"lr": lr}
+        )
+
+    head = run(train("train", 0.1, 0.91))
+    base = run(train("train-lr-0.05", 0.05, 0.80), train("train-lr-0.1", 0.1, 0.91))
+
+    comparison = compare(head, base, label="main")
+
+    delta = comparison.delta("train", "accuracy")
+    assert delta is not None and delta.baseline == 0.91 and delta.change == "unchanged"
+    assert comparison.parameters == ()
+    assert comparison.removed_jobs == ("train-lr-0.05",)
+
+
+def test_with_no_job_of_equal_parameters_a_notebook_of_many_jobs_is_not_paired() -> None:
+    head = [replace(nb("train"), path="t.ipynb", parameters={"lr": 0.3})]
+    base = [
+        replace(nb("train-lr-0.05"), path="t.ipynb", parameters={"lr": 0.05}),
+        replace(nb("train-lr-0.1"), path="t.ipynb", parameters={"lr": 0.1}),
+    ]
+    assert pair_renamed(head, base) == {}

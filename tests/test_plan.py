@@ -108,6 +108,74 @@ def test_a_glob_that_matches_nothing_is_a_config_error(project: Path) -> None:
         plan(load_config(project))
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ('deps = ["data/*.cvs"]\n', r"nbci.toml: deps: 'data/\*.cvs' matches no file"),
+        (
+            '[[notebook]]\npath = "notebooks/a.ipynb"\ndeps = ["data/tarin.csv"]\n',
+            r"nbci.toml: notebook\[0\].deps: 'data/tarin.csv' matches no file",
+        ),
+        ('deps = ["/etc/*"]\n', r"deps: '/etc/\*' is not a glob relative to the project"),
+        ('preload = ["nmupy"]\n', r"nbci.toml: preload: 'nmupy' is not an installed module"),
+    ],
+)
+def test_deps_and_preload_that_find_nothing_are_config_errors(
+    project: Path, notebook: NotebookFactory, config: str, message: str
+) -> None:
+    notebook("notebooks/a.ipynb", ["pass"])
+    (project / "data").mkdir()
+    (project / "data" / "train.csv").write_text("x\n")
+    (project / "nbci.toml").write_text(config)
+    with pytest.raises(ConfigError, match=message):
+        plan(load_config(project))
+    (project / "nbci.toml").write_text('deps = ["data/*.csv"]\npreload = ["json.decoder"]\n')
+    assert [j.deps for j in plan(load_config(project)).jobs] == [("data/*.csv",)]
+
+
+def test_an_empty_folder_given_on_the_command_line_is_a_usage_error(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/a.ipynb", ["pass"])
+    (project / "empty").mkdir()
+    notebook("outputs/nbci-out/notebooks/a.ipynb", ["pass"])
+    (project / "outputs" / "nbci-out" / "results.json").write_text('{"schema": "nbci.results/2"}')
+    config = load_config(project)
+    for folder in ("empty", "outputs"):
+        with pytest.raises(UsageError, match=rf"^{folder}: the folder holds no notebook$"):
+            plan(config, [Path(folder)])
+
+
+def test_an_exclude_that_leaves_nothing_is_a_config_error(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/a.ipynb", ["pass"])
+    (project / "nbci.toml").write_text('exclude = ["notebooks/*.ipynb"]\n')
+    config = load_config(project)
+    with pytest.raises(ConfigError, match=r"^nbci.toml: exclude: leaves no notebook to run$"):
+        plan(config)
+    with pytest.raises(ConfigError, match=r"leaves no notebook to run"):
+        plan(config, [Path("notebooks")])
+
+
+def test_a_glob_over_everything_never_selects_nbcis_own_outputs(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    notebook("notebooks/a.ipynb", ["pass"])
+    for run_folder in ("nbci-out", "runs/shard-1", "elsewhere"):
+        notebook(f"{run_folder}/notebooks/a.ipynb", ["pass"])
+        (project / run_folder / "results.json").write_text('{\n  "schema": "nbci.results/2"}')
+    notebook(f"cache/entries/{'0' * 64}/notebooks/a.ipynb", ["pass"])
+    (project / "cache" / "entries" / ("0" * 64) / "entry.json").write_text("{}")
+    notebook(".nbci-out.staging-x/notebooks/a.ipynb", ["pass"])
+    notebook("reports/notebooks/b.ipynb", ["pass"])  # no results.json: the user's own
+    (project / "nbci.toml").write_text('notebooks = ["**/*.ipynb"]\nout = "elsewhere"\n')
+
+    planned = plan(load_config(project), out_dir=project / "other-out")
+
+    assert [j.path for j in planned.jobs] == ["notebooks/a.ipynb", "reports/notebooks/b.ipynb"]
+
+
 def test_an_undefined_parameter_is_a_config_error_naming_file_and_key(
     project: Path, notebook: NotebookFactory
 ) -> None:

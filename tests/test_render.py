@@ -24,12 +24,31 @@ from render_samples import (
     write_figures,
 )
 
-from nbci.model import ErrorInfo, Figure, NotebookResult, Run, Scrap
+from nbci.errors import ConfigError, TemplateError
+from nbci.model import (
+    Comparison,
+    ErrorInfo,
+    Figure,
+    GateResult,
+    MetricDelta,
+    NotebookResult,
+    Range,
+    Run,
+    Scrap,
+    Verdict,
+)
 from nbci.render import html_report, markdown_report, templating, write_reports
 from nbci.render.build import build_view
 from nbci.render.html import image_type, sanitize_html
 from nbci.render.metric_tables import comparison_table
-from nbci.vocabulary import format_delta, format_duration, format_number, format_percent
+from nbci.render.templating import check_templates
+from nbci.vocabulary import (
+    format_delta,
+    format_duration,
+    format_number,
+    format_percent,
+    verdict_facts,
+)
 
 # -- golden files ----------------------------------------------------------------
 
@@ -58,6 +77,28 @@ def test_verdict_comes_first() -> None:
     assert first == "### ❌ nbci: 1 of 3 notebooks failed"
     assert "gates: 3 of 5 failed" in text.splitlines()[2]
     assert "1 cached" in text.splitlines()[2]
+
+
+def test_the_verdict_line_never_says_nothing_regressed_beside_a_failed_gate() -> None:
+    # accuracy fell past max_drop, but inside the base branch's range: not a regression
+    spread = Range(low=0.80, high=0.95, median=0.9, values=(0.8, 0.85, 0.9, 0.92, 0.95))
+    delta = MetricDelta("train", "accuracy", 0.92, 0.85, "higher", range=spread)
+    comparison = Comparison("main", (delta,))
+    head = Run((NotebookResult("train", "t.ipynb", {}, "ok", metrics={"accuracy": 0.85}),), "x")
+    failed = Verdict((GateResult("accuracy", "train", "accuracy", False, "dropped", "max_drop"),))
+    passed = Verdict((GateResult("accuracy", "train", "accuracy", True, "ok", "min"),))
+
+    assert verdict_facts(head, comparison, failed, passed_count=True) == [
+        "1 passed",
+        "gates: 1 of 1 failed",
+        "1 within the base branch's range",
+    ]
+    assert "no metric regressed or improved" in verdict_facts(
+        head,
+        Comparison("main", (dataclasses.replace(delta, value=0.92),)),
+        passed,
+        passed_count=True,
+    )
 
 
 def test_passing_run_headline() -> None:
@@ -351,11 +392,22 @@ def test_a_compiled_template_cache_that_cannot_be_kept_is_no_cache(
 
 
 def test_strict_undefined_in_templates(tmp_path: Path) -> None:
-    import jinja2
-
-    (tmp_path / "report.md.j2").write_text("{{ view.no_such_field }}")
-    with pytest.raises(jinja2.UndefinedError):
+    (tmp_path / "report.md.j2").write_text("line one\n{{ view.no_such_field }}")
+    where = f"{tmp_path / 'report.md.j2'}:2: UndefinedError: "
+    with pytest.raises(TemplateError, match=re.escape(where) + ".*no_such_field"):
         markdown_report(sample_run(), templates=tmp_path)
+
+
+def test_a_template_that_does_not_compile_is_one_line_naming_file_and_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "report.html.j2").write_text("<p>\n{% for x in view.notebooks %}\n")
+    where = f"{tmp_path / 'report.html.j2'}:2: "
+    with pytest.raises(TemplateError, match=re.escape(where) + "Unexpected end of template"):
+        check_templates(tmp_path)
+    with pytest.raises(ConfigError, match=r"^nbci.toml: templates: .*missing: no such folder$"):
+        check_templates(tmp_path / "missing", where="nbci.toml:")
+    check_templates(None)
 
 
 # -- pieces ------------------------------------------------------------------------------------

@@ -28,7 +28,9 @@ from nbci.model import (
     Scrap,
 )
 from nbci.results import (
+    CI_COMMIT_VARIABLES,
     MAX_RESULTS_BYTES,
+    git_info,
     new_run,
     read_run,
     run_from_dict,
@@ -89,13 +91,41 @@ def test_contract_field_names(tmp_path: Path) -> None:
     }  # fmt: skip
 
 
-def test_new_run_records_git_and_environment(tmp_path: Path) -> None:
+def test_new_run_records_git_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for sha_variable, _ in CI_COMMIT_VARIABLES:
+        monkeypatch.delenv(sha_variable, raising=False)
     run = new_run([], tmp_path)
     assert run.schema == SCHEMA
     assert run.git == GitInfo()  # not a git checkout
     assert run.environment.python.count(".") == 2
     assert "nbci" in run.environment.packages
     assert run.created.endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"CI_COMMIT_SHA": "A" * 40, "CI_COMMIT_BRANCH": "main"}, GitInfo("a" * 40, "main")),
+        ({"GITHUB_SHA": "b" * 40, "GITHUB_REF_NAME": "12/merge", "GITHUB_HEAD_REF": "fix"},
+         GitInfo("b" * 40, "fix")),
+        ({"BITBUCKET_COMMIT": "c" * 12, "BITBUCKET_BRANCH": "dev"}, GitInfo("c" * 12, "dev")),
+        ({"CI_COMMIT_SHA": "$(rm -rf /)"}, GitInfo()),
+        ({}, GitInfo()),
+    ],
+)  # fmt: skip
+def test_without_git_the_commit_comes_from_the_ci_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], expected: GitInfo
+) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "commit", "-q", "--allow-empty", "-m", "x"],
+                   check=True, env={**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b",
+                   "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@b"})  # fmt: skip
+    assert git_info(tmp_path, environ).sha not in (None, expected.sha)  # git, when there is one
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs-here"))  # a python:*-slim image
+
+    assert git_info(tmp_path, environ) == expected
 
 
 def _valid() -> dict[str, Any]:

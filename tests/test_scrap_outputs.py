@@ -73,3 +73,28 @@ def test_later_outputs_win_across_both_formats() -> None:
         legacy_display("fig", {"text/plain": "new"}),
     )
     assert found == {"acc": Found("json", 0.75), "fig": Found(display={"text/plain": "new"})}
+
+
+def myst_glue(name: str, bundle: dict[str, Any], *, display: bool) -> dict[str, Any]:
+    """What MyST-NB's `glue(name, value, display=display)` writes: the value's display,
+    its mime types prefixed when it is not displayed."""
+    prefix = "" if display else "application/papermill.record/"
+    return {
+        "output_type": "display_data",
+        "data": {prefix + mime: value for mime, value in bundle.items()},
+        "metadata": {"scrapbook": {"name": name, "mime_prefix": prefix}},
+    }
+
+
+def test_myst_nb_glue_outputs_are_read_as_displays_of_the_value() -> None:
+    found, notes = found_in(
+        myst_glue("accuracy", {"text/plain": "0.93"}, display=False),
+        myst_glue("table", {"text/plain": "df", "text/html": "<table/>"}, display=True),
+        myst_glue("plot", {"image/png": "iVBOR", "text/plain": "<Figure>"}, display=False),
+    )
+    assert notes == ()
+    assert found == {
+        "accuracy": Found(display={"text/plain": "0.93"}),
+        "table": Found(display={"text/plain": "df", "text/html": "<table/>"}),
+        "plot": Found(display={"image/png": "iVBOR", "text/plain": "<Figure>"}),
+    }

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty
 from typing import TYPE_CHECKING, Any
 
 from nbci.execute.reporting import OutputStream, cell_hook
@@ -75,6 +77,7 @@ def _run_cells(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> Notebo
     The notebook is saved as cells finish and at the end, also when an
     exception escapes.
     """
+    from nbclient.exceptions import CellTimeoutError
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NotebookExecutionManager
 
@@ -105,11 +108,54 @@ def _run_cells(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> Notebo
     try:
         executed: NotebookNode = client.execute()
         return executed
+    except CellTimeoutError:
+        _keep_what_the_interrupt_sends(client, kernel, running.clock.cell)
+        raise
     finally:
         manager.cleanup_pbar()
         manager.notebook_complete()
         if client.kc is not None:
             client.kc.stop_channels()
+
+
+INTERRUPT_GRACE_S = 2.0
+"""How long a cell stopped by a timeout has, once interrupted, to send the rest of its output."""
+
+
+def _keep_what_the_interrupt_sends(client: Any, kernel: Kernel, cell: Any) -> None:
+    """Interrupt the cell nbclient gave up on and keep what the kernel sends for it.
+
+    nbclient stops listening at the timeout, so the executed notebook showed nothing of
+    how the cell ended; interrupted, the kernel sends its `KeyboardInterrupt` traceback
+    (what papermill's notebook shows), with any output not read yet. A kernel that does
+    not answer within `INTERRUPT_GRACE_S` is left to the usual kill.
+    """
+    from jupyter_core.utils import run_sync
+    from nbclient.exceptions import CellExecutionComplete
+
+    index = next((i for i, c in enumerate(client.nb.cells) if c is cell), None)
+    if index is None or client.kc is None:
+        return
+
+    async def listen() -> None:
+        await kernel.km.interrupt_kernel()
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = await client.kc.iopub_channel.get_msg(timeout=left)
+            except Empty:
+                return
+            if message["parent_header"].get("msg_type") != "execute_request":
+                continue
+            try:
+                client.process_message(message, cell, index)
+            except CellExecutionComplete:
+                return
+
+    try:
+        run_sync(listen)()
+    except Exception:  # the timeout stands whatever happens here
+        logger.debug("%s: no output kept after the interrupt", kernel.name, exc_info=True)
 
 
 async def change_directory(kc: Any, cwd: Path, timeout: float) -> None:

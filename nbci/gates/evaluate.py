@@ -36,7 +36,47 @@ def evaluate(rules: Sequence[GateRule], run: Run, comparison: Comparison | None)
     results: list[GateResult] = []
     for rule in rules:
         results.extend(_evaluate_rule(rule, run, baseline))
-    return Verdict(tuple(results))
+    return Verdict(_once_per_job(results, run))
+
+
+MAX_NAMED_CHECKS = 5
+"""Gate checks a not-ok job's one failure names; the rest are counted."""
+
+
+def _once_per_job(results: Sequence[GateResult], run: Run) -> tuple[GateResult, ...]:
+    """A job that is not `ok` fails its gates once, where its first check was: one failed
+    notebook is one failure (and one annotation), not one per metric and rule."""
+    by_job: dict[str, list[GateResult]] = {}
+    for result in results:
+        if result.check == "status":
+            by_job.setdefault(result.job_id, []).append(result)
+    statuses = {nb.id: nb.status for nb in run.notebooks}
+    kept: list[GateResult] = []
+    for result in results:
+        if result.check != "status":
+            kept.append(result)
+        elif result is by_job[result.job_id][0]:
+            kept.append(_one_failure(by_job[result.job_id], statuses[result.job_id]))
+    return tuple(kept)
+
+
+def _one_failure(failures: Sequence[GateResult], status: Status) -> GateResult:
+    if len(failures) == 1:
+        return failures[0]
+    first = failures[0]
+    targets = list(dict.fromkeys(printable(f"{f.job_id}:{f.metric}") for f in failures))
+    named = ", ".join(targets[:MAX_NAMED_CHECKS])
+    if len(targets) > MAX_NAMED_CHECKS:
+        named += f" and {len(targets) - MAX_NAMED_CHECKS} more"
+    why = WHY_NOT_OK.get(status, f"job {status}")
+    checks = f"{len(failures)} gate checks did not run ({named})"
+    reason = f"{printable(first.job_id)} fails: {why}, so {checks}"
+    return replace(
+        first,
+        rule=", ".join(dict.fromkeys(f.rule for f in failures)),
+        metric=", ".join(dict.fromkeys(f.metric for f in failures)),
+        reason=reason,
+    )
 
 
 @dataclass(frozen=True)

@@ -248,7 +248,7 @@ def _jobs_table(run: Run, anchors: Mapping[str, str]) -> Table:
             *((Cell(parameters_text(nb.parameters)),) if with_params else ()),
             Cell(status_label(nb.status), "plain" if nb.ok else "worse"),
             Cell("cached" if nb.cached else "ran", "muted" if nb.cached else "plain"),
-            Cell(format_duration(nb.duration_s)),
+            Cell(format_duration(nb.ran_for)),
         )
         for nb in run.notebooks
     )

@@ -13,9 +13,15 @@ mathtext) and shortened.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import io
+import json
 import logging
 import math
+import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +93,14 @@ def chart_figure(
         ]
     if _wants_log(group, baseline):
         axes.set_yscale("log")
+    if _whole_x(group, baseline):  # epochs, steps: no tick at 2.5
+        from matplotlib.ticker import MaxNLocator
+
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(True, alpha=0.3)
     if title:
         axes.set_title(plain(title), fontsize=10, loc="left")
-    axes.legend(handles=handles, fontsize=7, loc="best", ncols=2 if len(handles) > 8 else 1)
+    axes.legend(handles=handles, fontsize=8, loc="best", ncols=2 if len(handles) > 8 else 1)
     return figure
 
 
@@ -125,6 +135,12 @@ def _every(series: Series) -> int:
     return max(len(series.y) // _MARKS_PER_LINE, 1)
 
 
+def _whole_x(*groups: SeriesGroup | None) -> bool:
+    """Whether every x is a whole number (0…n-1 when the notebook gave none)."""
+    xs = [x for g in groups if g is not None for s in g.series for x in s.x]
+    return all(math.isfinite(x) and float(x).is_integer() for x in xs)
+
+
 def _wants_log(*groups: SeriesGroup | None) -> bool:
     values = [v for g in groups if g is not None for s in g.series for v in s.y if math.isfinite(v)]
     if not values or min(values) <= 0:
@@ -139,12 +155,19 @@ def plain(text: str) -> str:
 
 
 def write_charts(
-    run: Run, baseline: Run | None, out_dir: Path, *, baseline_label: str | None = None
+    run: Run,
+    baseline: Run | None,
+    out_dir: Path,
+    *,
+    baseline_label: str | None = None,
+    store: Path | None = None,
 ) -> tuple[tuple[Chart, ...], int]:
     """Draw every job's series groups into `out_dir/charts/`; the charts, most changed first,
     and how many were left out past `MAX_CHARTS`.
 
     A group only the baseline has is drawn too (dashed only): its curves were removed.
+    `store` (the run cache's `charts/` folder) keeps drawn charts by what they show
+    (`chart_key`): an unchanged chart is copied from there, not drawn again.
     """
     from nbci.series import change_score
 
@@ -159,7 +182,7 @@ def write_charts(
         path = out_dir / relative
         if not is_within(path, out_dir):
             continue
-        png = draw_chart(head, base, baseline_label=baseline_label, title=f"{job_id}: {name}")
+        png = _chart_png(head, base, baseline_label, f"{job_id}: {name}", store)
         try:
             write_bytes_atomic(path, png)
         except OSError as error:
@@ -169,12 +192,80 @@ def write_charts(
     return tuple(charts), max(len(scored) - MAX_CHARTS, 0)
 
 
+def _chart_png(
+    head: SeriesGroup | None,
+    base: SeriesGroup | None,
+    baseline_label: str | None,
+    title: str,
+    store: Path | None,
+) -> bytes:
+    """The chart, from `store` when the same chart was drawn before (a run whose notebooks
+    all come from the cache then never imports matplotlib), else drawn and kept there."""
+    if store is None:
+        return draw_chart(head, base, baseline_label=baseline_label, title=title)
+    kept = store / f"{chart_key(head, base, baseline_label, title)}.png"
+    with contextlib.suppress(OSError):
+        data = kept.read_bytes()
+        if data.startswith(_PNG_START) and data.endswith(_PNG_END):  # not a damaged file
+            os.utime(kept)  # recently used: pruned last
+            return data
+    png = draw_chart(head, base, baseline_label=baseline_label, title=title)
+    try:
+        write_bytes_atomic(kept, png)
+    except OSError as error:  # a chart that cannot be kept is drawn again next time
+        logger.info("could not keep the chart in %s: %s", store, error.strerror)
+    return png
+
+
+_PNG_START = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def chart_key(
+    head: SeriesGroup | None, base: SeriesGroup | None, baseline_label: str | None, title: str
+) -> str:
+    """A hash of everything a chart shows and how it is drawn: both groups' points, the
+    labels, this module's source and matplotlib's version."""
+    shown = {
+        "head": dataclasses.asdict(head) if head else None,
+        "base": dataclasses.asdict(base) if base else None,
+        "label": baseline_label,
+        "title": title,
+        "code": _code_digest(),
+        "matplotlib": _matplotlib_release(),
+    }
+    text = json.dumps(shown, sort_keys=True, ensure_ascii=False, default=repr)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _matplotlib_release() -> str:
+    """matplotlib's `matplotlib-X.Y.Z.dist-info` folder name, found without importing it
+    (importlib.metadata took 0.1 s to say the same)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("matplotlib")
+    if spec is None or spec.origin is None:
+        return ""
+    site = Path(spec.origin).parent.parent
+    return " ".join(sorted(p.name for p in site.glob("matplotlib-*.dist-info")))
+
+
 _Joined = tuple[str, str, SeriesGroup | None, SeriesGroup | None]
 
 
 def _joined_groups(run: Run, baseline: Run | None) -> list[_Joined]:
-    """(job id, group name, this run's group, the baseline's), in run order."""
-    base_jobs = {nb.id: nb for nb in baseline.notebooks} if baseline else {}
+    """(job id, group name, this run's group, the baseline's), in run order; a baseline job
+    under another id of the same job (`nbci.ids.pair_renamed`) is joined too."""
+    from nbci.ids import with_head_ids
+
+    base_run = with_head_ids(run.notebooks, baseline) if baseline else None
+    base_jobs = {nb.id: nb for nb in base_run.notebooks} if base_run else {}
     joined: list[_Joined] = []
     for nb in run.notebooks:
         base_nb = base_jobs.get(nb.id)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from nbci._files import is_within
-from nbci.render.templating import HTML_TEMPLATE, environment
+from nbci.render.templating import HTML_TEMPLATE, environment, template_errors
 from nbci.render.view import FigureView, ReportView
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,8 +55,9 @@ def render_html(
     templates: Path | None = None,
 ) -> str:
     """The report as one HTML document; figures are read from `out_dir` / `baseline_dir`."""
-    env = environment(html=True, templates=templates)
-    template = env.get_template(HTML_TEMPLATE)
+    with template_errors(templates):
+        env = environment(html=True, templates=templates)
+        template = env.get_template(HTML_TEMPLATE)
 
     def figure_src(figure: FigureView) -> str | None:
         return image_data_uri(out_dir, figure.path)
@@ -64,18 +65,19 @@ def render_html(
     def base_src(figure: FigureView) -> str | None:
         return image_data_uri(baseline_dir, figure.path) if figure.in_baseline else None
 
-    return template.render(
-        view=view,
-        csp=CSP,
-        css=_stylesheet(env),
-        figure_src=figure_src,
-        base_src=base_src,
-        file_src=lambda path: image_data_uri(out_dir, path) if path else None,
-        base_file_src=lambda path: image_data_uri(baseline_dir, path) if path else None,
-        sanitize=sanitize_html,
-        href=relative_href,
-        status_icon=lambda status: "✓" if status == "ok" else "✕",
-    )
+    with template_errors(templates):
+        return template.render(
+            view=view,
+            csp=CSP,
+            css=_stylesheet(env),
+            figure_src=figure_src,
+            base_src=base_src,
+            file_src=lambda path: image_data_uri(out_dir, path) if path else None,
+            base_file_src=lambda path: image_data_uri(baseline_dir, path) if path else None,
+            sanitize=sanitize_html,
+            href=relative_href,
+            status_icon=lambda status: "✓" if status == "ok" else "✕",
+        )
 
 
 def _stylesheet(env: jinja2.Environment) -> Markup:

@@ -31,7 +31,7 @@ from nbci.render.escape import (
     truncate,
     truncate_middle,
 )
-from nbci.render.templating import MARKDOWN_TEMPLATE, environment
+from nbci.render.templating import MARKDOWN_TEMPLATE, environment, template_errors
 from nbci.render.trends import COMMENT_TRENDS
 from nbci.render.view import Cell, FigureView, NotebookView, ReportView, ScrapView, Table
 from nbci.render.visuals import FigureDiffView
@@ -92,11 +92,13 @@ def render_markdown(
 ) -> str:
     """The report as GitHub-flavoured markdown of at most `max_chars` characters."""
     links = links or Links()
-    template = environment(html=False, templates=templates).get_template(MARKDOWN_TEMPLATE)
+    with template_errors(templates):
+        template = environment(html=False, templates=templates).get_template(MARKDOWN_TEMPLATE)
 
     def render(plan: Plan) -> str:
         helpers = _Helpers(view, plan, links)
-        return template.render(view=view, plan=plan, **helpers.context())
+        with template_errors(templates):
+            return template.render(view=view, plan=plan, **helpers.context())
 
     for plan in PLANS[:2]:
         text = render(plan)

@@ -44,7 +44,7 @@ def notebook_view(
         status=nb.status,
         status_label=status_label(nb.status),
         cached=nb.cached,
-        duration=format_duration(nb.duration_s),
+        duration=format_duration(nb.ran_for),
         parameters=tuple((name(k), param_value(v)) for k, v in nb.parameters.items()),
         output=nb.output,
         html=nb.html,

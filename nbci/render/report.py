@@ -117,12 +117,14 @@ def write_reports(
     templates: Path | None = None,
     title: str = "nbci",
     headline: Headline | None = None,
+    chart_store: Path | None = None,
 ) -> list[Path]:
     """Write `report.md` and `report.html` into `out_dir` (atomically); returns their paths.
 
     The charts of the run's series (against `baseline`'s), the difference images of its
     changed figures (against those in `baseline_dir`) and the trend charts (with history)
-    are drawn into `out_dir` first, and the charts of each sweep (`nbci.render.sweep_charts`).
+    are drawn into `out_dir` first, and the charts of each sweep (`nbci.render.sweep_charts`);
+    `chart_store` keeps charts drawn for the next run.
     """
     leads = Leads.of(run, headline, verdict)
     write_trends(trend_deltas(comparison, verdict, leads), out_dir)
@@ -133,6 +135,7 @@ def write_reports(
         baseline=baseline,
         baseline_dir=baseline_dir,
         baseline_label=comparison.baseline_label if comparison else None,
+        chart_store=chart_store,
     )
     base_paths = _baseline_figures(run, baseline_dir) | _baseline_figures(baseline, baseline_dir)
     base_urls = {p: _relative_url(baseline_dir / p, out_dir) for p in base_paths if baseline_dir}

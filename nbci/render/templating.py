@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
+
+from nbci.errors import ConfigError, TemplateError
 
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2
@@ -34,6 +37,59 @@ def environment(*, html: bool, templates: Path | None = None) -> jinja2.Environm
     the rest.
     """
     return _environment(html, templates.resolve() if templates else None)
+
+
+def check_templates(templates: Path | None, *, where: str | None = None) -> None:
+    """Compile the report templates of a user's `templates` folder, before anything runs.
+
+    A missing folder or a template that does not compile is one `ConfigError` line;
+    `where` names the configuration file.
+    """
+    if templates is None:
+        return
+    if not templates.is_dir():
+        prefix = f"{where} " if where else ""
+        raise ConfigError(f"{prefix}templates: {templates}: no such folder")
+    with template_errors(templates):
+        environment(html=False, templates=templates).get_template(MARKDOWN_TEMPLATE)
+        environment(html=True, templates=templates).get_template(HTML_TEMPLATE)
+
+
+@contextlib.contextmanager
+def template_errors(templates: Path | None) -> Iterator[None]:
+    """A failure inside a template of `templates` as one `TemplateError` line naming the
+    file and line; nbci's own failures pass through."""
+    import jinja2
+
+    try:
+        yield
+    except jinja2.TemplateSyntaxError as error:
+        if templates is None or not _is_users(error.filename, templates):
+            raise
+        raise TemplateError(
+            f"{error.filename}:{error.lineno}: {error.message or 'syntax error'}"
+        ) from None
+    except Exception as error:
+        where = _users_frame(error, templates) if templates is not None else None
+        if where is None:
+            raise
+        message = f"{type(error).__name__}: {error}"
+        raise TemplateError(f"{where}: {' '.join(message.split())}") from None
+
+
+def _users_frame(error: BaseException, templates: Path) -> str | None:
+    """`file:line` of the innermost traceback frame in a template of `templates`."""
+    found = None
+    tb = error.__traceback__
+    while tb is not None:
+        if _is_users(tb.tb_frame.f_code.co_filename, templates):
+            found = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+def _is_users(filename: str | None, templates: Path) -> bool:
+    return filename is not None and Path(filename).resolve().is_relative_to(templates.resolve())
 
 
 @lru_cache(maxsize=8)

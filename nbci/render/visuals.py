@@ -73,12 +73,16 @@ def draw_visuals(
     baseline: Run | None = None,
     baseline_dir: Path | None = None,
     baseline_label: str | None = None,
+    chart_store: Path | None = None,
 ) -> Drawn:
-    """Draw the charts and compare the figures (with `baseline_dir`), files in `out_dir`."""
+    """Draw the charts and compare the figures (with `baseline_dir`), files in `out_dir`;
+    `chart_store` keeps drawn charts for the next run (`charts.write_charts`)."""
     from nbci.figures import figure_changes, file_reader
     from nbci.render.charts import write_charts
 
-    charts, left_out = write_charts(run, baseline, out_dir, baseline_label=baseline_label)
+    charts, left_out = write_charts(
+        run, baseline, out_dir, baseline_label=baseline_label, store=chart_store
+    )
     changes: tuple[FigureChange, ...] = ()
     if baseline is not None and baseline_dir is not None:
         changes = figure_changes(

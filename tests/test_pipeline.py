@@ -1,0 +1,44 @@
+"""The orchestrator: what it records around the executor (the executor itself is faked)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import NotebookFactory
+
+from nbci import pipeline
+from nbci.cli import _results_table
+from nbci.config import load_config
+from nbci.errors import Interrupted
+from nbci.model import NotebookResult
+from nbci.progress import JobStarted
+
+
+def test_an_interrupted_notebook_keeps_how_long_it_ran_and_one_never_started_shows_none(
+    project: Path, notebook: NotebookFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notebook("notebooks/running.ipynb", ["pass"])
+    notebook("notebooks/waiting.ipynb", ["pass"])
+
+    def executed(*args: Any) -> Iterator[NotebookResult]:
+        on_event = args[-1]
+        on_event(JobStarted("running", cells=1))
+        time.sleep(0.05)
+        raise Interrupted("SIGINT")
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(pipeline, "_executed", executed)
+    outcome = pipeline.run(load_config(project), pipeline.RunRequest(use_cache=False))
+
+    running, waiting = outcome.run.notebooks
+    assert running.status == waiting.status == "interrupted"
+    assert running.duration_s > 0 and running.ran_for == running.duration_s
+    assert waiting.duration_s == 0 and waiting.ran_for is None
+    rows = _results_table(outcome.run.notebooks).splitlines()
+    assert rows[2].split()[-1].endswith("s") and rows[3].split()[-1] == "–"
+    report = (outcome.out_dir / "report.md").read_text()
+    assert "0.00 s" not in report
