@@ -23,7 +23,7 @@ from nbci.publish import PublishOptions, PublishOutcome, RetryPolicy, publish
 from nbci.publish.comment import COMMENT_LIMIT, comment_body, marker
 from nbci.publish.status import describe
 from nbci.render.build import build_view
-from nbci.results import write_run
+from nbci.results import read_run, write_run
 
 FAST = RetryPolicy(pace=False, backoff=0.05, max_wait=10, max_total_wait=30, timeout=10)
 MARKER = marker("nbci")
@@ -243,6 +243,54 @@ def test_figures_go_in_one_commit_linked_by_its_sha(
     for url, seed in zip(sorted(urls), (1, 2, 3), strict=True):
         assert f"/{gh.repo}/raw/{commit}/pr/3/figures/train/" in url
         assert fetch(url) == png(seed)
+
+
+def test_svg_figures_and_figures_up_to_the_collect_cap_are_hosted(
+    gh: GitHubStub, main_history: list[str], tmp_path: Path
+) -> None:
+    """What collect keeps and report.html shows is what the pull request shows: an SVG
+    figure, and a PNG of 9 MiB (under the one figure cap, `nbci.formats.MAX_FIGURE_BYTES`)."""
+    gh.add_pull(3, base_sha=main_history[-1])
+    run_dir = make_run(tmp_path / "out", figures={"big": 1})
+    big = png(1) + b"\0" * (9 * 2**20)
+    (run_dir / "figures/train/big.png").write_bytes(big)
+    svg = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"></svg>\n'
+    (run_dir / "figures/train/plot.svg").write_bytes(svg)
+    run = read_run(run_dir)
+    nb = replace(
+        run.notebooks[0],
+        figures=(*run.notebooks[0].figures, Figure("plot", "figures/train/plot.svg")),
+    )
+    write_run(replace(run, notebooks=(nb,)), run_dir)
+
+    outcome = publish(options(run_dir), pr_env(gh, tmp_path, 3))
+
+    assert outcome.notes == ()
+    commit = gh.ref_sha("nbci-assets")
+    assert set(gh.paths_at("nbci-assets")) == {
+        "pr/3/figures/train/big.png",
+        "pr/3/figures/train/plot.svg",
+    }
+    urls = sorted(image_urls(gh.pr_comments(3)[0]["body"]))
+    assert [url.rsplit("/", 1)[-1] for url in urls] == ["big.png", "plot.svg"]
+    assert fetch(urls[1]) == svg
+    assert f"/raw/{commit}/" in urls[0]
+
+
+def test_an_svg_figure_that_is_not_svg_is_left_out(
+    gh: GitHubStub, main_history: list[str], tmp_path: Path
+) -> None:
+    gh.add_pull(3, base_sha=main_history[-1])
+    run_dir = make_run(tmp_path / "out", figures={"good": 1})
+    (run_dir / "figures/train/fake.svg").write_bytes(png(2))
+    run = read_run(run_dir)
+    figures = (*run.notebooks[0].figures, Figure("fake", "figures/train/fake.svg"))
+    write_run(replace(run, notebooks=(replace(run.notebooks[0], figures=figures),)), run_dir)
+
+    outcome = publish(options(run_dir), pr_env(gh, tmp_path, 3))
+
+    assert set(gh.paths_at("nbci-assets")) == {"pr/3/figures/train/good.png"}
+    assert any("fake.svg: not an SVG image" in note for note in outcome.notes)
 
 
 def test_unchanged_figures_are_not_uploaded_again(
