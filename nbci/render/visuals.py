@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbci._files import remove_drawn
 from nbci.model import Chart, FigureChange, FigureState, Run
 from nbci.render.escape import clean_text, truncate
 
@@ -74,10 +75,13 @@ def draw_visuals(
     baseline_dir: Path | None = None,
     baseline_label: str | None = None,
 ) -> Drawn:
-    """Draw the charts and compare the figures (with `baseline_dir`), files in `out_dir`."""
-    from nbci.figures import figure_changes, file_reader
-    from nbci.render.charts import write_charts
+    """Draw the charts and compare the figures (with `baseline_dir`), files in `out_dir`,
+    replacing those an earlier render drew there."""
+    from nbci.figures import DIFF_FOLDER, figure_changes, file_reader
+    from nbci.render.charts import CHART_FOLDER, write_charts
 
+    for folder in (CHART_FOLDER, DIFF_FOLDER):
+        remove_drawn(out_dir / folder)
     charts, left_out = write_charts(run, baseline, out_dir, baseline_label=baseline_label)
     changes: tuple[FigureChange, ...] = ()
     if baseline is not None and baseline_dir is not None:
