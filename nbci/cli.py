@@ -1,8 +1,8 @@
 """The command line: a thin shell over the Python API.
 
 `main(argv) -> int` parses, calls one API function, prints. Every `NbciError`
-becomes one `nbci: error: …` line and exit code 2. Heavy modules are imported
-inside the commands so that `nbci --help` is instant.
+becomes one `nbci: error: …` line and the `ExitCode` that says what happened.
+Heavy modules are imported inside the commands so that `nbci --help` is instant.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from nbci import __version__
-from nbci.errors import NbciError, UsageError
+from nbci.errors import Interrupted, NbciError, PublishError, RunError, UsageError
 
 if TYPE_CHECKING:
     from nbci.config import Config
@@ -28,11 +29,26 @@ if TYPE_CHECKING:
     from nbci.pipeline import RunOutcome
     from nbci.progress import JobEvent
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-"""A notebook or a gate failed (the outputs are still written)."""
-EXIT_USAGE = 2
-"""Bad command line, configuration or input."""
+
+class ExitCode(IntEnum):
+    """What `nbci` exits with (README's table)."""
+
+    OK = 0
+    FAILED = 1
+    """A notebook or a gate failed, or the run was interrupted (the outputs are written)."""
+    USAGE = 2
+    """Bad command line, configuration or input (a results.json that cannot be trusted)."""
+    PUBLISH = 3
+    """The report could not be published (the forge refused, or kept failing)."""
+    RUN = 4
+    """The run could not be done here: workers that cannot start, an output folder in use."""
+
+
+EXIT_OK = ExitCode.OK
+EXIT_FAILED = ExitCode.FAILED
+EXIT_USAGE = ExitCode.USAGE
+EXIT_PUBLISH = ExitCode.PUBLISH
+EXIT_RUN = ExitCode.RUN
 
 
 class _Parser(argparse.ArgumentParser):
@@ -156,10 +172,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except NbciError as exc:
         print(f"nbci: error: {_one_line(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("nbci: interrupted", file=sys.stderr)
         return EXIT_FAILED
+
+
+def exit_code(error: NbciError) -> ExitCode:
+    """The exit code that says what kind of error `error` is."""
+    if isinstance(error, Interrupted):
+        return ExitCode.FAILED
+    if isinstance(error, PublishError):
+        return ExitCode.PUBLISH
+    if isinstance(error, RunError):
+        return ExitCode.RUN
+    return ExitCode.USAGE
 
 
 # -- commands ----------------------------------------------------------------
