@@ -3,7 +3,8 @@
 A run is built in a hidden staging folder beside the output directory and
 moved into place at the end, so the output directory always holds either the
 previous complete run or the new one (complete, or partial and marked
-`interrupted`), never a mix.
+`interrupted`), never a mix. A lock file beside it (`.NAME.lock`) keeps a second
+run (or report) from writing the same output directory at the same time.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from nbci._files import FOLDER_MODE
 from nbci.config import Config
-from nbci.errors import Interrupted, UsageError
+from nbci.errors import Interrupted, RunError, UsageError
 from nbci.model import Comparison, Job, NotebookResult, Run, Verdict
 from nbci.plan import Plan, plan
 from nbci.progress import OnEvent
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[NotebookResult], None]
 _PID_FILE = ".nbci-pid"
+"""In a staging folder: the process building it, `PID START-TIME` (psutil's create time)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,17 @@ def run(
     """
     out_dir = output_dir(config, request.out)
     check_output_dir(out_dir, config.root)
+    with output_lock(out_dir):
+        return _run(config, request, out_dir, on_result, on_event)
+
+
+def _run(
+    config: Config,
+    request: RunRequest,
+    out_dir: Path,
+    on_result: ResultCallback | None,
+    on_event: OnEvent | None,
+) -> RunOutcome:
     planned = plan(config, request.paths, request.overrides, out_dir=out_dir)
     planned = _apply_request(planned, request)
     baseline = read_run(request.baseline) if request.baseline else None
@@ -116,9 +129,10 @@ def report(
     the_run = read_run(out_dir)
     baseline = read_run(baseline_dir) if baseline_dir else None
     history = read_history(history_dirs)
-    return _finish(
-        config, the_run, baseline, baseline_dir, out_dir, write_results=False, history=history
-    )
+    with output_lock(out_dir.resolve()):
+        return _finish(
+            config, the_run, baseline, baseline_dir, out_dir, write_results=False, history=history
+        )
 
 
 def merge(config: Config, shard_dirs: Sequence[Path], out: Path) -> RunOutcome:
@@ -128,7 +142,7 @@ def merge(config: Config, shard_dirs: Sequence[Path], out: Path) -> RunOutcome:
     runs = [read_run(d) for d in shard_dirs]
     out_dir = out.resolve()
     check_output_dir(out_dir, config.root)
-    with _staging(out_dir) as staging:
+    with output_lock(out_dir), _staging(out_dir) as staging:
         merged = merge_runs(runs, shard_dirs, staging)
         outcome = _finish(config, merged, None, None, staging)
     return _moved(outcome, out_dir)
@@ -323,6 +337,30 @@ def check_output_dir(out_dir: Path, root: Path) -> None:
     )
 
 
+@contextmanager
+def output_lock(out_dir: Path) -> Iterator[None]:
+    """Hold `.NAME.lock` beside `out_dir` for the block; refuse in one line when another
+    nbci process holds it (a second run into the same folder would swap over the first's)."""
+    from filelock import FileLock, Timeout
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out_dir.parent / f".{out_dir.name}.lock"
+    lock = FileLock(lock_path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(
+            f"output directory {out_dir}: another nbci run is writing it (it holds {lock_path}); "
+            "wait for it to finish, or choose another folder (--out)"
+        ) from None
+    except OSError as error:
+        raise RunError(f"output directory {out_dir}: cannot lock {lock_path}: {error}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class _staging:
     """A hidden folder beside `out_dir` that replaces it on success.
 
@@ -342,7 +380,7 @@ class _staging:
             shutil.rmtree(stale, ignore_errors=True)
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.staging-", dir=parent))
         os.chmod(self.path, FOLDER_MODE)  # mkdtemp's 0700 would hide the run from others
-        (self.path / _PID_FILE).write_text(str(os.getpid()))
+        (self.path / _PID_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}")
         return self.path
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -351,7 +389,13 @@ class _staging:
             shutil.rmtree(self.path, ignore_errors=True)
             return
         (self.path / _PID_FILE).unlink(missing_ok=True)
-        _swap_into_place(self.path, self.out_dir)
+        try:
+            _swap_into_place(self.path, self.out_dir)
+        except OSError as error:
+            raise RunError(
+                f"output directory {self.out_dir}: the new run could not be put in place "
+                f"({error.strerror or error}); it is kept in {self.path}"
+            ) from None
 
 
 def _stale_siblings(out_dir: Path) -> Iterator[Path]:
@@ -370,17 +414,37 @@ def _recover(stale: Path, out_dir: Path) -> None:
 
 
 def _owned_by_live_process(path: Path) -> bool:
-    """Staging folders of a run still going (another `nbci run`) are left alone."""
-    pid_file = path / _PID_FILE
+    """Staging folders of a run still going (another `nbci run`, maybe another user's) are
+    left alone. The process is known by its id and start time: an id the system gave to
+    another process since does not keep a dead run's folder."""
     try:
-        pid = int(pid_file.read_text())
-    except (OSError, ValueError):
+        stamp = (path / _PID_FILE).read_text().split()
+        pid = int(stamp[0])
+    except (OSError, ValueError, IndexError):
         return False
+    started = _start_time(pid)
+    if started is None:
+        return False
+    return len(stamp) < 2 or started == _UNKNOWN or started == stamp[1]
+
+
+_UNKNOWN = "?"
+
+
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started (psutil's create time, as text); None when no such process
+    runs; `_UNKNOWN` when it cannot be inspected (another user's, on a hardened system)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return repr(process.create_time())
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.AccessDenied:
+        return _UNKNOWN
 
 
 def _swap_into_place(staging: Path, out_dir: Path) -> None:

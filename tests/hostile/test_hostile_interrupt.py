@@ -97,7 +97,7 @@ def writing(project: Path, process: subprocess.Popen[str]) -> bool:
     """
     for staging in project.glob(".nbci-out.staging-*"):
         try:
-            mine = (staging / ".nbci-pid").read_text() == str(process.pid)
+            mine = (staging / ".nbci-pid").read_text().split()[0] == str(process.pid)
         except OSError:
             continue
         if mine and (staging / "results.json").exists():
