@@ -545,6 +545,26 @@ def test_check_run_mode_carries_the_report(
     assert gh.pr_comments(16)[0]["body"].startswith(marker("models"))
 
 
+@pytest.mark.parametrize("fault", ["answer lost after creating", "502 without creating"])
+def test_a_check_run_whose_create_failed_is_never_created_twice(
+    gh: GitHubStub, main_history: list[str], tmp_path: Path, fault: str
+) -> None:
+    """GitHub cannot delete a check run: a create is not resent blindly; the retry looks
+    for the one the lost answer hid and completes it, or creates it when there is none."""
+    pull = gh.add_pull(17, base_sha=main_history[-1])
+    if fault == "answer lost after creating":
+        gh.fail_after_doing("POST", r"/check-runs$", 502)
+    else:
+        gh.fail("POST", r"/check-runs$", 502)
+
+    outcome = publish(options(make_run(tmp_path / "out"), check=True), pr_env(gh, tmp_path, 17))
+
+    (check,) = gh.check_runs
+    assert check["head_sha"] == pull.head_sha and check["conclusion"] == "success"
+    assert outcome.check_url == check["html_url"]
+    assert len(gh.calls("GET", rf"/commits/{pull.head_sha}/check-runs$")) == 1
+
+
 # -- fork pull requests through workflow_run --------------------------------------------
 
 

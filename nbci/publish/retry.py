@@ -8,6 +8,10 @@ dropped connections. No single wait exceeds `RetryPolicy.max_wait` and all
 waits of one publish together stay under `max_total_wait`: a limit that
 resets later ends the publish with a message instead of a stalled job. Every
 wait is logged.
+
+A POST that creates what cannot be deleted (`LOOK_FIRST`: a GitHub check run)
+is retried here only when the forge said it did nothing (a rate limit); after
+a 5xx or a lost answer its caller looks whether the first try took effect.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ if TYPE_CHECKING:
     from urllib3.response import BaseHTTPResponse
 
 logger = logging.getLogger(__name__)
+
+LOOK_FIRST = ("/check-runs",)
+"""Paths (their ends) of POSTs that are not sent again blindly: GitHub has no way to delete
+a check run, so a retry whose first try had created one would leave two."""
 
 
 @dataclass(frozen=True)
@@ -134,12 +142,14 @@ class BoundedRetry(Retry):
             and not self.limits.limited(response.status, response.headers)
         ):
             raise _gave_up(_pool, url, None)  # a real 403: not ours to retry
+        limited = response is not None and self.limits.limited(response.status, response.headers)
+        if method == "POST" and _path(url).endswith(LOOK_FIRST) and not limited:
+            logger.warning(
+                "%s %s: %s; not sent again here", method, _path(url), _said(response, error)
+            )
+            raise _gave_up(_pool, url, error)  # the answer (5xx) or the error goes to the caller
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        what = (
-            f"{self.limits.service} answered {response.status} {response.reason}"
-            if response is not None
-            else f"the connection failed ({_short(error)})"
-        )
+        what = _said(response, error, self.limits.service)
         wait = self._wait_for(response, attempt=len(retry.history))
         left = self.budget.total - self.budget.spent
         if wait > self.max_wait or wait > left:
@@ -212,6 +222,14 @@ def _until_reset(value: str | None) -> float:
 
 def _path(url: str | None) -> str:
     return (url or "").split("?", 1)[0]
+
+
+def _said(
+    response: BaseHTTPResponse | None, error: Exception | None, service: str = "the forge"
+) -> str:
+    if response is not None:
+        return f"{service} answered {response.status} {response.reason}"
+    return f"the connection failed ({_short(error)})"
 
 
 def _short(error: Exception | None) -> str:
