@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from nbci import __version__
+from nbci._text import one_line
 from nbci.errors import Interrupted, NbciError, PublishError, RunError, UsageError
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return args.handler(args)
     except NbciError as exc:
-        print(f"nbci: error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"nbci: error: {one_line(str(exc), None)}", file=sys.stderr)
         return exit_code(exc)
     except KeyboardInterrupt:
         print("nbci: interrupted", file=sys.stderr)
@@ -541,7 +542,7 @@ def _end_line(result: NotebookResult) -> str:
     line = f"{STATUS_MARK.get(result.status, '?')} {result.id}: {status}{cached}"
     line += f" in {result.duration_s:.1f}s"
     if result.error is not None and not result.ok:
-        line += f" — {_one_line(result.error.summary)[:120]}"
+        line += f" — {one_line(result.error.summary, 120)}"
     return line
 
 
@@ -565,25 +566,16 @@ def _results_table(notebooks: Sequence[NotebookResult]) -> str:
         rows.append(
             (
                 nb.id,
-                _clip(parameters, 40),
+                one_line(parameters, 40),
                 status,
                 f"{nb.duration_s:.1f}s",
-                _clip(metrics, 80),
+                one_line(metrics, 80),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in lines)
-
-
-def _clip(text: str, width: int) -> str:
-    text = _one_line(text)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _shown(path: Path) -> str:

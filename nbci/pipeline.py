@@ -23,7 +23,7 @@ from typing import Any
 from nbci._files import FOLDER_MODE
 from nbci.config import Config
 from nbci.errors import Interrupted, RunError, UsageError
-from nbci.model import Comparison, Job, NotebookResult, Run, Verdict
+from nbci.model import Comparison, Job, NotebookResult, Run, Verdict, passed
 from nbci.plan import Plan, plan
 from nbci.progress import OnEvent
 from nbci.results import RESULTS_FILE, new_run, read_run, write_run
@@ -62,7 +62,7 @@ class RunOutcome:
 
     @property
     def passed(self) -> bool:
-        return self.run.ok and self.verdict.passed
+        return passed(self.run, self.verdict)
 
 
 def output_dir(config: Config, out: Path | None = None) -> Path:

@@ -23,7 +23,7 @@ from nbci.publish import PublishOptions, PublishOutcome, RetryPolicy, publish
 from nbci.publish.comment import COMMENT_LIMIT, comment_body, marker
 from nbci.publish.status import describe
 from nbci.render.build import build_view
-from nbci.results import read_run, write_run
+from nbci.results import read_run, run_from_json, run_json, write_run
 
 FAST = RetryPolicy(pace=False, backoff=0.05, max_wait=10, max_total_wait=30, timeout=10)
 MARKER = marker("nbci")
@@ -394,6 +394,9 @@ def test_baseline_stored_on_push_and_found_for_a_later_pr(
     assert stored.kind == "baseline" and stored.stored_baseline
     results = json.loads(gh.file_at("nbci-assets", f"runs/{base}/nbci/results.json") or b"")
     assert results["notebooks"][0]["metrics"]["accuracy"] == 0.9
+    stored_text = gh.file_at("nbci-assets", f"runs/{base}/nbci/results.json") or b""
+    again = run_json(run_from_json(stored_text, source="stored"))
+    assert stored_text.decode() == again  # serialised as a run folder's results.json is
     assert gh.file_at("nbci-assets", f"runs/{base}/nbci/figures/train/roc.png") == png(2)
     assert gh.statuses[-1]["sha"] == base
     assert len(gh.calls("POST", r"/git/commits$")) == 1  # results and figures: one commit

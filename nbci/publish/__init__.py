@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from nbci.errors import PublishError
-from nbci.model import Comparison, Run
+from nbci.model import Comparison, Run, passed
 from nbci.publish import steps
 from nbci.publish.assets import Figures, Tip, load_figures
 from nbci.publish.baseline import DEFAULT_DEPTH, Baseline
@@ -46,7 +46,6 @@ from nbci.publish.forge import Forge, Target, TargetKind
 from nbci.publish.history import with_trend_charts
 from nbci.publish.report import render_report
 from nbci.publish.retry import RetryPolicy
-from nbci.publish.status import passed
 from nbci.publish.visuals import Prepared, prepare
 from nbci.render.visuals import Drawn
 from nbci.results import read_run

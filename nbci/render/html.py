@@ -20,6 +20,7 @@ from nbci._files import read_inside
 from nbci.formats import MAX_FIGURE_BYTES, image_type
 from nbci.render.templating import HTML_TEMPLATE, environment
 from nbci.render.view import FigureView, ReportView
+from nbci.vocabulary import HTML_MARK
 
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2
@@ -64,7 +65,8 @@ def render_html(
         base_file_src=lambda path: image_data_uri(baseline_dir, path) if path else None,
         sanitize=sanitize_html,
         href=relative_href,
-        status_icon=lambda status: "✓" if status == "ok" else "✕",
+        status_icon=lambda status: HTML_MARK["pass" if status == "ok" else "fail"],
+        mark=lambda kind: HTML_MARK.get(kind, HTML_MARK["info"]),
     )
 
 
