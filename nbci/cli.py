@@ -170,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="nbci: %(message)s",
             stream=sys.stderr,
         )
-        return args.handler(args)
+        code: int = args.handler(args)
+        return code
     except NbciError as exc:
         print(f"nbci: error: {one_line(str(exc), None)}", file=sys.stderr)
         return exit_code(exc)

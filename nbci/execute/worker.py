@@ -11,9 +11,10 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from nbci.execute.job import WorkerContext, run_job_safely
+from nbci.execute.job import run_job_safely
 from nbci.execute.kernels import Kernels
 from nbci.execute.protocol import Finished, Log, Ready, Sender, receive_assignment
+from nbci.execute.running import WorkerContext
 
 if TYPE_CHECKING:  # pragma: no cover
     from multiprocessing.connection import Connection
@@ -105,7 +106,7 @@ class _ForwardHandler(logging.handlers.QueueHandler):
         self._sender = sender
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        portable = super().prepare(record)
+        portable: logging.LogRecord = super().prepare(record)
         if not record.name.startswith("nbci"):
             portable.levelno, portable.levelname = logging.DEBUG, "DEBUG"
         return portable

@@ -249,7 +249,8 @@ class GitHubForge:
         with self.session.errors(f"create a check run on {sha[:12]}", "checks: write"):
             run = self._create_check_once(sha, fit(name, 100), fields)
         logger.info("check run %r (%s) on %s", name, run.conclusion, sha[:12])
-        return run.html_url
+        url: str | None = run.html_url
+        return url
 
     def _create_check_once(self, sha: str, name: str, fields: dict[str, Any]) -> Any:
         from github import GithubException

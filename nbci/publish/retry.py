@@ -188,7 +188,7 @@ class BoundedRetry(Retry):
             if response.status in self.limits.statuses:
                 reset = response.headers.get("x-ratelimit-reset")
                 return _until_reset(reset or response.headers.get("ratelimit-reset"))
-        return self.first_backoff * 2 ** max(attempt - 1, 0)
+        return self.first_backoff * 2.0 ** max(attempt - 1, 0)
 
 
 def _gave_up(
