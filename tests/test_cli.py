@@ -267,13 +267,14 @@ def test_the_terminal_words_statuses_as_the_reports_do(
 
     from handmade_runs import nb
 
-    from nbci.cli import _Progress, _results_table
+    from nbci.cli import _results_table
+    from nbci.console import Progress
 
     slow = replace(nb("slow", "timeout"), duration_s=3.0)
     cached = replace(nb("train", n=61), cached=True)
     table = _results_table([slow, cached])
     assert "timed out" in table and "passed (cached)" in table and "n=61" in table
-    progress = _Progress()
+    progress = Progress()
     progress.finished(slow)
     progress.close()
     assert capsys.readouterr().out.startswith("⏱ slow: timed out in 3.0s")
