@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from nbci.cli import EXIT_RUN, main
-from nbci.pipeline import _PID_FILE, _staging, output_lock
+from nbci.staging import _PID_FILE, Staging, output_lock
 
 NO_SUCH_PID = 4_194_305
 """Above Linux's largest process id (2**22): never a running process."""
@@ -37,7 +37,7 @@ def test_the_lock_is_free_again_after_a_run_and_after_a_failure(tmp_path: Path) 
     out = tmp_path / "nbci-out"
     with pytest.raises(RuntimeError), output_lock(out):
         raise RuntimeError("the run failed")
-    with output_lock(out), _staging(out) as staging:
+    with output_lock(out), Staging(out) as staging:
         (staging / "results.json").write_text("{}")
     assert (out / "results.json").is_file()
 
@@ -65,7 +65,7 @@ def test_staging_of_another_users_live_run_is_left_alone(
     theirs = stale_staging(tmp_path, "1")  # as written by an earlier nbci: the pid alone
     theirs_now = stale_staging(tmp_path, f"1 {started(1)}")
 
-    with _staging(tmp_path / "nbci-out"):
+    with Staging(tmp_path / "nbci-out"):
         pass
 
     assert theirs.is_dir() and theirs_now.is_dir()
@@ -78,7 +78,7 @@ def test_a_reused_process_id_does_not_keep_a_dead_runs_staging(tmp_path: Path) -
     dead = stale_staging(tmp_path, f"{NO_SUCH_PID} 12345.0")
     garbled = stale_staging(tmp_path, "not a pid")
 
-    with _staging(tmp_path / "nbci-out") as staging:
+    with Staging(tmp_path / "nbci-out") as staging:
         pid, when = (staging / _PID_FILE).read_text().split()
 
     assert (int(pid), when) == (me, started(me))
