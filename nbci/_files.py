@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import stat
 import tempfile
 import unicodedata
@@ -46,6 +47,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
 
 def write_text_atomic(path: Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def remove_drawn(folder: Path) -> None:
+    """Remove a folder of files an earlier render drew (`charts/`, `diffs/`, `trends/`), so
+    that a new render leaves none of them behind; a link there is removed, never followed."""
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    elif folder.is_dir():
+        shutil.rmtree(folder)
 
 
 def safe_name(name: str, *, max_length: int = MAX_NAME) -> str:

@@ -1,8 +1,8 @@
 """The command line: a thin shell over the Python API.
 
 `main(argv) -> int` parses, calls one API function, prints. Every `NbciError`
-becomes one `nbci: error: …` line and exit code 2. Heavy modules are imported
-inside the commands so that `nbci --help` is instant.
+becomes one `nbci: error: …` line and the `ExitCode` that says what happened.
+Heavy modules are imported inside the commands so that `nbci --help` is instant.
 """
 
 from __future__ import annotations
@@ -10,29 +10,41 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
-import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from nbci import __version__
-from nbci.errors import NbciError, UsageError
+from nbci._text import one_line
+from nbci.errors import Interrupted, NbciError, PublishError, RunError, UsageError
 
 if TYPE_CHECKING:
     from nbci.config import Config
     from nbci.model import NotebookResult
     from nbci.pipeline import RunOutcome
-    from nbci.progress import JobEvent
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-"""A notebook or a gate failed (the outputs are still written)."""
-EXIT_USAGE = 2
-"""Bad command line, configuration or input."""
+
+class ExitCode(IntEnum):
+    """What `nbci` exits with (README's table)."""
+
+    OK = 0
+    FAILED = 1
+    """A notebook or a gate failed, or the run was interrupted (the outputs are written)."""
+    USAGE = 2
+    """Bad command line, configuration or input (a results.json that cannot be trusted)."""
+    PUBLISH = 3
+    """The report could not be published (the forge refused, or kept failing)."""
+    RUN = 4
+    """The run could not be done here: workers that cannot start, an output folder in use."""
+
+
+EXIT_OK = ExitCode.OK
+EXIT_FAILED = ExitCode.FAILED
+EXIT_USAGE = ExitCode.USAGE
+EXIT_PUBLISH = ExitCode.PUBLISH
+EXIT_RUN = ExitCode.RUN
 
 
 class _Parser(argparse.ArgumentParser):
@@ -213,13 +225,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream=sys.stderr,
         )
         logging.getLogger("urllib3").setLevel(logging.ERROR)  # nbci logs each retry, once
-        return args.handler(args)
+        code: int = args.handler(args)
+        return code
     except NbciError as exc:
-        print(f"nbci: error: {_one_line(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+        print(f"nbci: error: {one_line(str(exc), None)}", file=sys.stderr)
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("nbci: interrupted", file=sys.stderr)
         return EXIT_FAILED
+
+
+def exit_code(error: NbciError) -> ExitCode:
+    """The exit code that says what kind of error `error` is."""
+    if isinstance(error, Interrupted):
+        return ExitCode.FAILED
+    if isinstance(error, PublishError):
+        return ExitCode.PUBLISH
+    if isinstance(error, RunError):
+        return ExitCode.RUN
+    return ExitCode.USAGE
 
 
 # -- commands ----------------------------------------------------------------
@@ -232,6 +256,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from nbci.console import Progress
     from nbci.pipeline import RunRequest, run
     from nbci.plan import parse_parameter
 
@@ -257,7 +282,7 @@ def _run(args: argparse.Namespace) -> int:
         baseline=args.baseline,
         log_output=args.log_output,
     )
-    progress = _Progress(log_output=args.log_output)
+    progress = Progress(log_output=args.log_output)
     try:
         outcome = run(config, request, on_result=progress.finished, on_event=progress.event)
     finally:
@@ -274,7 +299,7 @@ def _report(args: argparse.Namespace) -> int:
     for path in outcome.reports:
         print(f"Wrote {_shown(path)}")
     if outcome.template_error:
-        print(f"nbci: error: {_one_line(outcome.template_error)}", file=sys.stderr)
+        print(f"nbci: error: {one_line(outcome.template_error, None)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK if outcome.passed else EXIT_FAILED
 
@@ -397,7 +422,7 @@ def _conclude(outcome: RunOutcome, *, table: bool = True) -> int:
     if run.interrupted:
         print("nbci: interrupted; results.json holds what finished", file=sys.stderr)
     if outcome.template_error:
-        print(f"nbci: error: {_one_line(outcome.template_error)}", file=sys.stderr)
+        print(f"nbci: error: {one_line(outcome.template_error, None)}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK if outcome.passed else EXIT_FAILED
 
@@ -424,203 +449,6 @@ def _annotate(outcome: RunOutcome) -> None:
     )
 
 
-HEARTBEAT_S = 30.0
-"""Without a terminal, a line for each running notebook at least this often."""
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f]")
-"""ANSI sequences and control characters: a notebook's output must not drive the terminal."""
-
-
-@dataclass
-class _Running:
-    started: float
-    cell: int = 0
-    cells: int = 0
-    lines: list[str] = field(default_factory=list)
-    """GitHub Actions: lines kept until this notebook's group is open."""
-
-
-class _Progress:
-    """What `nbci run` prints while notebooks run.
-
-    On a terminal: one line per finished notebook under a live counter. In a
-    log (CI): also a line when a notebook starts and a heartbeat for each
-    running notebook every `HEARTBEAT_S`. In GitHub Actions each notebook's
-    lines are folded into a `::group::`; groups cannot interleave, so one
-    notebook's group is open at a time and the lines of the others wait for
-    it to end or for their own end (heartbeats always print at once). With
-    `log_output`, every line a notebook prints follows, prefixed with its job
-    id, so that no line of a notebook starts a workflow command.
-    """
-
-    def __init__(
-        self,
-        *,
-        log_output: bool = False,
-        stream: TextIO | None = None,
-        github: bool | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.out = stream or sys.stdout
-        self.tty = self.out.isatty()
-        self.github = os.environ.get("GITHUB_ACTIONS") == "true" if github is None else github
-        self.log_output = log_output
-        self.clock = clock
-        self.count = 0
-        self.running: dict[str, _Running] = {}
-        self.partial: dict[tuple[str, str], str] = {}
-        self.group: str | None = None
-        """GitHub Actions: the job whose group is open."""
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
-
-    # events from the run
-
-    def event(self, event: JobEvent) -> None:
-        from nbci.progress import CellStarted, JobStarted
-
-        with self._lock:
-            if isinstance(event, JobStarted):
-                self.running[event.job_id] = _Running(self.clock(), 0, event.cells)
-                if not self.tty:
-                    self._line(event.job_id, f"▶ {event.job_id}: started, {event.cells} cells")
-                    self._start_heartbeat()
-            elif isinstance(event, CellStarted):
-                running = self.running.get(event.job_id)
-                if running:
-                    running.cell, running.cells = event.cell, event.cells
-            elif self.log_output:
-                self._output(event.job_id, event.stream, event.text)
-
-    def finished(self, result: NotebookResult) -> None:
-        with self._lock:
-            self.count += 1
-            for stream in ("stdout", "stderr"):
-                self._output(result.id, stream, "\n", flush_only=True)
-            running = self.running.pop(result.id, None)
-            line = _end_line(result)
-            if self.tty:
-                self._write("\r\033[K" + line + "\n" + f"  {self.count} finished…", end="")
-            elif not self.github:
-                self._write(line)
-            else:
-                self._github_finished(result.id, line, running.lines if running else [])
-
-    def heartbeat(self) -> None:
-        """One line per running notebook: which cell of how many, time so far."""
-        with self._lock:
-            now = self.clock()
-            for job_id, running in self.running.items():
-                cell = f"cell {running.cell} of {running.cells}" if running.cell else "starting"
-                self._write(f"… {job_id}: {cell}, {_elapsed(now - running.started)}")
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
-        with self._lock:
-            if self.tty:
-                self._write("\r\033[K", end="")
-            elif self.group is not None:
-                self._write("::endgroup::")
-                self.group = None
-
-    # printing
-
-    def _output(self, job_id: str, stream: str, text: str, *, flush_only: bool = False) -> None:
-        """Whole lines of a notebook's output; a partial line waits for its end."""
-        key = (job_id, stream)
-        if flush_only and not self.partial.get(key):
-            return
-        text = self.partial.pop(key, "") + text
-        *lines, rest = text.split("\n")
-        if rest:
-            self.partial[key] = rest
-        for line in lines:
-            shown = _CONTROL.sub("", line.rstrip("\r"))
-            prefix = job_id if stream == "stdout" else f"{job_id}:stderr"
-            self._line(job_id, f"[{prefix}] {shown}")
-
-    def _line(self, job_id: str, line: str) -> None:
-        if self.tty:
-            self._write("\r\033[K" + line + "\n" + f"  {self.count} finished…", end="")
-        elif not self.github:
-            self._write(line)
-        else:
-            self._github_line(job_id, line)
-
-    def _github_line(self, job_id: str, line: str) -> None:
-        if self.group is None:
-            self._open_group(job_id)
-        if self.group == job_id:
-            self._write(line)
-        elif job_id in self.running:
-            self.running[job_id].lines.append(line)
-
-    def _github_finished(self, job_id: str, line: str, waiting_lines: list[str]) -> None:
-        """Close this notebook's group, or print its kept lines as a group of their own."""
-        if self.group == job_id:
-            self._write(line)
-            self._write("::endgroup::")
-            self.group = None
-            next_job = next((j for j, r in self.running.items() if r.lines), None)
-            if next_job is not None:
-                self._open_group(next_job)
-            return
-        if not waiting_lines:
-            self._write(line)
-            return
-        owner = self.group
-        if owner is not None:
-            self._write("::endgroup::")
-        self._write(f"::group::{job_id}")
-        for kept in waiting_lines:
-            self._write(kept)
-        self._write(line)
-        self._write("::endgroup::")
-        if owner is not None:
-            self._write(f"::group::{owner} (continued)")
-
-    def _open_group(self, job_id: str) -> None:
-        self.group = job_id
-        self._write(f"::group::{job_id}")
-        running = self.running.get(job_id)
-        if running is not None:
-            for line in running.lines:
-                self._write(line)
-            running.lines.clear()
-
-    def _write(self, text: str, end: str = "\n") -> None:
-        self.out.write(text + end)
-        self.out.flush()
-
-    def _start_heartbeat(self) -> None:
-        if self._beat is None:
-            self._beat = threading.Thread(target=self._beating, name="nbci-heartbeat", daemon=True)
-            self._beat.start()
-
-    def _beating(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            self.heartbeat()
-
-
-def _end_line(result: NotebookResult) -> str:
-    from nbci.vocabulary import STATUS_MARK, status_label
-
-    cached = " (cached)" if result.cached else ""
-    status = status_label(result.status)
-    line = f"{STATUS_MARK.get(result.status, '?')} {result.id}: {status}{cached}"
-    line += f" in {result.ran_for:.1f}s" if result.ran_for is not None else ""
-    if result.error is not None and not result.ok:
-        line += f" — {_one_line(result.error.summary)[:120]}"
-    return line
-
-
-def _elapsed(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 def _results_table(notebooks: Sequence[NotebookResult]) -> str:
     """A plain-text table: notebook, parameters, status, time, metrics."""
     from nbci.vocabulary import MISSING, format_number, status_label
@@ -630,13 +458,13 @@ def _results_table(notebooks: Sequence[NotebookResult]) -> str:
     for nb in notebooks:
         parameters = ", ".join(f"{k}={v}" for k, v in nb.parameters.items())
         metrics = _fitted(
-            [_one_line(f"{k}={format_number(v)}") for k, v in nb.metrics.items()], 80, most=4
+            [one_line(f"{k}={format_number(v)}", None) for k, v in nb.metrics.items()], 80, most=4
         )
         status = status_label(nb.status) + (" (cached)" if nb.cached else "")
         rows.append(
             (
                 nb.id,
-                _clip(parameters, 40),
+                one_line(parameters, 40),
                 status,
                 f"{nb.ran_for:.1f}s" if nb.ran_for is not None else MISSING,
                 metrics,
@@ -656,20 +484,11 @@ def _fitted(items: list[str], width: int, *, most: int) -> str:
         more = f"  (+{rest} more)" if rest else ""
         if shown and len("  ".join([*shown, item]) + more) > width:
             break
-        shown.append(item if shown else _clip(item, width - len(more)))
+        shown.append(item if shown else one_line(item, width - len(more)))
         if shown[-1] != item:  # cut short: nothing fits after it
             break
     hidden = len(items) - len(shown)
     return "  ".join(shown) + (f"  (+{hidden} more)" if hidden else "")
-
-
-def _clip(text: str, width: int) -> str:
-    text = _one_line(text)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _shown(path: Path) -> str:

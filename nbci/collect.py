@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nbci._files import is_within, safe_name, write_bytes_atomic
+from nbci.formats import MAX_FIGURE_BYTES, PNG_SIGNATURE, image_type
 from nbci.glue import MAX_CELL_CHARS, MAX_TABLE_ROWS, TABLE_MARKER, table_from_dataframe
 from nbci.model import Figure, Job, MetricValue, Scrap, SeriesGroup
 from nbci.scrap_outputs import Found, Notes, find_scraps, read_cells
@@ -43,7 +44,6 @@ MAX_SCRAPS = 500
 MAX_FIGURES = 100
 MAX_SERIES = 200
 """Curves per notebook (each holds at most `nbci.series.MAX_POINTS` points)."""
-MAX_FIGURE_BYTES = 10 * 1024 * 1024
 MAX_TEXT_CHARS = 100_000
 MAX_HTML_CHARS = 200_000
 MAX_JSON_CHARS = 100_000
@@ -53,8 +53,6 @@ MAX_FLATTEN_DEPTH = 10
 """A dict of numbers nested deeper than this is kept as a json scrap, not as metrics."""
 MAX_TABLE_COLUMNS = 200
 MAX_PARQUET_BYTES = 50 * 1024 * 1024
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf|infinity)"
 _NUMBER_REPR = re.compile(
@@ -392,7 +390,7 @@ def _svg_bytes(text: str) -> tuple[bytes | None, str]:
     data = text.encode("utf-8", "replace")
     if len(data) > MAX_FIGURE_BYTES:
         return None, f"larger than {MAX_FIGURE_BYTES} bytes"
-    if "<svg" not in text[:4096].lower():
+    if image_type(data) != "image/svg+xml":
         return None, "not an SVG image"
     return data, ""
 

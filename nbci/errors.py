@@ -28,7 +28,12 @@ class GateRuleError(ConfigError):
 
 
 class PublishError(NbciError):
-    """Publishing to GitHub failed in a way the user has to fix."""
+    """Publishing to the forge failed in a way the user has to fix."""
+
+
+class RunError(NbciError):
+    """nbci cannot do the run here: worker processes that cannot start, an output folder
+    that another run is writing."""
 
 
 class Interrupted(NbciError):

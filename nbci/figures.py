@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nbci._files import is_within, safe_name, write_bytes_atomic
+from nbci._files import is_within, read_inside, safe_name, write_bytes_atomic
+from nbci.formats import MAX_FIGURE_BYTES
 from nbci.model import FigureChange, Run
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 MAX_PIXELS = 40_000_000
 """Larger images (a decompression bomb, or just huge) are compared by bytes, not pixels."""
-MAX_FIGURE_BYTES = 10 * 1024 * 1024
 CHANGED_COLOUR = (255, 0, 255)
 DIFF_FOLDER = "diffs"
 """Difference images: `diffs/<job>/<name>.png` in the output directory."""
@@ -192,15 +192,8 @@ def file_reader(folder: Path) -> Reader:
     """Reads figures from a run directory: regular files inside it, within the size cap."""
 
     def read(relative: str) -> bytes | None:
-        path = folder / relative
-        if not is_within(path, folder) or path.is_symlink() or not path.is_file():
-            return None
-        try:
-            with path.open("rb") as f:
-                data = f.read(MAX_FIGURE_BYTES + 1)
-        except OSError:
-            return None
-        return data if len(data) <= MAX_FIGURE_BYTES else None
+        data = read_inside(folder, relative, MAX_FIGURE_BYTES)
+        return data if isinstance(data, bytes) else None
 
     return read
 

@@ -44,9 +44,11 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any, Literal
 
+from nbci.formats import SCRAP_PREFIX
+
 logger = logging.getLogger(__name__)
 
-SCRAP_MIME = "application/scrapbook.scrap.{encoder}+json"
+SCRAP_MIME = SCRAP_PREFIX + "{encoder}+json"
 SCRAP_VERSION = 1
 TABLE_MARKER = "nbci.table"
 """Key that marks a json scrap as a table (its value is the table format's version)."""

@@ -20,13 +20,12 @@ regressed nor improved.
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from nbci.errors import ResultsError
-from nbci.model import Range, Run
+from nbci.model import Range, Run, finite_float
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def metric_ranges(history: Sequence[Run]) -> dict[tuple[str, str], Range]:
             if not nb.ok:
                 continue
             for metric, value in nb.metrics.items():
-                number = _finite(value)
+                number = finite_float(value)
                 if number is not None:
                     values.setdefault((nb.id, metric), []).append(number)
     return {key: found for key, series in values.items() if (found := robust_range(series))}
@@ -66,16 +65,6 @@ def robust_range(values: Iterable[float]) -> Range | None:
     low = min(centre - spread, min(series))
     high = max(centre + spread, max(series))
     return Range(low=low, high=high, median=centre, values=series)
-
-
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def read_history(folders: Sequence[Path]) -> tuple[Run, ...]:

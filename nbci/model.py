@@ -45,6 +45,18 @@ class Job:
     """Globs of data files the notebook reads (part of the cache key)."""
 
 
+def finite_float(value: object) -> float | None:
+    """The one test of a finite number: `value` as a float when it is an int or float (not a
+    bool) that a float holds and that is finite; None otherwise (NaN, ±inf, `10**400`)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 @dataclass(frozen=True)
 class ErrorInfo:
     """Why a job is not `ok`: the failing cell, or a message for the rest."""
@@ -482,6 +494,12 @@ class Verdict:
     @property
     def passed(self) -> bool:
         return not self.failures
+
+
+def passed(run: Run, verdict: Verdict | None) -> bool:
+    """The one rule for a run's verdict: every notebook ok and every gate passed (no gates
+    judged: passed). Reports, the exit code and the forge's status all ask this."""
+    return run.ok and (verdict is None or verdict.passed)
 
 
 def _is_nan(value: object) -> bool:

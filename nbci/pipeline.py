@@ -1,37 +1,31 @@
 """The orchestrator: plan → (cache | execute) → results → compare → gates → reports.
 
 A run is built in a hidden staging folder beside the output directory and
-moved into place at the end, so the output directory always holds either the
-previous complete run or the new one (complete, or partial and marked
+moved into place at the end (`nbci.staging`), so the output directory always holds
+either the previous complete run or the new one (complete, or partial and marked
 `interrupted`), never a mix.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import signal
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from nbci._files import FOLDER_MODE
 from nbci.config import Config
-from nbci.errors import Interrupted, TemplateError, UsageError
-from nbci.model import Comparison, Job, NotebookResult, Run, Verdict
+from nbci.errors import Interrupted, TemplateError
+from nbci.model import Comparison, Job, NotebookResult, Run, Verdict, passed
 from nbci.plan import Plan, plan
 from nbci.progress import JobEvent, JobStarted, OnEvent
-from nbci.results import RESULTS_FILE, new_run, read_run, write_run
+from nbci.results import new_run, read_run, write_run
+from nbci.staging import Staging, check_output_dir, output_lock
 
 log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[NotebookResult], None]
-_PID_FILE = ".nbci-pid"
 
 
 @dataclass(frozen=True)
@@ -64,7 +58,7 @@ class RunOutcome:
 
     @property
     def passed(self) -> bool:
-        return self.run.ok and self.verdict.passed
+        return passed(self.run, self.verdict)
 
 
 def output_dir(config: Config, out: Path | None = None) -> Path:
@@ -85,12 +79,23 @@ def run(
     """
     out_dir = output_dir(config, request.out)
     check_output_dir(out_dir, config.root)
+    with output_lock(out_dir):
+        return _run(config, request, out_dir, on_result, on_event)
+
+
+def _run(
+    config: Config,
+    request: RunRequest,
+    out_dir: Path,
+    on_result: ResultCallback | None,
+    on_event: OnEvent | None,
+) -> RunOutcome:
     planned = plan(config, request.paths, request.overrides, out_dir=out_dir)
     planned = _apply_request(planned, request)
     _check_templates(config)  # a broken report template stops the run before any notebook
     baseline = read_run(request.baseline) if request.baseline else None
     jobs = _select_shard(planned.jobs, request.shard, baseline)
-    with _staging(out_dir) as staging:
+    with Staging(out_dir) as staging:
         results, interrupted = _execute(
             config, request, planned, jobs, staging, on_result, on_event
         )
@@ -122,9 +127,10 @@ def report(
     the_run = read_run(out_dir)
     baseline = read_run(baseline_dir) if baseline_dir else None
     history = read_history(history_dirs)
-    return _finish(
-        config, the_run, baseline, baseline_dir, out_dir, write_results=False, history=history
-    )
+    with output_lock(out_dir.resolve()):
+        return _finish(
+            config, the_run, baseline, baseline_dir, out_dir, write_results=False, history=history
+        )
 
 
 def merge(config: Config, shard_dirs: Sequence[Path], out: Path) -> RunOutcome:
@@ -135,7 +141,7 @@ def merge(config: Config, shard_dirs: Sequence[Path], out: Path) -> RunOutcome:
     runs = [read_run(d) for d in shard_dirs]
     out_dir = out.resolve()
     check_output_dir(out_dir, config.root)
-    with _staging(out_dir) as staging:
+    with output_lock(out_dir), Staging(out_dir) as staging:
         merged = merge_runs(runs, shard_dirs, staging)
         outcome = _finish(config, merged, None, None, staging)
     return _moved(outcome, out_dir)
@@ -346,115 +352,3 @@ class _StartTimes:
         """Seconds since the job started; 0 for one that never did."""
         began = self._started.get(job_id)
         return round(time.monotonic() - began, 3) if began is not None else 0.0
-
-
-# -- the output directory ----------------------------------------------------
-
-
-def check_output_dir(out_dir: Path, root: Path) -> None:
-    """Refuse an output directory that replacing would destroy something else.
-
-    A run replaces the whole output directory, so it must be an earlier run's
-    (it holds results.json), empty, or absent; and never the project itself
-    or a folder around it.
-    """
-    out_dir, root = out_dir.resolve(), root.resolve()
-    if out_dir == root or out_dir in root.parents:
-        raise UsageError(
-            f"output directory {out_dir}: it holds the project at {root}, and nbci replaces "
-            "its output directory on every run; choose a folder of its own (--out or `out`)"
-        )
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise UsageError(f"output directory {out_dir}: exists and is not a folder")
-    if (out_dir / RESULTS_FILE).is_file() or not any(out_dir.iterdir()):
-        return
-    raise UsageError(
-        f"output directory {out_dir}: exists and is not an nbci output directory (no "
-        f"{RESULTS_FILE}); nbci replaces its output directory on every run, so choose another "
-        "(--out or `out`) or remove this one"
-    )
-
-
-class _staging:
-    """A hidden folder beside `out_dir` that replaces it on success.
-
-    Old staging folders left by killed runs are removed first. On an exception
-    the staging folder is removed and `out_dir` is left as it was.
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.path: Path | None = None
-
-    def __enter__(self) -> Path:
-        parent = self.out_dir.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        for stale in _stale_siblings(self.out_dir):
-            _recover(stale, self.out_dir)
-            shutil.rmtree(stale, ignore_errors=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.staging-", dir=parent))
-        os.chmod(self.path, FOLDER_MODE)  # mkdtemp's 0700 would hide the run from others
-        (self.path / _PID_FILE).write_text(str(os.getpid()))
-        return self.path
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        assert self.path is not None
-        if exc_type is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
-            return
-        (self.path / _PID_FILE).unlink(missing_ok=True)
-        _swap_into_place(self.path, self.out_dir)
-
-
-def _stale_siblings(out_dir: Path) -> Iterator[Path]:
-    for prefix in (".staging-", ".old-"):
-        for path in out_dir.parent.glob(f".{out_dir.name}{prefix}*"):
-            if not _owned_by_live_process(path):
-                yield path
-
-
-def _recover(stale: Path, out_dir: Path) -> None:
-    """Put back the previous run a killed swap left aside (a `.old-` folder, no output dir)."""
-    previous = stale / "run"
-    if ".old-" in stale.name and not out_dir.exists() and (previous / RESULTS_FILE).is_file():
-        log.warning("restoring the previous run from %s", stale)
-        os.replace(previous, out_dir)
-
-
-def _owned_by_live_process(path: Path) -> bool:
-    """Staging folders of a run still going (another `nbci run`) are left alone."""
-    pid_file = path / _PID_FILE
-    try:
-        pid = int(pid_file.read_text())
-    except (OSError, ValueError):
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
-def _swap_into_place(staging: Path, out_dir: Path) -> None:
-    old = None
-    with _signals_held():  # between the two renames there is no output directory at all
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "run")
-        os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    log.info("wrote %s", out_dir)
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait (blocked, not lost) until the block is done."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

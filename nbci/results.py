@@ -12,7 +12,6 @@ stays standard JSON; a series' gaps are nulls.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import re
@@ -38,6 +37,7 @@ from nbci.model import (
     Run,
     Scrap,
     SeriesGroup,
+    finite_float,
 )
 from nbci.schemas import RESULTS_SCHEMAS, Where, dotted, first_problem, shown
 from nbci.series import group_from_dict, group_to_dict
@@ -73,8 +73,12 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def write_run(run: Run, out_dir: Path) -> Path:
     """Write `out_dir/results.json` atomically; returns its path."""
-    text = json.dumps(run_to_dict(run), indent=2, ensure_ascii=False, allow_nan=False)
-    return write_text_atomic(out_dir / RESULTS_FILE, text + "\n")
+    return write_text_atomic(out_dir / RESULTS_FILE, run_json(run))
+
+
+def run_json(run: Run) -> str:
+    """The text of results.json, the one serialisation (a run folder and the assets branch)."""
+    return json.dumps(run_to_dict(run), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def run_to_dict(run: Run) -> dict[str, Any]:
@@ -395,7 +399,7 @@ def _path_below(value: str, where: Where, source: str, *, under: str) -> str:
 
 def _notebook_from_dict(nb: dict[str, Any], where: Where, source: str) -> NotebookResult:
     duration = nb.get("duration_s", 0.0)
-    if not _finite(duration):
+    if finite_float(duration) is None:
         raise _fail(source, (*where, "duration_s"), "a finite number of seconds ≥ 0", duration)
     return NotebookResult(
         id=_job_id(nb["id"], (*where, "id"), source),
@@ -436,14 +440,6 @@ def _series_from_list(groups: list[Any], where: Where, source: str) -> tuple[Ser
         )
     except ValueError as exc:
         raise ResultsError(f"{source}: {exc}") from None
-
-
-def _finite(number: float | int) -> bool:
-    """A float can hold it and it is finite (`1e400` parses as infinity, `10**400` overflows)."""
-    try:
-        return math.isfinite(float(number))
-    except OverflowError:
-        return False
 
 
 def _decode_number(value: float | int | bool | str) -> float | int | bool:

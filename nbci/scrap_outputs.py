@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nbci.formats import SCRAP_PREFIX
+
 MAX_NOTEBOOK_BYTES = 512 * 1024 * 1024
 MAX_NOTES = 50
 
-SCRAP_PREFIX = "application/scrapbook.scrap."
 RECORD_PREFIX = "application/papermill.record"
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbci.glue import SERIES_MARKER
-from nbci.model import MetricValue, Series, SeriesGroup
+from nbci.model import MetricValue, Series, SeriesGroup, finite_float
 
 MAX_POINTS = 2000
 """Points kept per series; longer ones are downsampled."""
@@ -254,10 +254,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _is_finite(value: Any) -> bool:
-    try:
-        return _is_number(value) and math.isfinite(value)
-    except OverflowError:  # an int beyond float range
-        return False
+    return finite_float(value) is not None
 
 
 def _is_point(value: Any) -> bool:

@@ -68,10 +68,15 @@ STATUS_ICON: Mapping[Status, str] = {
     "interrupted": "⏹️",
 }
 """Before a job's name in markdown."""
+UNKNOWN_ICON = "❔"
+"""Markdown's mark for a status it does not know (a newer nbci's run)."""
 
 PASS_ICON = "✅"
 FAIL_ICON = "❌"
 NOTICE_ICON = {"fail": FAIL_ICON, "warn": "⚠️", "info": "ℹ️", "pass": PASS_ICON}
+HTML_MARK = {"pass": "✓", "fail": "✕", "warn": "!", "info": "i"}
+"""report.html's marks, plain characters its stylesheet colours: the verdict, a notice by its
+kind, a job (`pass` when ok, `fail` otherwise)."""
 
 WHY_NOT_OK: Mapping[Status, str] = {
     "ok": "job passed",

@@ -8,8 +8,20 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from hypothesis import settings
 
 pytest_plugins = ("lanes",)
+
+settings.register_profile("fast", max_examples=10)
+"""`scripts/test.sh --fast` loads it (`--hypothesis-profile=fast`): each property test tries
+a tenth of its examples, so the fast lane stays under a minute."""
+
+
+def examples(full: int) -> int:
+    """Examples for a property test that tries `full` in a full run: scaled by the loaded
+    profile's `max_examples` against Hypothesis' default 100 (at least 5)."""
+    return max(full * settings.default.max_examples // 100, 5)
+
 
 NotebookFactory = Callable[..., Path]
 

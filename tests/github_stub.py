@@ -485,6 +485,13 @@ class GitHubStub(StandIn):
             ("GET", r"/commits", ("contents", "read"), self._list_commits),
             ("POST", r"/statuses/([0-9a-f]{40})", ("statuses", "write"), self._create_status),
             ("POST", r"/check-runs", ("checks", "write"), self._create_check_run),
+            ("PATCH", r"/check-runs/(\d+)", ("checks", "write"), self._update_check_run),
+            (
+                "GET",
+                r"/commits/([0-9a-f]{40})/check-runs",
+                ("checks", "read"),
+                self._list_check_runs,
+            ),
         ]
 
     def _authenticate(self, headers: dict[str, str]) -> None:
@@ -1052,14 +1059,36 @@ class GitHubStub(StandIn):
                 )
         if body.get("status") == "completed" and body.get("conclusion") not in CONCLUSIONS:
             raise ApiError(422, "Validation Failed")
+        run_id = next(self._ids)
         run = {
-            "id": next(self._ids),
-            "url": self._url("/check-runs/0"),
-            "html_url": f"{self.server_url}/{self.repo}/runs/1",
+            "id": run_id,
+            "url": self._url(f"/check-runs/{run_id}"),
+            "html_url": f"{self.server_url}/{self.repo}/runs/{run_id}",
+            "started_at": body.get("started_at") or _now(),
             **body,
         }
         self.check_runs.append(run)
         return 201, run, {}
+
+    def _update_check_run(self, match: re.Match, query: dict, body: Any) -> tuple:
+        for run in self.check_runs:
+            if run["id"] == int(match[1]):
+                run.update(body or {})
+                return 200, run, {}
+        raise ApiError(404, "Not Found")
+
+    def _list_check_runs(self, match: re.Match, query: dict, body: Any) -> tuple:
+        runs = [
+            run
+            for run in reversed(self.check_runs)
+            if run["head_sha"] == match[1] and query.get("check_name", run["name"]) == run["name"]
+        ]
+        return 200, {"total_count": len(runs), "check_runs": runs}, {}
+
+
+def _now() -> str:
+    """Check runs start at the real time: nbci compares it with its own clock."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _api_path(target: str) -> str:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import NotebookFactory
 
-from nbci.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from nbci import errors
+from nbci.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ExitCode, main
+from nbci.publish.forge import PermissionDenied
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +40,35 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     help_text = capsys.readouterr().out
     for flag in ("--out", "--jobs", "--timeout", "--no-cache", "--shard", "--baseline", "-p"):
         assert flag in help_text
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.UsageError("bad flag"), ExitCode.USAGE),
+        (errors.ConfigError("nbci.toml: bad key"), ExitCode.USAGE),
+        (errors.GateRuleError("nbci.toml: bad gate"), ExitCode.USAGE),
+        (errors.ResultsError("results.json: tampered"), ExitCode.USAGE),
+        (errors.PublishError("GitHub kept failing"), ExitCode.PUBLISH),
+        (PermissionDenied("no comment", "pull-requests: write"), ExitCode.PUBLISH),
+        (errors.RunError("the output folder is in use"), ExitCode.RUN),
+        (errors.Interrupted("the run was interrupted"), ExitCode.FAILED),
+    ],
+)
+def test_each_error_exits_with_the_code_that_says_what_happened(
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: errors.NbciError,
+    code: ExitCode,
+) -> None:
+    def fail(args: object) -> int:
+        raise error
+
+    monkeypatch.setattr("nbci.cli._report", fail)
+    assert main(["report"]) == code
+    err = capsys.readouterr().err
+    assert err == f"nbci: error: {error}\n"
 
 
 @pytest.mark.tools
@@ -236,13 +267,14 @@ def test_the_terminal_words_statuses_as_the_reports_do(
 
     from handmade_runs import nb
 
-    from nbci.cli import _Progress, _results_table
+    from nbci.cli import _results_table
+    from nbci.console import Progress
 
     slow = replace(nb("slow", "timeout"), duration_s=3.0)
     cached = replace(nb("train", n=61), cached=True)
     table = _results_table([slow, cached])
     assert "timed out" in table and "passed (cached)" in table and "n=61" in table
-    progress = _Progress()
+    progress = Progress()
     progress.finished(slow)
     progress.close()
     assert capsys.readouterr().out.startswith("⏱ slow: timed out in 3.0s")

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import pytest
+from conftest import examples
 from handmade_runs import nb, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -208,7 +209,7 @@ def _run_of(jobs: dict[str, tuple[Status, dict[str, Any]]]) -> Run:
     return run(*(nb(job_id, status, **metrics) for job_id, (status, metrics) in jobs.items()))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(head=job_maps, base=job_maps, higher=st.lists(st.text(max_size=4), max_size=2))
 def test_compare_keeps_every_metric_and_never_raises(
     head: dict[str, Any], base: dict[str, Any], higher: list[str]

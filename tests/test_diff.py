@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from goldtest import check_gold
 from handmade_runs import nb, run
 from hypothesis import given, settings
@@ -231,7 +232,7 @@ values = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     deltas=st.lists(
         st.builds(

@@ -308,3 +308,34 @@ def test_a_worker_imports_papermill_without_the_clients_of_remote_stores(project
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[]", "4", "Github"]
+
+
+def test_worker_log_records_are_forwarded_and_a_failure_is_reported_not_swallowed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+    import multiprocessing
+
+    from nbci.execute.protocol import Log, Sender
+    from nbci.execute.worker import _ForwardHandler
+
+    parent, child = multiprocessing.Pipe()  # a pipe, no process
+    handler = _ForwardHandler(Sender(child))
+
+    def record(name: str, message: str, *args: object) -> logging.LogRecord:
+        return logging.getLogger(name).makeRecord(
+            name, logging.WARNING, "x.py", 1, message, args, None
+        )
+
+    handler.handle(record("nbci.execute", "kernel %s died", "k1"))
+    handler.handle(record("papermill", "Timeout waiting for execute reply"))
+    unpicklable = record("nbci.execute", "cannot travel")
+    unpicklable.handle = lambda: None  # an extra attribute a pipe cannot carry
+    handler.handle(unpicklable)
+
+    first, second = parent.recv(), parent.recv()
+    assert isinstance(first, Log) and first.record.getMessage() == "kernel k1 died"
+    assert first.record.levelno == logging.WARNING
+    assert second.record.levelno == logging.DEBUG  # another library's error is a status here
+    assert not parent.poll(0.1)
+    assert "--- Logging error ---" in capsys.readouterr().err

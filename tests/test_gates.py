@@ -6,6 +6,7 @@ import tomllib
 from typing import Any
 
 import pytest
+from conftest import examples
 from handmade_runs import nb, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -125,7 +126,7 @@ toml_like = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(st.text(max_size=8), toml_like, max_size=4))
 def test_parse_raises_only_gate_rule_errors(table: dict[str, Any]) -> None:
     try:
@@ -429,7 +430,7 @@ rule_tables = st.dictionaries(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(table=rule_tables, head=runs, base=runs | st.none())
 def test_evaluate_never_raises_and_gives_one_line_reasons(
     table: dict[str, Any], head: Run, base: Run | None

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from handmade_runs import nb, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -276,7 +277,7 @@ def test_a_report_without_history_leaves_no_stale_charts(
     assert "#### Trends" not in (head / "report.md").read_text()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(
         st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False),

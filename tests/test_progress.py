@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import NotebookFactory
 
-from nbci import cli
-from nbci.cli import _Progress
+from nbci import cli, console
+from nbci.console import Progress
 from nbci.model import ErrorInfo, NotebookResult
 from nbci.progress import CellStarted, JobStarted, Output
 
@@ -34,9 +34,9 @@ def result(job_id: str, status: str = "ok", **fields: object) -> NotebookResult:
 
 def progress(
     *, github: bool = False, log_output: bool = True
-) -> tuple[_Progress, io.StringIO, Clock]:
+) -> tuple[Progress, io.StringIO, Clock]:
     out, clock = io.StringIO(), Clock()
-    return _Progress(log_output=log_output, stream=out, github=github, clock=clock), out, clock
+    return Progress(log_output=log_output, stream=out, github=github, clock=clock), out, clock
 
 
 def test_a_log_gets_start_heartbeats_output_and_end_lines() -> None:
@@ -144,7 +144,7 @@ def test_a_run_in_ci_shows_start_heartbeats_output_and_end(
             "print('done')",
         ],
     )
-    monkeypatch.setattr(cli, "HEARTBEAT_S", 0.25)
+    monkeypatch.setattr(console, "HEARTBEAT_S", 0.25)
     if github:
         monkeypatch.setenv("GITHUB_ACTIONS", "true")
     else:

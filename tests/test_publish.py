@@ -23,7 +23,7 @@ from nbci.publish import PublishOptions, PublishOutcome, RetryPolicy, publish
 from nbci.publish.comment import COMMENT_LIMIT, comment_body, marker
 from nbci.publish.status import describe
 from nbci.render.build import build_view
-from nbci.results import write_run
+from nbci.results import read_run, run_from_json, run_json, write_run
 
 FAST = RetryPolicy(pace=False, backoff=0.05, max_wait=10, max_total_wait=30, timeout=10)
 MARKER = marker("nbci")
@@ -249,6 +249,54 @@ def test_figures_go_in_one_commit_linked_by_its_sha(
         assert fetch(url) == png(seed)
 
 
+def test_svg_figures_and_figures_up_to_the_collect_cap_are_hosted(
+    gh: GitHubStub, main_history: list[str], tmp_path: Path
+) -> None:
+    """What collect keeps and report.html shows is what the pull request shows: an SVG
+    figure, and a PNG of 9 MiB (under the one figure cap, `nbci.formats.MAX_FIGURE_BYTES`)."""
+    gh.add_pull(3, base_sha=main_history[-1])
+    run_dir = make_run(tmp_path / "out", figures={"big": 1})
+    big = png(1) + b"\0" * (9 * 2**20)
+    (run_dir / "figures/train/big.png").write_bytes(big)
+    svg = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"></svg>\n'
+    (run_dir / "figures/train/plot.svg").write_bytes(svg)
+    run = read_run(run_dir)
+    nb = replace(
+        run.notebooks[0],
+        figures=(*run.notebooks[0].figures, Figure("plot", "figures/train/plot.svg")),
+    )
+    write_run(replace(run, notebooks=(nb,)), run_dir)
+
+    outcome = publish(options(run_dir), pr_env(gh, tmp_path, 3))
+
+    assert outcome.notes == ()
+    commit = gh.ref_sha("nbci-assets")
+    assert set(gh.paths_at("nbci-assets")) == {
+        "pr/3/figures/train/big.png",
+        "pr/3/figures/train/plot.svg",
+    }
+    urls = sorted(image_urls(gh.pr_comments(3)[0]["body"]))
+    assert [url.rsplit("/", 1)[-1] for url in urls] == ["big.png", "plot.svg"]
+    assert fetch(urls[1]) == svg
+    assert f"/raw/{commit}/" in urls[0]
+
+
+def test_an_svg_figure_that_is_not_svg_is_left_out(
+    gh: GitHubStub, main_history: list[str], tmp_path: Path
+) -> None:
+    gh.add_pull(3, base_sha=main_history[-1])
+    run_dir = make_run(tmp_path / "out", figures={"good": 1})
+    (run_dir / "figures/train/fake.svg").write_bytes(png(2))
+    run = read_run(run_dir)
+    figures = (*run.notebooks[0].figures, Figure("fake", "figures/train/fake.svg"))
+    write_run(replace(run, notebooks=(replace(run.notebooks[0], figures=figures),)), run_dir)
+
+    outcome = publish(options(run_dir), pr_env(gh, tmp_path, 3))
+
+    assert set(gh.paths_at("nbci-assets")) == {"pr/3/figures/train/good.png"}
+    assert any("fake.svg: not an SVG image" in note for note in outcome.notes)
+
+
 def test_unchanged_figures_are_not_uploaded_again(
     gh: GitHubStub, main_history: list[str], tmp_path: Path
 ) -> None:
@@ -358,6 +406,9 @@ def test_baseline_stored_on_push_and_found_for_a_later_pr(
     assert stored.kind == "baseline" and stored.stored_baseline
     results = json.loads(gh.file_at("nbci-assets", f"runs/{base}/nbci/results.json") or b"")
     assert results["notebooks"][0]["metrics"]["accuracy"] == 0.9
+    stored_text = gh.file_at("nbci-assets", f"runs/{base}/nbci/results.json") or b""
+    again = run_json(run_from_json(stored_text, source="stored"))
+    assert stored_text.decode() == again  # serialised as a run folder's results.json is
     assert gh.file_at("nbci-assets", f"runs/{base}/nbci/figures/train/roc.png") == png(2)
     assert gh.statuses[-1]["sha"] == base
     assert len(gh.calls("POST", r"/git/commits$")) == 1  # results and figures: one commit
@@ -507,6 +558,26 @@ def test_check_run_mode_carries_the_report(
     assert len(check["output"]["summary"]) <= 65_535
     assert outcome.check_url and not outcome.passed
     assert gh.pr_comments(16)[0]["body"].startswith(marker("models"))
+
+
+@pytest.mark.parametrize("fault", ["answer lost after creating", "502 without creating"])
+def test_a_check_run_whose_create_failed_is_never_created_twice(
+    gh: GitHubStub, main_history: list[str], tmp_path: Path, fault: str
+) -> None:
+    """GitHub cannot delete a check run: a create is not resent blindly; the retry looks
+    for the one the lost answer hid and completes it, or creates it when there is none."""
+    pull = gh.add_pull(17, base_sha=main_history[-1])
+    if fault == "answer lost after creating":
+        gh.fail_after_doing("POST", r"/check-runs$", 502)
+    else:
+        gh.fail("POST", r"/check-runs$", 502)
+
+    outcome = publish(options(make_run(tmp_path / "out"), check=True), pr_env(gh, tmp_path, 17))
+
+    (check,) = gh.check_runs
+    assert check["head_sha"] == pull.head_sha and check["conclusion"] == "success"
+    assert outcome.check_url == check["html_url"]
+    assert len(gh.calls("GET", rf"/commits/{pull.head_sha}/check-runs$")) == 1
 
 
 # -- fork pull requests through workflow_run --------------------------------------------

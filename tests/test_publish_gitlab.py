@@ -11,7 +11,7 @@ import pytest
 from gitlab_stub import GitLabStub, Token
 from test_publish import FAST, MARKER, fetch, image_urls, make_run
 
-from nbci.cli import main
+from nbci.cli import EXIT_PUBLISH, main
 from nbci.errors import PublishError, UsageError
 from nbci.publish import PublishOptions, publish
 from nbci.publish.connect import detect_forge
@@ -310,7 +310,7 @@ def test_the_token_is_absent_from_all_output(
     caplog.set_level(logging.DEBUG)
     assert main(["publish", str(out)]) == 0
     gl.tokens.clear()  # now the token is refused: the 401 message must not show it either
-    assert main(["publish", str(out)]) == 2
+    assert main(["publish", str(out)]) == EXIT_PUBLISH  # a publish the forge refused
     captured = capsys.readouterr()
     everything = captured.out + captured.err + caplog.text
     assert "Commented on merge request !15" in captured.out

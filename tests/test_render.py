@@ -25,6 +25,7 @@ from render_samples import (
 )
 
 from nbci.errors import ConfigError, TemplateError
+from nbci.formats import MAX_FIGURE_BYTES
 from nbci.model import (
     Comparison,
     ErrorInfo,
@@ -39,7 +40,7 @@ from nbci.model import (
 )
 from nbci.render import html_report, markdown_report, templating, write_reports
 from nbci.render.build import build_view
-from nbci.render.html import image_type, sanitize_html
+from nbci.render.html import image_data_uri, image_type, sanitize_html
 from nbci.render.metric_tables import comparison_table
 from nbci.render.templating import check_templates
 from nbci.vocabulary import (
@@ -454,6 +455,18 @@ def test_image_type() -> None:
     assert image_type(b"\xef\xbb\xbf  <svg xmlns='x'></svg>") == "image/svg+xml"
     assert image_type(b"<html><svg>") is None
     assert image_type(b"GIF89a...") == "image/gif"
+
+
+def test_a_figure_over_the_one_cap_or_a_link_is_not_inlined(tmp_path: Path) -> None:
+    """report.html shows what publish hosts: the same cap, and regular files only."""
+    (tmp_path / "small.png").write_bytes(tiny_png())
+    (tmp_path / "big.png").write_bytes(tiny_png() + b"\0" * MAX_FIGURE_BYTES)
+    (tmp_path / "link.png").symlink_to(tmp_path / "small.png")
+
+    assert image_data_uri(tmp_path, "small.png") is not None
+    assert image_data_uri(tmp_path, "big.png") is None
+    assert image_data_uri(tmp_path, "link.png") is None
+    assert image_data_uri(tmp_path, "../small.png") is None
 
 
 def test_sanitize_html_drops_active_content() -> None:

@@ -1,17 +1,21 @@
 """Hostile names and values never break a table, inject markup or ping anyone.
 
 Property tests (hypothesis) over everything a notebook controls, checked on the
-markdown source, on its rendering by a CommonMark/GFM parser (mistune, with raw
-HTML passed through so any escaping slip would show) and on the HTML report.
+markdown source, on its rendering by GitHub's own parser (cmark-gfm, through cmarkgfm, with
+its GFM extensions and raw HTML passed through, so any escaping slip would show) and on the
+HTML report.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
 
-import mistune
+import cmarkgfm
+from cmarkgfm.cmark import Options
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,9 +63,22 @@ REFERENCE = re.compile(r"#\d|\bGH-\d|!\d|[%~](\w|\"\w|&quot;)|&(amp;)?\d|\$\d", 
 DELIMITER_ROW = re.compile(r"^\|(:?-+:?\|)+$")
 UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
 
-markdown_to_html = mistune.create_markdown(escape=False, plugins=["table", "strikethrough", "url"])
-# Without bare-URL autolinks, whose extent mistune computes before resolving escapes.
-commonmark_to_html = mistune.create_markdown(escape=False, plugins=["table", "strikethrough"])
+
+def _gfm(extensions: list[str]) -> Callable[[str], str]:
+    """cmark-gfm as GitHub runs it, but raw HTML kept (no `tagfilter`, unsafe on): a tag
+    that escaping let through shows as a tag."""
+
+    def render(markdown: str) -> str:
+        return cmarkgfm.markdown_to_html_with_extensions(
+            markdown, options=Options.CMARK_OPT_UNSAFE, extensions=extensions
+        )
+
+    return render
+
+
+markdown_to_html = _gfm(["table", "strikethrough", "autolink"])
+# Without bare-URL autolinks: the plain-text checks compare words, not link extents.
+commonmark_to_html = _gfm(["table", "strikethrough"])
 
 
 def hostile_run(t: list[str]) -> tuple[Run, Comparison, Verdict]:
@@ -212,7 +229,10 @@ def check_markdown(markdown: str) -> None:
 
 
 @settings(
-    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=examples(40),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 @given(texts)
 def test_hostile_markdown_report(t: list[str]) -> None:
@@ -229,7 +249,7 @@ def test_hostile_markdown_report(t: list[str]) -> None:
 
 
 def visible_text(rendered: str) -> str:
-    """What a reader sees of mistune's output: tags dropped, entities decoded, ZWSP gone."""
+    """What a reader sees of the parser's output: tags dropped, entities decoded, ZWSP gone."""
     text = re.sub(r"<[^>]+>", "", rendered)
     return html.unescape(text).replace(ZWSP, "").strip()
 
@@ -240,7 +260,7 @@ def expected_text(value: str) -> str:
     return " ".join(clean_text(value).replace(ZWSP, "").split())
 
 
-@settings(max_examples=200, deadline=None, database=None)
+@settings(max_examples=examples(200), deadline=None, database=None)
 @given(hostile)
 def test_escape_markdown_renders_as_the_text(value: str) -> None:
     escaped = escape_markdown(value)
@@ -249,7 +269,7 @@ def test_escape_markdown_renders_as_the_text(value: str) -> None:
     assert " ".join(shown.split()) == " ".join(("x " + expected_text(value)).split())
 
 
-@settings(max_examples=200, deadline=None, database=None)
+@settings(max_examples=examples(200), deadline=None, database=None)
 @given(hostile, hostile)
 def test_escape_cell_keeps_two_columns(a: str, b: str) -> None:
     row = f"| {escape_cell(a) or ' '} | {escape_cell(b) or ' '} |"
@@ -258,7 +278,7 @@ def test_escape_cell_keeps_two_columns(a: str, b: str) -> None:
     assert len(re.findall(r"<td[ >]", rendered)) == 2, (row, rendered)
 
 
-@settings(max_examples=200, deadline=None, database=None)
+@settings(max_examples=examples(200), deadline=None, database=None)
 @given(hostile)
 def test_fenced_block_is_never_broken_out_of(value: str) -> None:
     block = fenced(value)
@@ -272,7 +292,10 @@ def test_fenced_block_is_never_broken_out_of(value: str) -> None:
 
 
 @settings(
-    max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=examples(30),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 @given(texts)
 def test_hostile_html_report(t: list[str]) -> None:

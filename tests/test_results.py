@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import examples
 from handmade_runs import sample_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -229,7 +230,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(list(_valid())), json_values, max_size=8))
 def test_arbitrary_top_level_values_raise_only_results_error(data: dict[str, Any]) -> None:
     merged = {**_valid(), **data}
@@ -239,7 +240,7 @@ def test_arbitrary_top_level_values_raise_only_results_error(data: dict[str, Any
         assert str(error).startswith("x: ") and "\n" not in str(error)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(
         [

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +51,7 @@ def jobs_and_durations(draw: st.DrawFn) -> tuple[list[Job], dict[str, float]]:
     return jobs, {job_id: draw(duration) for job_id in known}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(case=jobs_and_durations(), n=st.integers(min_value=1, max_value=9), seed=st.integers())
 def test_shards_cover_every_job_exactly_once_whatever_the_input_order(
     case: tuple[list[Job], dict[str, float]], n: int, seed: int
@@ -68,7 +69,7 @@ def test_shards_cover_every_job_exactly_once_whatever_the_input_order(
     assert [{j.id for j in s} for s in again] == [{j.id for j in s} for s in shards]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(case=jobs_and_durations(), n=st.integers(min_value=1, max_value=9))
 def test_shards_are_balanced_within_one_job(
     case: tuple[list[Job], dict[str, float]], n: int

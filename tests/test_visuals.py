@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 from nbci.model import Figure, NotebookResult, Run, SeriesGroup
@@ -58,3 +59,18 @@ def test_draw_visuals_without_a_baseline_draws_the_runs_own_curves(tmp_path: Pat
 
     assert len(visuals.charts) == 1 and not visuals.charts[0].changed
     assert not visuals.compared
+
+
+def test_drawing_again_leaves_no_stale_charts_or_difference_images(tmp_path: Path) -> None:
+    head_dir, base_dir = tmp_path / "head", tmp_path / "base"
+    head = run_in(head_dir, {"moved": png("blue")}, [1, 0])
+    base = run_in(base_dir, {"moved": png("green")}, [1, 1])
+    draw_visuals(head, head_dir, baseline=base, baseline_dir=base_dir, baseline_label="b")
+    assert (head_dir / "charts").is_dir() and (head_dir / "diffs").is_dir()
+
+    without_curves = replace(head, notebooks=(replace(head.notebooks[0], series=()),))
+    draw_visuals(without_curves, head_dir)
+
+    assert not (head_dir / "charts").exists()
+    assert not (head_dir / "diffs").exists()
+    assert (head_dir / "figures/train/moved.png").is_file()

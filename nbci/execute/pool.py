@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from nbci.errors import NbciError
+from nbci.errors import RunError
 from nbci.execute.process_tree import kill_session
 from nbci.execute.protocol import (
     EXIT_TERMINATED,
@@ -219,7 +219,7 @@ class Pool:
         worker.conn.close()
         code = worker.process.exitcode
         if not worker.ready and not self._any_ready:
-            raise NbciError(
+            raise RunError(
                 f"the worker processes cannot start ({describe_exit(code)}); a script that "
                 "calls nbci must guard its code with `if __name__ == '__main__':` "
                 "(multiprocessing 'spawn' imports the main module again)"

@@ -6,6 +6,8 @@ import contextlib
 import re
 import signal
 
+from nbci._text import one_line as _one_line
+
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
 
@@ -15,10 +17,8 @@ def strip_ansi(text: str) -> str:
 
 
 def one_line(error: BaseException) -> str:
-    """The first line of an error's message, without colour codes, at most 300 characters."""
-    text = strip_ansi(str(error)).strip()
-    first = text.splitlines()[0] if text else type(error).__name__
-    return first[:300]
+    """An error's message on one line, without colour codes, at most 300 characters."""
+    return _one_line(strip_ansi(str(error)).strip() or type(error).__name__)
 
 
 def seconds(value: float) -> str:

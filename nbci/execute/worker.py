@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import signal
 import sys
@@ -10,9 +11,10 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from nbci.execute.job import WorkerContext, run_job_safely
+from nbci.execute.job import run_job_safely
 from nbci.execute.kernels import Kernels
 from nbci.execute.protocol import Finished, Log, Ready, Sender, receive_assignment
+from nbci.execute.running import WorkerContext
 
 if TYPE_CHECKING:  # pragma: no cover
     from multiprocessing.connection import Connection
@@ -88,34 +90,29 @@ def _import_papermill() -> None:
                 del sys.modules[name]
 
 
-class _ForwardHandler(logging.Handler):
+class _ForwardHandler(logging.handlers.QueueHandler):
     """Sends log records to the parent, which hands them to its own loggers.
 
-    Records of other libraries (papermill, nbclient, traitlets) are demoted to
-    DEBUG: their errors ("Timeout waiting for execute reply") are statuses here.
+    logging's own queue handler prepares each record (message formatted with its
+    traceback, arguments dropped, so it pickles), and a record that cannot be sent
+    goes to `handleError`: a "--- Logging error ---" on stderr, never a broken job
+    and never silence. Records of other libraries (papermill, nbclient, traitlets)
+    are demoted to DEBUG: their errors ("Timeout waiting for execute reply") are
+    statuses here.
     """
 
     def __init__(self, sender: Sender) -> None:
-        super().__init__()
+        super().__init__(queue=None)  # type: ignore[arg-type]  # `enqueue` sends instead
         self._sender = sender
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = self.format(record) if record.exc_info else record.getMessage()
-            portable = logging.makeLogRecord(
-                {
-                    **record.__dict__,
-                    "msg": message,
-                    "args": None,
-                    "exc_info": None,
-                    "exc_text": None,
-                }
-            )
-            if not record.name.startswith("nbci"):
-                portable.levelno, portable.levelname = logging.DEBUG, "DEBUG"
-            self._sender.send(Log(portable))
-        except Exception:  # logging must never break a job
-            pass
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        portable: logging.LogRecord = super().prepare(record)
+        if not record.name.startswith("nbci"):
+            portable.levelno, portable.levelname = logging.DEBUG, "DEBUG"
+        return portable
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self._sender.send(Log(record))
 
 
 def _forward_logs(sender: Sender, level: int) -> None:

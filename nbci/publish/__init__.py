@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 
 from nbci.errors import PublishError
 from nbci.headline import Headline, Leads
-from nbci.model import Comparison, Run
+from nbci.model import Comparison, Run, passed
 from nbci.publish import steps
 from nbci.publish.assets import Figures, Tip, load_figures
 from nbci.publish.baseline import DEFAULT_DEPTH, Baseline
@@ -49,7 +49,6 @@ from nbci.publish.history import with_trend_charts
 from nbci.publish.index import Pruning
 from nbci.publish.report import render_report
 from nbci.publish.retry import RetryPolicy
-from nbci.publish.status import passed
 from nbci.publish.visuals import Prepared, prepare
 from nbci.render.visuals import Drawn
 from nbci.results import read_run

@@ -1,7 +1,7 @@
 """Figures (and stored baselines) on an assets branch, one commit per publish.
 
 Neither forge renders `data:` images in comments, and GitHub offers
-`GITHUB_TOKEN` no upload API, so the PNGs go to a branch of the repository
+`GITHUB_TOKEN` no upload API, so the figures (PNG or SVG) go to a branch of the repository
 itself (default `nbci-assets`) in one commit per publish, whatever the figure
 count, and comments link each image by that commit's SHA, so an old comment
 never shows newer images. How the commit is made and what the link looks like
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from nbci._files import read_inside
 from nbci.errors import PublishError, ResultsError
+from nbci.formats import FIGURE_TYPES, MAX_FIGURE_BYTES, image_type
 from nbci.model import Run
 from nbci.publish.forge import BranchMoved, PermissionDenied
 from nbci.publish.index import (
@@ -56,8 +57,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_FIGURE_BYTES = 8 * 1024 * 1024
 MAX_FIGURES = 500
 MAX_TOTAL_BYTES = 100 * 1024 * 1024
 CONTENTS = "contents: write"
@@ -149,10 +148,11 @@ class Hosting:
 
 
 def load_figures(run: Run, out_dir: Path) -> Figures:
-    """Every figure file of `run`, each a regular PNG inside `out_dir` within the size caps.
+    """Every figure file of `run`, each a regular PNG or SVG file inside `out_dir` within the
+    size caps.
 
     The run directory may be a fork's artifact: a path that escapes it, a link,
-    a file that is not a PNG, or one over the caps is left out and said so.
+    a file that is not the image its name says, or one over the caps is left out and said so.
     """
     files: list[FigureFile] = []
     skipped: list[str] = []
@@ -160,7 +160,7 @@ def load_figures(run: Run, out_dir: Path) -> Figures:
     for nb in run.notebooks:
         for figure in nb.figures:
             problem = _path_problem(figure.path)
-            data = None if problem else _read_png(out_dir, figure.path)
+            data = None if problem else _read_figure(out_dir, figure.path)
             if isinstance(data, str):
                 problem, data = data, None
             if data is not None and len(files) >= MAX_FIGURES:
@@ -180,16 +180,17 @@ def _path_problem(path: str) -> str | None:
     parts = path.split("/")
     if parts[0] != "figures" or not all(_SEGMENT.fullmatch(p) for p in parts):
         return "not a plain figures/<job>/<name>.png path"
-    if not parts[-1].lower().endswith(".png"):
-        return "not a .png file"
+    if Path(parts[-1]).suffix.lower() not in FIGURE_TYPES:
+        return "not a .png or .svg file"
     return None
 
 
-def _read_png(out_dir: Path, relative: str) -> bytes | str:
-    """The file's bytes, or why it was refused."""
+def _read_figure(out_dir: Path, relative: str) -> bytes | str:
+    """The file's bytes, or why it was refused: its content must be what its suffix says."""
     data = read_inside(out_dir, relative, MAX_FIGURE_BYTES)
-    if isinstance(data, bytes) and not data.startswith(PNG_SIGNATURE):
-        return "not a PNG image"
+    wanted = FIGURE_TYPES[Path(relative).suffix.lower()]
+    if isinstance(data, bytes) and image_type(data) != wanted:
+        return "not a PNG image" if wanted == "image/png" else "not an SVG image"
     return data
 
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nbci import __version__
+from nbci._text import one_line
 from nbci.errors import PublishError
 from nbci.publish.forge import PermissionDenied
 from nbci.publish.retry import GITHUB_LIMITS, BoundedRetry, RetryPolicy
@@ -160,7 +161,7 @@ def _message(data: Any) -> str:
         detail = first.get("message") or first.get("code") if isinstance(first, dict) else first
         if detail:
             message = f"{message}: {detail}" if message else str(detail)
-    return " ".join(message.split())[:300]
+    return one_line(message)
 
 
 def _reset(headers: dict[str, str]) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nbci._files import safe_name
+from nbci._text import utf16_length
 
 if TYPE_CHECKING:
     from nbci.publish.forge import Comment, Forge
@@ -56,21 +57,16 @@ def comment_body(name: str, report: str, *, limit: int = COMMENT_LIMIT) -> str:
     """
     head = marker(name) + "\n"
     body = head + report
-    if _length(body) <= limit:
+    if utf16_length(body) <= limit:
         return body
-    room = limit - _length(head) - _length(TRUNCATED_NOTE)
+    room = limit - utf16_length(head) - utf16_length(TRUNCATED_NOTE)
     cut = report[: max(room, 0)]
-    while (excess := _length(cut) - room) > 0:  # astral characters count twice
+    while (excess := utf16_length(cut) - room) > 0:  # astral characters count twice
         cut = cut[:-excess]
     if "\n" in cut:
         cut = cut[: cut.rindex("\n")]
     logger.warning("report cut from %d to %d characters to fit a comment", len(report), len(cut))
     return head + cut + TRUNCATED_NOTE
-
-
-def _length(text: str) -> int:
-    """Length in UTF-16 code units: never less than the character count GitHub checks."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def upsert_comment(forge: Forge, number: int, name: str, body: str) -> CommentResult:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import re
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbci._files import read_inside
 from nbci.errors import PublishError, ResultsError, UsageError
 from nbci.publish.forge import Target
 
@@ -169,15 +169,12 @@ def read_artifact_pr(out_dir: Path) -> int | None:
     Untrusted: a regular file of a few bytes holding a positive integer, or an error.
     """
     path = out_dir / PR_NUMBER_FILE
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return None
-    except OSError as exc:
-        raise ResultsError(f"{path}: unreadable ({exc.strerror})") from None
-    if not stat.S_ISREG(info.st_mode) or info.st_size > 32:
-        raise ResultsError(f"{path}: expected a small file holding a pull request number")
-    text = path.read_bytes().decode("ascii", "replace").strip()
+    data = read_inside(out_dir, PR_NUMBER_FILE, 32)
+    if isinstance(data, str):
+        raise ResultsError(f"{path}: expected a small file holding a pull request number ({data})")
+    text = data.decode("ascii", "replace").strip()
     if not _PR_NUMBER.fullmatch(text):
         shown = text if len(text) <= 20 else text[:20] + "..."
         raise ResultsError(f"{path}: expected a pull request number, got {shown!r}")

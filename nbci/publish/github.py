@@ -45,6 +45,10 @@ CONTENTS_WRITE = "contents: write"
 COMMENTS_WRITE = "pull-requests: write"
 CHECK_TEXT_LIMIT = 65_535
 CHECK_TITLE_LIMIT = 255
+CHECK_ATTEMPTS = 3
+"""Tries to create a check run, each after looking for the one a lost answer may hide."""
+CHECK_CLOCK_SKEW_S = 300
+"""A check run of the name started this long before the first try may still be its."""
 
 
 BRANCH_README = (
@@ -260,25 +264,56 @@ class GitHubForge:
     def create_check(
         self, sha: str, *, name: str, success: bool, title: str, summary: str
     ) -> str | None:
-        """A completed check run; returns its web address."""
+        """A completed check run; returns its web address.
+
+        GitHub cannot delete a check run, so a create that failed in a way that may have
+        created it (a 5xx, a lost answer; the transport does not resend it, see
+        `retry.LOOK_FIRST`) is tried again only after looking for a check run of this
+        name on `sha` that started since: when there is one, it is completed instead.
+        """
         from github.GithubObject import NotSet
 
         output: dict[str, str | list[dict[str, str | int]]] = {
             "title": fit(title, CHECK_TITLE_LIMIT),
             "summary": fit(summary, CHECK_TEXT_LIMIT, note="\n\n(cut to fit GitHub's limit)"),
         }
+        fields: dict[str, Any] = {
+            "status": "completed",
+            "conclusion": "success" if success else "failure",
+            "completed_at": datetime.now(UTC),
+            "output": output,
+            "details_url": self.run_url or NotSet,
+        }
         with self.session.errors(f"create a check run on {sha[:12]}", "checks: write"):
-            run = self.session.repo.create_check_run(
-                name=fit(name, 100),
-                head_sha=sha,
-                status="completed",
-                conclusion="success" if success else "failure",
-                completed_at=datetime.now(UTC),
-                output=output,
-                details_url=self.run_url or NotSet,
-            )
+            run = self._create_check_once(sha, fit(name, 100), fields)
         logger.info("check run %r (%s) on %s", name, run.conclusion, sha[:12])
-        return run.html_url
+        url: str | None = run.html_url
+        return url
+
+    def _create_check_once(self, sha: str, name: str, fields: dict[str, Any]) -> Any:
+        from github import GithubException
+        from requests import RequestException
+
+        begun = datetime.now(UTC).timestamp() - CHECK_CLOCK_SKEW_S
+        for attempt in range(1, CHECK_ATTEMPTS + 1):
+            if attempt > 1:
+                commit = self.session.repo.get_commit(sha)
+                for run in commit.get_check_runs(check_name=name):
+                    if run.started_at and run.started_at.timestamp() >= begun:
+                        logger.info("the check run %r was created before its answer was lost", name)
+                        run.edit(**fields)
+                        return run
+            try:
+                return self.session.repo.create_check_run(name=name, head_sha=sha, **fields)
+            except (GithubException, RequestException) as exc:
+                status = getattr(exc, "status", None)
+                if attempt == CHECK_ATTEMPTS or (status is not None and status < 500):
+                    raise
+                logger.warning(
+                    "creating the check run failed (%s); looking for it",
+                    status or type(exc).__name__,
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _comment(comment: Any) -> Comment:

@@ -26,6 +26,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from nbci import __version__
+from nbci._text import one_line
 from nbci.errors import PublishError
 from nbci.publish.forge import PermissionDenied
 from nbci.publish.retry import GITLAB_LIMITS, BoundedRetry, RetryPolicy
@@ -148,4 +149,4 @@ def _connect(server_url: str, token: str, policy: RetryPolicy) -> gitlab.Gitlab:
 def _message(value: Any) -> str:
     """GitLab's own words from an error: `message` or `error`, on one line."""
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
-    return " ".join(text.split())[:300]
+    return one_line(text)

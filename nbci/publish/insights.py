@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from nbci.model import Comparison, MetricValue, Run, Verdict
-from nbci.publish.status import describe, passed
+from nbci.model import Comparison, MetricValue, Run, Verdict, passed
+from nbci.publish.status import describe
 from nbci.vocabulary import status_label
 
 DataType = Literal["NUMBER", "BOOLEAN", "TEXT"]

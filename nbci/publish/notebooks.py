@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nbci._files import read_inside, safe_name
+from nbci.formats import SCRAP_PREFIX
 from nbci.model import NotebookResult, Run
 from nbci.publish.assets import Asset
 
@@ -41,7 +42,6 @@ MAX_NOTEBOOK_BYTES = 5 * 1024 * 1024
 MAX_TOTAL_BYTES = 50 * 1024 * 1024
 """All notebooks of one publish; failed ones are always kept."""
 FOLDER = "notebooks"
-_SCRAP_PREFIX = "application/scrapbook.scrap."
 _VOLATILE = ("start_time", "end_time", "duration", "exception")
 
 
@@ -146,9 +146,9 @@ def _drop_volatile(notebook: dict[str, Any]) -> None:
 def _without_payloads(output: Any) -> Any:
     """The output without scrapbook's data payloads (none left: a note-free empty display)."""
     data = output.get("data") if isinstance(output, dict) else None
-    if not isinstance(data, dict) or not any(str(m).startswith(_SCRAP_PREFIX) for m in data):
+    if not isinstance(data, dict) or not any(str(m).startswith(SCRAP_PREFIX) for m in data):
         return output
-    kept = {m: v for m, v in data.items() if not str(m).startswith(_SCRAP_PREFIX)}
+    kept = {m: v for m, v in data.items() if not str(m).startswith(SCRAP_PREFIX)}
     return {**output, "data": kept or {"text/plain": ""}}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from nbci._text import one_line
 from nbci.headline import Headline
 from nbci.model import Comparison, Run, Verdict
 from nbci.publish.assets import Figures, Hosting, Tip
@@ -18,6 +19,7 @@ from nbci.publish.baseline import Baseline
 from nbci.publish.comment import comment_limit, marker
 from nbci.publish.forge import Forge
 from nbci.publish.visuals import Prepared
+from nbci.vocabulary import NOTICE_ICON
 
 REPORT_BUDGET = 64_000
 """Characters the rendered report may take; the rest of the 65,536 is marker and footer."""
@@ -125,13 +127,13 @@ def _footer(
         lines.append("No baseline: no stored results for the base commit or its recent ancestors.")
     if run_url:
         lines.append(f"[The run, its report.html and notebooks (artifact)]({run_url})")
-    lines += [f"⚠️ {_one_line(note)}" for note in notes[:MAX_NOTES]]
+    lines += [f"{NOTICE_ICON['warn']} {_one_line(note)}" for note in notes[:MAX_NOTES]]
     if len(notes) > MAX_NOTES:
-        lines.append(f"⚠️ {len(notes) - MAX_NOTES} more notes in the job log")
+        lines.append(f"{NOTICE_ICON['warn']} {len(notes) - MAX_NOTES} more notes in the job log")
     return "\n\n---\n" + "<br>\n".join(f"<sub>{line}</sub>" for line in lines) if lines else ""
 
 
 def _one_line(text: str) -> str:
     from nbci.render.escape import escape_markdown
 
-    return escape_markdown(" ".join(text.split())[:300])
+    return escape_markdown(one_line(text))

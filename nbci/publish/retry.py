@@ -9,6 +9,10 @@ waits of one publish together stay under `max_total_wait`: a limit that
 resets later ends the publish with a message instead of a stalled job. A
 connection that cannot be made at all is retried fewer times. Every wait is
 logged, once: urllib3's own retry line is silenced by the CLI.
+
+A POST that creates what cannot be deleted (`LOOK_FIRST`: a GitHub check run)
+is retried here only when the forge said it did nothing (a rate limit); after
+a 5xx or a lost answer its caller looks whether the first try took effect.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ if TYPE_CHECKING:
     from urllib3.response import BaseHTTPResponse
 
 logger = logging.getLogger(__name__)
+
+LOOK_FIRST = ("/check-runs",)
+"""Paths (their ends) of POSTs that are not sent again blindly: GitHub has no way to delete
+a check run, so a retry whose first try had created one would leave two."""
 
 
 @dataclass(frozen=True)
@@ -140,12 +148,14 @@ class BoundedRetry(Retry):
             and not self.limits.limited(response.status, response.headers)
         ):
             raise _gave_up(_pool, url, None)  # a real 403: not ours to retry
+        limited = response is not None and self.limits.limited(response.status, response.headers)
+        if method == "POST" and _path(url).endswith(LOOK_FIRST) and not limited:
+            logger.warning(
+                "%s %s: %s; not sent again here", method, _path(url), _said(response, error)
+            )
+            raise _gave_up(_pool, url, error)  # the answer (5xx) or the error goes to the caller
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        what = (
-            f"{self.limits.service} answered {response.status} {response.reason}"
-            if response is not None
-            else f"the connection failed ({_short(error)})"
-        )
+        what = _said(response, error, self.limits.service)
         wait = self._wait_for(response, attempt=len(retry.history))
         left = self.budget.total - self.budget.spent
         if wait > self.max_wait or wait > left:
@@ -187,7 +197,7 @@ class BoundedRetry(Retry):
             if response.status in self.limits.statuses:
                 reset = response.headers.get("x-ratelimit-reset")
                 return _until_reset(reset or response.headers.get("ratelimit-reset"))
-        return self.first_backoff * 2 ** max(attempt - 1, 0)
+        return self.first_backoff * 2.0 ** max(attempt - 1, 0)
 
 
 def _gave_up(
@@ -221,6 +231,14 @@ def _until_reset(value: str | None) -> float:
 
 def _path(url: str | None) -> str:
     return (url or "").split("?", 1)[0]
+
+
+def _said(
+    response: BaseHTTPResponse | None, error: Exception | None, service: str = "the forge"
+) -> str:
+    if response is not None:
+        return f"{service} answered {response.status} {response.reason}"
+    return f"the connection failed ({_short(error)})"
 
 
 def _short(error: Exception | None) -> str:

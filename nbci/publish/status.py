@@ -9,15 +9,11 @@ characters (GitHub's limit; GitLab allows more); its link points to the run.
 
 from __future__ import annotations
 
+from nbci._text import utf16_length
 from nbci.model import Comparison, Run, Verdict
 from nbci.vocabulary import STATUS_LABEL, verdict_facts
 
 DESCRIPTION_LIMIT = 140
-
-
-def passed(run: Run, verdict: Verdict | None) -> bool:
-    """Every notebook ran and every gate passed."""
-    return run.ok and (verdict is None or verdict.passed)
 
 
 def describe(run: Run, verdict: Verdict | None, comparison: Comparison | None = None) -> str:
@@ -36,9 +32,9 @@ def describe(run: Run, verdict: Verdict | None, comparison: Comparison | None = 
 
 def fit(text: str, limit: int, *, note: str = "…") -> str:
     """`text` within `limit` UTF-16 code units (never fewer than GitHub's character count)."""
-    if len(text.encode("utf-16-le")) // 2 <= limit:
+    if utf16_length(text) <= limit:
         return text
     cut = text[: limit - len(note)]
-    while (excess := len((cut + note).encode("utf-16-le")) // 2 - limit) > 0:
+    while (excess := utf16_length(cut + note) - limit) > 0:
         cut = cut[:-excess]
     return cut + note

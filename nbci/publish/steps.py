@@ -9,7 +9,6 @@ error `publish` raises once everything else is done.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 from nbci._files import safe_name
 from nbci.errors import ResultsError, UsageError
 from nbci.judge import Criteria, Judgement, judge
-from nbci.model import Comparison, Run, Verdict
+from nbci.model import Comparison, Run, Verdict, passed
 from nbci.publish.assets import (
     Asset,
     Figures,
@@ -35,8 +34,8 @@ from nbci.publish.forge import PermissionDenied, Target
 from nbci.publish.history import History, read_history
 from nbci.publish.index import REVIEWS, Pruning
 from nbci.publish.insights import PostsInsights, build_insight
-from nbci.publish.status import DESCRIPTION_LIMIT, describe, fit, passed
-from nbci.results import RESULTS_FILE, run_to_dict
+from nbci.publish.status import DESCRIPTION_LIMIT, describe, fit
+from nbci.results import RESULTS_FILE, run_json
 
 if TYPE_CHECKING:
     from nbci.publish import PublishOptions
@@ -206,8 +205,7 @@ def host(
 
 
 def _results_asset(run: Run, folder: str) -> Asset:
-    text = json.dumps(run_to_dict(run), indent=1, ensure_ascii=False, allow_nan=False)
-    return Asset(f"{folder}/{RESULTS_FILE}", (text + "\n").encode("utf-8"))
+    return Asset(f"{folder}/{RESULTS_FILE}", run_json(run).encode("utf-8"))
 
 
 # -- verdict and job summary ------------------------------------------------------

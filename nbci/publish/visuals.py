@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nbci.errors import ResultsError
 from nbci.figures import Reader, figure_changes
+from nbci.formats import MAX_FIGURE_BYTES
 from nbci.model import FigureChange, Run
 from nbci.publish.assets import Asset, FigureFile, Tip
 from nbci.publish.baseline import Baseline
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 MAX_FETCHED = 10
 """Baseline figures fetched for a pixel comparison in one publish."""
-MAX_FETCHED_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def _branch_reader(
         own = head.get(path)
         if own is not None and Asset(path, own).sha == blob_sha:
             return own  # the same bytes: unchanged, nothing to fetch
-        if fetched >= MAX_FETCHED or size > MAX_FETCHED_BYTES:
+        if fetched >= MAX_FETCHED or size > MAX_FIGURE_BYTES:
             return None
         fetched += 1
         return _fetch(forge, tip, f"{folder}/{path}", notes)
@@ -131,7 +131,7 @@ def _branch_reader(
 
 def _fetch(forge: Forge, tip: Tip, path: str, notes: list[str]) -> bytes | None:
     try:
-        return forge.read_file(tip, path, MAX_FETCHED_BYTES)
+        return forge.read_file(tip, path, MAX_FIGURE_BYTES)
     except PermissionDenied as exc:
         notes.append(f"the baseline's figures could not be read ({exc.permission} missing)")
     except ResultsError as exc:

@@ -10,7 +10,15 @@ from collections.abc import Collection, Mapping, Sequence
 
 from nbci.headline import Headline, Leads
 from nbci.history import MIN_RUNS
-from nbci.model import Comparison, GateResult, JobChange, ParameterChange, Run, Verdict
+from nbci.model import (
+    Comparison,
+    GateResult,
+    JobChange,
+    ParameterChange,
+    Run,
+    Verdict,
+    passed,
+)
 from nbci.render.escape import clean_text, truncate
 from nbci.render.labels import anchors, job_cell, name, parameters_text
 from nbci.render.metric_tables import comparison_table, metric_tables
@@ -101,7 +109,7 @@ def _verdict(run: Run, comparison: Comparison | None, verdict: Verdict | None) -
     total = len(run.notebooks)
     not_ok = total - counts["ok"]
     gates_failed = len(verdict.failures) if verdict else 0
-    passed = run.ok and gates_failed == 0
+    run_passed = passed(run, verdict)
     noun = "notebook" if total == 1 else "notebooks"
     if total == 0:
         headline = "No notebooks ran"
@@ -118,7 +126,7 @@ def _verdict(run: Run, comparison: Comparison | None, verdict: Verdict | None) -
 
     facts = verdict_facts(run, comparison, verdict, passed_count=bool(not_ok))
     gates = gates_summary(verdict) if verdict and verdict.results else ""
-    return VerdictView(passed=passed, headline=headline, facts=tuple(facts), gates=gates)
+    return VerdictView(passed=run_passed, headline=headline, facts=tuple(facts), gates=gates)
 
 
 def _notices(

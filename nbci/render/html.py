@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from nbci._files import is_within
+from nbci._files import read_inside
+from nbci.formats import MAX_FIGURE_BYTES, image_type
 from nbci.render.templating import HTML_TEMPLATE, environment, template_errors
 from nbci.render.view import FigureView, ReportView
+from nbci.vocabulary import HTML_MARK
 
 if TYPE_CHECKING:  # pragma: no cover
     import jinja2
@@ -26,22 +28,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-MAX_FIGURE_BYTES = 25 * 1024 * 1024
 CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
     "base-uri 'none'; form-action 'none'"
 )
 
-_PNG = b"\x89PNG\r\n\x1a\n"
-_RASTER = (
-    (_PNG, "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
-_SVG_START = re.compile(
-    rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*(<!DOCTYPE[^>]*>\s*)?<svg[\s>]", re.S
-)
 _DATA_IMAGE = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*$", re.I)
 _IMG_WITHOUT_SRC = re.compile(r"<img\b(?![^>]*\ssrc=)[^>]*>", re.I)
 _SAFE_HREF = re.compile(r"^(https?:|mailto:|#|[^:]*$)", re.I)
@@ -76,7 +67,8 @@ def render_html(
             base_file_src=lambda path: image_data_uri(baseline_dir, path) if path else None,
             sanitize=sanitize_html,
             href=relative_href,
-            status_icon=lambda status: "✓" if status == "ok" else "✕",
+            status_icon=lambda status: HTML_MARK["pass" if status == "ok" else "fail"],
+            mark=lambda kind: HTML_MARK.get(kind, HTML_MARK["info"]),
         )
 
 
@@ -93,32 +85,17 @@ def image_data_uri(folder: Path | None, relative: str) -> str | None:
     """A `data:` URI for an image file inside `folder`, or None (missing, outside, not an image)."""
     if folder is None:
         return None
-    path = folder / relative
-    if not is_within(path, folder) or not path.is_file():
-        logger.info("figure %s is not a file inside %s", relative, folder)
+    data = read_inside(folder, relative, MAX_FIGURE_BYTES)
+    if isinstance(data, str):
+        log = logger.info if data == "missing" else logger.warning
+        log("figure %s in %s not inlined: %s", relative, folder, data)
         return None
-    if path.stat().st_size > MAX_FIGURE_BYTES:
-        logger.warning("figure %s is larger than %d bytes; not inlined", path, MAX_FIGURE_BYTES)
-        return None
-    data = path.read_bytes()
     mime = image_type(data)
     if mime is None:
-        logger.warning("figure %s is not a PNG, JPEG, GIF or SVG image; not inlined", path)
+        logger.warning("figure %s is not a PNG, JPEG, GIF or SVG image; not inlined", relative)
         return None
     # An SVG in <img> is rendered as an image: its scripts never run.
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def image_type(data: bytes) -> str | None:
-    """The MIME type of image `data` by its first bytes, or None."""
-    for magic, mime in _RASTER:
-        if data.startswith(magic):
-            return mime
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if _SVG_START.match(data[:4096].lstrip(b"\xef\xbb\xbf")):
-        return "image/svg+xml"
-    return None
 
 
 def sanitize_html(untrusted: str) -> Markup:

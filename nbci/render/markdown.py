@@ -35,7 +35,7 @@ from nbci.render.templating import MARKDOWN_TEMPLATE, environment, template_erro
 from nbci.render.trends import COMMENT_TRENDS
 from nbci.render.view import Cell, FigureView, NotebookView, ReportView, ScrapView, Table
 from nbci.render.visuals import FigureDiffView
-from nbci.vocabulary import FAIL_ICON, NOTICE_ICON, PASS_ICON, STATUS_ICON
+from nbci.vocabulary import FAIL_ICON, NOTICE_ICON, PASS_ICON, STATUS_ICON, UNKNOWN_ICON
 
 MAX_CHARS = 65_000
 """GitHub's comment limit is 65,536; the rest is headroom for publish's marker and links."""
@@ -173,7 +173,8 @@ class _Helpers:
     def context(self) -> dict[str, object]:
         plan = self.plan
         return {
-            "status_icon": lambda status: STATUS_ICON.get(status, "❔"),
+            "verdict_icon": PASS_ICON if self.view.verdict.passed else FAIL_ICON,
+            "status_icon": lambda status: STATUS_ICON.get(status, UNKNOWN_ICON),
             "notice_icon": lambda kind: NOTICE_ICON.get(kind, ""),
             "limited": lambda items: list(items)[: plan.limit],
             "table": self.table,

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import io
 import logging
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nbci._files import safe_name, write_bytes_atomic
+from nbci._files import remove_drawn, safe_name, write_bytes_atomic
 from nbci.headline import Leads
 from nbci.model import Comparison, MetricDelta, Verdict
 from nbci.vocabulary import CHANGE_ORDER
@@ -63,9 +62,7 @@ def trend_path(delta: MetricDelta) -> str:
 def write_trends(deltas: Sequence[MetricDelta], out_dir: Path) -> list[Path]:
     """Draw each chart into `out_dir/trends/` (replacing the charts of an earlier report);
     a chart that cannot be drawn is skipped."""
-    folder = out_dir / FOLDER
-    if folder.is_dir() and not folder.is_symlink():
-        shutil.rmtree(folder)
+    remove_drawn(out_dir / FOLDER)
     written = []
     for delta in deltas:
         data = draw_trend(delta)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbci._files import remove_drawn
 from nbci.model import Chart, FigureChange, FigureState, Run
 from nbci.render.escape import clean_text, truncate
 
@@ -75,11 +76,14 @@ def draw_visuals(
     baseline_label: str | None = None,
     chart_store: Path | None = None,
 ) -> Drawn:
-    """Draw the charts and compare the figures (with `baseline_dir`), files in `out_dir`;
-    `chart_store` keeps drawn charts for the next run (`charts.write_charts`)."""
-    from nbci.figures import figure_changes, file_reader
-    from nbci.render.charts import write_charts
+    """Draw the charts and compare the figures (with `baseline_dir`), files in `out_dir`,
+    replacing those an earlier render drew there; `chart_store` keeps drawn charts for the
+    next run (`charts.write_charts`)."""
+    from nbci.figures import DIFF_FOLDER, figure_changes, file_reader
+    from nbci.render.charts import CHART_FOLDER, write_charts
 
+    for folder in (CHART_FOLDER, DIFF_FOLDER):
+        remove_drawn(out_dir / folder)
     charts, left_out = write_charts(
         run, baseline, out_dir, baseline_label=baseline_label, store=chart_store
     )

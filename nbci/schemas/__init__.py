@@ -228,7 +228,8 @@ def _pointer(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any]:
     target: Any = root
     for part in ref[2:].split("/"):
         target = target[part]
-    return target
+    found: Mapping[str, Any] = target
+    return found
 
 
 def dotted(where: Where) -> str:

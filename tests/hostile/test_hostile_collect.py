@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scrapbook_outputs import scrap, shown
@@ -154,7 +155,7 @@ def check_files(out: Path, result: NotebookResult) -> None:
         assert all(SAFE_PART.fullmatch(part) and part not in (".", "..") for part in relative.parts)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.lists(outputs, max_size=6), max_size=4), st.sampled_from(["job", "../../j"]))
 def test_any_glued_outputs_are_collected_safely_and_round_trip(
     tmp_path_factory: pytest.TempPathFactory, cells: list[list[Any]], job_id: str
@@ -176,7 +177,7 @@ def test_any_glued_outputs_are_collected_safely_and_round_trip(
         )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(names, min_size=1, max_size=30), values)
 def test_any_names_and_values_render_within_bounds(
     tmp_path_factory: pytest.TempPathFactory, glued_names: list[str], value: Any

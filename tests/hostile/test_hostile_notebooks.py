@@ -117,10 +117,12 @@ def test_broken_notebooks_get_a_status_and_a_reason_and_leave_no_process(
     for report in ("report.md", "report.html"):
         assert (project / "nbci-out" / report).stat().st_size > 0
 
-    # Only the output directory changed, and what the notebooks wrote themselves.
+    # Only the output directory (and its free lock file) changed, and what the notebooks
+    # wrote themselves.
     after = snapshot(tmp_path)
     written = [f"project/broken/{name}" for name in pids]
-    assert changes(before, after, allowed=["project/nbci-out", *written]) == []
+    allowed = ["project/nbci-out", "project/.nbci-out.lock", *written]
+    assert changes(before, after, allowed=allowed) == []
 
 
 @pytest.mark.kernel

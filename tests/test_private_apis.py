@@ -1,0 +1,70 @@
+"""Names nbci uses that papermill, jupyter_client and PyGithub do not document as their API.
+
+No public API does the same (papermill's engine loop with a kernel started ahead,
+jupyter_client's provisioner registry without an installed entry point, PyGithub's
+GraphQL request), so each is pinned here: an upgrade that moves one fails this
+file, naming it, instead of a notebook run or a publish in someone's CI.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+
+def parameters(function: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+def test_papermill_execution_pieces_nbci_calls() -> None:
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NotebookExecutionManager
+    from papermill.execute import (
+        prepare_notebook_metadata,
+        raise_for_execution_errors,
+        remove_error_markers,
+    )
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+    from papermill.utils import find_first_tagged_cell_index
+
+    # nbci.execute.engine._run_cells
+    assert parameters(PapermillNotebookClient.__init__)[:3] == ["self", "nb_man", "km"]
+    traits = set(PapermillNotebookClient.class_trait_names())
+    wanted = {"kernel_name", "timeout_func", "startup_timeout", "log", "on_notebook_start"}
+    wanted |= {"on_cell_execute", "stdout_file", "stderr_file"}
+    assert wanted <= traits, wanted - traits
+    assert {"output_path", "progress_bar"} <= set(parameters(NotebookExecutionManager.__init__))
+    for method in ("notebook_start", "cleanup_pbar", "notebook_complete"):
+        assert callable(getattr(NotebookExecutionManager, method)), method
+    assert parameters(raise_for_execution_errors) == ["nb", "output_path"]
+    # nbci.execute.job
+    assert parameters(load_notebook_node) == ["notebook_path"]
+    assert parameters(prepare_notebook_metadata)[:3] == ["nb", "input_path", "output_path"]
+    assert parameters(remove_error_markers) == ["nb"]
+    assert parameters(find_first_tagged_cell_index) == ["nb", "tag"]
+    assert {"kernel_name", "language"} <= set(parameters(parameterize_notebook))
+
+
+def test_jupyter_clients_provisioner_registry() -> None:
+    """nbci.execute.provisioner.register adds `nbci-fork` to it when nbci is not installed."""
+    from jupyter_client.provisioning.factory import KernelProvisionerFactory
+
+    assert isinstance(KernelProvisionerFactory.__dict__.get("provisioners"), dict)
+
+
+@pytest.mark.parametrize("name", ["requestJsonAndCheck", "graphql_url"])
+def test_pygithubs_requester_for_graphql(name: str) -> None:
+    """nbci.publish.github_graphql sends `createCommitOnBranch` through the repository's
+    requester (`repo.requester`), keeping PyGithub's authentication and retries."""
+    from github.Repository import Repository
+    from github.Requester import Requester
+
+    assert isinstance(inspect.getattr_static(Repository, "requester"), property)
+    assert hasattr(Requester, name)
+    if name == "requestJsonAndCheck":
+        assert parameters(Requester.requestJsonAndCheck)[:3] == ["self", "verb", "url"]
+        assert "input" in parameters(Requester.requestJsonAndCheck)
