@@ -171,6 +171,16 @@ class _Repository(StandIn):
         blob = commit["files"].get(path) if commit else None
         return self.blobs[blob] if blob else None
 
+    def put_files(self, branch: str, files: dict[str, bytes], *, message: str = "put") -> str:
+        """Every file of `files` (path -> content) written on `branch` in one commit, the
+        branch cut from the default branch if it is new; returns the commit."""
+        with self._lock:
+            parent = self.branches.get(branch) or self.branches[self.default_branch]
+            self.branches[branch] = self.store_commit(
+                message, self._paths(parent, set(), files), [parent]
+            )
+            return self.branches[branch]
+
     def pr_comments(self, number: int) -> list[dict[str, Any]]:
         return [c for c in self.comments.get(number, []) if not c.get("deleted")]
 

@@ -1,4 +1,4 @@
-"""The assets branch stays cheap and bounded (issues 21 and 22), on both stand-ins.
+"""The assets branch stays cheap and bounded (issues 21 and 22), on the stand-ins.
 
 A publish reads the branch's index and lists only the folders it reads or
 writes, so its requests do not depend on how many runs and review folders the
@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import test_publish_bitbucket as bitbucket_env
 import test_publish_gitlab as gitlab_env
+from bitbucket_stub import BitbucketCloudStub
 from github_stub import GitHubStub
 from gitlab_stub import GitLabStub
 from handmade_runs import nb, run
@@ -48,6 +50,8 @@ class Forge:
     add_review: Callable[[int, str], dict[str, str]]
     """A pull/merge request on a base commit -> the publish environment."""
     push: Callable[[str], dict[str, str]]
+    flags: dict[str, Any] = field(default_factory=dict)
+    """What `nbci publish` is told besides the environment (Bitbucket's --api-url)."""
 
     @property
     def requests(self) -> int:
@@ -86,6 +90,28 @@ def gitlab(stub: GitLabStub) -> Forge:
         files=files,
         add_review=add_review,
         push=lambda sha: gitlab_env.push_env(stub, sha),
+    )
+
+
+def bitbucket(stub: BitbucketCloudStub) -> Forge:
+    def add_review(number: int, base: str) -> dict[str, str]:
+        stub.add_pull_request(number, base=base)
+        return bitbucket_env.pr_env(stub, number)
+
+    def files() -> dict[str, Any]:
+        prefix = ASSETS_ROOT + "/"
+        every = stub.commits[stub.branches[BRANCH]]["files"]
+        return {p.removeprefix(prefix): b for p, b in every.items() if p.startswith(prefix)}
+
+    return Forge(
+        stub,
+        put=lambda files: stub.put_files(
+            BRANCH, {f"{ASSETS_ROOT}/{p}": d for p, d in files.items()}
+        ),
+        files=files,
+        add_review=add_review,
+        push=lambda sha: bitbucket_env.push_env(stub, sha),
+        flags={"api_url": f"{stub.base_url}/2.0"},
     )
 
 
@@ -142,12 +168,12 @@ def publish_twice(forge: Forge, tmp_path: Path, runs: int, reviews: int) -> dict
     build_branch(forge, tmp_path / f"branch{runs}", line, runs, reviews)
     env = forge.add_review(7, line[-1])
     before = forge.requests
-    review = publish(options(make_run(tmp_path / f"pr{runs}", accuracy=0.9)), env)
+    review = publish(options(make_run(tmp_path / f"pr{runs}", accuracy=0.9), **forge.flags), env)
     review_requests = forge.requests - before
     assert review.baseline_sha == line[-1] and review.notes == ()
     new = forge.stub.add_history(1)[-1]
     before = forge.requests
-    pushed = publish(options(make_run(tmp_path / f"main{runs}")), forge.push(new))
+    pushed = publish(options(make_run(tmp_path / f"main{runs}"), **forge.flags), forge.push(new))
     assert pushed.stored_baseline and pushed.baseline_sha == line[-1]
     return {
         "review": review_requests,
@@ -167,7 +193,7 @@ def kept_by_the_rule(result: dict[str, Any], runs: int, keep: int) -> set[str]:
     return set((newest + fillers[::-1])[:keep])
 
 
-@pytest.mark.parametrize("forge_name", ["github", "gitlab"])
+@pytest.mark.parametrize("forge_name", ["github", "gitlab", "bitbucket"])
 def test_two_thousand_stored_runs_cost_what_ten_do_and_the_prune_keeps_the_rule(
     forge_name: str, tmp_path: Path
 ) -> None:
@@ -176,9 +202,12 @@ def test_two_thousand_stored_runs_cost_what_ten_do_and_the_prune_keeps_the_rule(
         if forge_name == "github":
             with GitHubStub() as gh:
                 results[runs] = publish_twice(github(gh, tmp_path), tmp_path, runs, reviews)
-        else:
+        elif forge_name == "gitlab":
             with GitLabStub() as gl:
                 results[runs] = publish_twice(gitlab(gl), tmp_path, runs, reviews)
+        else:  # Bitbucket Cloud (Data Center cannot delete files: it prunes its index only)
+            with BitbucketCloudStub() as bb:
+                results[runs] = publish_twice(bitbucket(bb), tmp_path, runs, reviews)
     small, large = results[10], results[2000]
     assert small["review"] == large["review"]
     assert small["push"] == large["push"]
