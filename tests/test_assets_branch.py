@@ -457,3 +457,20 @@ def test_a_stored_run_over_a_megabyte_is_read_by_path_too(tmp_path: Path) -> Non
 
         assert outcome.baseline_sha == shas[-1]
         assert gh.calls("GET", r"/git/blobs/")  # the content came as a blob
+
+
+def test_the_index_keeps_blob_ids_and_refuses_malformed_ones() -> None:
+    """Bitbucket lists no blob ids: the index carries them, checked like the rest of it."""
+    from nbci.errors import ResultsError
+    from nbci.publish.index import entry_for
+
+    folder = f"runs/{fake_sha(1)}/nbci"
+    blobs = {f"{folder}/results.json": ("a" * 40, 3), f"{folder}/figures/t/a.png": ("b" * 40, 9)}
+    entry = entry_for(folder, list(blobs), "2026-01-01T00:00:00Z", blobs)
+    (read,) = parse(dump(BranchIndex((entry,))), "index.json").entries
+    assert read.blob_ids() == blobs
+    row = json.loads(dump(BranchIndex((entry,))))
+    for bad in ([["a" * 40, 3]], [["A" * 40, 3], ["b" * 40, 9]], [["a" * 40, -1], ["b" * 40, 9]]):
+        row["entries"][0]["blobs"] = bad
+        with pytest.raises(ResultsError, match="entry 0 is malformed"):
+            parse(json.dumps(row).encode(), "index.json")
