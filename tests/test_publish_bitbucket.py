@@ -20,7 +20,7 @@ from nbci.model import Job, NotebookResult
 from nbci.publish import PublishOptions, publish
 from nbci.publish.bitbucket import ASSETS_ROOT, report_key
 from nbci.publish.connect import detect_forge
-from nbci.publish.index import INDEX_FILE
+from nbci.publish.index import INDEX_FILE, parse
 
 BOT = "{bot-uuid-1}"
 MARKER = "[//]: # (nbci:report:nbci)"
@@ -424,6 +424,24 @@ def test_data_center_stores_a_baseline_one_file_a_commit(
 
     dc_baseline(dc, tmp_path, sha, 0.8)  # the same again: nothing rewritten
     assert len(dc.calls("PUT", r"/browse/")) == 3
+
+
+def test_data_center_prunes_its_index_only_and_never_fails_over_it(
+    dc: BitbucketDataCenterStub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """REST 1.0 cannot delete files: pruned runs leave the index, their files stay."""
+    shas = dc.add_history(3)
+    for sha in shas[:2]:
+        dc_baseline(dc, tmp_path, sha, 0.8)
+    out = make_run(tmp_path / "newest", accuracy=0.8)
+    env = {**DC_ENV, "BITBUCKET_BRANCH": "main"}
+    with caplog.at_level(logging.WARNING):
+        outcome = publish(dc_options(dc, out, None, shas[2], keep_runs=1, history=1), env)
+    assert outcome.stored_baseline and outcome.baseline_sha == shas[1]
+    index = parse(dc.file_at("nbci-assets", f"{ASSETS_ROOT}/{INDEX_FILE}") or b"", "index")
+    assert [e.folder for e in index.entries] == [f"runs/{shas[2]}/nbci"]
+    assert dc.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{shas[0]}/nbci/results.json")
+    assert "cannot delete files" in caplog.text
 
 
 def test_data_center_pr_comment_images_baseline_and_insights(

@@ -303,7 +303,9 @@ class CloudForge(BitbucketForge):
         )
         for item in listing:
             path, size = dig(item, "path"), dig(item, "size")
-            if dig(item, "type") == "commit_file" and isinstance(path, str):
+            if dig(item, "type") != "commit_file" or not isinstance(path, str):
+                continue
+            if path.startswith(ASSETS_ROOT + "/"):  # nothing of the repository's own
                 sized = size if type(size) is int and size >= 0 else None
                 yield path.removeprefix(ASSETS_ROOT + "/"), sized
 
