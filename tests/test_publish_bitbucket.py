@@ -601,6 +601,31 @@ def test_a_tampered_stored_baseline_or_index_is_rejected_not_trusted(
     assert comment["body"].startswith(MARKER)
 
 
+def test_a_branch_of_the_earlier_bitbucket_layout_is_listed_once_then_indexed(
+    bb: BitbucketCloudStub, main_history: list[str], tmp_path: Path
+) -> None:
+    """nbci on Bitbucket kept a manifest.json and no index.json: the branch is listed whole
+    once (its stored run still the baseline), then read through the index it got."""
+    base = main_history[-1]
+    results = (make_run(tmp_path / "old", accuracy=0.8) / "results.json").read_bytes()
+    manifest = b'{"version": 1, "files": {}}'
+    bb.put_files(
+        "nbci-assets",
+        {
+            f"{ASSETS_ROOT}/runs/{base}/nbci/results.json": results,
+            f"{ASSETS_ROOT}/manifest.json": manifest,
+        },
+    )
+    whole = rf"/src/[0-9a-f]{{40}}/{re.escape(ASSETS_ROOT)}/$"
+    for number in (40, 41):
+        bb.add_pull_request(number, base=base)
+        outcome = publish(options(bb, make_run(tmp_path / f"pr{number}")), pr_env(bb, number))
+        assert outcome.baseline_sha == base
+        assert len(bb.calls("GET", whole)) == 1  # the first publish only
+    index = parse(bb.file_at("nbci-assets", f"{ASSETS_ROOT}/{INDEX_FILE}") or b"", "index")
+    assert f"runs/{base}/nbci" in {e.folder for e in index.entries}
+
+
 def test_an_assets_commit_racing_another_publish_is_redone_from_the_new_tip(
     bb: BitbucketCloudStub, main_history: list[str], tmp_path: Path
 ) -> None:
