@@ -11,12 +11,14 @@ developer.atlassian.com/server/bitbucket/rest):
   names its commits by 12 digits; `POST .../src` writes several files (and
   deletes those named in `files` without content) in one commit, 409 when
   `parents` is not the branch's head; tokens carry scopes, and a 403 lists the
-  required ones (`error.detail.required`); the web side serves
+  required ones (`error.detail.required`); `GET .../src/{sha}/{folder}/` lists
+  a folder's files (to `max_depth`, paged); the web side serves
   `/{workspace}/{slug}/raw/{sha}/{path}`.
 - Data Center: `/rest/api/1.0/projects/{KEY}/repos/{slug}/...` and
   `/rest/insights/1.0/...`; lists paged with `start`/`limit`, `isLastPage` and
   `nextPageStart`; `PUT .../browse/{path}` writes one file per commit (409 when
-  the file exists without `sourceCommitId`, or changed since it); comments are
+  the file exists without `sourceCommitId`, or changed since it) and nothing
+  deletes a file; `files/{folder}?at=` lists paths, paged; comments are
   read from `activities` and carry a `version`; a token without a permission
   gets 401 with an `AuthorisationException`, as Data Center answers.
 
@@ -33,7 +35,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from http_stub import Answer, Recorded, StandIn, git_blob_sha, json_bytes
 
@@ -168,6 +170,16 @@ class _Repository(StandIn):
         commit = self.commits.get(sha)
         blob = commit["files"].get(path) if commit else None
         return self.blobs[blob] if blob else None
+
+    def put_files(self, branch: str, files: dict[str, bytes], *, message: str = "put") -> str:
+        """Every file of `files` (path -> content) written on `branch` in one commit, the
+        branch cut from the default branch if it is new; returns the commit."""
+        with self._lock:
+            parent = self.branches.get(branch) or self.branches[self.default_branch]
+            self.branches[branch] = self.store_commit(
+                message, self._paths(parent, set(), files), [parent]
+            )
+            return self.branches[branch]
 
     def pr_comments(self, number: int) -> list[dict[str, Any]]:
         return [c for c in self.comments.get(number, []) if not c.get("deleted")]
@@ -442,10 +454,20 @@ class BitbucketCloudStub(_Repository):
         return 200, {"name": name, "target": self._commit_json(self.branches[name])}, {}
 
     def _get_src(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
-        data = self.file_at(match[1], match[2])
-        if data is None:
+        data = None if match[2].endswith("/") else self.file_at(match[1], match[2])
+        if data is not None:
+            return 200, data, {"Content-Type": "application/octet-stream"}
+        folder = match[2].rstrip("/") + "/"
+        depth = int(query.get("max_depth", "1"))
+        listed = [
+            {"type": "commit_file", "path": path, "size": len(self.blobs[blob])}
+            for path, blob in sorted(self.commits[match[1]]["files"].items())
+            if path.startswith(folder) and path[len(folder) :].count("/") < depth
+        ]
+        if not listed:
             raise ApiError(404, {"type": "error", "error": {"message": "No such file"}})
-        return 200, data, {"Content-Type": "application/octet-stream"}
+        quoted = f"{CLOUD_PREFIX}/repositories/{self.repo}/src/{match[1]}/{quote(match[2])}"
+        return self._page(listed, query, quoted)  # files only: nbci asks for nothing else
 
     def _post_src(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
         parts = body if isinstance(body, list) else []
@@ -562,6 +584,7 @@ class BitbucketDataCenterStub(_Repository):
             ("GET", api + r"/default-branch", "REPO_READ", self._default),
             ("GET", api + r"/branches", "REPO_READ", self._branches),
             ("GET", api + r"/raw/(.+)", "REPO_READ", self._raw),
+            ("GET", api + r"/files/(.+)", "REPO_READ", self._files),
             ("PUT", api + r"/browse/(.+)", "REPO_WRITE", self._browse_put),
             ("GET", api + r"/commits", "REPO_READ", self._commits),
             ("POST", api + r"/commits/([0-9a-f]{40})/builds", "REPO_READ", self._build),
@@ -634,6 +657,16 @@ class BitbucketDataCenterStub(_Repository):
                 404, _errors(f'The path "{match[1]}" does not exist', "NoSuchPathException")
             )
         return 200, data, {"Content-Type": "text/plain"}
+
+    def _files(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+        folder = match[1].rstrip("/") + "/"
+        files = self.commits[self._resolve(query.get("at") or self.default_branch)]["files"]
+        listed = [p.removeprefix(folder) for p in sorted(files) if p.startswith(folder)]
+        if not listed:
+            raise ApiError(
+                404, _errors(f'The path "{match[1]}" does not exist', "NoSuchPathException")
+            )
+        return self._page(listed, query)
 
     def _browse_put(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
         parts = body if isinstance(body, list) else []

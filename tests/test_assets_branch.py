@@ -1,4 +1,4 @@
-"""The assets branch stays cheap and bounded (issues 21 and 22), on both stand-ins.
+"""The assets branch stays cheap and bounded (issues 21 and 22), on the stand-ins.
 
 A publish reads the branch's index and lists only the folders it reads or
 writes, so its requests do not depend on how many runs and review folders the
@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import test_publish_bitbucket as bitbucket_env
 import test_publish_gitlab as gitlab_env
+from bitbucket_stub import BitbucketCloudStub, BitbucketDataCenterStub
 from github_stub import GitHubStub
 from gitlab_stub import GitLabStub
 from handmade_runs import nb, run
@@ -48,6 +50,8 @@ class Forge:
     add_review: Callable[[int, str], dict[str, str]]
     """A pull/merge request on a base commit -> the publish environment."""
     push: Callable[[str], dict[str, str]]
+    flags: dict[str, Any] = field(default_factory=dict)
+    """What `nbci publish` is told besides the environment (Bitbucket's --api-url)."""
 
     @property
     def requests(self) -> int:
@@ -86,6 +90,46 @@ def gitlab(stub: GitLabStub) -> Forge:
         files=files,
         add_review=add_review,
         push=lambda sha: gitlab_env.push_env(stub, sha),
+    )
+
+
+def bitbucket(stub: BitbucketCloudStub) -> Forge:
+    def add_review(number: int, base: str) -> dict[str, str]:
+        stub.add_pull_request(number, base=base)
+        return bitbucket_env.pr_env(stub, number)
+
+    def files() -> dict[str, Any]:
+        prefix = ASSETS_ROOT + "/"
+        every = stub.commits[stub.branches[BRANCH]]["files"]
+        return {p.removeprefix(prefix): b for p, b in every.items() if p.startswith(prefix)}
+
+    return Forge(
+        stub,
+        put=lambda files: stub.put_files(
+            BRANCH, {f"{ASSETS_ROOT}/{p}": d for p, d in files.items()}
+        ),
+        files=files,
+        add_review=add_review,
+        push=lambda sha: bitbucket_env.push_env(stub, sha),
+        flags={"api_url": f"{stub.base_url}/2.0"},
+    )
+
+
+def data_center(stub: BitbucketDataCenterStub) -> Forge:
+    env = {"BITBUCKET_TOKEN": stub.token, "BITBUCKET_REPO_FULL_NAME": f"{stub.project}/{stub.slug}"}
+
+    def add_review(number: int, base: str) -> dict[str, str]:
+        pull = stub.add_pull_request(number, base=base)
+        return {**env, "BITBUCKET_PR_ID": str(number), "BITBUCKET_COMMIT": pull.head}
+
+    cloud = bitbucket(stub)  # the same layout under .nbci-assets/
+    return Forge(
+        stub,
+        put=cloud.put,
+        files=cloud.files,
+        add_review=add_review,
+        push=lambda sha: {**env, "BITBUCKET_COMMIT": sha, "BITBUCKET_BRANCH": "main"},
+        flags={"api_url": stub.base_url, "forge": "bitbucket"},
     )
 
 
@@ -142,12 +186,12 @@ def publish_twice(forge: Forge, tmp_path: Path, runs: int, reviews: int) -> dict
     build_branch(forge, tmp_path / f"branch{runs}", line, runs, reviews)
     env = forge.add_review(7, line[-1])
     before = forge.requests
-    review = publish(options(make_run(tmp_path / f"pr{runs}", accuracy=0.9)), env)
+    review = publish(options(make_run(tmp_path / f"pr{runs}", accuracy=0.9), **forge.flags), env)
     review_requests = forge.requests - before
     assert review.baseline_sha == line[-1] and review.notes == ()
     new = forge.stub.add_history(1)[-1]
     before = forge.requests
-    pushed = publish(options(make_run(tmp_path / f"main{runs}")), forge.push(new))
+    pushed = publish(options(make_run(tmp_path / f"main{runs}"), **forge.flags), forge.push(new))
     assert pushed.stored_baseline and pushed.baseline_sha == line[-1]
     return {
         "review": review_requests,
@@ -167,7 +211,7 @@ def kept_by_the_rule(result: dict[str, Any], runs: int, keep: int) -> set[str]:
     return set((newest + fillers[::-1])[:keep])
 
 
-@pytest.mark.parametrize("forge_name", ["github", "gitlab"])
+@pytest.mark.parametrize("forge_name", ["github", "gitlab", "bitbucket", "bitbucket-dc"])
 def test_two_thousand_stored_runs_cost_what_ten_do_and_the_prune_keeps_the_rule(
     forge_name: str, tmp_path: Path
 ) -> None:
@@ -176,9 +220,15 @@ def test_two_thousand_stored_runs_cost_what_ten_do_and_the_prune_keeps_the_rule(
         if forge_name == "github":
             with GitHubStub() as gh:
                 results[runs] = publish_twice(github(gh, tmp_path), tmp_path, runs, reviews)
-        else:
+        elif forge_name == "gitlab":
             with GitLabStub() as gl:
                 results[runs] = publish_twice(gitlab(gl), tmp_path, runs, reviews)
+        elif forge_name == "bitbucket":
+            with BitbucketCloudStub() as bb:
+                results[runs] = publish_twice(bitbucket(bb), tmp_path, runs, reviews)
+        else:
+            with BitbucketDataCenterStub() as dc:
+                results[runs] = publish_twice(data_center(dc), tmp_path, runs, reviews)
     small, large = results[10], results[2000]
     assert small["review"] == large["review"]
     assert small["push"] == large["push"]
@@ -188,11 +238,15 @@ def test_two_thousand_stored_runs_cost_what_ten_do_and_the_prune_keeps_the_rule(
     runs_left = {e.folder for e in index.entries if e.kind == "run"}
     assert runs_left == kept_by_the_rule(large, 2000, 200)
     on_branch = {"/".join(p.split("/")[:3]) for p in files if p.startswith("runs/")}
-    assert on_branch == runs_left
     reviews_left = {e.folder for e in index.entries if e.kind == "review"}
     recent = {f"pr/{1000 + k}/nbci" for k in range(500) if k % 2 == 0}
     assert reviews_left == recent | {"pr/7/nbci"}  # written within 30 days, and the new one
-    assert {"/".join(p.split("/")[:3]) for p in files if p.startswith("pr/")} == reviews_left
+    pr_on_branch = {"/".join(p.split("/")[:3]) for p in files if p.startswith("pr/")}
+    if forge_name == "bitbucket-dc":  # REST 1.0 cannot delete: pruned from the index only
+        assert on_branch > runs_left and pr_on_branch > reviews_left
+    else:
+        assert on_branch == runs_left
+        assert pr_on_branch == reviews_left
     # The small branch keeps every run; its old review folders went all the same.
     assert len([e for e in small["index"].entries if e.kind == "run"]) == 11
 
@@ -428,3 +482,20 @@ def test_a_stored_run_over_a_megabyte_is_read_by_path_too(tmp_path: Path) -> Non
 
         assert outcome.baseline_sha == shas[-1]
         assert gh.calls("GET", r"/git/blobs/")  # the content came as a blob
+
+
+def test_the_index_keeps_blob_ids_and_refuses_malformed_ones() -> None:
+    """Bitbucket lists no blob ids: the index carries them, checked like the rest of it."""
+    from nbci.errors import ResultsError
+    from nbci.publish.index import entry_for
+
+    folder = f"runs/{fake_sha(1)}/nbci"
+    blobs = {f"{folder}/results.json": ("a" * 40, 3), f"{folder}/figures/t/a.png": ("b" * 40, 9)}
+    entry = entry_for(folder, list(blobs), "2026-01-01T00:00:00Z", blobs)
+    (read,) = parse(dump(BranchIndex((entry,))), "index.json").entries
+    assert read.blob_ids() == blobs
+    row = json.loads(dump(BranchIndex((entry,))))
+    for bad in ([["a" * 40, 3]], [["A" * 40, 3], ["b" * 40, 9]], [["a" * 40, -1], ["b" * 40, 9]]):
+        row["entries"][0]["blobs"] = bad
+        with pytest.raises(ResultsError, match="entry 0 is malformed"):
+            parse(json.dumps(row).encode(), "index.json")

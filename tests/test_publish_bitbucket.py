@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -17,8 +18,9 @@ from nbci.errors import PublishError, UsageError
 from nbci.gates import parse_gates
 from nbci.model import Job, NotebookResult
 from nbci.publish import PublishOptions, publish
-from nbci.publish.bitbucket import ASSETS_ROOT, MANIFEST, report_key
+from nbci.publish.bitbucket import ASSETS_ROOT, report_key
 from nbci.publish.connect import detect_forge
+from nbci.publish.index import INDEX_FILE, parse
 
 BOT = "{bot-uuid-1}"
 MARKER = "[//]: # (nbci:report:nbci)"
@@ -109,7 +111,7 @@ def test_default_branch_publish_stores_the_baseline_in_one_commit(
     stored = bb.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{sha}/nbci/results.json")
     assert stored is not None and b'"accuracy"' in stored
     assert bb.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{sha}/nbci/figures/train/b.png")
-    assert bb.file_at("nbci-assets", f"{ASSETS_ROOT}/{MANIFEST}")
+    assert bb.file_at("nbci-assets", f"{ASSETS_ROOT}/{INDEX_FILE}")
     (commit,) = bb.calls("POST", r"/src$")  # results, two figures and the index: one request
     assert commit.status == 201
     (status,) = bb.statuses
@@ -414,7 +416,7 @@ def test_data_center_stores_a_baseline_one_file_a_commit(
     assert stored is not None and b'"accuracy"' in stored
     puts = dc.calls("PUT", r"/browse/")
     assert [r.status for r in puts] == [200, 200, 200]  # results, a figure, then the index
-    assert puts[-1].path.endswith(MANIFEST)
+    assert puts[-1].path.endswith(INDEX_FILE)
     (status,) = dc.statuses
     assert (status["sha"], status["state"], status["key"]) == (sha, "SUCCESSFUL", "nbci")
     assert status["url"] == "https://jenkins.example.com/job/nbci/12/"
@@ -422,6 +424,24 @@ def test_data_center_stores_a_baseline_one_file_a_commit(
 
     dc_baseline(dc, tmp_path, sha, 0.8)  # the same again: nothing rewritten
     assert len(dc.calls("PUT", r"/browse/")) == 3
+
+
+def test_data_center_prunes_its_index_only_and_never_fails_over_it(
+    dc: BitbucketDataCenterStub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """REST 1.0 cannot delete files: pruned runs leave the index, their files stay."""
+    shas = dc.add_history(3)
+    for sha in shas[:2]:
+        dc_baseline(dc, tmp_path, sha, 0.8)
+    out = make_run(tmp_path / "newest", accuracy=0.8)
+    env = {**DC_ENV, "BITBUCKET_BRANCH": "main"}
+    with caplog.at_level(logging.WARNING):
+        outcome = publish(dc_options(dc, out, None, shas[2], keep_runs=1, history=1), env)
+    assert outcome.stored_baseline and outcome.baseline_sha == shas[1]
+    index = parse(dc.file_at("nbci-assets", f"{ASSETS_ROOT}/{INDEX_FILE}") or b"", "index")
+    assert [e.folder for e in index.entries] == [f"runs/{shas[2]}/nbci"]
+    assert dc.file_at("nbci-assets", f"{ASSETS_ROOT}/runs/{shas[0]}/nbci/results.json")
+    assert "cannot delete files" in caplog.text
 
 
 def test_data_center_pr_comment_images_baseline_and_insights(
@@ -538,8 +558,11 @@ def test_history_from_the_destination_branch(bb: BitbucketCloudStub, tmp_path: P
     for url in [u for u in image_urls(comment["body"]) if "/trends/" in u]:
         assert f"/raw/{outcome.assets_commit}/" in url and fetch(url).startswith(PNG)
     reads = bb.calls("GET", r"/src/")[reads_before:]
-    assert all(r.path.endswith(("results.json", MANIFEST)) for r in reads)  # by path, no tree
-    assert len(reads) <= len(NOISY) + 1
+    listed = [r.path.split(f"/{ASSETS_ROOT}/", 1)[-1] for r in reads if r.path.endswith("/")]
+    assert sorted(listed) == ["pr/30/nbci/", f"runs/{shas[-1]}/nbci/"]  # one folder each, no tree
+    files = [r for r in reads if not r.path.endswith("/")]
+    assert all(r.path.endswith(("results.json", INDEX_FILE)) for r in files)  # by path
+    assert len(files) <= len(NOISY) + 1
 
 
 def test_a_tampered_stored_baseline_or_index_is_rejected_not_trusted(
@@ -554,13 +577,53 @@ def test_a_tampered_stored_baseline_or_index_is_rejected_not_trusted(
     assert outcome.baseline_sha is None
     assert any("stored baseline was rejected" in note for note in outcome.notes)
 
-    index = f"{ASSETS_ROOT}/{MANIFEST}"
-    hostile = b'{"files": {"../../etc/passwd": ["' + b"a" * 40 + b'", 1], "x": "y"}}'
+    index = f"{ASSETS_ROOT}/{INDEX_FILE}"
+    hostile = json.dumps(  # an index of the right schema naming a file outside its folder
+        {
+            "schema": "nbci.assets-index/1",
+            "entries": [
+                {
+                    "folder": f"runs/{main_history[-1]}/nbci",
+                    "kind": "run",
+                    "key": main_history[-1],
+                    "report": "nbci",
+                    "written": "2026-01-01T00:00:00Z",
+                    "files": ["../../etc/passwd", "results.json"],
+                    "blobs": [["a" * 40, 1], ["b" * 40, 2]],
+                }
+            ],
+        }
+    ).encode()
     bb.blobs[bb.commits[bb.branches["nbci-assets"]]["files"][index]] = hostile
     publish(options(bb, make_run(tmp_path / "again")), pr_env(bb, 31))
     assert not [r for r in bb.requests if "passwd" in r.path]
     (comment,) = bb.pr_comments(31)
     assert comment["body"].startswith(MARKER)
+
+
+def test_a_branch_of_the_earlier_bitbucket_layout_is_listed_once_then_indexed(
+    bb: BitbucketCloudStub, main_history: list[str], tmp_path: Path
+) -> None:
+    """nbci on Bitbucket kept a manifest.json and no index.json: the branch is listed whole
+    once (its stored run still the baseline), then read through the index it got."""
+    base = main_history[-1]
+    results = (make_run(tmp_path / "old", accuracy=0.8) / "results.json").read_bytes()
+    manifest = b'{"version": 1, "files": {}}'
+    bb.put_files(
+        "nbci-assets",
+        {
+            f"{ASSETS_ROOT}/runs/{base}/nbci/results.json": results,
+            f"{ASSETS_ROOT}/manifest.json": manifest,
+        },
+    )
+    whole = rf"/src/[0-9a-f]{{40}}/{re.escape(ASSETS_ROOT)}/$"
+    for number in (40, 41):
+        bb.add_pull_request(number, base=base)
+        outcome = publish(options(bb, make_run(tmp_path / f"pr{number}")), pr_env(bb, number))
+        assert outcome.baseline_sha == base
+        assert len(bb.calls("GET", whole)) == 1  # the first publish only
+    index = parse(bb.file_at("nbci-assets", f"{ASSETS_ROOT}/{INDEX_FILE}") or b"", "index")
+    assert f"runs/{base}/nbci" in {e.folder for e in index.entries}
 
 
 def test_an_assets_commit_racing_another_publish_is_redone_from_the_new_tip(
@@ -580,7 +643,7 @@ def test_an_assets_commit_racing_another_publish_is_redone_from_the_new_tip(
     assert [r.status for r in bb.calls("POST", r"/src$")][-2:] == [409, 201]
     assert outcome.assets_commit == bb.branches["nbci-assets"]
     assert bb.file_at("nbci-assets", f"{ASSETS_ROOT}/pr/99/x.png") == b"theirs"  # kept
-    figure = bb.file_at("nbci-assets", f"{ASSETS_ROOT}/pr/32/figures/train/roc.png")
+    figure = bb.file_at("nbci-assets", f"{ASSETS_ROOT}/pr/32/nbci/figures/train/roc.png")
     assert figure is not None and figure.startswith(b"\x89PNG")
 
 

@@ -271,7 +271,9 @@ def store(
         wanted = {asset.path: asset for asset in assets}
         changed = [a for a in wanted.values() if tip.files.get(a.path, ("",))[0] != a.sha]
         stale = _stale(tip, folder, wanted)
-        index = tip.index.with_entry(entry_for(folder, list(wanted), stamp(datetime.now(UTC))))
+        blobs = {path: (a.sha, len(a.data)) for path, a in wanted.items()}
+        entry = entry_for(folder, list(wanted), stamp(datetime.now(UTC)), blobs)
+        index = tip.index.with_entry(entry)
         pruned = prune(index, pruning, datetime.now(UTC)) if pruning and with_pruning else None
         removed = [e for e in pruned.removed if e.folder != folder] if pruned else []
         if not changed and not stale and not removed and not tip.index_outdated:

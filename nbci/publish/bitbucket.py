@@ -11,13 +11,17 @@ Server (REST 1.0, `bitbucket_dc`) have in common:
   what is left out is said at the top).
 - Images and notebooks go to the assets branch under `ASSETS_ROOT` (the branch
   starts from the default branch, as on GitLab), linked by commit SHA. Cloud
-  writes every changed file, and deletes stale ones, in ONE commit (`POST
-  /2.0/repositories/{workspace}/{slug}/src`, multipart), refused with 409 when
-  the branch moved since it was read (`parents`): `BranchMoved`.
-- Neither API gives git blob ids when listing a tree, so nbci keeps its own
-  index of the branch, `ASSETS_ROOT/manifest.json` (path -> blob id, size),
-  written in the same commit: reading the tip is one branch request and one
-  file read, and a stored run is read by its path, never by listing the tree.
+  writes every changed file, and deletes stale ones and what pruning removes,
+  in ONE commit (`POST /2.0/repositories/{workspace}/{slug}/src`, multipart,
+  deletions as `files` fields without content), refused with 409 when the
+  branch moved since it was read (`parents`): `BranchMoved`.
+- Reading never lists the branch whole: `index.json` (`nbci.publish.index`) and
+  stored runs are read by path (Cloud `src/{commit}/{path}`, Data Center
+  `raw/{path}?at=`), and only the folders a publish reads or writes are listed,
+  page by page. Neither API lists git blob ids, so a listed file's blob id (what
+  tells an unchanged file from a changed one) comes from the index's entry for
+  its folder, which nbci writes with each file's blob id and size; one the index
+  does not know (or whose listed size disagrees) counts as changed.
 - The baseline search walks the destination branch's history from the pull
   request's destination commit, first parents only (`first_parent_line`).
 - The verdict is a build status (`SUCCESSFUL`/`FAILED`, key = the report
@@ -27,20 +31,19 @@ Server (REST 1.0, `bitbucket_dc`) have in common:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from nbci._files import safe_name
 from nbci.errors import PublishError, ResultsError, UsageError
 from nbci.publish.assets import Asset, Tip, stored_source
-from nbci.publish.bitbucket_client import BitbucketSession
+from nbci.publish.bitbucket_client import BitbucketSession, Cut
 from nbci.publish.bitbucket_context import BitbucketContext
 from nbci.publish.bitbucket_markdown import MARKER_GROWTH, from_bitbucket, to_bitbucket
-from nbci.publish.forge import BranchMoved, Comment, Target, first_parent_line
+from nbci.publish.forge import BranchMoved, Comment, Listing, Target, first_parent_line
 from nbci.publish.insights import Insight
 from nbci.publish.status import fit
 
@@ -48,9 +51,8 @@ logger = logging.getLogger(__name__)
 
 ASSETS_ROOT = ".nbci-assets"
 """nbci's folder on the assets branch (which starts from the default branch)."""
-MANIFEST = "manifest.json"
-"""nbci's index of its files, at `ASSETS_ROOT/MANIFEST`."""
-MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 8
+"""How deep Cloud lists below a folder (`runs/<sha>/<report>/figures/<job>/<name>.png` is 6)."""
 COMMENT_LIMIT = 32_767 - MARKER_GROWTH
 """Bitbucket's comment limit (Data Center and Cloud: less than 32,768 characters), less what
 its markdown (`bitbucket_markdown`) may add."""
@@ -83,6 +85,8 @@ class BitbucketForge:
         self.ctx = ctx
         self.run_url = ctx.run_url
         self._default_branch: str | None = None
+        self._stored: set[tuple[str, str]] = set()
+        """(commit, path) of the files read by path: they exist at that commit."""
 
     def review_label(self, number: int) -> str:
         return f"pull request #{number}"
@@ -112,18 +116,40 @@ class BitbucketForge:
 
     def read_tip(self, branch: str) -> Tip:
         commit = self._branch_head(branch)
-        if commit is None:
-            return Tip(branch)
-        data = self._raw(commit, f"{ASSETS_ROOT}/{MANIFEST}", MAX_MANIFEST_BYTES, branch)
-        files = parse_manifest(data, branch) if data is not None else {}
-        return Tip(branch, commit, None, files, handles=(data is not None,))
+        return Tip(branch, commit) if commit else Tip(branch)
+
+    def read_stored_file(self, path: str, *, tip: Tip, limit: int) -> bytes | None:
+        if tip.commit is None:
+            return None
+        data = self._raw(tip, path, limit)
+        if data is not None:
+            self._stored.add((tip.commit, path))
+        return data
 
     def read_file(self, tip: Tip, path: str, limit: int) -> bytes:
-        assert tip.commit is not None
-        data = self._raw(tip.commit, f"{ASSETS_ROOT}/{path}", limit, tip.branch)
+        data = self.read_stored_file(path, tip=tip, limit=limit)
         if data is None:
-            raise ResultsError(f"{stored_source(tip, path)}: listed in nbci's index but absent")
+            raise ResultsError(f"{stored_source(tip, path)}: listed on the branch but absent")
         return data
+
+    def list_stored_folder(self, tip: Tip, folder: str) -> Listing:
+        """The folder's files, a page (100) a request; their blob ids from the index."""
+        if tip.commit is None:
+            return Listing()
+        cut = Cut()
+        known = {p: b for e in tip.index.entries for p, b in e.blob_ids().items()}
+        files: dict[str, tuple[str, int]] = {}
+        for path, size in self._listing(tip, folder, cut):
+            if not (_PATH.fullmatch(path) and path.startswith(folder + "/" if folder else "")):
+                continue  # untrusted: only plain paths inside the folder
+            blob = known.get(path)
+            same = blob is not None and (size is None or size == blob[1])
+            files[path] = blob if blob is not None and same else ("", size or 0)
+        return Listing(files, cut.cut)
+
+    def _exists(self, tip: Tip, path: str) -> bool:
+        """Whether `path` is on the branch at `tip`: listed, or read by its path."""
+        return path in tip.files or (tip.commit or "", path) in self._stored
 
     def _stream(
         self, url: str, limit: int, source: str, *, action: str, **params: Any
@@ -191,8 +217,12 @@ class BitbucketForge:
     def _branch_head(self, branch: str) -> str | None:
         raise NotImplementedError
 
-    def _raw(self, commit: str, path: str, limit: int, branch: str) -> bytes | None:
-        """The file at `path` (from the repository root) at `commit`; None when absent."""
+    def _raw(self, tip: Tip, path: str, limit: int) -> bytes | None:
+        """The file at `path` (below `ASSETS_ROOT`) at the tip's commit; None when absent."""
+        raise NotImplementedError
+
+    def _listing(self, tip: Tip, folder: str, cut: Cut) -> Iterator[tuple[str, int | None]]:
+        """(path below `ASSETS_ROOT`, size if listed) of every file under `folder`."""
         raise NotImplementedError
 
     def _history(self, start: str) -> Iterator[tuple[str, list[str]]]:
@@ -257,22 +287,37 @@ class CloudForge(BitbucketForge):
         head = dig(answer.json(), "target", "hash")
         return head if isinstance(head, str) else None
 
-    def _raw(self, commit: str, path: str, limit: int, branch: str) -> bytes | None:
-        url = f"{self._repo}/src/{commit}/{quote(path)}"
-        action = f"read {path} from the {branch} branch"
-        return self._stream(url, limit, f"{path} on {branch}", action=action)
+    def _raw(self, tip: Tip, path: str, limit: int) -> bytes | None:
+        url = f"{self._repo}/src/{tip.commit}/{quote(f'{ASSETS_ROOT}/{path}')}"
+        action = f"read {path} from the {tip.branch} branch"
+        return self._stream(url, limit, stored_source(tip, path), action=action)
+
+    def _listing(self, tip: Tip, folder: str, cut: Cut) -> Iterator[tuple[str, int | None]]:
+        where = f"{ASSETS_ROOT}/{folder}" if folder else ASSETS_ROOT
+        listing = self.session.cloud_pages(
+            f"{self._repo}/src/{tip.commit}/{quote(where)}/",
+            action=f"list {folder or 'the files'} of the {tip.branch} branch",
+            needs=READ_REPO,
+            cut=cut,
+            max_depth=MAX_DEPTH,
+        )
+        for item in listing:
+            path, size = dig(item, "path"), dig(item, "size")
+            if dig(item, "type") != "commit_file" or not isinstance(path, str):
+                continue
+            if path.startswith(ASSETS_ROOT + "/"):  # nothing of the repository's own
+                sized = size if type(size) is int and size >= 0 else None
+                yield path.removeprefix(ASSETS_ROOT + "/"), sized
 
     def commit(
         self, tip: Tip, changed: Sequence[Asset], removed: Sequence[str], message: str
     ) -> Tip:
-        after = tip.after(tip.commit or "", changed, removed)
-        parent = tip.commit or self._branch_head(self.default_branch())
+        parent = tip.commit or self._branch_head(self.default_branch())  # creates the branch
         fields: list[tuple[str, str]] = [("message", message), ("branch", tip.branch)]
         if parent:
             fields.append(("parents", parent))  # 409 if the branch is no longer there
         fields += [("files", f"{ASSETS_ROOT}/{path}") for path in removed]  # no content: deleted
         files = [(f"{ASSETS_ROOT}/{a.path}", (a.path.rsplit("/", 1)[-1], a.data)) for a in changed]
-        files.append((f"{ASSETS_ROOT}/{MANIFEST}", (MANIFEST, manifest_bytes(after.files))))
         answer = self.session.send(
             "POST",
             f"{self._repo}/src",
@@ -409,35 +454,6 @@ class CloudForge(BitbucketForge):
                 "POST", f"{path}/annotations", action=action, needs=WRITE_REPO, json=chunk
             )
         logger.info("Code Insights report with %d annotation(s) on %s", len(annotations), sha[:12])
-
-
-# -- nbci's index of the assets branch ---------------------------------------------------
-
-
-def manifest_bytes(files: Mapping[str, tuple[str, int]]) -> bytes:
-    entries = {path: [sha, size] for path, (sha, size) in sorted(files.items())}
-    return (json.dumps({"version": 1, "files": entries}, indent=0) + "\n").encode("utf-8")
-
-
-def parse_manifest(data: bytes, branch: str) -> dict[str, tuple[str, int]]:
-    """nbci's index as stored on `branch` (untrusted: malformed entries are dropped)."""
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        logger.warning("%s/%s on %s is not valid JSON: ignored", ASSETS_ROOT, MANIFEST, branch)
-        return {}
-    entries = parsed.get("files") if isinstance(parsed, dict) else None
-    if not isinstance(entries, dict):
-        return {}
-    files = {}
-    for path, value in entries.items():
-        if not (isinstance(path, str) and _PATH.fullmatch(path) and ".." not in path.split("/")):
-            continue
-        if isinstance(value, list) and len(value) == 2:
-            sha, size = value
-            if isinstance(sha, str) and _SHA.fullmatch(sha) and type(size) is int and size >= 0:
-                files[path] = (sha, size)
-    return files
 
 
 def dig(data: Any, *keys: str) -> Any:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -128,25 +129,31 @@ class BitbucketSession:
                 f"Bitbucket answered with something other than JSON when nbci tried to {action}"
             ) from None
 
-    def cloud_pages(self, path: str, *, action: str, needs: str, **params: Any) -> Iterator[Any]:
-        """Every item of a Bitbucket Cloud listing, following its `next` links lazily."""
+    def cloud_pages(
+        self, path: str, *, action: str, needs: str, cut: Cut | None = None, **params: Any
+    ) -> Iterator[Any]:
+        """Every item of a Bitbucket Cloud listing, following its `next` links lazily; with
+        `cut`, a listing that is not there (404) is empty and `cut.cut` says it was cut."""
         url: str | None = path
         query: dict[str, Any] | None = {"pagelen": PAGE_SIZE, **params}
         for _page in range(MAX_PAGES):
             if url is None:
                 return
-            page = self.json("GET", url, action=action, needs=needs, params=query)
+            page = self.json("GET", url, action=action, needs=needs, ok=_absent(cut), params=query)
             yield from _values(page)
             url = page.get("next") if isinstance(page, dict) else None
             query = None  # the next link carries the query
-        logger.warning("listing cut after %d pages: %s", MAX_PAGES, path)
+        _cut(cut, path)
 
-    def server_pages(self, path: str, *, action: str, needs: str, **params: Any) -> Iterator[Any]:
-        """Every item of a Data Center listing (`start`/`limit`, `isLastPage`), lazily."""
+    def server_pages(
+        self, path: str, *, action: str, needs: str, cut: Cut | None = None, **params: Any
+    ) -> Iterator[Any]:
+        """Every item of a Data Center listing (`start`/`limit`, `isLastPage`), lazily; `cut`
+        as for `cloud_pages`."""
         start = 0
         for _page in range(MAX_PAGES):
             query = {**params, "start": start, "limit": PAGE_SIZE}
-            page = self.json("GET", path, action=action, needs=needs, params=query)
+            page = self.json("GET", path, action=action, needs=needs, ok=_absent(cut), params=query)
             yield from _values(page)
             if not isinstance(page, dict) or page.get("isLastPage", True):
                 return
@@ -154,7 +161,7 @@ class BitbucketSession:
             if not isinstance(following, int) or following <= start:
                 return
             start = following
-        logger.warning("listing cut after %d pages: %s", MAX_PAGES, path)
+        _cut(cut, path)
 
     def describe(self, answer: requests.Response, action: str, needs: str) -> str:
         status = answer.status_code
@@ -199,6 +206,24 @@ class BitbucketSession:
             f"could not reach Bitbucket at {self._origin} to {action}: "
             f"{type(exc).__name__} ({type(reason).__name__})"
         )
+
+
+@dataclass
+class Cut:
+    """Whether a listing was cut after `MAX_PAGES` pages (a server that keeps linking on)."""
+
+    cut: bool = False
+
+
+def _absent(cut: Cut | None) -> tuple[int, ...]:
+    """A listing read with a `Cut` may be absent: its 404 (an error body, no values) is empty."""
+    return (404,) if cut is not None else ()
+
+
+def _cut(cut: Cut | None, path: str) -> None:
+    logger.warning("listing cut after %d pages: %s", MAX_PAGES, path)
+    if cut is not None:
+        cut.cut = True
 
 
 def _origin(url: str) -> str:

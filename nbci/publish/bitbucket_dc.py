@@ -4,10 +4,14 @@ What differs from Cloud (`bitbucket.CloudForge`):
 
 - Files: REST 1.0 writes ONE file per commit (`PUT .../browse/{path}`,
   multipart) and has no way to delete a file. So a publish makes one commit
-  per changed file, then one for nbci's index (`manifest.json`), each on top
-  of the last: unchanged files are never rewritten (the index knows their blob
-  ids), the figure and file caps of `assets` bound the count, and files nbci
-  no longer needs are dropped from its index but stay in the branch's tree.
+  per changed file, the index (`index.json`) last, each on top of the last:
+  unchanged files are never rewritten (the index knows their blob ids), and
+  the figure and file caps of `assets` bound the count. Files nbci no longer
+  needs (a review's figures of an earlier push, the folders pruning removes)
+  are dropped from the index but stay in the branch's tree: pruning bounds
+  what a publish reads, not the repository's size (the README says so). A
+  folder is listed with `files/{path}?at=` (paths only, paged); what the
+  folder's index entry no longer names is such a leftover and not counted.
   An update names the commit it builds on (`sourceCommitId`); Data Center
   answers 409 when the file changed meanwhile: `BranchMoved`.
 - Comments are read from the pull request's activities (paged by
@@ -21,14 +25,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 from nbci.errors import PublishError
-from nbci.publish.assets import Asset, Tip
+from nbci.publish.assets import Asset, Tip, stored_source
 from nbci.publish.bitbucket import (
     ASSETS_ROOT,
-    MANIFEST,
     READ_PR,
     READ_REPO,
     REPORT_DETAILS_LIMIT,
@@ -36,11 +40,11 @@ from nbci.publish.bitbucket import (
     WRITE_REPO,
     BitbucketForge,
     dig,
-    manifest_bytes,
     report_key,
 )
+from nbci.publish.bitbucket_client import Cut
 from nbci.publish.bitbucket_markdown import from_bitbucket, to_bitbucket
-from nbci.publish.forge import BranchMoved, Comment
+from nbci.publish.forge import BranchMoved, Comment, Listing
 from nbci.publish.insights import Insight
 from nbci.publish.status import fit
 
@@ -102,27 +106,49 @@ class DataCenterForge(BitbucketForge):
                 return head if isinstance(head, str) else None
         return None
 
-    def _raw(self, commit: str, path: str, limit: int, branch: str) -> bytes | None:
-        url = f"{self._repo}/raw/{quote(path)}"
-        action = f"read {path} from the {branch} branch"
-        return self._stream(url, limit, f"{path} on {branch}", action=action, at=commit)
+    def _raw(self, tip: Tip, path: str, limit: int) -> bytes | None:
+        url = f"{self._repo}/raw/{quote(f'{ASSETS_ROOT}/{path}')}"
+        action = f"read {path} from the {tip.branch} branch"
+        return self._stream(url, limit, stored_source(tip, path), action=action, at=tip.commit)
+
+    def _listing(self, tip: Tip, folder: str, cut: Cut) -> Iterator[tuple[str, int | None]]:
+        where = f"{ASSETS_ROOT}/{folder}" if folder else ASSETS_ROOT
+        listing = self.session.server_pages(
+            f"{self._repo}/files/{quote(where)}",
+            action=f"list {folder or 'the files'} of the {tip.branch} branch",
+            needs=READ_REPO,
+            cut=cut,
+            at=tip.commit,
+        )
+        for name in listing:
+            if isinstance(name, str):
+                yield f"{folder}/{name}" if folder else name, None
+
+    def list_stored_folder(self, tip: Tip, folder: str) -> Listing:
+        """As on Cloud, less the files the folder's index entry no longer names: nbci could
+        not delete them (REST 1.0 cannot)."""
+        listing = super().list_stored_folder(tip, folder)
+        entry = next((e for e in tip.index.entries if e.folder == folder), None)
+        if entry is None:
+            return listing
+        named = set(entry.paths)
+        return replace(listing, files={p: v for p, v in listing.files.items() if p in named})
 
     def commit(
         self, tip: Tip, changed: Sequence[Asset], removed: Sequence[str], message: str
     ) -> Tip:
         head = tip.commit
         for asset in changed:
-            head = self._put(tip, head, asset.path, asset.data, message, asset.path in tip.files)
+            exists = self._exists(tip, asset.path)
+            head = self._put(tip, head, asset.path, asset.data, message, exists)
         if removed:
-            logger.info(
-                "%d file(s) dropped from nbci's index of %s (Data Center cannot delete files)",
+            logger.warning(
+                "%d file(s) left in the %s branch's tree, dropped from nbci's index only: "
+                "Bitbucket Data Center's REST API cannot delete files",
                 len(removed),
                 tip.branch,
             )
-        after = tip.after(head or "", changed, removed)
-        indexed = bool(tip.handles and tip.handles[0])  # the index exists on the branch
-        head = self._put(tip, head, MANIFEST, manifest_bytes(after.files), message, indexed)
-        return tip.after(head, changed, removed, handles=(True,))
+        return tip.after(head or "", changed, removed)
 
     def _put(
         self, tip: Tip, head: str | None, path: str, data: bytes, message: str, exists: bool

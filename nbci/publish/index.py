@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -62,6 +62,13 @@ class Entry:
     """When a publish last wrote it, ISO 8601 UTC (comparable as text)."""
     files: tuple[str, ...] = ()
     """Its files, relative to `folder`."""
+    blobs: tuple[tuple[str, int], ...] = ()
+    """Each file's git blob id and size, in the order of `files`; empty when not known.
+    Bitbucket's APIs list files without blob ids: this is how it knows what changed."""
+
+    def blob_ids(self) -> dict[str, tuple[str, int]]:
+        """Path from the root of nbci's files -> (blob id, size), for the files it knows."""
+        return dict(zip(self.paths, self.blobs, strict=False)) if self.blobs else {}
 
     @property
     def paths(self) -> list[str]:
@@ -147,13 +154,21 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def entry_for(folder: str, files: Sequence[str], written: str) -> Entry:
-    """The index entry of a folder a publish writes (`runs/<sha>/<report>`, `pr/<n>/<report>`)."""
+def entry_for(
+    folder: str,
+    files: Sequence[str],
+    written: str,
+    blobs: Mapping[str, tuple[str, int]] | None = None,
+) -> Entry:
+    """The index entry of a folder a publish writes (`runs/<sha>/<report>`, `pr/<n>/<report>`);
+    `blobs`: path -> (blob id, size) of every one of `files`, when known."""
     top, key, report = folder.split("/")
     kind: Kind = "run" if top == RUNS else "review"
     prefix = folder + "/"
-    names = tuple(sorted(p.removeprefix(prefix) for p in files if p.startswith(prefix)))
-    return Entry(folder, kind, key, report, written, names)
+    paths = sorted(p for p in files if p.startswith(prefix))
+    names = tuple(p.removeprefix(prefix) for p in paths)
+    ids = tuple(blobs[p] for p in paths) if blobs and all(p in blobs for p in paths) else ()
+    return Entry(folder, kind, key, report, written, names, ids)
 
 
 # -- the file ----------------------------------------------------------------------
@@ -168,6 +183,7 @@ def dump(index: BranchIndex) -> bytes:
             "report": e.report,
             "written": e.written,
             "files": list(e.files),
+            **({"blobs": [list(blob) for blob in e.blobs]} if e.blobs else {}),
         }
         for e in index.entries
     ]
@@ -218,7 +234,27 @@ def _entry(row: Any) -> Entry | None:
         return None
     if not all(_inside(name) for name in files):
         return None
-    return Entry(folder, "run" if kind == "run" else "review", key, report, written, tuple(files))
+    blobs = _blobs(row.get("blobs", []), len(files))
+    if blobs is None:
+        return None
+    return Entry(
+        folder, "run" if kind == "run" else "review", key, report, written, tuple(files), blobs
+    )
+
+
+def _blobs(raw: Any, count: int) -> tuple[tuple[str, int], ...] | None:
+    """An entry's optional blob ids: none, or one [40 hex digits, size >= 0] per file."""
+    if not isinstance(raw, list) or (raw and len(raw) != count):
+        return None
+    blobs = []
+    for item in raw:
+        if not (isinstance(item, list) and len(item) == 2):
+            return None
+        sha, size = item
+        if not (isinstance(sha, str) and _SHA.fullmatch(sha) and type(size) is int and size >= 0):
+            return None
+        blobs.append((sha, size))
+    return tuple(blobs)
 
 
 def _inside(relative: str) -> bool:
