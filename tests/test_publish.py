@@ -272,8 +272,10 @@ def test_svg_figures_and_figures_up_to_the_collect_cap_are_hosted(
     assert outcome.notes == ()
     commit = gh.ref_sha("nbci-assets")
     assert set(gh.paths_at("nbci-assets")) == {
-        "pr/3/figures/train/big.png",
-        "pr/3/figures/train/plot.svg",
+        "README.md",  # the branch's first, small commit
+        "index.json",
+        "pr/3/nbci/figures/train/big.png",
+        "pr/3/nbci/figures/train/plot.svg",
     }
     urls = sorted(image_urls(gh.pr_comments(3)[0]["body"]))
     assert [url.rsplit("/", 1)[-1] for url in urls] == ["big.png", "plot.svg"]
@@ -293,7 +295,11 @@ def test_an_svg_figure_that_is_not_svg_is_left_out(
 
     outcome = publish(options(run_dir), pr_env(gh, tmp_path, 3))
 
-    assert set(gh.paths_at("nbci-assets")) == {"pr/3/figures/train/good.png"}
+    assert set(gh.paths_at("nbci-assets")) == {
+        "README.md",
+        "index.json",
+        "pr/3/nbci/figures/train/good.png",
+    }
     assert any("fake.svg: not an SVG image" in note for note in outcome.notes)
 
 
@@ -900,7 +906,7 @@ def test_no_network_is_three_logged_waits_of_14_s_without_urllib3s_lines(
 ) -> None:
     import socket
 
-    from nbci.cli import main
+    from nbci.cli import ExitCode, main
     from nbci.publish.retry import BoundedRetry
 
     with socket.socket() as closed:  # a port nobody listens on: the connection is refused
@@ -915,7 +921,7 @@ def test_no_network_is_three_logged_waits_of_14_s_without_urllib3s_lines(
     out = make_run(tmp_path / "out")
     argv = ["publish", str(out), "--repo", "o/r", "--pr", "1", "--sha", "a" * 40]
 
-    assert main([*argv, "--api-url", f"http://127.0.0.1:{port}/api"]) == 2
+    assert main([*argv, "--api-url", f"http://127.0.0.1:{port}/api"]) == ExitCode.PUBLISH
 
     assert waits == [2.0, 4.0, 8.0]
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]

@@ -13,7 +13,7 @@ import pytest
 from bitbucket_stub import COMMENT_LIMIT, BitbucketCloudStub, BitbucketDataCenterStub
 from test_publish import FAST, fetch, make_run
 
-from nbci.cli import main
+from nbci.cli import ExitCode, main
 from nbci.errors import PublishError, UsageError
 from nbci.gates import parse_gates
 from nbci.model import Job, NotebookResult
@@ -324,7 +324,7 @@ def test_the_token_is_absent_from_all_output(
     args = ["publish", str(out), "--api-url", f"{bb.base_url}/2.0"]
     assert main(args) == 0
     bb.tokens.clear()  # now the token is refused: the 401 message must not show it either
-    assert main(args) == 2
+    assert main(args) == ExitCode.PUBLISH
     captured = capsys.readouterr()
     everything = captured.out + captured.err + caplog.text
     assert "Commented on pull request #16" in captured.out

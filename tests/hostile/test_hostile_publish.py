@@ -216,7 +216,11 @@ def test_figures_reached_through_links_are_never_uploaded(gh: GitHubStub, tmp_pa
     outcome = publish(PublishOptions(out_dir=run_dir, retry=FAULTY), pr_env(gh, tmp_path, 5))
 
     assert git_blob_sha(png(66)) not in gh.blobs
-    assert set(gh.paths_at("nbci-assets")) == {"pr/5/figures/train/good.png"}
+    assert set(gh.paths_at("nbci-assets")) == {
+        "README.md",  # the branch's first, small commit
+        "index.json",
+        "pr/5/nbci/figures/train/good.png",
+    }
     assert any("figures/linked/key.png" in note for note in outcome.notes)
 
 
@@ -273,13 +277,13 @@ def _images_resolve(gh: GitHubStub, body: str) -> list[bytes]:
 def _figures_on_branch(gh: GitHubStub, number: int) -> dict[str, str]:
     if gh.ref_sha("nbci-assets") is None:
         return {}
-    prefix = f"pr/{number}/"
+    prefix = f"pr/{number}/nbci/"
     return {p: sha for p, sha in gh.paths_at("nbci-assets").items() if p.startswith(prefix)}
 
 
 def _expected(number: int, figures: dict[str, int]) -> dict[str, str]:
     return {
-        f"pr/{number}/figures/train/{name}.png": git_blob_sha(png(seed))
+        f"pr/{number}/nbci/figures/train/{name}.png": git_blob_sha(png(seed))
         for name, seed in figures.items()
     }
 
