@@ -25,7 +25,7 @@ from processes import assert_all_gone
 from nbci.config import parse_config
 from nbci.errors import ConfigError
 from nbci.execute import ExecuteOptions, execute_jobs
-from nbci.execute.preload import modules_to_preload
+from nbci.execute.preload import modules_for
 from nbci.model import Job, NotebookResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,8 +191,8 @@ def test_a_local_module_edited_between_two_runs_is_seen(
 ) -> None:
     """`nbci run --no-cache` twice; `helper.py` beside the notebook changes in between."""
     record = tmp_path / "helper.json"
-    cells = [START, "import helper, numpy\nrecord['value'] = helper.VALUE", save(record)]
-    notebook("notebooks/uses_helper.ipynb", cells)
+    cells = [START, "import numpy, helper\nrecord['value'] = helper.VALUE", save(record)]
+    path = notebook("notebooks/uses_helper.ipynb", cells)
     helper = project / "notebooks" / "helper.py"
     seen = []
     for value in ("first", "second"):
@@ -203,11 +203,8 @@ def test_a_local_module_edited_between_two_runs_is_seen(
 
     assert [r["value"] for r in seen] == ["first", "second"]
     assert all(r["forked"] for r in seen)
-    assert modules_to_preload([Job("h", "notebooks/uses_helper.ipynb")], project) == [
-        "sys",
-        "numpy",
-        "json",
-    ]
+    # numpy only: the project's own `helper` may change what is imported after it (issue 19)
+    assert modules_for(path, [path.parent]) == ("sys", "numpy")
 
 
 # -- falling back to a normal start ------------------------------------------------------
@@ -247,13 +244,16 @@ def test_kernels_the_template_cannot_give_start_normally(
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(modules), str(ROOT)]))
     cells = [
         START,
-        "import numpy, nbci_thread, nbci_asks\nrecord['shell'] = nbci_asks.SHELL is not None",
+        "import numpy, nbci_asks, nbci_thread\nrecord['shell'] = nbci_asks.SHELL is not None",
     ]
     jobs = []
     kernel_of = {"plain": None, "flagged-1": "flagged", "flagged-2": "flagged"}
     for name, kernel in {**kernel_of, "with-env": "with-env"}.items():
         notebook(f"notebooks/{name}.ipynb", [*cells, save(tmp_path / f"{name}.json")])
         jobs.append(Job(name, f"notebooks/{name}.ipynb", kernel=kernel))
+    # What follows an unsafe module is not pre-imported either (issue 19): a notebook of its own.
+    notebook("notebooks/thread.ipynb", [START, "import numpy, nbci_thread"])
+    jobs.append(Job("thread", "notebooks/thread.ipynb"))
     caplog.set_level(logging.INFO, logger="nbci")
     extra = ("nbci_raises", "nbci_thread", "nbci_asks")
 
@@ -363,24 +363,20 @@ def test_only_installed_third_party_top_level_imports_are_preloaded(
         "def f():\n    import scipy\nif True:\n    import matplotlib.pyplot as plt",
         "this is not python",
     ]
-    notebook("notebooks/a.ipynb", cells)
-    notebook("notebooks/b.ipynb", ["import pandas, numpy"])
+    a = notebook("notebooks/a.ipynb", cells)
+    b = notebook("notebooks/b.ipynb", ["import pandas, numpy\nimport matplotlib.pyplot as plt"])
+    c = notebook("notebooks/c.ipynb", ["import numpy", "def f():\n    import torch"])
     (project / "notebooks" / "helper.py").write_text("")
     (project / "notebooks" / "pkg").mkdir()
-    jobs = [Job("a", "notebooks/a.ipynb"), Job("b", "notebooks/b.ipynb")]
+    folders = [project / "notebooks"]
 
-    chosen = modules_to_preload(jobs, project, extra=("torch",))
-
-    assert chosen == [
-        "torch",
-        "numpy",
-        "os.path",
-        "sklearn.linear_model",
-        "matplotlib.pyplot",
-        "pandas",
-    ]
+    # Each notebook's own imports, up to the first line that could change them (`!pip`):
+    # a configured module only for a notebook that imports it somewhere (issue 19).
+    assert modules_for(a, folders, ("torch",)) == ("numpy", "os.path", "sklearn.linear_model")
+    assert modules_for(b, folders) == ("pandas", "numpy", "matplotlib.pyplot")
+    assert modules_for(c, folders, ("torch",)) == ("numpy", "torch")
     (project / "notebooks" / "matplotlibrc").write_text("lines.linewidth: 3\n")
-    assert "matplotlib.pyplot" not in modules_to_preload(jobs, project)
+    assert modules_for(b, folders) == ("pandas", "numpy")
 
 
 # -- no process left behind -----------------------------------------------------------------
