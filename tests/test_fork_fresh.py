@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,16 @@ from nbci.execute.preload import modules_for
 from nbci.model import Job, NotebookResult
 
 ROOT = Path(__file__).resolve().parents[1]
-GLUE = "import scrapbook as sb\ndef glue(name, value):\n    sb.glue(name, value, 'json')"
+GLUE = (
+    "import json as _json, scrapbook as _sb\n"
+    "def glue(name, value):\n"
+    "    _sb.glue(name, _json.dumps(value), 'text')"
+)
+"""Glued as JSON text: compared as the notebook had them (numbers and lists are not drawn)."""
 
 
-def forked_if(module: str) -> str:
-    return f"import sys\nFORKED = {module!r} in sys.modules"
+FORKED = "import sys\nFORKED = 'nbci_marker' in sys.modules"
+"""The first cell: the notebook imports `nbci_marker` (installed by `site`) in its second."""
 
 
 def run_both(
@@ -44,9 +50,7 @@ def run_both(
 
 
 def glued(result: NotebookResult) -> dict[str, Any]:
-    values = {name: scrap.value for name, scrap in result.scraps.items()}
-    values.update(result.metrics)
-    return values
+    return {name: json.loads(scrap.value) for name, scrap in result.scraps.items()}
 
 
 def outputs(project: Path, result: NotebookResult, preload: bool) -> list[str]:
@@ -70,11 +74,13 @@ def assert_same(runs: dict[bool, dict[str, NotebookResult]], *ids: str) -> None:
         assert forked_values == fresh_values, job_id
 
 
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, modules: dict[str, str]) -> Path:
+def site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, modules: dict[str, str] | None = None
+) -> Path:
     """Modules installed outside the project (on PYTHONPATH, as site-packages would be)."""
     folder = tmp_path / "site"
     folder.mkdir(exist_ok=True)
-    for name, source in modules.items():
+    for name, source in {"nbci_marker": "", **(modules or {})}.items():
         (folder / f"{name}.py").write_text(source)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), str(ROOT)]))
     return folder
@@ -112,9 +118,11 @@ glue('authkey_len', len(mp.current_process().authkey))"""
 
 @pytest.mark.kernel
 def test_process_pools_find_a_module_beside_the_notebook(
-    project: Path, notebook: NotebookFactory
+    project: Path, notebook: NotebookFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    site(tmp_path, monkeypatch)
     imports = (
+        "import nbci_marker\n"
         "from joblib import Parallel, delayed\n"
         "from sklearn.datasets import load_iris\n"
         "from sklearn.linear_model import LogisticRegression\n"
@@ -122,7 +130,7 @@ def test_process_pools_find_a_module_beside_the_notebook(
     )
     notebook(
         "notebooks/pools.ipynb",
-        [forked_if("sklearn"), imports, GLUE, "glue('forked', FORKED)", POOLS],
+        [FORKED, imports, GLUE, "glue('forked', FORKED)", POOLS],
     )
     (project / "notebooks" / "helpers.py").write_text(HELPERS)
 
@@ -153,16 +161,16 @@ def test_sys_path_and_environment_set_before_an_import_are_honoured(
     (project / "src" / "mypkg").mkdir(parents=True)
     (project / "src" / "mypkg" / "__init__.py").write_text("VERSION = '2.0'\n")
     path_cells = [
-        forked_if("json"),
-        "import json",
+        FORKED,
+        "import json, nbci_marker",
         GLUE,
         "glue('forked', FORKED)",
         "sys.path.insert(0, '../src')",
         "import mypkg\nglue('version', mypkg.VERSION)",
     ]
     env_cells = [
-        forked_if("json"),
-        "import json, os",
+        FORKED,
+        "import json, os, nbci_marker",
         GLUE,
         "glue('forked', FORKED)",
         "os.environ['NBCI_BEFORE_IMPORT'] = '1'\nos.environ['MPLBACKEND'] = 'Agg'",
@@ -234,8 +242,8 @@ def test_generators_seeded_at_import_are_reseeded_per_kernel(
         {"nbci_rng": "import random\nRNG = random.Random()\nFIXED = random.Random(7)\n"},
     )
     cells = [
-        forked_if("nbci_rng"),
-        "import random, nbci_rng",
+        FORKED,
+        "import random, nbci_marker, nbci_rng",
         GLUE,
         "glue('forked', FORKED)",
         DRAWS,
@@ -258,12 +266,13 @@ def test_generators_seeded_at_import_are_reseeded_per_kernel(
 
 @pytest.mark.kernel
 def test_a_fixed_hash_seed_and_stdin_are_a_fresh_kernels(
-    project: Path, notebook: NotebookFactory, monkeypatch: pytest.MonkeyPatch
+    project: Path, notebook: NotebookFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    site(tmp_path, monkeypatch)
     monkeypatch.setenv("PYTHONHASHSEED", "7")
     cells = [
-        forked_if("stat"),
-        "import os, stat, select",
+        FORKED,
+        "import os, stat, select, nbci_marker",
         GLUE,
         "glue('forked', FORKED)",
         "glue('hash', hash('abc'))\n"
@@ -299,8 +308,8 @@ def test_what_an_import_prints_warns_and_decides_is_a_fresh_kernels(
     site(tmp_path, monkeypatch, {"nbci_noisy": NOISY})
     monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
     cells = [
-        forked_if("pandas"),
-        "import nbci_noisy\nimport pandas as pd",
+        FORKED,
+        "import nbci_marker, nbci_noisy\nimport pandas as pd",
         GLUE,
         "glue('forked', FORKED)\n"
         "import os\n"
@@ -314,7 +323,10 @@ def test_what_an_import_prints_warns_and_decides_is_a_fresh_kernels(
     runs = run_both([Job("a", "notebooks/a.ipynb")], project)
 
     assert_same(runs, "a")
-    forked, fresh = (outputs(project, runs[p]["a"], p) for p in (True, False))
+    forked, fresh = (
+        [re.sub(r"ipykernel_\d+/\d+", "CELL", text) for text in outputs(project, runs[p]["a"], p)]
+        for p in (True, False)
+    )
     assert forked == fresh
     assert "hello from an import" in forked[1] and "careful" in forked[1]
     assert glued(runs[True]["a"])["set_at_import"] == "kept"
@@ -334,15 +346,15 @@ def test_each_notebook_carries_only_what_it_imports(
     tqdm.auto and ipywidgets do); the other only json: it has no scikit-learn, and is forked."""
     site(tmp_path, monkeypatch, {"nbci_asks": "import IPython\nSHELL = IPython.get_ipython()\n"})
     heavy = [
-        forked_if("sklearn"),
-        "import sklearn, warnings\nimport nbci_asks\nimport numpy",
+        FORKED,
+        "import sklearn, warnings, nbci_marker\nimport nbci_asks\nimport numpy",
         GLUE,
         "glue('forked', FORKED)\nglue('shell', nbci_asks.SHELL is not None)\n"
         "glue('numpy_before', 'numpy' in sys.modules)",
     ]
     light = [
-        forked_if("json"),
-        "import json",
+        FORKED,
+        "import json, nbci_marker",
         GLUE,
         "glue('forked', FORKED)\n"
         "glue('sklearn', 'sklearn' in sys.modules)\n"

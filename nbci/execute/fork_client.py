@@ -233,11 +233,9 @@ class ForkedProcess:
 
     stdin = stdout = stderr = None
 
-    def __init__(self, pid: int, stdin_writer: int | None = None) -> None:
+    def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
-        self._stdin_writer = stdin_writer
-        """The write end of the kernel's stdin pipe, held open while it lives (as `Popen`)."""
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -248,9 +246,6 @@ class ForkedProcess:
             else:
                 if pid:
                     self.returncode = os.waitstatus_to_exitcode(status)
-            if self.returncode is not None and self._stdin_writer is not None:
-                os.close(self._stdin_writer)
-                self._stdin_writer = None
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:

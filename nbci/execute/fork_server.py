@@ -81,6 +81,9 @@ _REQUEST_WAIT_S = 10.0
 _SET_IN_THE_CHILD = {"JPY_PARENT_PID", "JPY_SESSION_NAME"}
 """Variables the child applies where the kernel machinery read them on import."""
 _PR_SET_PDEATHSIG = 1
+_IMPORTED_HERE = "<nbci pre-import>"
+"""The file name of the template's import statements: warnings that name it are shown as
+raised by the notebook's own import statement."""
 _Reply = dict[str, Any]
 
 
@@ -348,16 +351,15 @@ class _EntropySeeds:
 
 @contextlib.contextmanager
 def _captured(said: list[tuple[str, Any]]) -> Iterator[None]:
-    """What an import writes to stdout and stderr (also from C) and the warnings it shows."""
+    """What an import writes to stdout and stderr (also from C) and the warnings it shows,
+    in the order a kernel would show them: stdout, then stderr with the warnings in place."""
     import ctypes
 
     libc_flush = getattr(ctypes.CDLL(None), "fflush", None)
     files = {fd: tempfile.TemporaryFile() for fd in (1, 2)}  # noqa: SIM115  (closed below)
     saved = {fd: os.dup(fd) for fd in files}
     shown = warnings.showwarning
-
-    def record(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
-        said.append(("warning", (message, category, filename, lineno)))
+    warned: list[tuple[int, tuple[Any, ...]]] = []
 
     def flush() -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -365,6 +367,10 @@ def _captured(said: list[tuple[str, Any]]) -> Iterator[None]:
                 stream.flush()
         if libc_flush is not None:
             libc_flush(None)
+
+    def record(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+        flush()
+        warned.append((os.lseek(2, 0, os.SEEK_CUR), (message, category, filename, lineno)))
 
     flush()
     for fd, file in files.items():
@@ -376,14 +382,29 @@ def _captured(said: list[tuple[str, Any]]) -> Iterator[None]:
         flush()
         if warnings.showwarning is record:
             warnings.showwarning = shown
+        texts = {}
         for fd, file in files.items():
             os.dup2(saved[fd], fd)
             os.close(saved[fd])
             file.seek(0)
-            text = file.read().decode("utf-8", "replace")
+            texts[fd] = file.read()
             file.close()
-            if text:
-                said.append(("stdout" if fd == 1 else "stderr", text))
+        said += _in_order(texts[1], texts[2], warned)
+
+
+def _in_order(
+    out: bytes, err: bytes, warned: list[tuple[int, tuple[Any, ...]]]
+) -> list[tuple[str, Any]]:
+    said: list[tuple[str, Any]] = [("stdout", out.decode("utf-8", "replace"))] if out else []
+    start = 0
+    for offset, warning in warned:
+        if err[start:offset]:
+            said.append(("stderr", err[start:offset].decode("utf-8", "replace")))
+        said.append(("warning", warning))
+        start = offset
+    if err[start:]:
+        said.append(("stderr", err[start:].decode("utf-8", "replace")))
+    return said
 
 
 def _not_installed(name: str) -> str | None:
@@ -401,7 +422,7 @@ def _try_import(name: str, *, as_main: bool = False) -> str | None:
     """Import `name`; as a notebook's cell would (from `__main__`) when `as_main`."""
     try:
         if as_main:  # warnings name the importing module: `__main__` in a kernel
-            exec(f"import {name}", {"__name__": "__main__"})
+            exec(compile(f"import {name}", _IMPORTED_HERE, "exec"), {"__name__": "__main__"})
         else:
             __import__(name)
     except BaseException as error:  # a module may raise anything, even SystemExit
@@ -665,7 +686,8 @@ def _show_on_import(said: dict[str, list[tuple[str, Any]]]) -> None:
     ) -> Any:
         module = original(name, globals, locals, fromlist, level)
         if level == 0 and name in pending and (globals or {}).get("__name__") == "__main__":
-            _replay(pending.pop(name))
+            caller = sys._getframe(1)
+            _replay(pending.pop(name), caller.f_code.co_filename, caller.f_lineno)
             if not pending and builtins.__import__ is importing:
                 builtins.__import__ = original
         return module
@@ -673,11 +695,14 @@ def _show_on_import(said: dict[str, list[tuple[str, Any]]]) -> None:
     builtins.__import__ = importing  # type: ignore[assignment]
 
 
-def _replay(said: list[tuple[str, Any]]) -> None:
+def _replay(said: list[tuple[str, Any]], filename: str, lineno: int) -> None:
     for kind, what in said:
         if kind == "stdout":
             sys.stdout.write(what)
         elif kind == "stderr":
             sys.stderr.write(what)
         else:
-            warnings.showwarning(*what)
+            message, category, where, line = what
+            if where == _IMPORTED_HERE:  # raised "by the importer": the notebook's statement
+                where, line = filename, lineno
+            warnings.showwarning(message, category, where, line)

@@ -71,17 +71,15 @@ class ForkProvisioner(LocalProvisioner):
         env = dict(kwargs.get("env") or os.environ)
         env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's launcher sets it
         cwd = str(kwargs.get("cwd") or os.getcwd())
-        stdin, held = os.pipe()  # as jupyter_client's launcher gives it: a pipe nobody writes
+        stdin, writer = os.pipe()  # as jupyter_client's launcher gives it: a closed pipe
+        os.close(writer)
         try:
             stdio = [_fd(kwargs.get("stdout"), 1), _fd(kwargs.get("stderr"), 2), stdin]
             pid = request_fork(self.template_socket, cmd, env, cwd, stdio)
-        except BaseException:
-            os.close(held)
-            raise
         finally:
             os.close(stdin)
         # Duck-typed: the local provisioner only polls, waits for and signals its process.
-        self.process = cast("subprocess.Popen[bytes]", ForkedProcess(pid, held))
+        self.process = cast("subprocess.Popen[bytes]", ForkedProcess(pid))
         self.pid = self.pgid = pid  # the kernel leads a session (and group) of its own
         self.cwd = cwd
         logger.debug("forked a kernel from the template: pid %s", pid)
