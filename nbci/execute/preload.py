@@ -54,36 +54,34 @@ def modules_for(
     """The modules to fork `notebook`'s kernel with, in the order the notebook imports them.
 
     `folders` are the planned notebooks' folders (a module there is the
-    project's); `extra` are configured modules, added when the notebook's
-    imports run to their end and its code imports them somewhere (e.g. in a
-    function).
+    project's); `extra` are configured modules (the user's choice), added
+    after them when the notebook's code imports them somewhere (e.g. in a
+    function) and its first imports met no module that cannot be pre-imported.
     """
     folders = list(folders)
-    found, complete, anywhere = notebook_imports(notebook)
+    found, anywhere = notebook_imports(notebook)
     chosen: list[str] = []
     for name in found:
         reason = _why_not(name, folders)
         if reason is not None:
             logger.debug("%s: not pre-importing %s or what follows: %s", notebook, name, reason)
-            complete = False
-            break
+            return tuple(dict.fromkeys(chosen))
         chosen.append(name)
-    if complete:
-        chosen += [name for name in extra if name in anywhere and name not in chosen]
+    chosen += [n for n in extra if n in anywhere and _why_not(n, folders) is None]
     return tuple(dict.fromkeys(chosen))
 
 
-def notebook_imports(path: Path) -> tuple[list[str], bool, set[str]]:
-    """A Python notebook's first imports (up to a statement that could change them),
-    whether its code had no such statement, and every module its code imports anywhere."""
+def notebook_imports(path: Path) -> tuple[list[str], set[str]]:
+    """A Python notebook's first imports (up to a statement that could change them) and
+    every module its code imports anywhere."""
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
         cells = nb["cells"]
         language = _language(nb.get("metadata", {}))
     except (OSError, ValueError, KeyError, TypeError):
-        return [], False, set()  # the job will say what is wrong with the notebook
+        return [], set()  # the job will say what is wrong with the notebook
     if language not in ("python", None):
-        return [], False, set()
+        return [], set()
     found: list[str] = []
     anywhere: set[str] = set()
     bound: set[str] = set()
@@ -106,7 +104,7 @@ def notebook_imports(path: Path) -> tuple[list[str], bool, set[str]]:
             for name in _imported_by(statement):
                 found.append(name)
             bound |= _bound_by(statement)
-    return found, not stopped, anywhere
+    return found, anywhere
 
 
 def _language(metadata: Any) -> str | None:

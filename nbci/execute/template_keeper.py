@@ -53,6 +53,8 @@ class TemplateKeeper:
         self._sets: OrderedDict[tuple[str, ...], SetTemplate] = OrderedDict()
         self._unsafe: dict[str, str] = {}
         """Modules that made a template unsafe (→ why): never pre-imported again here."""
+        self._failed: dict[tuple[str, ...], str] = {}
+        """Sets whose template failed (→ why): their notebooks start fresh without trying again."""
         self._given_up = False
 
     @staticmethod
@@ -87,18 +89,19 @@ class TemplateKeeper:
             return None, None
         wanted = self._cut(tuple(modules))
         while wanted:
+            if wanted in self._failed:
+                return None, self._failed[wanted]
             try:
                 template = self._set(base, wanted)
                 report = template.wait_ready(timeout)
             except TemplateError as error:
-                self._drop(wanted)
-                return None, f"its modules' template failed ({error})"
+                return None, self._fail(wanted, f"the template of its imports failed ({error})")
             if report.unsafe is None and template.alive():
                 _log_report(report)
                 return str(template.socket_path), None
             self._drop(wanted)
             if report.unsafe is None:
-                return None, "its modules' template died"
+                return None, self._fail(wanted, "the template of its imports died")
             self._unsafe[report.unsafe] = str(report.why)
             logger.info(
                 "not pre-importing %s: %s", report.unsafe, report.why, extra={"nbci_once": True}
@@ -148,6 +151,11 @@ class TemplateKeeper:
             template = base.fork_set(modules)
         self._sets[modules] = template  # the most recently used last
         return template
+
+    def _fail(self, modules: tuple[str, ...], why: str) -> str:
+        self._drop(modules)
+        self._failed[modules] = why
+        return why
 
     def _drop(self, modules: tuple[str, ...]) -> None:
         template = self._sets.pop(modules, None)
