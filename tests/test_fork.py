@@ -495,9 +495,11 @@ def main():
     assert become_subreaper()
     register()
     folder = Path(tempfile.mkdtemp())
-    template = Template(folder, dict(os.environ), ["numpy"], folder / "project")
-    socket = str(template.socket_path)
+    template = Template(folder, dict(os.environ), folder / "project")
     template.wait_ready(60)
+    numpy_template = template.fork_set(["numpy"])  # a template of one notebook's imports
+    numpy_template.wait_ready(60)
+    socket = str(numpy_template.socket_path)
     km = KernelManager(kernel_name="python3", kernel_spec_manager=ForkingKernelSpecManager(socket))
     km.start_kernel(cwd=str(folder))
     seen = {"provisioner": type(km.provisioner).__name__, "pid": km.provisioner.pid}
