@@ -258,16 +258,19 @@ def _why_unsafe(asked: _ShellQuestions, new: set[str], state: _State) -> str | N
 
 def _project_place(module: Any, state: _State) -> str | None:
     """Where `module` lies in the project (or beside a notebook, shadowing it), or None."""
-    top = getattr(module, "__name__", "").partition(".")[0]
+    name = getattr(module, "__name__", "")
+    top = name.partition(".")[0] if isinstance(name, str) else ""
     for folder in state.folders:
         for shadow in (folder / f"{top}.py", folder / top):
             if top and shadow.exists():
                 return str(shadow)
-    places = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]
+    places: list[Any] = [getattr(module, "__file__", None)]
+    with contextlib.suppress(Exception):  # modules put odd things in `sys.modules`
+        places += list(getattr(module, "__path__", None) or [])
     for place in places:
         with contextlib.suppress(OSError, ValueError, TypeError):
-            if place and Path(place).resolve().is_relative_to(state.project):
-                return str(place)
+            if isinstance(place, str) and Path(place).resolve().is_relative_to(state.project):
+                return place
     return None
 
 
@@ -656,20 +659,34 @@ def fresh_process_state() -> None:
         main.authkey = os.urandom(32)
         process._process_counter = itertools.count(1)  # type: ignore[attr-defined]
         process._children = set()  # type: ignore[attr-defined]
-        for module in list(sys.modules.values()):
-            _forget_helper_processes(module)
+        _forget_helper_processes()
 
 
-def _forget_helper_processes(module: Any) -> None:
+_HELPER_STATE = ("_fd", "_pid", "_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid")
+"""What a resource tracker or fork server object knows of its process."""
+
+
+def _forget_helper_processes() -> None:
     """A resource tracker or fork server the template started is not the kernel's."""
-    for name, attributes in (
-        ("_resource_tracker", ("_fd", "_pid")),
-        ("_forkserver", ("_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid")),
-    ):
-        helper = getattr(module, name, None) if isinstance(module, type(sys)) else None
-        if helper is not None and all(hasattr(helper, a) for a in attributes):
-            for attribute in attributes:
-                setattr(helper, attribute, None)
+    kinds = tuple(
+        kind
+        for module, name in (
+            ("multiprocessing.resource_tracker", "ResourceTracker"),
+            ("multiprocessing.forkserver", "ForkServer"),
+            ("joblib.externals.loky.backend.resource_tracker", "ResourceTracker"),
+            ("loky.backend.resource_tracker", "ResourceTracker"),
+        )
+        if isinstance(kind := getattr(sys.modules.get(module), name, None), type)
+    )
+    for module in list(sys.modules.values()):
+        try:  # `vars`: a module's `__getattr__` may import, or raise anything
+            helpers = [v for v in vars(module).values() if issubclass(type(v), kinds)]
+        except TypeError:
+            continue
+        for helper in helpers:
+            for attribute in _HELPER_STATE:
+                if attribute in vars(helper):
+                    setattr(helper, attribute, None)
 
 
 def _show_on_import(said: dict[str, list[tuple[str, Any]]]) -> None:
