@@ -554,3 +554,29 @@ def test_jupyter_client_interrupts_restarts_and_shuts_down_a_forked_kernel(
     assert seen["restarted_pid"] != seen["pid"]
     assert seen["state_after_restart"] == "NameError"  # a new kernel, nothing kept
     assert seen["alive_after_shutdown"] is False
+
+
+# -- issue 22: the template survives bad requests --------------------------------------------
+
+
+@pytest.mark.kernel
+def test_a_malformed_or_stalled_request_does_not_end_the_template(tmp_path: Path) -> None:
+    import socket
+
+    from nbci.execute.fork_client import Template, TemplateError, request_fork
+
+    template = Template(tmp_path, dict(os.environ), tmp_path / "project")
+    try:
+        template.wait_ready(120)
+        for garbage in (b"not json\n", b"[1, 2]\n", b'{"op": "fork"}\n', b'{"op": "nope"}\n'):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+                connection.settimeout(30)
+                connection.connect(str(template.socket_path))
+                connection.sendall(garbage)
+                assert b"bad request" in connection.recv(4096)
+        with pytest.raises(TemplateError, match="stdout, stderr and stdin"):
+            request_fork(template.socket_path, ["python"], dict(os.environ), "/", [1, 2])
+        assert template.alive()
+        assert template.fork_set([]).wait_ready(60).imported == ()
+    finally:
+        template.stop()

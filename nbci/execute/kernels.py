@@ -246,7 +246,7 @@ class Kernels:
     def _finish(self, kernel: Kernel) -> None:
         from jupyter_core.utils import run_sync
 
-        kill_session(kernel.pid)
+        kill_session(kernel.pid, descendants_only=self._subreaper)
         with _logged_failure("cleaning up kernel %s", kernel.pid):
             run_sync(kernel.km.shutdown_kernel)(now=True)  # reaps it, closes its sockets
         self.live.discard(kernel.pid)
