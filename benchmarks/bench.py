@@ -4,6 +4,7 @@
     python benchmarks/bench.py --sets heavy --notebooks 24 --repeat 5
     python benchmarks/bench.py --memory         # nbci's parent memory at 12 and 96 notebooks
     python benchmarks/bench.py --sweep          # a 200-job matrix: 8 shards, then nbci merge
+    python benchmarks/bench.py --parallel-training  # forked/fresh: a first n_jobs=-1 fit
 
 Two sets of N generated notebooks, each in a temporary project:
 
@@ -623,6 +624,53 @@ def large_sweep(repeat: int, cores: int) -> bool:
     return met
 
 
+TRAINING_CELLS = [
+    "import numpy as np\n"
+    "from sklearn.datasets import make_classification\n"
+    "from sklearn.ensemble import RandomForestClassifier\n"
+    "from sklearn.model_selection import cross_val_score",
+    "X, y = make_classification(n_samples=2000, n_features=20, random_state=0)\n"
+    "scores = cross_val_score(RandomForestClassifier(n_estimators=50, random_state=0), X, y,\n"
+    "                         cv=4, n_jobs=-1)",
+]
+"""A first parallel scikit-learn call: loky starts its workers, which import what they need."""
+
+
+def parallel_training(count: int, repeat: int) -> None:
+    """The training cell's own time in forked kernels against fresh ones (`--no-preload`).
+
+    One worker, so that each kernel has the cores to itself; alternating
+    forked and fresh runs. Issue 19's target: the ratio stays within 1.10.
+    """
+    ratios = []
+    with tempfile.TemporaryDirectory(prefix="nbci-bench-") as tmp:
+        project = Path(tmp)
+        folder = project / "notebooks"
+        folder.mkdir()
+        for index in range(count):
+            cells = [_cell("code", source) for source in TRAINING_CELLS]
+            (folder / f"train_{index:02}.ipynb").write_text(json.dumps(_notebook(cells)))
+        for _ in range(repeat):
+            seconds = {}
+            for label, extra in (("forked", []), ("fresh", ["--no-preload"])):
+                out = project / f"out-{label}"
+                shutil.rmtree(out, ignore_errors=True)
+                argv = ["run", "--no-cache", "--jobs", "1", "--out", out.name, *extra]
+                _run([sys.executable, "-m", "nbci", *argv], project)
+                executed = sorted((out / "notebooks").glob("*.ipynb"))
+                training = [json.loads(p.read_text())["cells"][1] for p in executed]
+                seconds[label] = statistics.median(
+                    c["metadata"]["papermill"]["duration"] for c in training
+                )
+            ratios.append(seconds["forked"] / seconds["fresh"])
+            print(
+                f"  training cell, median of {count}: forked {seconds['forked']:.2f} s, "
+                f"fresh {seconds['fresh']:.2f} s, ratio {ratios[-1]:.2f}"
+            )
+    ratio = statistics.median(ratios)
+    print(f"forked/fresh ratio, median of {repeat}: {ratio:.2f} (target ≤ 1.10)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks", type=int, default=12, metavar="N")
@@ -642,6 +690,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help=f"a {SWEEP_JOBS}-job matrix: whole, in {SWEEP_SHARDS} shards, then nbci merge",
     )
+    parser.add_argument(
+        "--parallel-training",
+        action="store_true",
+        help="a first n_jobs=-1 scikit-learn fit, forked kernels against fresh ones",
+    )
     args = parser.parse_args(argv)
     if args.notebooks < 1 or args.repeat < 1 or args.cores < 1:
         parser.error("--notebooks, --repeat and --cores must be at least 1")
@@ -649,6 +702,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if large_sweep(args.repeat, args.cores) else 1
     if args.memory:
         memory_flatness(args.repeat, args.cores)
+        return 0
+    if args.parallel_training:
+        parallel_training(min(args.notebooks, 4), args.repeat)
         return 0
     kinds = args.sets.split(",")
     if not set(kinds) <= set(SETS):

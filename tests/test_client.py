@@ -130,3 +130,22 @@ def test_a_dead_kernel_and_a_kernel_that_never_answers_are_errors() -> None:
         wait(Scripted(shell=[QUIET], iopub=[], alive=False))
     with pytest.raises(RuntimeError, match="didn't respond in 0 seconds"):
         wait(Scripted(shell=[QUIET], iopub=[]), timeout=0)
+
+
+class Chatty(Channel):
+    """IOPub of a kernel that keeps publishing (its idle status only after very long)."""
+
+    async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:
+        self.timeouts.append(timeout)
+        if len(self.timeouts) > 200_000:
+            return status("idle", "request-1")
+        return stream("tick")
+
+
+def test_a_kernel_that_keeps_publishing_is_not_ready_past_the_timeout() -> None:
+    """Issue 22: the IOPub wait ends at the start-up timeout, not when the kernel goes quiet."""
+    client = Scripted(shell=[reply("request-1")], iopub=[])
+    client.iopub = Chatty([])
+    with pytest.raises(RuntimeError, match="didn't respond in 0 seconds"):
+        wait(client, timeout=0.05)
+    assert len(client.iopub.timeouts) < 200_000

@@ -25,7 +25,7 @@ from processes import assert_all_gone
 from nbci.config import parse_config
 from nbci.errors import ConfigError
 from nbci.execute import ExecuteOptions, execute_jobs
-from nbci.execute.preload import modules_to_preload
+from nbci.execute.preload import modules_for
 from nbci.model import Job, NotebookResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,8 +191,8 @@ def test_a_local_module_edited_between_two_runs_is_seen(
 ) -> None:
     """`nbci run --no-cache` twice; `helper.py` beside the notebook changes in between."""
     record = tmp_path / "helper.json"
-    cells = [START, "import helper, numpy\nrecord['value'] = helper.VALUE", save(record)]
-    notebook("notebooks/uses_helper.ipynb", cells)
+    cells = [START, "import numpy, helper\nrecord['value'] = helper.VALUE", save(record)]
+    path = notebook("notebooks/uses_helper.ipynb", cells)
     helper = project / "notebooks" / "helper.py"
     seen = []
     for value in ("first", "second"):
@@ -203,11 +203,8 @@ def test_a_local_module_edited_between_two_runs_is_seen(
 
     assert [r["value"] for r in seen] == ["first", "second"]
     assert all(r["forked"] for r in seen)
-    assert modules_to_preload([Job("h", "notebooks/uses_helper.ipynb")], project) == [
-        "sys",
-        "numpy",
-        "json",
-    ]
+    # numpy only: the project's own `helper` may change what is imported after it (issue 19)
+    assert modules_for(path, [path.parent]) == ("sys", "numpy")
 
 
 # -- falling back to a normal start ------------------------------------------------------
@@ -247,13 +244,16 @@ def test_kernels_the_template_cannot_give_start_normally(
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(modules), str(ROOT)]))
     cells = [
         START,
-        "import numpy, nbci_thread, nbci_asks\nrecord['shell'] = nbci_asks.SHELL is not None",
+        "import numpy, nbci_asks, nbci_thread\nrecord['shell'] = nbci_asks.SHELL is not None",
     ]
     jobs = []
     kernel_of = {"plain": None, "flagged-1": "flagged", "flagged-2": "flagged"}
     for name, kernel in {**kernel_of, "with-env": "with-env"}.items():
         notebook(f"notebooks/{name}.ipynb", [*cells, save(tmp_path / f"{name}.json")])
         jobs.append(Job(name, f"notebooks/{name}.ipynb", kernel=kernel))
+    # What follows an unsafe module is not pre-imported either (issue 19): a notebook of its own.
+    notebook("notebooks/thread.ipynb", [START, "import numpy, nbci_thread"])
+    jobs.append(Job("thread", "notebooks/thread.ipynb"))
     caplog.set_level(logging.INFO, logger="nbci")
     extra = ("nbci_raises", "nbci_thread", "nbci_asks")
 
@@ -290,17 +290,25 @@ def test_a_template_that_cannot_start_or_dies_means_normal_starts(
     (modules / "nbci_exits.py").write_text("import os\nos._exit(7)\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(modules), str(ROOT)]))
     caplog.set_level(logging.INFO, logger="nbci")
-    notebook("notebooks/a.ipynb", [START, save(tmp_path / "a.json")])
-    jobs = [Job("a", "notebooks/a.ipynb")]
+    # Issue 19: a template dies importing one notebook's modules: only that notebook starts
+    # fresh, said without -v and in its notes; the other is still forked.
+    exits = [START, "import numpy\ndef later():\n    import nbci_exits", save(tmp_path / "a.json")]
+    notebook("notebooks/a.ipynb", exits)
+    notebook("notebooks/b.ipynb", [START, "import numpy", save(tmp_path / "b.json")])
+    jobs = [Job("a", "notebooks/a.ipynb"), Job("b", "notebooks/b.ipynb")]
 
-    assert run(jobs, project, preload_modules=("nbci_exits",))["a"].status == "ok"
-    assert not read(tmp_path / "a.json")["forked"]
-    assert fallbacks(caplog) == [
-        "some kernels start normally, without pre-imported modules: "
-        "the template process did not start (exit code 7)"
-    ]
+    results = run(jobs, project, workers=1, preload_modules=("nbci_exits",))
+
+    assert results["a"].status == results["b"].status == "ok"
+    assert not read(tmp_path / "a.json")["forked"] and read(tmp_path / "b.json")["forked"]
+    said = "its kernel started fresh, without pre-imported modules: the template of its imports "
+    assert [note.startswith(said) for note in results["a"].notes] == [True]
+    assert not results["b"].notes and not fallbacks(caplog)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [message.startswith(f"a: {said}") for message in warned] == [True]
 
     caplog.clear()
+    notebook("notebooks/a.ipynb", [START, save(tmp_path / "a.json")])
     kill_template = (
         "import psutil\n"
         "for p in psutil.Process(os.getppid()).children():\n"
@@ -363,24 +371,20 @@ def test_only_installed_third_party_top_level_imports_are_preloaded(
         "def f():\n    import scipy\nif True:\n    import matplotlib.pyplot as plt",
         "this is not python",
     ]
-    notebook("notebooks/a.ipynb", cells)
-    notebook("notebooks/b.ipynb", ["import pandas, numpy"])
+    a = notebook("notebooks/a.ipynb", cells)
+    b = notebook("notebooks/b.ipynb", ["import pandas, numpy\nimport matplotlib.pyplot as plt"])
+    c = notebook("notebooks/c.ipynb", ["import numpy", "def f():\n    import torch"])
     (project / "notebooks" / "helper.py").write_text("")
     (project / "notebooks" / "pkg").mkdir()
-    jobs = [Job("a", "notebooks/a.ipynb"), Job("b", "notebooks/b.ipynb")]
+    folders = [project / "notebooks"]
 
-    chosen = modules_to_preload(jobs, project, extra=("torch",))
-
-    assert chosen == [
-        "torch",
-        "numpy",
-        "os.path",
-        "sklearn.linear_model",
-        "matplotlib.pyplot",
-        "pandas",
-    ]
+    # Each notebook's own imports, up to the first line that could change them (`!pip`):
+    # a configured module only for a notebook that imports it somewhere (issue 19).
+    assert modules_for(a, folders, ("torch",)) == ("numpy", "os.path", "sklearn.linear_model")
+    assert modules_for(b, folders) == ("pandas", "numpy", "matplotlib.pyplot")
+    assert modules_for(c, folders, ("torch",)) == ("numpy", "torch")
     (project / "notebooks" / "matplotlibrc").write_text("lines.linewidth: 3\n")
-    assert "matplotlib.pyplot" not in modules_to_preload(jobs, project)
+    assert modules_for(b, folders) == ("pandas", "numpy")
 
 
 # -- no process left behind -----------------------------------------------------------------
@@ -491,9 +495,11 @@ def main():
     assert become_subreaper()
     register()
     folder = Path(tempfile.mkdtemp())
-    template = Template(folder, dict(os.environ), ["numpy"], folder / "project")
-    socket = str(template.socket_path)
+    template = Template(folder, dict(os.environ), folder / "project")
     template.wait_ready(60)
+    numpy_template = template.fork_set(["numpy"])  # a template of one notebook's imports
+    numpy_template.wait_ready(60)
+    socket = str(numpy_template.socket_path)
     km = KernelManager(kernel_name="python3", kernel_spec_manager=ForkingKernelSpecManager(socket))
     km.start_kernel(cwd=str(folder))
     seen = {"provisioner": type(km.provisioner).__name__, "pid": km.provisioner.pid}
@@ -548,3 +554,29 @@ def test_jupyter_client_interrupts_restarts_and_shuts_down_a_forked_kernel(
     assert seen["restarted_pid"] != seen["pid"]
     assert seen["state_after_restart"] == "NameError"  # a new kernel, nothing kept
     assert seen["alive_after_shutdown"] is False
+
+
+# -- issue 22: the template survives bad requests --------------------------------------------
+
+
+@pytest.mark.kernel
+def test_a_malformed_or_stalled_request_does_not_end_the_template(tmp_path: Path) -> None:
+    import socket
+
+    from nbci.execute.fork_client import Template, TemplateError, request_fork
+
+    template = Template(tmp_path, dict(os.environ), tmp_path / "project")
+    try:
+        template.wait_ready(120)
+        for garbage in (b"not json\n", b"[1, 2]\n", b'{"op": "fork"}\n', b'{"op": "nope"}\n'):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+                connection.settimeout(30)
+                connection.connect(str(template.socket_path))
+                connection.sendall(garbage)
+                assert b"bad request" in connection.recv(4096)
+        with pytest.raises(TemplateError, match="stdout, stderr and stdin"):
+            request_fork(template.socket_path, ["python"], dict(os.environ), "/", [1, 2])
+        assert template.alive()
+        assert template.fork_set([]).wait_ready(60).imported == ()
+    finally:
+        template.stop()

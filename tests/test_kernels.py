@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,32 @@ def test_results_json_keeps_the_kernel(tmp_path: Path) -> None:
     result = NotebookResult(id="a", path="a.ipynb", parameters={}, status="ok", kernel="python3")
     write_run(run(result), tmp_path)
     assert read_run(tmp_path).notebooks[0].kernel == "python3"
+
+
+@pytest.mark.kernel
+def test_a_worker_kills_only_its_own_descendants_in_a_kernels_session() -> None:
+    """Issue 22: once a kernel is reaped its session id may name an unrelated process."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from nbci.execute.process_tree import kill_session
+
+    script = (
+        "import subprocess\nprint(subprocess.Popen(['sleep', '60'], start_new_session=True,\n"
+        "    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    stranger = psutil.Process(int(done.stdout))  # in a session of its own, not our descendant
+    try:
+        if stranger.ppid() == os.getpid():
+            pytest.skip("this test process is a child subreaper: the stranger is our child")
+        assert stranger.status() != psutil.STATUS_ZOMBIE
+        kill_session(stranger.pid, descendants_only=True)
+        assert stranger.is_running() and stranger.status() != psutil.STATUS_ZOMBIE
+        kill_session(stranger.pid)
+        stranger.wait(10)
+    finally:
+        with contextlib.suppress(psutil.Error):
+            stranger.kill()

@@ -17,8 +17,8 @@ How it fits together (one module per concern):
 - `kernels` — a fresh kernel per job, started ahead of need (warm kernels).
 - `preload`, `template_keeper`, `fork_client`, `fork_server`, `provisioner` —
   Python kernels forked from a template process that already imported the
-  kernel machinery and the notebooks' third-party modules (a jupyter_client
-  kernel provisioner); anything else starts normally.
+  kernel machinery and the notebook's own first third-party imports (a
+  jupyter_client kernel provisioner); anything else starts normally.
 - `process_tree` — a kernel and everything it started is killed after its job
   (sessions, a child subreaper on Linux, psutil's process table); the parent
   kills the kernels of a worker that died (its job is then `died`).
@@ -39,7 +39,6 @@ from pathlib import Path
 
 from nbci.errors import Interrupted
 from nbci.execute.pool import Pool
-from nbci.execute.preload import modules_to_preload
 from nbci.execute.settings import ExecuteOptions, WorkerSettings
 from nbci.execute.stop_signals import StopSignals
 from nbci.execute.text import strip_ansi
@@ -63,14 +62,13 @@ def execute_jobs(jobs: Sequence[Job], options: ExecuteOptions) -> Iterator[Noteb
         return
     (options.out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     size = max(1, min(options.workers, len(pending)))
-    preload = None
-    if options.preload:
-        preload = tuple(modules_to_preload(jobs, options.root, options.preload_modules))
+    preload = options.preload_modules if options.preload else None
+    folders = tuple(sorted({(options.root / job.path).parent.resolve() for job in jobs}))
     with (
         tempfile.TemporaryDirectory(prefix="nbci-kernels-") as scratch,
         StopSignals() as stop,
         Pool(
-            WorkerSettings.make(options, pending[0], Path(scratch), preload),
+            WorkerSettings.make(options, pending[0], Path(scratch), preload, folders),
             size,
             options.on_event,
         ) as pool,

@@ -36,7 +36,7 @@ class ReadyKernelClient(AsyncKernelClient):
                 pass
             else:
                 if reply["msg_type"] == "kernel_info_reply" and await self._iopub_caught_up(
-                    reply["parent_header"].get("msg_id")
+                    reply["parent_header"].get("msg_id"), deadline
                 ):
                     self._handle_kernel_info_reply(reply)
                     return
@@ -45,14 +45,15 @@ class ReadyKernelClient(AsyncKernelClient):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
 
-    async def _iopub_caught_up(self, request_id: Any) -> bool:
+    async def _iopub_caught_up(self, request_id: Any, deadline: float) -> bool:
         """Read IOPub up to the kernel's idle status after `request_id`.
 
         False when IOPub delivered nothing: its subscription may not be
-        connected yet, and the request is sent again.
+        connected yet, and the request is sent again; also when the start-up
+        timeout passes while the kernel keeps publishing (the caller raises).
         """
         received = False
-        while True:
+        while time.monotonic() <= deadline:
             try:
                 message: dict[str, Any] = await self.iopub_channel.get_msg(timeout=IOPUB_QUIET_S)
             except Empty:
@@ -64,3 +65,4 @@ class ReadyKernelClient(AsyncKernelClient):
                 and message["parent_header"].get("msg_id") == request_id
             ):
                 return True
+        return False

@@ -159,8 +159,18 @@ def _keep_what_the_interrupt_sends(client: Any, kernel: Kernel, cell: Any) -> No
 
 
 async def change_directory(kc: Any, cwd: Path, timeout: float) -> None:
-    """Move the kernel into the notebook's folder without touching its namespace or history."""
-    code = f"__import__('os').chdir({str(cwd)!r})"
+    """Move the kernel into the notebook's folder without touching its namespace or history.
+
+    `multiprocessing`, when already imported (pre-imported in a forked
+    kernel), gets the folder as its `ORIGINAL_DIR`, as if the notebook had
+    imported it there: `spawn` workers put that folder on their `sys.path`.
+    """
+    code = (
+        f"__import__('os').chdir({str(cwd)!r})\n"
+        "if 'multiprocessing.process' in __import__('sys').modules:\n"
+        "    __import__('sys').modules['multiprocessing.process'].ORIGINAL_DIR = "
+        "__import__('os').getcwd()"
+    )
     reply = await kc.execute_interactive(code, silent=True, store_history=False, timeout=timeout)
     if reply["content"]["status"] != "ok":
         raise RuntimeError(f"cannot change the kernel's directory to {cwd}")

@@ -1,21 +1,33 @@
-"""The template process: pre-imported kernel machinery and modules, forked once per kernel.
+"""The template processes: pre-imported kernel machinery and modules, forked once per kernel.
 
-Runs in an interpreter of its own, started by a worker (`fork_client`):
+The *base* template runs in an interpreter of its own, started by a worker
+(`fork_client`):
 
-1. reads its settings (one JSON line on stdin), imports ipykernel's pieces and
-   the modules to preload, one at a time, without creating a ZMQ context, an
-   event loop or a thread; says what it imported (one JSON line on stdout);
-2. serves fork requests on a Unix socket: each names the kernel's argv, env
-   and cwd and carries its stdout/stderr as file descriptors. It forks twice,
-   so that the kernel is reparented to the worker (a child subreaper) and the
-   worker reaps it and sees its exit code like any child's; answers the pid;
+1. reads its settings (one JSON line on stdin), listens on its Unix socket,
+   imports ipykernel's pieces without creating a ZMQ context, an event loop
+   or a thread;
+2. serves requests on the socket, one JSON line each (never on stdout or
+   stderr: those are its log, shared with the code it imports):
+   - `report`: what it imported;
+   - `fork`: a kernel, given its argv, env and cwd, with its stdout, stderr
+     and stdin as file descriptors. It forks twice, so that the kernel is
+     reparented to the worker (a child subreaper) and the worker reaps it and
+     sees its exit code like any child's; answers the pid;
+   - `template`: a *set template*, forked from the base, that imports one
+     notebook's modules in the notebook's order and then serves the same
+     requests on a socket of its own. Each notebook's kernel is forked from
+     the template of its own imports, so it carries nothing another notebook
+     imported (memory, warnings filters, what process pool workers import);
 3. ends when its stdin closes (the worker stopped or died) or its parent dies.
 
 The forked child becomes an ordinary ipykernel (`_become_kernel`): everything
 a fresh `python -m ipykernel_launcher` gets from the operating system and the
-interpreter (environment, cwd, session, `sys.argv`, `sys.path`, `__main__`,
-random state) is set as it would be before ipykernel's own start-up runs;
-ipykernel then creates its sockets, threads and event loop after the fork.
+interpreter (environment, cwd, session, stdin, `sys.argv`, `sys.path`,
+`__main__`, random generators, `multiprocessing`'s per-process state) is set
+as it would be before ipykernel's own start-up runs; ipykernel then creates
+its sockets, threads and event loop after the fork. What the modules printed
+or warned while the template imported them is shown when the notebook's own
+`import` statement runs.
 
 Only the standard library is imported at module level: this module runs
 before anything is preloaded.
@@ -23,17 +35,24 @@ before anything is preloaded.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import gc
-import importlib
+import itertools
 import json
 import os
+import random
 import selectors
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +68,23 @@ KERNEL_MACHINERY = (
     "psutil",
 )
 """What every ipykernel imports while it starts (measured: the modules `IPKernelApp.initialize`
-imports), pre-imported before the notebooks' modules."""
+imports), pre-imported by the base template."""
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
-"""ipykernel sets MPLBACKEND to this before any cell runs; set before matplotlib is preloaded."""
+"""ipykernel sets MPLBACKEND to this before any cell runs; set while a set template imports."""
+SHELL_FACTS = frozenset({"kernel"})
+"""What a module may ask of the shell while it is pre-imported: the answer is the same in
+every ipykernel (pandas asks whether `get_ipython()` has a `kernel` to choose its display
+width). Anything else it asks makes it unsafe to pre-import."""
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024
+_REQUEST_WAIT_S = 10.0
+"""How long one connection may take to send its request (a client that hangs is dropped)."""
 _SET_IN_THE_CHILD = {"JPY_PARENT_PID", "JPY_SESSION_NAME"}
 """Variables the child applies where the kernel machinery read them on import."""
 _PR_SET_PDEATHSIG = 1
+_IMPORTED_HERE = "<nbci pre-import>"
+"""The file name of the template's import statements: warnings that name it are shown as
+raised by the notebook's own import statement."""
+_Reply = dict[str, Any]
 
 
 class _BecomeKernel(BaseException):
@@ -66,25 +95,66 @@ class _BecomeKernel(BaseException):
         self.request = request
 
 
+class _BecomeTemplate(BaseException):
+    """Raised in a forked child: unwinds the base's loop, then the child imports a set."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        super().__init__()
+        self.request = request
+
+
+@dataclass
+class _State:
+    """What a template knows; a forked child inherits it."""
+
+    initial_path: list[str]
+    environment: dict[str, str]
+    """The environment it was started with (= every kernel's, checked per request)."""
+    project: Path
+    folders: list[Path]
+    """The planned notebooks' folders: a module found there is the project's."""
+    report: dict[str, Any] = field(default_factory=dict)
+    said: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
+    """Module → what importing it printed or warned, shown when the notebook imports it."""
+    set_by_imports: dict[str, str] = field(default_factory=dict)
+    """Environment variables the pre-imported modules set (KMP_INIT_AT_FORK, ...)."""
+    entropy_seeded: weakref.WeakSet[random.Random] = field(default_factory=weakref.WeakSet)
+    """`random.Random` instances the imported modules seeded from entropy."""
+
+
 def main() -> None:
-    """Entry point of the template process (argv: the socket's path)."""
-    initial_path = list(sys.path)
-    environment = dict(os.environ)
+    """Entry point of the base template (argv: the socket's path)."""
     _die_with_parent()
     settings = json.loads(sys.stdin.readline())
-    report = _preload(settings)
+    state = _State(
+        initial_path=list(sys.path),
+        environment=dict(os.environ),
+        project=Path(settings["project"]),
+        folders=[Path(folder) for folder in settings.get("folders", [])],
+    )
+    listener = _listen(sys.argv[1])
+    state.report = _import_machinery()
     _freeze_heap()
     kernel: dict[str, Any] | None = None
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-            listener.bind(sys.argv[1])
-            listener.listen(8)
-            _say(report)
-            _serve(listener, environment)
-    except _BecomeKernel as become:
-        kernel = become.request
-    if kernel is not None:  # outside the handler: the kernel's exceptions must not chain to it
-        _become_kernel(kernel, initial_path)
+    while kernel is None:
+        try:
+            _serve(listener, state)
+            return
+        except _BecomeTemplate as become:
+            listener = _listen(become.request["socket"])
+            _preload_set(state, become.request["modules"])
+            _freeze_heap()
+        except _BecomeKernel as become:
+            kernel = become.request
+    # outside the handler: the kernel's exceptions must not chain to it
+    _become_kernel(kernel, state)
+
+
+def _listen(path: str) -> socket.socket:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+    return listener
 
 
 def _freeze_heap() -> None:
@@ -101,13 +171,8 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def _say(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
 def _die_with_parent() -> None:
-    """SIGKILL this process when the worker dies (Linux; its children do not inherit it)."""
+    """SIGKILL this process when its parent dies (Linux; its children do not inherit it)."""
     import ctypes
 
     with contextlib.suppress(OSError, AttributeError):
@@ -117,141 +182,319 @@ def _die_with_parent() -> None:
 # -- preloading ---------------------------------------------------------------------
 
 
-def _preload(settings: dict[str, Any]) -> dict[str, Any]:
-    """Import the kernel machinery, then each module; say which were imported or skipped.
+def _empty_report() -> dict[str, Any]:
+    return {"imported": [], "skipped": {}, "unsafe": None, "why": None}
 
-    A module that fails to import is skipped. One that must not be imported
-    before the kernel exists makes the template unsafe to fork: it is named in
-    `unsafe` (with `why`), and the worker starts another template without it:
-    a module after whose import a Python thread runs, or one that asked
-    IPython for its shell while importing (it would have found none, and would
-    behave differently in the kernel, like matplotlib_inline or tqdm.auto).
-    """
-    own_backend = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = own_backend or INLINE_BACKEND
-    project = Path(settings["project"])
-    report: dict[str, Any] = {"imported": [], "skipped": {}, "unsafe": None, "why": None}
+
+def _import_machinery() -> dict[str, Any]:
+    """The base template: ipykernel's pieces, and no thread running after them."""
+    report = _empty_report()
     for name in KERNEL_MACHINERY:
-        _import_into(report, name, project)
+        reason = _try_import(name)
+        if reason is None:
+            report["imported"].append(name)
+        else:
+            report["skipped"][name] = reason
     kernel_app = KERNEL_MACHINERY[0]
     if kernel_app in report["skipped"]:
         return {**report, "unsafe": kernel_app, "why": report["skipped"][kernel_app]}
     if threading.active_count() > 1:
         return {**report, "unsafe": kernel_app, "why": "a thread is running after its import"}
-    with _ShellQueries() as asked:
-        for name in settings["modules"]:
-            asked.clear()
-            _import_into(report, name, project)
-            why = _why_unsafe(asked)
-            if why is not None:
-                return {**report, "unsafe": name, "why": why}
-    if own_backend is None:
-        del os.environ["MPLBACKEND"]
     return report
 
 
-def _import_into(report: dict[str, Any], name: str, project: Path) -> None:
-    reason = _local_or_missing(name, project) or _try_import(name)
-    if reason is None:
-        report["imported"].append(name)
-    else:
-        report["skipped"][name] = reason
+def _preload_set(state: _State, modules: list[str]) -> None:
+    """A set template: import a notebook's modules in its order, as its kernel would.
+
+    Stops at the first module that cannot be pre-imported: one that is not
+    installed or fails to import (`skipped`; the notebook imports it and what
+    follows itself), or one that must not be imported before the kernel
+    exists (`unsafe`, with `why`; the worker then starts a template of the
+    modules before it): a module after whose import a Python thread runs, one
+    that asks IPython's shell anything but `SHELL_FACTS` while importing (it
+    would find none, and would behave differently in the kernel, like
+    matplotlib_inline or tqdm.auto), or one that loaded a module of the
+    project (which a pull request may change).
+    """
+    report = state.report = _empty_report()
+    before = dict(os.environ)
+    own_backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = own_backend or INLINE_BACKEND
+    with _ShellQuestions() as asked, _EntropySeeds(state.entropy_seeded):
+        for name in modules:
+            asked.clear()
+            loaded = set(sys.modules)
+            reason = _not_installed(name)
+            if reason is None:
+                with _captured(state.said.setdefault(name, [])):
+                    reason = _try_import(name, as_main=True)
+            if reason is not None:
+                report["skipped"][name] = reason
+                break
+            report["imported"].append(name)
+            why = _why_unsafe(asked, set(sys.modules) - loaded, state)
+            if why is not None:
+                report.update(unsafe=name, why=why)
+                break
+    if own_backend is None:
+        del os.environ["MPLBACKEND"]
+    state.said = {name: said for name, said in state.said.items() if said}
+    state.set_by_imports = {k: v for k, v in os.environ.items() if before.get(k) != v}
 
 
-def _why_unsafe(asked: list[str]) -> str | None:
+def _why_unsafe(asked: _ShellQuestions, new: set[str], state: _State) -> str | None:
     if threading.active_count() > 1:
         return "a thread is running after its import"
     if asked:
+        return f"it asks IPython's shell for {asked[0]} while it is imported"
+    if asked.kept():
         return "it asks IPython for its shell while it is imported"
+    for name in sorted(new):
+        place = _project_place(sys.modules.get(name), state)
+        if place is not None:
+            return f"it loads {name}, a module of the project ({place})"
     return None
 
 
-class _ShellQueries(list[str]):
-    """Records calls of IPython's `get_ipython` while active (then puts the original back)."""
+def _project_place(module: Any, state: _State) -> str | None:
+    """Where `module` lies in the project (or beside a notebook, shadowing it), or None."""
+    name = getattr(module, "__name__", "")
+    top = name.partition(".")[0] if isinstance(name, str) else ""
+    for folder in state.folders:
+        for shadow in (folder / f"{top}.py", folder / top):
+            if top and shadow.exists():
+                return str(shadow)
+    places: list[Any] = [getattr(module, "__file__", None)]
+    with contextlib.suppress(Exception):  # modules put odd things in `sys.modules`
+        places += list(getattr(module, "__path__", None) or [])
+    for place in places:
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            if isinstance(place, str) and Path(place).resolve().is_relative_to(state.project):
+                return place
+    return None
 
-    def __enter__(self) -> _ShellQueries:
+
+class _ShellQuestions(list[str]):
+    """While active: stand-in shells for `get_ipython()` that record what is asked of them.
+
+    In a kernel, a module imported by a cell finds the kernel's shell (the
+    builtin `get_ipython`, `IPython.get_ipython()`); in the template there is
+    none, so a module that looks would decide differently. A stand-in answers
+    `SHELL_FACTS` as every kernel would; any other question, or a stand-in
+    still referenced after the import (the module kept it for later), makes
+    the module unsafe to pre-import.
+    """
+
+    def __enter__(self) -> _ShellQuestions:
         import IPython
         import IPython.core.getipython as where
 
-        self._original = where.get_ipython
-        self._active = True
+        questions = self
 
-        def recording() -> Any:  # modules that imported it keep it: it must stay harmless
-            if self._active:
-                self.append("get_ipython")
-            return self._original()
+        class ZMQInteractiveShell:  # `type(get_ipython()).__name__` is the kernel's
+            def __getattribute__(self, name: str) -> Any:
+                if name in SHELL_FACTS:
+                    return object()
+                questions.append(f"its {name}")
+                raise AttributeError(name)
+
+        self._active = True
+        self._original: Callable[[], Any] = where.get_ipython
+        self._given: list[weakref.ref[Any]] = []
+
+        def get_ipython() -> Any:  # modules that imported it keep it: it must stay harmless
+            if not self._active:
+                return self._original()
+            stand_in = ZMQInteractiveShell()
+            self._given.append(weakref.ref(stand_in))
+            return stand_in
 
         self._places = [IPython, where]
         for place in self._places:
-            place.get_ipython = recording  # type: ignore[attr-defined]
+            place.get_ipython = get_ipython  # type: ignore[attr-defined]
+        builtins.get_ipython = get_ipython  # type: ignore[attr-defined]
+        builtins.__IPYTHON__ = True  # type: ignore[attr-defined]  # as in every kernel
         return self
+
+    def kept(self) -> bool:
+        """Whether a stand-in given out is still referenced."""
+        return any(given() is not None for given in self._given)
+
+    def clear(self) -> None:
+        super().clear()
+        self._given.clear()
 
     def __exit__(self, *_: object) -> None:
         self._active = False
         for place in self._places:
             place.get_ipython = self._original  # type: ignore[attr-defined]
+        del builtins.get_ipython  # type: ignore[attr-defined]
+        del builtins.__IPYTHON__  # type: ignore[attr-defined]
 
 
-def _local_or_missing(name: str, project: Path) -> str | None:
-    """Why `name` must not be preloaded: not installed, or a module of the project."""
+class _EntropySeeds:
+    """While active: records the `random.Random` instances seeded from entropy (seed None)."""
+
+    def __init__(self, found: weakref.WeakSet[random.Random]) -> None:
+        self._found = found
+
+    def __enter__(self) -> None:
+        original = self._original = random.Random.seed
+        found = self._found
+
+        def seed(self: random.Random, a: Any = None, version: int = 2) -> None:
+            (found.add if a is None else found.discard)(self)
+            original(self, a, version)
+
+        random.Random.seed = seed  # type: ignore[method-assign]
+
+    def __exit__(self, *_: object) -> None:
+        random.Random.seed = self._original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _captured(said: list[tuple[str, Any]]) -> Iterator[None]:
+    """What an import writes to stdout and stderr (also from C) and the warnings it shows,
+    in the order a kernel would show them: stdout, then stderr with the warnings in place."""
+    import ctypes
+
+    libc_flush = getattr(ctypes.CDLL(None), "fflush", None)
+    files = {fd: tempfile.TemporaryFile() for fd in (1, 2)}  # noqa: SIM115  (closed below)
+    saved = {fd: os.dup(fd) for fd in files}
+    shown = warnings.showwarning
+    warned: list[tuple[int, tuple[Any, ...]]] = []
+
+    def flush() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        if libc_flush is not None:
+            libc_flush(None)
+
+    def record(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+        flush()
+        warned.append((os.lseek(2, 0, os.SEEK_CUR), (message, category, filename, lineno)))
+
+    flush()
+    for fd, file in files.items():
+        os.dup2(file.fileno(), fd)
+    warnings.showwarning = record  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        flush()
+        if warnings.showwarning is record:
+            warnings.showwarning = shown
+        texts = {}
+        for fd, file in files.items():
+            os.dup2(saved[fd], fd)
+            os.close(saved[fd])
+            file.seek(0)
+            texts[fd] = file.read()
+            file.close()
+        said += _in_order(texts[1], texts[2], warned)
+
+
+def _in_order(
+    out: bytes, err: bytes, warned: list[tuple[int, tuple[Any, ...]]]
+) -> list[tuple[str, Any]]:
+    said: list[tuple[str, Any]] = [("stdout", out.decode("utf-8", "replace"))] if out else []
+    start = 0
+    for offset, warning in warned:
+        if err[start:offset]:
+            said.append(("stderr", err[start:offset].decode("utf-8", "replace")))
+        said.append(("warning", warning))
+        start = offset
+    if err[start:]:
+        said.append(("stderr", err[start:].decode("utf-8", "replace")))
+    return said
+
+
+def _not_installed(name: str) -> str | None:
     from importlib.util import find_spec
 
-    top = name.partition(".")[0]
     try:
-        spec = find_spec(top)
+        if find_spec(name.partition(".")[0]) is None:
+            return "not installed"
     except (ImportError, ValueError) as error:
         return f"cannot be found: {error}"
-    if spec is None:
-        return "not installed"
-    places = [spec.origin or "", *(spec.submodule_search_locations or [])]
-    for place in places:
-        with contextlib.suppress(OSError, ValueError):
-            if place and Path(place).resolve().is_relative_to(project):
-                return "a module of the project"
     return None
 
 
-def _try_import(name: str) -> str | None:
+def _try_import(name: str, *, as_main: bool = False) -> str | None:
+    """Import `name`; as a notebook's cell would (from `__main__`) when `as_main`."""
     try:
-        importlib.import_module(name)
+        if as_main:  # warnings name the importing module: `__main__` in a kernel
+            exec(compile(f"import {name}", _IMPORTED_HERE, "exec"), {"__name__": "__main__"})
+        else:
+            __import__(name)
     except BaseException as error:  # a module may raise anything, even SystemExit
         return f"{type(error).__name__}: {error}"[:200]
     return None
 
 
-# -- serving fork requests ----------------------------------------------------------
+# -- serving requests ---------------------------------------------------------------
 
 
-def _serve(listener: socket.socket, environment: dict[str, str]) -> None:
-    """Fork a kernel for each request until stdin closes."""
+def _serve(listener: socket.socket, state: _State) -> None:
+    """Answer requests until stdin closes; reap the set templates that ended."""
     with selectors.DefaultSelector() as selector:
         selector.register(listener, selectors.EVENT_READ)
         selector.register(sys.stdin, selectors.EVENT_READ)
         while True:
-            for key, _ in selector.select():
+            for key, _ in selector.select(timeout=1.0):
                 if key.fileobj is listener:
                     connection, _ = listener.accept()
                     with connection:
-                        _answer(connection, listener, environment)
+                        _answer(connection, listener, state)
                 elif not sys.stdin.readline():
                     return  # the worker is done (or gone)
+            _reap_children()
 
 
-def _answer(
-    connection: socket.socket, listener: socket.socket, environment: dict[str, str]
-) -> None:
-    request, fds = _receive(connection)
-    reply: dict[str, Any]
-    if differing := _differences(request["env"], environment):
-        reply = {"error": f"the kernel's environment differs from the template's: {differing}"}
-    else:
-        try:
-            reply = {"pid": _fork_kernel(request, fds, [connection, listener])}
-        except OSError as error:
-            reply = {"error": f"cannot fork: {error}"}
-    for fd in fds:  # (only the template gets here: the kernel child left by `_BecomeKernel`)
-        os.close(fd)
-    connection.sendall(json.dumps(reply).encode() + b"\n")
+def _reap_children() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def _answer(connection: socket.socket, listener: socket.socket, state: _State) -> None:
+    """One request; a malformed one or a client that hangs gets an error, never ends us."""
+    fds: list[int] = []
+    try:
+        connection.settimeout(_REQUEST_WAIT_S)
+        request, fds = _receive(connection)
+        reply = _reply(request, fds, [connection, listener], state)
+        connection.sendall(json.dumps(reply).encode() + b"\n")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        with contextlib.suppress(OSError):
+            connection.sendall(json.dumps({"error": f"bad request: {error}"}).encode() + b"\n")
+    finally:
+        for fd in fds:  # (only the template gets here: a child left by raising)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _reply(
+    request: dict[str, Any], fds: list[int], sockets: list[socket.socket], state: _State
+) -> _Reply:
+    op = request.get("op")
+    if op == "report":
+        return state.report
+    if op == "template":
+        if not isinstance(request["modules"], list) or not isinstance(request["socket"], str):
+            raise ValueError("a template request names its modules and socket")
+        return {"pid": _fork(lambda: _become_set_template(request, sockets))}
+    if op != "fork":
+        raise ValueError(f"unknown request {op!r}")
+    if len(fds) != 3:
+        raise ValueError("a fork request carries stdout, stderr and stdin")
+    if differing := _differences(request["env"], state.environment):
+        return {"error": f"the kernel's environment differs from the template's: {differing}"}
+    try:
+        return {"pid": _fork_kernel(request, fds, sockets)}
+    except OSError as error:
+        return {"error": f"cannot fork: {error}"}
 
 
 def _differences(wanted: dict[str, str], own: dict[str, str]) -> str:
@@ -264,14 +507,40 @@ def _differences(wanted: dict[str, str], own: dict[str, str]) -> str:
 
 
 def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    """One request: a JSON line, with the kernel's stdout and stderr attached."""
-    data, fds, _, _ = socket.recv_fds(connection, _MAX_REQUEST_BYTES, 2)
+    """One request: a JSON line, with file descriptors attached (a kernel's stdio)."""
+    data, fds, _, _ = socket.recv_fds(connection, 65536, 3)
     while not data.endswith(b"\n"):
-        more = connection.recv(_MAX_REQUEST_BYTES)
+        if len(data) > _MAX_REQUEST_BYTES:
+            raise ValueError("request too large")
+        more = connection.recv(65536)
         if not more:
             break
         data += more
-    return json.loads(data), list(fds)
+    request = json.loads(data)
+    if not isinstance(request, dict):
+        raise ValueError("a request is a JSON object")
+    return request, list(fds)
+
+
+def _fork(become: Callable[[], None]) -> int:
+    """Fork a child that runs `become` (which raises to unwind into `main`)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            become()
+        except (_BecomeKernel, _BecomeTemplate):
+            raise
+        except BaseException:
+            os._exit(70)
+        os._exit(0)
+    return pid
+
+
+def _become_set_template(request: dict[str, Any], sockets: list[socket.socket]) -> None:
+    _die_with_parent()
+    for sock in sockets:
+        sock.close()
+    raise _BecomeTemplate(request)
 
 
 def _fork_kernel(request: dict[str, Any], fds: list[int], sockets: list[socket.socket]) -> int:
@@ -309,11 +578,10 @@ def _detach(fds: list[int], sockets: list[socket.socket], *, intermediate: int) 
     os.setsid()
     for sock in sockets:
         sock.close()
-    stdout, stderr = fds
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    for source, target in ((devnull, 0), (stdout, 1), (stderr, 2)):
+    stdout, stderr, stdin = fds
+    for source, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
         os.dup2(source, target)
-    for fd in {devnull, *fds}:
+    for fd in set(fds):
         os.close(fd)
     while os.getppid() == intermediate:  # until adopted by the worker, as ipykernel expects
         time.sleep(0.001)
@@ -322,9 +590,9 @@ def _detach(fds: list[int], sockets: list[socket.socket], *, intermediate: int) 
 # -- the child: an ordinary kernel ---------------------------------------------------
 
 
-def _become_kernel(request: dict[str, Any], initial_path: list[str]) -> None:
+def _become_kernel(request: dict[str, Any], state: _State) -> None:
     """Set up what a fresh `python -m ipykernel_launcher` would have, then run it."""
-    import random
+    import importlib
     import runpy
 
     for signum in (signal.SIGTERM, signal.SIGCHLD):
@@ -333,18 +601,22 @@ def _become_kernel(request: dict[str, Any], initial_path: list[str]) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    os.environ.update(state.set_by_imports)
     _reread_kernel_settings()
+    sys.stdin = open(0, encoding=sys.stdin.encoding, closefd=False)  # noqa: SIM115  (fd 0: new)
+    sys.__stdin__ = sys.stdin  # type: ignore[misc]
     argv: list[str] = request["argv"]
     sys.orig_argv = list(argv)
     sys.argv = ["-m", *argv[3:]]  # runpy sets argv[0] to the launcher's file, as -m does
-    sys.path[:] = [os.getcwd(), *initial_path[1:]]
+    sys.path[:] = [os.getcwd(), *state.initial_path[1:]]
     for name in [n for n in sys.modules if n == "nbci" or n.startswith("nbci.")]:
         del sys.modules[name]  # the template's own code: a notebook may import another nbci
     sys.path_importer_cache.clear()
     importlib.invalidate_caches()
-    random.seed()
-    if numpy := sys.modules.get("numpy"):
-        numpy.random.seed()
+    _reseed(state)
+    fresh_process_state()
+    if state.said:
+        _show_on_import(state.said)
     runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
 
 
@@ -354,3 +626,100 @@ def _reread_kernel_settings() -> None:
 
     parent = IPKernelApp.class_traits()["parent_handle"]
     parent.default_value = int(os.environ.get("JPY_PARENT_PID") or 0)
+
+
+def _reseed(state: _State) -> None:
+    """Draw new seeds for every generator the template's imports seeded from entropy."""
+    random.seed()
+    for generator in list(state.entropy_seeded):
+        generator.seed()
+    if numpy := sys.modules.get("numpy"):
+        numpy.random.seed()
+    if (torch := sys.modules.get("torch")) and hasattr(torch, "seed"):
+        torch.seed()  # its default generator is seeded from entropy when torch is imported
+
+
+def fresh_process_state() -> None:
+    """`multiprocessing`'s per-process state, as a process that imports it now would have it.
+
+    Imported by the template, it holds the template's working directory
+    (`ORIGINAL_DIR`, which `spawn` and loky workers put on their `sys.path`
+    in place of `''`: a module beside the notebook would not be found), the
+    template's authentication key, and its resource trackers and fork server
+    (processes of the template's, not the kernel's). Also run after the
+    kernel moves to its notebook's folder.
+    """
+    process = sys.modules.get("multiprocessing.process")
+    if process is None:
+        return
+    process.ORIGINAL_DIR = os.path.abspath(os.getcwd())  # type: ignore[attr-defined]
+    main = process.current_process()
+    if main.pid != getattr(main, "_nbci_pid", None):  # only once per process
+        main._nbci_pid = main.pid
+        main.authkey = os.urandom(32)
+        process._process_counter = itertools.count(1)  # type: ignore[attr-defined]
+        process._children = set()  # type: ignore[attr-defined]
+        _forget_helper_processes()
+
+
+_HELPER_STATE = ("_fd", "_pid", "_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid")
+"""What a resource tracker or fork server object knows of its process."""
+
+
+def _forget_helper_processes() -> None:
+    """A resource tracker or fork server the template started is not the kernel's."""
+    kinds = tuple(
+        kind
+        for module, name in (
+            ("multiprocessing.resource_tracker", "ResourceTracker"),
+            ("multiprocessing.forkserver", "ForkServer"),
+            ("joblib.externals.loky.backend.resource_tracker", "ResourceTracker"),
+            ("loky.backend.resource_tracker", "ResourceTracker"),
+        )
+        if isinstance(kind := getattr(sys.modules.get(module), name, None), type)
+    )
+    for module in list(sys.modules.values()):
+        try:  # `vars`: a module's `__getattr__` may import, or raise anything
+            helpers = [v for v in vars(module).values() if issubclass(type(v), kinds)]
+        except TypeError:
+            continue
+        for helper in helpers:
+            for attribute in _HELPER_STATE:
+                if attribute in vars(helper):
+                    setattr(helper, attribute, None)
+
+
+def _show_on_import(said: dict[str, list[tuple[str, Any]]]) -> None:
+    """Show what importing a module printed or warned when the notebook's code imports it."""
+    original = builtins.__import__
+    pending = dict(said)
+
+    def importing(
+        name: str,
+        globals: dict[str, Any] | None = None,
+        locals: Any = None,
+        fromlist: Any = (),
+        level: int = 0,
+    ) -> Any:
+        module = original(name, globals, locals, fromlist, level)
+        if level == 0 and name in pending and (globals or {}).get("__name__") == "__main__":
+            caller = sys._getframe(1)
+            _replay(pending.pop(name), caller.f_code.co_filename, caller.f_lineno)
+            if not pending and builtins.__import__ is importing:
+                builtins.__import__ = original
+        return module
+
+    builtins.__import__ = importing  # type: ignore[assignment]
+
+
+def _replay(said: list[tuple[str, Any]], filename: str, lineno: int) -> None:
+    for kind, what in said:
+        if kind == "stdout":
+            sys.stdout.write(what)
+        elif kind == "stderr":
+            sys.stderr.write(what)
+        else:
+            message, category, where, line = what
+            if where == _IMPORTED_HERE:  # raised "by the importer": the notebook's statement
+                where, line = filename, lineno
+            warnings.showwarning(message, category, where, line)

@@ -63,9 +63,10 @@ def run_job(job: Job, worker: WorkerContext) -> NotebookResult:
             duration_s=clock.elapsed(),
             error=ErrorInfo(message=str(invalid)),
         )
+    modules = worker.kernels.modules_for(worker.settings.root / job.path)
     for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
         try:
-            kernel = worker.kernels.take(running.kernel_name, running.source_dir)
+            kernel = worker.kernels.take(running.kernel_name, running.source_dir, modules)
         except Exception as error:
             name = running.kernel_name
             logger.warning("%s: cannot start a %r kernel", job.id, name, exc_info=True)
@@ -103,7 +104,7 @@ def _run_in_kernel(
         worker.sender.send(Started())
         logger.debug("%s: the kernel answered after %.2f s", running.job.id, clock.elapsed())
         announce_start(running)
-        await worker.kernels.prestart(kernel.name, running.source_dir)
+        await worker.kernels.prestart(kernel.name, running.source_dir, kernel.modules)
         logger.debug("%s: the next kernel started after %.2f s", running.job.id, clock.elapsed())
 
     graceful = False
@@ -120,7 +121,7 @@ def _run_in_kernel(
             error=outcome.error,
             duration_s=clock.elapsed(),
             output=running.notebook_rel if running.output.is_file() else None,
-            notes=running.notes,
+            notes=running.notes + _fresh_note(running.job, kernel),
             kernel=running.kernel_name,
         )
         if result.output is not None:
@@ -140,6 +141,15 @@ def _unreadable(error: BaseException) -> str:
     if cause is None:
         return one_line(error)
     return f"invalid JSON at line {cause.lineno}, column {cause.colno}: {cause.msg}"
+
+
+def _fresh_note(job: Job, kernel: Kernel) -> tuple[str, ...]:
+    """Why this notebook's kernel started fresh although it was to be forked (said, and noted)."""
+    if kernel.fresh_because is None:
+        return ()
+    note = f"its kernel started fresh, without pre-imported modules: {kernel.fresh_because}"
+    logger.warning("%s: %s", job.id, note)
+    return (note,)
 
 
 def _prepare(job: Job, worker: WorkerContext, clock: Clock) -> RunningJob:

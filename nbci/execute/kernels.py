@@ -65,6 +65,10 @@ class Kernel:
     """Also the kernel's process group and session id (it is launched with a session of its own)."""
     log: Path
     """The kernel process's own stdout and stderr (not the notebook's outputs)."""
+    modules: tuple[str, ...] = ()
+    """The modules it was to be forked with (`preload.modules_for`)."""
+    fresh_because: str | None = None
+    """Why it started fresh although its notebook's modules were to be pre-imported."""
 
     def exit_code(self) -> int | None:
         process = getattr(self.km.provisioner, "process", None)
@@ -110,7 +114,7 @@ class Kernels:
         self._starting = False
         self._terminate_when_started = False
         self._templates = self._template_keeper()
-        self._forking_specs: Any = None
+        self._forking_specs: dict[str, Any] = {}
 
     @property
     def preloading(self) -> bool:
@@ -136,8 +140,8 @@ class Kernels:
         keeper = TemplateKeeper(
             self._settings.scratch,
             environment,
-            self._settings.preload,
             self._settings.root,
+            self._settings.notebook_folders,
             self._template_process,
         )
         keeper.start()
@@ -149,18 +153,27 @@ class Kernels:
         with _logged_failure("reporting template %s", pid):
             self._sender.send(KernelEvent(pid, alive=alive))
 
-    def _specs_for_start(self) -> Any:
-        """Kernelspecs that fork from the template when it is ready, else the plain ones."""
+    def modules_for(self, notebook: Path) -> tuple[str, ...]:
+        """The modules `notebook`'s kernel is forked with (none without templates)."""
+        if self._templates is None or self._settings.preload is None:
+            return ()
+        from nbci.execute.preload import modules_for
+
+        return modules_for(notebook, self._settings.notebook_folders, self._settings.preload)
+
+    def _specs_for_start(self, modules: tuple[str, ...]) -> tuple[Any, str | None]:
+        """Kernelspecs that fork from the template of `modules` when it is ready, else the
+        plain ones, with why this kernel starts fresh (None: no template for anyone)."""
         if self._templates is None:
-            return self._specs()
-        socket = self._templates.socket(self._settings.start_timeout)
+            return self._specs(), None
+        socket, why = self._templates.socket(modules, self._settings.start_timeout)
         if socket is None:
-            return self._specs()
-        if self._forking_specs is None:
+            return self._specs(), why
+        if socket not in self._forking_specs:
             from nbci.execute.provisioner import ForkingKernelSpecManager
 
-            self._forking_specs = ForkingKernelSpecManager(socket)
-        return self._forking_specs
+            self._forking_specs[socket] = ForkingKernelSpecManager(socket)
+        return self._forking_specs[socket], None
 
     def spec(self, name: str) -> Any:
         """The kernelspec called `name`; raises jupyter_client's NoSuchKernel."""
@@ -176,33 +189,40 @@ class Kernels:
             self._spec_manager = KernelSpecManager()
         return self._spec_manager
 
-    def warm_up(self, name: str, cwd: Path) -> None:
+    def warm_up(self, name: str, cwd: Path, modules: tuple[str, ...] = ()) -> None:
         from jupyter_core.utils import run_sync
 
-        run_sync(self.prestart)(name, cwd)
+        run_sync(self.prestart)(name, cwd, modules)
 
-    async def prestart(self, name: str, cwd: Path) -> None:
-        """Start the next job's kernel ahead of need; a failure only means a cold start later."""
+    async def prestart(self, name: str, cwd: Path, modules: tuple[str, ...] = ()) -> None:
+        """Start the next job's kernel ahead of need; a failure only means a cold start later.
+
+        Forked, it is a guess that the next notebook imports the same modules.
+        """
         if not (self._settings.warm_kernels and self.start_ahead) or self._warm is not None:
             return
         try:
-            self._warm = await self._start(name, cwd)
+            self._warm = await self._start(name, cwd, modules)
         except Exception:
             logger.debug("could not start a %r kernel ahead of need", name, exc_info=True)
 
-    def take(self, name: str, cwd: Path) -> Kernel:
+    def take(self, name: str, cwd: Path, modules: tuple[str, ...] = ()) -> Kernel:
         """A kernel nobody has used: the warm one if it fits and lives, else a new one."""
         from jupyter_core.utils import run_sync
 
         self.reap(wait=False)
         kernel, self._warm = self._warm, None
-        if kernel is None or kernel.name != name or kernel.exit_code() is not None:
+        if (
+            kernel is None
+            or (kernel.name, kernel.modules) != (name, modules)
+            or kernel.exit_code() is not None
+        ):
             if kernel is not None:
-                logger.debug("discarding a warm %r kernel: %r is needed", kernel.name, name)
+                logger.debug("discarding a warm %r kernel: another is needed", kernel.name)
                 self.release(kernel, graceful=False)
-            kernel = run_sync(self._start)(name, cwd)
+            kernel = run_sync(self._start)(name, cwd, modules)
         if self._templates is not None:  # a fork is quick: the next kernel boots meanwhile
-            self.warm_up(name, cwd)
+            self.warm_up(name, cwd, modules)
         return kernel
 
     def release(self, kernel: Kernel, *, graceful: bool) -> None:
@@ -238,7 +258,7 @@ class Kernels:
     def _finish(self, kernel: Kernel) -> None:
         from jupyter_core.utils import run_sync
 
-        kill_session(kernel.pid)
+        kill_session(kernel.pid, descendants_only=self._subreaper)
         with _logged_failure("cleaning up kernel %s", kernel.pid):
             run_sync(kernel.km.shutdown_kernel)(now=True)  # reaps it, closes its sockets
         self.live.discard(kernel.pid)
@@ -275,14 +295,15 @@ class Kernels:
         self.kill_all()
         os._exit(EXIT_TERMINATED)
 
-    async def _start(self, name: str, cwd: Path) -> Kernel:
+    async def _start(self, name: str, cwd: Path, modules: tuple[str, ...] = ()) -> Kernel:
         from jupyter_client.manager import AsyncKernelManager
 
+        specs, fresh_because = self._specs_for_start(modules)
         scratch = self._settings.scratch  # removed by the parent, even if this worker is killed
         fd, log = tempfile.mkstemp(prefix=f"{safe_name(name)}-", suffix=".log", dir=scratch)
         km = AsyncKernelManager(
             kernel_name=name,
-            kernel_spec_manager=self._specs_for_start(),
+            kernel_spec_manager=specs,
             client_class="nbci.execute.client.ReadyKernelClient",
             connection_file=str(Path(log).with_suffix(".json")),
             shutdown_wait_time=SHUTDOWN_WAIT_S,
@@ -314,7 +335,7 @@ class Kernels:
                 self.terminate()
         self._sender.send(KernelEvent(pid, alive=True))
         logger.debug("started a %r kernel, pid %s", name, pid)
-        return Kernel(name=name, km=km, pid=pid, log=Path(log))
+        return Kernel(name, km, pid, Path(log), modules, fresh_because)
 
 
 def kernel_environment(threads: int, hidden: Iterable[str] = ()) -> dict[str, str]:

@@ -18,18 +18,32 @@ from collections.abc import Collection
 import psutil
 
 
-def kill_session(sid: int) -> None:
-    """SIGKILL the process group `sid` and every process in session `sid`."""
-    with contextlib.suppress(OSError):
-        os.killpg(sid, signal.SIGKILL)
+def kill_session(sid: int, *, descendants_only: bool = False) -> None:
+    """SIGKILL the process group `sid` and every process in session `sid`.
+
+    With `descendants_only` (a subreaper killing what its kernel left, once
+    the kernel may have been reaped), only this process's descendants: were
+    the session empty, its id could have been reused by an unrelated process.
+    """
+    if not descendants_only:
+        with contextlib.suppress(OSError):
+            os.killpg(sid, signal.SIGKILL)
+    mine = {p.pid for p in _descendants(psutil.Process())} if descendants_only else None
     for pid in psutil.pids():
         try:
             in_session = os.getsid(pid) == sid
         except OSError:  # gone, or not ours to see
             continue
-        if in_session:
+        if in_session and (mine is None or pid in mine):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 def become_subreaper() -> bool:
@@ -43,7 +57,8 @@ def become_subreaper() -> bool:
 
     pr_set_child_subreaper = 36
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
+        answer: int = ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+        return answer == 0
     except (OSError, AttributeError):
         return False
 

@@ -71,8 +71,13 @@ class ForkProvisioner(LocalProvisioner):
         env = dict(kwargs.get("env") or os.environ)
         env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's launcher sets it
         cwd = str(kwargs.get("cwd") or os.getcwd())
-        stdio = [_fd(kwargs.get("stdout"), 1), _fd(kwargs.get("stderr"), 2)]
-        pid = request_fork(self.template_socket, cmd, env, cwd, stdio)
+        stdin, writer = os.pipe()  # as jupyter_client's launcher gives it: a closed pipe
+        os.close(writer)
+        try:
+            stdio = [_fd(kwargs.get("stdout"), 1), _fd(kwargs.get("stderr"), 2), stdin]
+            pid = request_fork(self.template_socket, cmd, env, cwd, stdio)
+        finally:
+            os.close(stdin)
         # Duck-typed: the local provisioner only polls, waits for and signals its process.
         self.process = cast("subprocess.Popen[bytes]", ForkedProcess(pid))
         self.pid = self.pgid = pid  # the kernel leads a session (and group) of its own

@@ -56,7 +56,10 @@ class WorkerSettings:
     scratch: Path
     """A temporary folder for kernel logs, removed by the parent (also after a worker dies)."""
     preload: tuple[str, ...] | None = None
-    """Modules the worker's template pre-imports; None: no template, kernels start normally."""
+    """Configured modules to pre-import on top of each notebook's own first imports
+    (`preload.modules_for`); None: no templates, kernels start normally."""
+    notebook_folders: tuple[Path, ...] = ()
+    """The planned notebooks' folders: modules there are the project's."""
     stream_output: bool = False
     hidden_variables: tuple[str, ...] = ()
 
@@ -67,6 +70,7 @@ class WorkerSettings:
         first_job: Job,
         scratch: Path,
         preload: tuple[str, ...] | None = None,
+        notebook_folders: tuple[Path, ...] = (),
     ) -> WorkerSettings:
         return cls(
             root=options.root.resolve(),
@@ -79,6 +83,7 @@ class WorkerSettings:
             kernel_threads=max(1, (os.cpu_count() or 1) // max(1, options.workers)),
             scratch=scratch,
             preload=preload,
+            notebook_folders=notebook_folders,
             stream_output=options.stream_output,
             hidden_variables=options.hidden_variables,
         )

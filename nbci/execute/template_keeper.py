@@ -1,4 +1,12 @@
-"""A worker's template process: started once, replaced when unsafe, given up when it fails.
+"""A worker's templates: the base one, and one per set of imports, replaced when unsafe.
+
+Each notebook's kernel is forked from a template that imported exactly the
+modules that notebook imports first (`preload.modules_for`), in its order: a
+*set template* forked from the worker's base template (which imported only
+the kernel machinery). The last `KEPT_SET_TEMPLATES` are kept for the next
+notebooks with the same imports. A module that makes a template unsafe is
+cut, with what follows it, from every set of this worker; a set template that
+fails means a fresh kernel for that notebook only.
 
 Forking needs Linux: the forked kernel must be adopted by the worker (a
 child subreaper) so that the worker reaps it and knows its exit code, and
@@ -11,35 +19,43 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from nbci.execute.fork_client import UNSAFE_RETRIES, Template, TemplateError, TemplateReport
+from nbci.execute.fork_client import SetTemplate, Template, TemplateError, TemplateReport
 from nbci.execute.provisioner import fall_back
 
 logger = logging.getLogger(__name__)
 
+KEPT_SET_TEMPLATES = 2
+"""Set templates a worker keeps alive (each holds its notebooks' imports in memory)."""
+
 
 class TemplateKeeper:
-    """Hands out the socket of a ready, safe template, or None (the kernel then starts normally)."""
+    """Hands out the socket of a ready, safe template for a set of modules."""
 
     def __init__(
         self,
         folder: Path,
         environment: Mapping[str, str],
-        modules: Sequence[str],
         project: Path,
+        notebook_folders: Sequence[Path],
         on_process: Callable[[int, bool], None],
     ) -> None:
         self._folder = folder
         self._environment = environment
-        self._modules = list(modules)
         self._project = project
+        self._notebook_folders = notebook_folders
         self._on_process = on_process
-        """Told each template pid as it starts (True) and stops (False)."""
-        self._template: Template | None = None
+        """Told the base template's pid as it starts (True) and stops (False)."""
+        self._base: Template | None = None
+        self._sets: OrderedDict[tuple[str, ...], SetTemplate] = OrderedDict()
+        self._unsafe: dict[str, str] = {}
+        """Modules that made a template unsafe (→ why): never pre-imported again here."""
+        self._failed: dict[tuple[str, ...], str] = {}
+        """Sets whose template failed (→ why): their notebooks start fresh without trying again."""
         self._given_up = False
-        self._retries = UNSAFE_RETRIES
 
     @staticmethod
     def supported(subreaper: bool) -> str | None:
@@ -51,52 +67,100 @@ class TemplateKeeper:
         return None
 
     def start(self) -> None:
-        """Start the template in the background (it imports while the worker goes on)."""
-        if self._template is None and not self._given_up:
+        """Start the base template in the background (it imports while the worker goes on)."""
+        if self._base is None and not self._given_up:
             try:
-                self._template = Template(
-                    self._folder, self._environment, self._modules, self._project
+                self._base = Template(
+                    self._folder, self._environment, self._project, self._notebook_folders
                 )
             except OSError as error:
                 self._give_up(f"the template process cannot start ({error})")
                 return
-            self._on_process(self._template.pid, True)
+            self._on_process(self._base.pid, True)
 
-    def socket(self, timeout: float) -> str | None:
-        """The socket of a template ready to fork, waiting for it to finish importing."""
-        while not self._given_up:
-            self.start()
-            template = self._template
-            if template is None:
-                break
+    def socket(self, modules: Sequence[str], timeout: float) -> tuple[str | None, str | None]:
+        """The socket of a template of `modules` ready to fork, or None and why not.
+
+        The why is None when no template is used by anyone in this worker
+        (said once, `fall_back`); otherwise it is this notebook's reason.
+        """
+        base = self._ready_base(timeout)
+        if base is None:
+            return None, None
+        wanted = self._cut(tuple(modules))
+        while wanted:
+            if wanted in self._failed:
+                return None, self._failed[wanted]
             try:
+                template = self._set(base, wanted)
                 report = template.wait_ready(timeout)
             except TemplateError as error:
-                self._give_up(str(error))
-                break
+                return None, self._fail(wanted, f"the template of its imports failed ({error})")
             if report.unsafe is None and template.alive():
                 _log_report(report)
-                return str(template.socket_path)
+                return str(template.socket_path), None
+            self._drop(wanted)
             if report.unsafe is None:
-                self._give_up("the template process died")
-            else:
-                self._drop_unsafe(report.unsafe, str(report.why))
-        return None
+                return None, self._fail(wanted, "the template of its imports died")
+            self._unsafe[report.unsafe] = str(report.why)
+            logger.info(
+                "not pre-importing %s: %s", report.unsafe, report.why, extra={"nbci_once": True}
+            )
+            wanted = self._cut(wanted)
+        return (str(base.socket_path), None) if base.alive() else (None, None)
 
     def stop(self) -> None:
-        if self._template is not None:
-            self._template.stop()
-            self._on_process(self._template.pid, False)
-            self._template = None
+        for template in self._sets.values():
+            template.stop()
+        self._sets.clear()
+        if self._base is not None:
+            self._base.stop()
+            self._on_process(self._base.pid, False)
+            self._base = None
 
-    def _drop_unsafe(self, module: str, why: str) -> None:
-        self.stop()
-        self._retries -= 1
-        if module not in self._modules or self._retries < 0:
-            self._give_up(f"cannot pre-import {module}: {why}")
-            return
-        logger.info("not pre-importing %s: %s", module, why, extra={"nbci_once": True})
-        self._modules.remove(module)
+    def _ready_base(self, timeout: float) -> Template | None:
+        self.start()
+        base = self._base
+        if base is None:
+            return None
+        try:
+            report = base.wait_ready(timeout)
+        except TemplateError as error:
+            self._give_up(str(error))
+            return None
+        if report.unsafe is not None:
+            self._give_up(f"cannot pre-import {report.unsafe}: {report.why}")
+            return None
+        if not base.alive():
+            self._give_up("the template process died")
+            return None
+        return base
+
+    def _cut(self, modules: tuple[str, ...]) -> tuple[str, ...]:
+        """`modules` up to the first one known to be unsafe (what follows it may depend on it)."""
+        for index, name in enumerate(modules):
+            if name in self._unsafe:
+                return modules[:index]
+        return modules
+
+    def _set(self, base: Template, modules: tuple[str, ...]) -> SetTemplate:
+        template = self._sets.pop(modules, None)
+        if template is None or not template.alive():
+            while len(self._sets) >= KEPT_SET_TEMPLATES:
+                self._sets.popitem(last=False)[1].stop()
+            template = base.fork_set(modules)
+        self._sets[modules] = template  # the most recently used last
+        return template
+
+    def _fail(self, modules: tuple[str, ...], why: str) -> str:
+        self._drop(modules)
+        self._failed[modules] = why
+        return why
+
+    def _drop(self, modules: tuple[str, ...]) -> None:
+        template = self._sets.pop(modules, None)
+        if template is not None:
+            template.stop()
 
     def _give_up(self, reason: str) -> None:
         self.stop()

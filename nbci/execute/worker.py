@@ -37,9 +37,10 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     context = WorkerContext(settings, kernels, sender)
     try:
         if kernels.preloading:
-            _import_papermill()  # while the template imports
-        kernels.warm_up(settings.kernel_hint, settings.root)
-        _import_papermill()  # while the warm kernel boots
+            _import_papermill()  # while the template imports (a kernel is forked per notebook)
+        else:
+            kernels.warm_up(settings.kernel_hint, settings.root)
+            _import_papermill()  # while the warm kernel boots
         while (assignment := receive_assignment(conn)) is not None:
             kernels.start_ahead = assignment.start_ahead
             sender.send(Finished(run_job_safely(assignment.job, context)))
