@@ -54,11 +54,17 @@ def glued(result: NotebookResult) -> dict[str, Any]:
 
 
 def outputs(project: Path, result: NotebookResult, preload: bool) -> list[str]:
-    """Each code cell's text outputs (streams), as the executed notebook holds them."""
+    """Each code cell's text outputs, as the executed notebook holds them: stdout's, then
+    stderr's (how a kernel interleaves its two streams depends on when each is flushed)."""
     assert result.output is not None
     nb = json.loads((project / f"out-{preload}" / result.output).read_text())
     return [
-        "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
+        "".join(
+            "".join(o.get("text", ""))
+            for stream in ("stdout", "stderr")
+            for o in cell.get("outputs", [])
+            if o.get("name") == stream
+        )
         for cell in nb["cells"]
         if cell["cell_type"] == "code"
     ]

@@ -85,7 +85,7 @@ def test_hostile_content_is_collected_bounded_and_contained(project: Path, tmp_p
 
     # Nothing written outside the output directory but its (free) lock file beside it; no
     # staging folder left beside it.
-    allowed = ["project/nbci-out", "project/.nbci-out.lock"]
+    allowed = ["project/nbci-out", "project/.nbci-out.lock", "project/.nbci-cache"]
     assert changes(before, snapshot(tmp_path), allowed=allowed) == []
     assert hashlib.sha256(Path("/etc/passwd").read_bytes()).hexdigest() == passwd
     assert not list(Path("/tmp").glob("absolute-figure*"))

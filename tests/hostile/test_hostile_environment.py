@@ -25,12 +25,12 @@ OWN_TOKEN = "MY_PUBLISH_TOKEN"
 SECRETS = {name: f"secret-{name.lower()}-7f3a" for name in (*SECRET_VARIABLES, OWN_TOKEN)}
 VISIBLE = ("NBCI_TEST_VISIBLE", "plain-value-9c1d")
 CELLS = [
-    "import json, os, subprocess, sys, nbci",
+    "import sys\nFORKED = 'numpy' in sys.modules  # before the notebook's own import of it",
+    "import json, os, subprocess, numpy, nbci",
     "print(json.dumps(dict(os.environ)))",
     "print(subprocess.run(['env'], capture_output=True, text=True).stdout)",
     "nbci.glue('environment', json.dumps(dict(os.environ)))",
-    "nbci.glue('forked', 'nbci.execute' in sys.modules or 'numpy' in sys.modules)",
-    "import numpy",
+    "nbci.glue('forked', FORKED)",
 ]
 
 

@@ -121,7 +121,7 @@ def test_broken_notebooks_get_a_status_and_a_reason_and_leave_no_process(
     # wrote themselves.
     after = snapshot(tmp_path)
     written = [f"project/broken/{name}" for name in pids]
-    allowed = ["project/nbci-out", "project/.nbci-out.lock", *written]
+    allowed = ["project/nbci-out", "project/.nbci-out.lock", "project/.nbci-cache", *written]
     assert changes(before, after, allowed=allowed) == []
 
 
