@@ -112,7 +112,14 @@ def diff_json(comparison: Comparison, *, verdict: Verdict | None = None) -> dict
             for job in comparison.jobs
         ],
         "parameters": [
-            {"job": p.job_id, "name": p.name, "baseline": p.baseline, "value": p.value}
+            {
+                "job": p.job_id,
+                "name": p.name,
+                "baseline": p.baseline,
+                "value": p.value,
+                "baseline_origin": p.baseline_origin,
+                "origin": p.origin,
+            }
             for p in comparison.parameters
         ],
         "metrics": [
