@@ -133,6 +133,48 @@ class FigureChange:
     """The change in words: `1,234 pixels changed (0.5%)`, `size changed from …`."""
 
 
+CellChangeKind = Literal["edited", "added", "removed", "moved"]
+DiffLine = tuple[Literal[" ", "-", "+"], str]
+"""One line of a diff: ` ` on both sides, `-` the baseline's only, `+` this run's only."""
+
+
+@dataclass(frozen=True)
+class CellImage:
+    """An image output of a changed cell, against the baseline cell's at the same place."""
+
+    path: str | None
+    """This run's image, relative to the output directory (None: the baseline's only)."""
+    baseline_path: str | None
+    """The baseline's image, copied into the output directory (None: this run's only)."""
+    diff_path: str | None = None
+    note: str = ""
+    """The change in words, as for figures (`1,234 pixels changed (0.5%)`)."""
+
+
+@dataclass(frozen=True)
+class CellChange:
+    """A code cell whose source differs from the baseline's executed notebook."""
+
+    kind: CellChangeKind
+    number: int | None
+    """Its `In [N]` in this run; None when removed."""
+    baseline_number: int | None
+    """Its `In [N]` in the baseline; None when added."""
+    source: tuple[DiffLine, ...]
+    """The source line by line (all `+` when added, all `-` when removed)."""
+    outputs: tuple[DiffLine, ...] = ()
+    """Its text outputs (streams, plain text, errors) line by line, likewise."""
+    images: tuple[CellImage, ...] = ()
+
+
+@dataclass(frozen=True)
+class CodeChange:
+    """Which code cells of a job's notebook changed against its baseline's."""
+
+    job_id: str
+    cells: tuple[CellChange, ...]
+
+
 @dataclass(frozen=True)
 class Series:
     """One glued curve: y against x, at most `nbci.series.MAX_POINTS` points kept."""
