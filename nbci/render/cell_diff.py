@@ -115,8 +115,9 @@ def _hunks(lines: Sequence[DiffLine], kind: CellChangeKind) -> list[str]:
     with `CONTEXT_LINES` of context, `…` where lines are skipped; a moved one's first lines."""
     if kind in ("added", "removed"):
         return [f"{tag}{text}" for tag, text in lines]
-    changed = [i for i, (tag, _) in enumerate(lines) if tag != " "] or [-CONTEXT_LINES - 1]
+    changed = [i for i, (tag, _) in enumerate(lines) if tag != " "]
     keep = {j for i in changed for j in range(i - CONTEXT_LINES, i + CONTEXT_LINES + 1)}
+    keep = keep or set(range(CONTEXT_LINES))  # moved as it was
     out: list[str] = []
     skipped = False
     for i, (tag, text) in enumerate(lines):
