@@ -94,6 +94,12 @@ class Forge(Protocol):
         """A file of the branch; ResultsError when it is over `limit` bytes or arrives garbled."""
         ...
 
+    def read_path(self, tip: Tip, path: str, limit: int) -> bytes | None:
+        """A file of the branch at the tip's commit by its path, in one request (a GitHub
+        file over 1 MB takes a second); None when there is none. ResultsError when it is
+        over `limit` bytes or arrives garbled."""
+        ...
+
     def file_url(self, commit: str, path: str) -> str:
         """The web address of a file at a commit, for images in a comment."""
         ...

@@ -160,6 +160,34 @@ class GitHubForge:
             raise ResultsError(f"{source}: larger than the {limit} bytes allowed")
         return data
 
+    def read_path(self, tip: Tip, path: str, limit: int) -> bytes | None:
+        from github import GithubException
+
+        if tip.commit is None:
+            return None
+        source = stored_source(tip, path)
+        with self.session.errors(f"read {path} from the {tip.branch} branch", CONTENTS_READ):
+            try:
+                found = self.session.repo.get_contents(path, ref=tip.commit)
+            except GithubException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            if isinstance(found, list) or found.type != "file":
+                return None
+            if found.size > limit:
+                raise ResultsError(f"{source}: larger than the {limit} bytes allowed")
+            content = found.content if found.encoding == "base64" else None
+            if content is None:  # over 1 MB: the contents API leaves it out, the blob has it
+                blob = self.session.repo.get_git_blob(found.sha)
+                content = blob.content if blob.encoding == "base64" else None
+        if content is None:
+            raise ResultsError(f"{source}: GitHub sent it in another encoding than base64")
+        try:
+            return base64.b64decode(content, validate=False)
+        except (binascii.Error, ValueError):
+            raise ResultsError(f"{source}: not valid base64") from None
+
     def file_url(self, commit: str, path: str) -> str:
         return f"{self.ctx.server_url}/{self.ctx.repo}/raw/{commit}/{quote(path)}"
 

@@ -173,6 +173,31 @@ class GitLabForge:
                     raise ResultsError(f"{source}: larger than the {limit} bytes allowed")
         return bytes(data)
 
+    def read_path(self, tip: Tip, path: str, limit: int) -> bytes | None:
+        from gitlab.exceptions import GitlabGetError
+
+        if tip.commit is None:
+            return None
+        source = stored_source(tip, path)
+        data = bytearray()
+        with self.session.errors(f"read {path} from the {tip.branch} branch", READ):
+            try:
+                chunks = self.project.files.raw(
+                    file_path=f"{ASSETS_ROOT}/{path}",
+                    ref=tip.commit,
+                    iterator=True,
+                    chunk_size=65536,
+                )
+                for chunk in chunks:
+                    data += chunk
+                    if len(data) > limit:
+                        raise ResultsError(f"{source}: larger than the {limit} bytes allowed")
+            except GitlabGetError as exc:
+                if exc.response_code == 404:
+                    return None
+                raise
+        return bytes(data)
+
     def file_url(self, commit: str, path: str) -> str:
         full = quote(f"{ASSETS_ROOT}/{path}")
         return f"{self.ctx.server_url}/{self._project_path()}/-/raw/{commit}/{full}"
