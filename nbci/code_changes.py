@@ -85,9 +85,10 @@ def changed_cells(
     head: Cells, base: Cells, write_image: ImageWriter | None = None
 ) -> tuple[CellChange, ...]:
     """The code cells of `head` that differ from `base`'s, in this run's order (removed
-    cells where they were)."""
+    cells where they were); of both, only the notebook's own code cells count."""
     from nbdime.diffing.notebooks import diff_notebooks
 
+    head, base = _own_code(head), _own_code(base)
     head_numbers, base_numbers = _numbers(head), _numbers(base)
     diff = diff_notebooks(_sources_only(base), _sources_only(head))
     cell_ops: list[dict[str, Any]] = next((op["diff"] for op in diff if op["key"] == "cells"), [])
@@ -183,7 +184,7 @@ def _in(number: int | None) -> str:
 
 
 def _cells(data: bytes | None) -> Cells | None:
-    """The code cells that are the notebook's own (not papermill's injected one)."""
+    """The notebook's cells; None when it cannot be read as one."""
     if data is None:
         return None
     try:
@@ -191,8 +192,11 @@ def _cells(data: bytes | None) -> Cells | None:
         cells = notebook["cells"]
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):
         return None
-    if not isinstance(cells, list):
-        return None
+    return cells if isinstance(cells, list) else None
+
+
+def _own_code(cells: Cells) -> Cells:
+    """The code cells that are the notebook's own (not papermill's injected one)."""
     return [c for c in cells if isinstance(c, dict) and c.get("cell_type") == "code" and _own(c)]
 
 
