@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,7 +31,17 @@ logger = logging.getLogger(__name__)
 
 MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 MAX_TEXT_LINES = 2_000
-"""Lines of one cell's source or text output that are diffed; past them, a note."""
+"""Lines of one cell's source or text output that are shown; past them, a note."""
+MAX_DIFFED_LINES = 200
+"""Differing lines (past those the two texts share at their start and end) that nbdime
+diffs line by line; more are shown as removed, then added (nbdime's time grows with the
+square of them)."""
+MAX_APPROXIMATE_PAIRS = 2_500
+"""Cells of the changed region (past those both notebooks share at their start and end),
+baseline's times this run's, that nbdime aligns by similar source (an edited cell);
+up to `MAX_STRICT_PAIRS` only equal sources are aligned (an edit shows as removed and
+added); past that, the region's cells are listed as removed and added."""
+MAX_STRICT_PAIRS = 40_000
 IMAGE_FOLDER = "cells"
 """Image outputs of changed cells: `cells/<job>/<N>-<k>.png` (`-base` for the baseline's)."""
 INJECTED = "injected-parameters"
@@ -86,13 +97,9 @@ def changed_cells(
 ) -> tuple[CellChange, ...]:
     """The code cells of `head` that differ from `base`'s, in this run's order (removed
     cells where they were); of both, only the notebook's own code cells count."""
-    from nbdime.diffing.notebooks import diff_notebooks
-
     head, base = _own_code(head), _own_code(base)
     head_numbers, base_numbers = _numbers(head), _numbers(base)
-    diff = diff_notebooks(_sources_only(base), _sources_only(head))
-    cell_ops: list[dict[str, Any]] = next((op["diff"] for op in diff if op["key"] == "cells"), [])
-    aligned = _moves(_aligned(cell_ops), head, base)
+    aligned = _moves(_aligned_cells(base, head), head, base)
     changes = []
     for kind, b, h in aligned:
         head_cell = head[h] if h is not None else {}
@@ -120,8 +127,21 @@ def diff_lines(base: str, head: str) -> tuple[DiffLine, ...]:
     from nbdime.diffing.notebooks import diff_string_lines
 
     base, head = _ended(base), _ended(head)  # a last line without "\n" is the same line
-    base_lines = base.splitlines(keepends=True)
-    ops = sorted(diff_string_lines(base, head), key=lambda op: (op["key"], op["op"] == "addrange"))
+    base_lines, head_lines = base.splitlines(keepends=True), head.splitlines(keepends=True)
+    start = _shared(base_lines, head_lines)
+    end = _shared(base_lines[start:][::-1], head_lines[start:][::-1])
+    base_part = base_lines[start : len(base_lines) - end]
+    head_part = head_lines[start : len(head_lines) - end]
+    ops: list[dict[str, Any]]
+    if max(len(base_part), len(head_part)) > MAX_DIFFED_LINES:
+        ops = [
+            {"op": "addrange", "key": start, "valuelist": head_part},
+            {"op": "removerange", "key": start, "length": len(base_part)},
+        ]
+    else:
+        found = diff_string_lines("".join(base_part), "".join(head_part))
+        ops = [{**op, "key": op["key"] + start} for op in found]
+    ops.sort(key=lambda op: (op["key"], op["op"] == "addrange"))
     tagged: list[DiffLine] = []
     position = 0
     for op in ops:
@@ -266,16 +286,76 @@ def _output_text(cell: Mapping[str, Any]) -> str:
 # -- aligning with nbdime --------------------------------------------------------
 
 
+def _aligned_cells(base: Cells, head: Cells) -> Aligned:
+    """nbdime's alignment of the cells between the ones both notebooks share at their
+    start and end, bounded in time (`MAX_APPROXIMATE_PAIRS`, `MAX_STRICT_PAIRS`)."""
+    base_sources, head_sources = [_source(c) for c in base], [_source(c) for c in head]
+    start = _shared(base_sources, head_sources)
+    end = _shared(base_sources[start:][::-1], head_sources[start:][::-1])
+    base_part, head_part = base[start : len(base) - end], head[start : len(head) - end]
+    pairs = len(base_part) * len(head_part)
+    ops: list[dict[str, Any]]
+    if not pairs:
+        ops = _ops(base_part, head_part, None) if base_part or head_part else []
+    elif pairs <= MAX_STRICT_PAIRS:
+        strict = pairs > MAX_APPROXIMATE_PAIRS
+        ops = _ops(base_part, head_part, strict)
+    else:
+        ops = [
+            {"op": "addrange", "key": 0, "valuelist": head_part},
+            {"op": "removerange", "key": 0, "length": len(base_part)},
+        ]
+    return [
+        (kind, None if b is None else b + start, None if h is None else h + start)
+        for kind, b, h in _aligned(ops)
+    ]
+
+
+def _shared(base: Sequence[str], head: Sequence[str]) -> int:
+    """How many texts (cell sources, lines) at the start are the same on both sides."""
+    count = 0
+    for ours, theirs in zip(base, head, strict=False):
+        if ours != theirs:
+            break
+        count += 1
+    return count
+
+
+def _ops(base: Cells, head: Cells, strict: bool | None) -> list[dict[str, Any]]:
+    """nbdime's operations on the cell list; `strict`: align equal sources only."""
+    import copy
+
+    from nbdime.diffing.generic import diff
+    from nbdime.diffing.notebooks import compare_cell_strict, notebook_config
+
+    config = notebook_config
+    if strict:
+        config = copy.copy(notebook_config)
+        config.predicates["/cells"] = [compare_cell_strict]
+    result = diff(_sources_only(base), _sources_only(head), path="", config=config)
+    return next((op["diff"] for op in result if op["key"] == "cells"), [])
+
+
 def _sources_only(cells: Cells) -> dict[str, Any]:
     """A notebook of the cells' sources alone, for nbdime: nothing else can differ."""
     import nbformat
 
     notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(_source(c)) for c in cells]
+    notebook.cells = [nbformat.v4.new_code_cell(_for_alignment(_source(c))) for c in cells]
     for cell in notebook.cells:
         cell.pop("id", None)  # ids are new each time: not a change
     result: dict[str, Any] = notebook
     return result
+
+
+def _for_alignment(source: str) -> str:
+    """A long source as its first `MAX_DIFFED_LINES` lines and a digest of the whole: nbdime
+    tells cells apart as well, in bounded time (it diffs the sources it pairs)."""
+    lines = source.splitlines(keepends=True)
+    if len(lines) <= MAX_DIFFED_LINES:
+        return source
+    digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+    return "".join(lines[:MAX_DIFFED_LINES]) + f"\n# {digest}\n"
 
 
 Aligned = list[tuple[CellChangeKind, int | None, int | None]]

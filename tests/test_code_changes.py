@@ -270,3 +270,12 @@ def test_a_long_diff_is_cut_in_the_comment_and_says_the_rest_is_in_the_html() ->
     text = markdown_report(run, visuals=visuals_by_job((), (), (change,)))
     assert "more lines of this diff in report.html" in text
     assert len(text) < 65_000
+
+
+def test_a_rewritten_notebook_is_listed_cell_by_cell_without_aligning_every_pair() -> None:
+    """Past `MAX_STRICT_PAIRS` the changed region is not aligned: nbdime's time would grow
+    with the square of the cells."""
+    base = _cells(*(f"a{i} = {i}" for i in range(250)))
+    head = _cells(*(f"b{i} = {i}" for i in range(250)))
+    kinds = [cell.kind for cell in changed_cells(head, base)]
+    assert kinds.count("added") == 250 and kinds.count("removed") == 250
