@@ -279,3 +279,40 @@ def test_a_rewritten_notebook_is_listed_cell_by_cell_without_aligning_every_pair
     head = _cells(*(f"b{i} = {i}" for i in range(250)))
     kinds = [cell.kind for cell in changed_cells(head, base)]
     assert kinds.count("added") == 250 and kinds.count("removed") == 250
+
+
+def test_each_parameter_says_what_injected_it(project: Path) -> None:
+    from nbci.plan import plan
+
+    write_notebook(project / NOTEBOOK, ["pass"], parameters='lr = 0.1\nmodel = "logreg"\nseed = 0')
+    (project / "nbci.toml").write_text(
+        "parameters = { seed = 1 }\n"
+        '[[notebook]]\npath = "notebooks/train.ipynb"\nmatrix = { lr = [0.1, 1.0] }\n'
+    )
+    first, _ = plan(load_config(project), overrides={"model": "svc"}).jobs
+    assert dict(first.effective) == {
+        "lr": Parameter(0.1, "injected", "matrix"),
+        "model": Parameter("svc", "injected", "-p"),
+        "seed": Parameter(1, "injected", "config"),
+    }
+
+
+def test_a_baseline_of_before_3_names_what_it_did_not_record_as_default() -> None:
+    from dataclasses import replace
+
+    from nbci.compare import compare
+
+    old = sample_run()
+    train = old.notebooks[0]
+    base = replace(old, notebooks=(replace(train, parameters={}, effective_parameters={}),))
+    effective = {
+        "lr": Parameter(0.1, "default"),
+        "model": Parameter("svc", "injected", "-p"),
+    }
+    head = replace(
+        old,
+        notebooks=(replace(train, parameters={"model": "svc"}, effective_parameters=effective),),
+    )
+    (change,) = compare(head, base, label="main").parameters
+    assert (change.name, change.baseline, change.baseline_origin) == ("model", None, "default")
+    assert (change.value, change.origin) == ('"svc"', "-p")
