@@ -316,3 +316,23 @@ def test_a_baseline_of_before_3_names_what_it_did_not_record_as_default() -> Non
     (change,) = compare(head, base, label="main").parameters
     assert (change.name, change.baseline, change.baseline_origin) == ("model", None, "default")
     assert (change.value, change.origin) == ('"svc"', "-p")
+
+
+def test_hostile_sources_and_notebooks_stay_inert(tmp_path: Path) -> None:
+    from nbci.code_changes import code_changes, notebook_reader
+
+    hostile = "```\n</details><script>alert(1)</script> @team #12\n```"
+    change = CodeChange("train-lr-0.1", changed_cells(_cells(hostile), _cells("x = 1")))
+    run = sample_run()
+    text = markdown_report(run, visuals=visuals_by_job((), (), (change,)))
+    code = text.split("#### Code changes")[1].split("#### Failures")[0]
+    fence_start = code.index("````diff\n")  # the fence outgrew the source's backticks
+    fence_end = code.index("\n````\n", fence_start)
+    outside = code[:fence_start] + code[fence_end:]
+    assert "<script>" not in outside and outside.count("</details>") == 1
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "train-lr-0.1.ipynb").write_text('{"cells": 7}')
+    (tmp_path / "notebooks" / "train-lr-1.ipynb").symlink_to("/etc/passwd")
+    read = notebook_reader(tmp_path)
+    assert read("notebooks/train-lr-1.ipynb") is None
+    assert code_changes(run, run, read, read) == ()
