@@ -20,7 +20,7 @@ import binascii
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ added); past that, the region's cells are listed as removed and added."""
 MAX_STRICT_PAIRS = 40_000
 IMAGE_FOLDER = "cells"
 """Image outputs of changed cells: `cells/<job>/<N>-<k>.png` (`-base` for the baseline's)."""
+MAX_CELL_IMAGES = 10
+"""Image outputs of one changed cell compared and written; the rest are left out."""
 INJECTED = "injected-parameters"
 _IMAGE_TYPES = ("image/png",)
 
@@ -420,7 +422,7 @@ def _images(
 
     head_images, base_images = _pngs(head), _pngs(base)
     images = []
-    for k in range(max(len(head_images), len(base_images))):
+    for k in range(min(max(len(head_images), len(base_images)), MAX_CELL_IMAGES)):
         ours = head_images[k] if k < len(head_images) else None
         theirs = base_images[k] if k < len(base_images) else None
         stem = f"{number}-{k + 1}"
@@ -454,7 +456,7 @@ def _pngs(cell: Mapping[str, Any]) -> list[bytes]:
 
 
 def _image_writer(out_dir: Path, job_id: str) -> ImageWriter:
-    folder = f"{IMAGE_FOLDER}/{safe_name(job_id)}"
+    folder = f"{IMAGE_FOLDER}/{safe_name(job_id)}"  # never outside: safe_name
 
     def write(name: str, data: bytes) -> str | None:
         relative = f"{folder}/{name}"
@@ -466,8 +468,3 @@ def _image_writer(out_dir: Path, job_id: str) -> ImageWriter:
         return relative
 
     return write
-
-
-def changed_jobs(changes: Iterable[CodeChange]) -> dict[str, CodeChange]:
-    """Job id → its code change."""
-    return {change.job_id: change for change in changes}
