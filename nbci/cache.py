@@ -340,6 +340,7 @@ def _retarget(result: NotebookResult, job: Job) -> tuple[NotebookResult, dict[st
         id=job.id,
         path=job.path,
         parameters=job.parameters,
+        effective_parameters=job.effective,
         output=own_file(result.output),
         html=own_file(result.html),
         figures=tuple(replace(f, path=own_figure(f.path)) for f in result.figures),

@@ -307,6 +307,7 @@ def _report(args: argparse.Namespace) -> int:
 def _diff(args: argparse.Namespace) -> int:
     import json
 
+    from nbci.code_changes import code_changes, notebook_reader
     from nbci.history import read_history
     from nbci.judge import Criteria, judge, run_label
     from nbci.render.diff import diff_json, diff_markdown, for_terminal
@@ -320,11 +321,17 @@ def _diff(args: argparse.Namespace) -> int:
     judged = judge(head, baseline, label=label, criteria=Criteria.of(config), history=history)
     assert judged.comparison is not None
     verdict = judged.verdict if args.gates else None
+    code = code_changes(
+        head,
+        baseline,
+        notebook_reader(_run_dir(runs[1])),
+        notebook_reader(_run_dir(runs[0])),
+    )
     if args.json:
-        data = diff_json(judged.comparison, verdict=verdict)
+        data = diff_json(judged.comparison, verdict=verdict, code=code)
         print(json.dumps(data, indent=2, allow_nan=False))
     else:
-        text = diff_markdown(judged.comparison, show_all=args.all, verdict=verdict)
+        text = diff_markdown(judged.comparison, show_all=args.all, verdict=verdict, code=code)
         print(for_terminal(text) if sys.stdout.isatty() else text, end="")
     return EXIT_FAILED if verdict is not None and not verdict.passed else EXIT_OK
 
@@ -342,6 +349,11 @@ def _diff_runs(
             "diff needs two runs, A (the baseline) and B: nbci diff A B [--history DIR…]"
         )
     return (given[0], given[1]), history
+
+
+def _run_dir(path: Path) -> Path:
+    """The run folder of `nbci diff`'s argument: a folder, or the folder of a results.json."""
+    return path if path.is_dir() else path.parent
 
 
 def _merge(args: argparse.Namespace) -> int:

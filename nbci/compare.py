@@ -102,7 +102,7 @@ def compare(
         if head_status != base_status:
             jobs.append(JobChange(job_id, baseline_status=base_status, status=head_status))
         if head_nb and base_nb:
-            parameters += _parameter_changes(job_id, base_nb.parameters, head_nb.parameters)
+            parameters += _parameter_changes(job_id, base_nb, head_nb)
             tables += _table_changes(job_id, base_nb.scraps, head_nb.scraps)
         head_metrics = head_nb.metrics if head_nb else {}
         base_metrics = base_nb.metrics if base_nb else {}
@@ -151,15 +151,43 @@ def _get(table: Any, key: str) -> Any:
 
 
 def _parameter_changes(
-    job_id: str, baseline: Mapping[str, Any], head: Mapping[str, Any]
+    job_id: str, baseline: NotebookResult, head: NotebookResult
 ) -> list[ParameterChange]:
+    """Every parameter whose effective value differs, with where each side's came from.
+
+    A run written before `/3` recorded only its injected parameters: a name it lacks
+    ran with the notebook's default, whose value it did not record. Such a name is
+    named only when the other side injected it (`model (default) → "svc" (-p)`).
+    """
+    base, head_values = _ran_with(baseline), _ran_with(head)
     changes = []
-    for name in _union(head, baseline):
-        base_text = _json_text(baseline[name]) if name in baseline else None
-        head_text = _json_text(head[name]) if name in head else None
-        if base_text != head_text:
-            changes.append(ParameterChange(job_id, name, base_text, head_text))
+    for name in _union(head_values, base):
+        base_text, base_origin = base.get(name, _absent(baseline))
+        head_text, head_origin = head_values.get(name, _absent(head))
+        if base_text == head_text:
+            continue
+        if base_origin == head_origin == "default" and None in (base_text, head_text):
+            continue  # both ran with the notebook's default, one of them not recorded
+        changes.append(
+            ParameterChange(job_id, name, base_text, head_text, base_origin, head_origin)
+        )
     return changes
+
+
+def _ran_with(nb: NotebookResult) -> dict[str, tuple[str, str]]:
+    """Name → (value as text, where it came from) for every parameter the job recorded."""
+    if not nb.effective_parameters:
+        return {name: (_json_text(value), "injected") for name, value in nb.parameters.items()}
+    return {
+        name: (p.value if p.expression else _json_text(p.value), p.origin)
+        for name, p in nb.effective_parameters.items()
+    }
+
+
+def _absent(nb: NotebookResult) -> tuple[str | None, str | None]:
+    """A name a job did not record: a default not written down (a run before `/3`), or
+    one it did not have."""
+    return (None, None) if nb.effective_parameters else (None, "default")
 
 
 def _json_text(value: Any) -> str:

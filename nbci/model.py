@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-SCHEMA = "nbci.results/2"
-"""The results.json version written (`nbci.schemas.RESULTS_SCHEMAS` lists those read): `/2`
-added each notebook's series to `/1`, whose runs are still read, compared and merged."""
+SCHEMA = "nbci.results/3"
+"""The results.json version written (`nbci.schemas.RESULTS_SCHEMAS` lists those read): `/3`
+added each notebook's effective parameters to `/2`, which added its series to `/1`; runs
+of every version are still read, compared and merged."""
 
 Status = Literal["ok", "failed", "timeout", "died", "invalid", "interrupted"]
 """`interrupted`: the run was stopped (SIGINT/SIGTERM) before this job finished."""
@@ -25,6 +26,30 @@ ScrapKind = Literal["text", "json", "table", "html"]
 SCRAP_KINDS: tuple[ScrapKind, ...] = ("text", "json", "table", "html")
 
 MetricValue = int | float | bool
+
+ParameterSource = Literal["default", "injected"]
+"""`default`: the notebook's `parameters` cell set it; `injected`: nbci put it in."""
+Injector = Literal["-p", "config", "matrix"]
+"""What injected a parameter: the command line, the configuration's `parameters`, a matrix."""
+INJECTORS: tuple[Injector, ...] = ("-p", "config", "matrix")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A value a job effectively ran with, and where it came from."""
+
+    value: Any
+    """A JSON value; for a default that is not a literal, its source text (`expression`)."""
+    source: ParameterSource
+    via: Injector | None = None
+    """What injected it (None for a default, and in runs that did not record it)."""
+    expression: bool = False
+    """`value` is the code of the default (`np.arange(3)`), not a value."""
+
+    @property
+    def origin(self) -> str:
+        """How reports say where it came from: `default`, `-p`, `matrix`, `config`."""
+        return self.via or self.source
 
 
 @dataclass(frozen=True)
@@ -43,6 +68,9 @@ class Job:
     """Whole-notebook timeout in seconds."""
     deps: tuple[str, ...] = ()
     """Globs of data files the notebook reads (part of the cache key)."""
+    effective: Mapping[str, Parameter] = field(default_factory=dict)
+    """Every parameter it runs with: the `parameters` cell's defaults, overlaid with
+    `parameters` (which alone are injected)."""
 
 
 def finite_float(value: object) -> float | None:
@@ -117,6 +145,48 @@ class FigureChange:
     """The change in words: `1,234 pixels changed (0.5%)`, `size changed from …`."""
 
 
+CellChangeKind = Literal["edited", "added", "removed", "moved"]
+DiffLine = tuple[Literal[" ", "-", "+"], str]
+"""One line of a diff: ` ` on both sides, `-` the baseline's only, `+` this run's only."""
+
+
+@dataclass(frozen=True)
+class CellImage:
+    """An image output of a changed cell, against the baseline cell's at the same place."""
+
+    path: str | None
+    """This run's image, relative to the output directory (None: the baseline's only)."""
+    baseline_path: str | None
+    """The baseline's image, copied into the output directory (None: this run's only)."""
+    diff_path: str | None = None
+    note: str = ""
+    """The change in words, as for figures (`1,234 pixels changed (0.5%)`)."""
+
+
+@dataclass(frozen=True)
+class CellChange:
+    """A code cell whose source differs from the baseline's executed notebook."""
+
+    kind: CellChangeKind
+    number: int | None
+    """Its `In [N]` in this run; None when removed."""
+    baseline_number: int | None
+    """Its `In [N]` in the baseline; None when added."""
+    source: tuple[DiffLine, ...]
+    """The source line by line (all `+` when added, all `-` when removed)."""
+    outputs: tuple[DiffLine, ...] = ()
+    """Its text outputs (streams, plain text, errors) line by line, likewise."""
+    images: tuple[CellImage, ...] = ()
+
+
+@dataclass(frozen=True)
+class CodeChange:
+    """Which code cells of a job's notebook changed against its baseline's."""
+
+    job_id: str
+    cells: tuple[CellChange, ...]
+
+
 @dataclass(frozen=True)
 class Series:
     """One glued curve: y against x, at most `nbci.series.MAX_POINTS` points kept."""
@@ -181,6 +251,9 @@ class NotebookResult:
     cache_key: str | None = None
     kernel: str | None = None
     """The kernel that ran the notebook, as installed (`python` in a notebook runs `python3`)."""
+    effective_parameters: Mapping[str, Parameter] = field(default_factory=dict)
+    """Every parameter it ran with, defaults included (`Job.effective`); empty in runs
+    written before `/3`, which recorded only the injected `parameters`."""
 
     @property
     def ok(self) -> bool:
@@ -201,7 +274,14 @@ class NotebookResult:
     def of(cls, job: Job, status: Status = "ok", message: str | None = None) -> NotebookResult:
         """A result for `job` with nothing collected yet; a message becomes its error."""
         error = ErrorInfo(message=message) if message is not None else None
-        return cls(id=job.id, path=job.path, parameters=job.parameters, status=status, error=error)
+        return cls(
+            id=job.id,
+            path=job.path,
+            parameters=job.parameters,
+            status=status,
+            error=error,
+            effective_parameters=job.effective,
+        )
 
 
 @dataclass(frozen=True)
@@ -397,14 +477,21 @@ class JobChange:
 
 @dataclass(frozen=True)
 class ParameterChange:
-    """A parameter of a job on both sides whose value differs (or is set on one side only)."""
+    """A parameter of a job on both sides whose effective value differs."""
 
     job_id: str
     name: str
     baseline: str | None
-    """The value as compact JSON; None when the baseline did not set it."""
+    """The value as compact JSON (a default's code as it is); None when the baseline did
+    not have it, or ran with a default its run did not record (`baseline_origin`)."""
     value: str | None
-    """The value as compact JSON; None when this run did not set it."""
+    """The value as compact JSON (a default's code as it is); None when this run did not
+    have it."""
+    baseline_origin: str | None = None
+    """Where the baseline's value came from (`Parameter.origin`, or `injected`); None
+    when it did not have it."""
+    origin: str | None = None
+    """Where this run's value came from; None when it did not have it."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from nbci.config import Config, NotebookEntry
 from nbci.errors import ConfigError, UsageError
 from nbci.ids import job_id
-from nbci.model import Job
+from nbci.model import Injector, Job, Parameter
 from nbci.results import RESULTS_FILE
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ def plan(
             problems.append(Problem(job, message))
             continue
         cell = parameters_cell(config.root / notebook)
-        for job in _jobs_for(config, notebook, overrides, cell):
+        defaults = parameter_defaults(config.root / notebook)
+        for job in _jobs_for(config, notebook, overrides, cell, defaults):
             jobs.append(job)
             problem = _check_parameters(config, job, cell)
             if problem:
@@ -255,7 +256,11 @@ def _check_preload(config: Config) -> None:
 
 
 def _jobs_for(
-    config: Config, notebook: str, overrides: Mapping[str, Any], cell: ParametersCell | None
+    config: Config,
+    notebook: str,
+    overrides: Mapping[str, Any],
+    cell: ParametersCell | None,
+    defaults: Mapping[str, Parameter] | None = None,
 ) -> list[Job]:
     entries = [e for e in config.entries if PurePosixPath(notebook).match(e.pattern)]
     if not entries:
@@ -265,12 +270,18 @@ def _jobs_for(
         axes = {name: values for name, values in entry.matrix.items() if name not in overrides}
         for combo in itertools.product(*axes.values()):
             varying = dict(zip(axes, combo, strict=True))
-            parameters = {
-                **_applicable(config.parameters, cell),
-                **entry.parameters,
-                **varying,
-                **_applicable(overrides, cell),
-            }
+            layers: tuple[tuple[Injector, Mapping[str, Any]], ...] = (
+                ("config", _applicable(config.parameters, cell)),
+                ("config", entry.parameters),
+                ("matrix", varying),
+                ("-p", _applicable(overrides, cell)),
+            )
+            parameters = {name: value for _, layer in layers for name, value in layer.items()}
+            effective = dict(defaults or {})
+            for via, layer in layers:
+                effective.update(
+                    (name, Parameter(value, "injected", via)) for name, value in layer.items()
+                )
             jobs.append(
                 Job(
                     id=job_id(notebook, varying),
@@ -280,6 +291,7 @@ def _jobs_for(
                     cell_timeout=entry.cell_timeout or config.cell_timeout,
                     timeout=entry.timeout or config.timeout,
                     deps=(*config.deps, *entry.deps),
+                    effective=effective,
                 )
             )
     return jobs
@@ -371,15 +383,93 @@ def parameters_cell(path: Path) -> ParametersCell | None:
     return ParametersCell(frozenset(names), bool(tagged), "; ".join(doubts) or None)
 
 
+def parameter_defaults(path: Path) -> dict[str, Parameter]:
+    """The values the cells tagged `parameters` give their names, read as `-p` reads them.
+
+    Top-level assignments only, the last one winning, in cell order (as papermill runs
+    them); a value that is not a literal (`np.arange(3)`, a name) is kept as its code.
+    Empty when the notebook cannot be read or has no such cell.
+    """
+    defaults: dict[str, Parameter] = {}
+    for cell in _code_cells(path) or []:
+        if "parameters" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        parsed = _parse(_source(cell))
+        if isinstance(parsed, str):
+            continue
+        tree, code = parsed
+        for statement in tree.body:
+            defaults.update(_assigned(statement, code))
+    return defaults
+
+
+def _assigned(statement: ast.stmt, code: str) -> dict[str, Parameter]:
+    """`name = value` (`a = b = 1`, `a, b = 1, 2`, `n: int = 3` too) as defaults."""
+    targets: list[ast.expr]
+    if isinstance(statement, ast.AnnAssign) and statement.value is not None:
+        targets, value = [statement.target], statement.value
+    elif isinstance(statement, ast.Assign):
+        targets, value = statement.targets, statement.value
+    else:
+        return {}
+    found: dict[str, Parameter] = {}
+    for target in targets:
+        if isinstance(target, ast.Name):
+            found[target.id] = _default(value, code)
+        elif _unpacked(target, value):
+            assert isinstance(target, ast.Tuple | ast.List)
+            assert isinstance(value, ast.Tuple | ast.List)
+            for name, item in zip(target.elts, value.elts, strict=True):
+                if isinstance(name, ast.Name):
+                    found[name.id] = _default(item, code)
+    return found
+
+
+def _unpacked(target: ast.expr, value: ast.expr) -> bool:
+    """`a, b = 1, 2`: as many names as values."""
+    sequences = ast.Tuple | ast.List
+    return (
+        isinstance(target, sequences)
+        and isinstance(value, sequences)
+        and len(target.elts) == len(value.elts)
+    )
+
+
+def _default(node: ast.expr, code: str) -> Parameter:
+    """A literal that JSON can hold as its value; anything else as its code."""
+    try:
+        value = ast.literal_eval(node)
+        json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        text = ast.get_source_segment(code, node) or ast.unparse(node)
+        return Parameter(" ".join(text.split()), "default", expression=True)
+    return Parameter(_as_json(value), "default")
+
+
+def _as_json(value: Any) -> Any:
+    """Tuples as lists: what the value becomes in results.json, so that runs compare."""
+    return json.loads(json.dumps(value))
+
+
+def _parse(source: str) -> tuple[ast.Module, str] | str:
+    """The cell's tree and the code it was parsed from (magics as IPython runs them), or
+    why it cannot be parsed."""
+    try:
+        return ast.parse(source), source
+    except SyntaxError:
+        code = _as_ipython_runs_it(source)
+        try:
+            return ast.parse(code), code
+        except SyntaxError as error:
+            return f"line {error.lineno}: {error.msg}"
+
+
 def _names_defined(source: str) -> tuple[set[str], str | None]:
     """Names the code assigns or imports, and why there may be more (None: there are not)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        try:
-            tree = ast.parse(_as_ipython_runs_it(source))
-        except SyntaxError as error:
-            return set(), f"line {error.lineno}: {error.msg}"
+    parsed = _parse(source)
+    if isinstance(parsed, str):
+        return set(), parsed
+    tree, _ = parsed
     names: set[str] = set()
     doubt = None
     for node in ast.walk(tree):

@@ -2,11 +2,11 @@
 
 A results file may come from a fork's artifact, so reading it trusts nothing:
 the document must fit the JSON Schema of its version, shipped in `nbci/schemas/`
-(`nbci.results/2`: `results-2.schema.json`, written; `nbci.results/1`, which
-has no series, still read); then every path must stay inside the run
-directory, and strings and nesting are bounded. Non-finite metrics (NaN, ±inf)
-are stored as the strings `"NaN"`, `"Infinity"` and `"-Infinity"` so the file
-stays standard JSON; a series' gaps are nulls.
+(`nbci.results/3`: `results-3.schema.json`, written; `/2`, without effective
+parameters, and `/1`, without series either, still read); then every path must
+stay inside the run directory, and strings and nesting are bounded. Non-finite
+metrics (NaN, ±inf) are stored as the strings `"NaN"`, `"Infinity"` and
+`"-Infinity"` so the file stays standard JSON; a series' gaps are nulls.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from nbci.model import (
     Figure,
     GitInfo,
     NotebookResult,
+    Parameter,
     Run,
     Scrap,
     SeriesGroup,
@@ -83,7 +84,8 @@ def run_json(run: Run) -> str:
 
 def run_to_dict(run: Run) -> dict[str, Any]:
     """The JSON form, always in the version written (`SCHEMA`): a run read from a `/1`
-    file is written back as `/2`, its `series` empty."""
+    or `/2` file is written back as `/3`, what it did not record (`series`,
+    `effective_parameters`) empty."""
     data: dict[str, Any] = {
         "schema": SCHEMA,
         "nbci_version": run.nbci_version,
@@ -109,6 +111,10 @@ def _notebook_to_dict(nb: NotebookResult) -> dict[str, Any]:
         "id": nb.id,
         "path": nb.path,
         "parameters": _json_safe(nb.parameters),
+        "effective_parameters": {
+            name: _parameter_to_dict(parameter)
+            for name, parameter in nb.effective_parameters.items()
+        },
         "status": nb.status,
         "cached": nb.cached,
         "duration_s": round(nb.duration_s, 3),
@@ -125,6 +131,18 @@ def _notebook_to_dict(nb: NotebookResult) -> dict[str, Any]:
         "cache_key": nb.cache_key,
         "kernel": nb.kernel,
     }
+
+
+def _parameter_to_dict(parameter: Parameter) -> dict[str, Any]:
+    """`{"value": 0.5, "source": "injected", "via": "-p"}`; a default's code as `"code"`."""
+    data: dict[str, Any] = {"source": parameter.source}
+    if parameter.expression:
+        data["code"] = parameter.value
+    else:
+        data["value"] = _json_safe(parameter.value)
+    if parameter.via is not None:
+        data["via"] = parameter.via
+    return data
 
 
 def _error_to_dict(error: ErrorInfo | None) -> dict[str, Any] | None:
@@ -429,7 +447,18 @@ def _notebook_from_dict(nb: dict[str, Any], where: Where, source: str) -> Notebo
         notes=tuple(nb.get("notes", [])),
         cache_key=nb.get("cache_key"),
         kernel=nb.get("kernel"),
+        effective_parameters={
+            name: _parameter_from_dict(parameter)
+            for name, parameter in nb.get("effective_parameters", {}).items()
+        },
     )
+
+
+def _parameter_from_dict(data: dict[str, Any]) -> Parameter:
+    """`/3`'s effective parameter (the schema checked its shape)."""
+    if "code" in data:
+        return Parameter(data["code"], data["source"], data.get("via"), expression=True)
+    return Parameter(data.get("value"), data["source"], data.get("via"))
 
 
 def _series_from_list(groups: list[Any], where: Where, source: str) -> tuple[SeriesGroup, ...]:

@@ -293,6 +293,7 @@ class GitLabStub(StandIn):
             ("GET", r"/repository/commits", False, self._list_commits),
             ("POST", r"/repository/commits", True, self._create_commit),
             ("GET", r"/repository/blobs/([0-9a-f]{40})/raw", False, self._raw_blob),
+            ("GET", r"/repository/files/([^/]+)/raw", False, self._raw_file),
             ("GET", r"/repository/files/([^/]+)", False, self._get_file),
             ("POST", r"/statuses/([0-9a-f]{40})", True, self._create_status),
         ]
@@ -615,6 +616,13 @@ class GitLabStub(StandIn):
         if data is None:
             raise _message(404, "404 Blob Not Found")
         return 200, data, {"Content-Type": "text/plain; charset=utf-8"}
+
+    def _raw_file(self, match: re.Match, query: dict, body: Any) -> tuple:
+        sha = self._resolve(query.get("ref") or self.default_branch)
+        blob = self.commits[sha]["files"].get(unquote(match[1]))
+        if blob is None:
+            raise _message(404, "404 File Not Found")
+        return 200, self.blobs[blob], {"Content-Type": "text/plain; charset=utf-8"}
 
     def _create_status(self, match: re.Match, query: dict, body: Any) -> tuple:
         sha = match[1]

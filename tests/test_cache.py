@@ -228,7 +228,7 @@ def test_environment_and_schema_change_the_key(
 ) -> None:
     before = key_of(project)
     assert key_of(project, env="another-environment") != before
-    monkeypatch.setattr(cache, "SCHEMA", "nbci.results/3")
+    monkeypatch.setattr(cache, "SCHEMA", "nbci.results/4")
     assert key_of(project) != before
 
 

@@ -111,14 +111,18 @@ def test_different_parameters_are_said() -> None:
     comparison = compare(head, base, label="main")
     line = (
         "Parameters differ from the baseline: "
-        'train: lr 0.1 → 0.01, seed (unset) → 3, opt "adam" → (unset)'
+        "train: lr 0.1 (injected) → 0.01 (injected), seed (default) → 3 (injected), "
+        'opt "adam" (injected) → (default)'
     )
     assert f"- ℹ️ {line}" in diff_markdown(comparison)
     assert line in markdown_report(head, comparison=comparison)
     assert diff_json(comparison)["parameters"] == [
-        {"job": "train", "name": "lr", "baseline": "0.1", "value": "0.01"},
-        {"job": "train", "name": "seed", "baseline": None, "value": "3"},
-        {"job": "train", "name": "opt", "baseline": '"adam"', "value": None},
+        {"job": "train", "name": "lr", "baseline": "0.1", "value": "0.01"}
+        | {"baseline_origin": "injected", "origin": "injected"},
+        {"job": "train", "name": "seed", "baseline": None, "value": "3"}
+        | {"baseline_origin": "default", "origin": "injected"},
+        {"job": "train", "name": "opt", "baseline": '"adam"', "value": None}
+        | {"baseline_origin": "injected", "origin": "default"},
     ]
     same = compare(base, base, label="main")
     assert "Parameters differ" not in diff_markdown(same)

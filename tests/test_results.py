@@ -81,7 +81,7 @@ def test_a_stored_run_records_its_report_name_and_a_run_folder_does_not(
 
 def test_contract_field_names(tmp_path: Path) -> None:
     data = json.loads(write_run(sample_run(), tmp_path).read_text())
-    assert data["schema"] == "nbci.results/2"
+    assert data["schema"] == "nbci.results/3"
     assert {"schema", "nbci_version", "created", "git", "environment", "notebooks"} <= set(data)
     assert {
         "id", "path", "parameters", "status", "cached", "duration_s", "output", "error",
@@ -150,7 +150,7 @@ def _mutate(path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("schema", "nbci.results/3", "schema 'nbci.results/3' is not supported"),
+        ("schema", "nbci.results/4", "schema 'nbci.results/4' is not supported"),
         ("notebooks", {}, "notebooks: expected a list"),
         ("notebooks/0/id", "../x", "is not a valid job id"),
         ("notebooks/0/id", "a/b", "is not a valid job id"),
@@ -276,7 +276,7 @@ def test_arbitrary_notebook_fields_raise_only_results_error(field: str, value: A
 
 
 def _shipped_schema() -> dict[str, Any]:
-    text = resources.files("nbci.schemas").joinpath("results-2.schema.json").read_text("utf-8")
+    text = resources.files("nbci.schemas").joinpath("results-3.schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -299,7 +299,7 @@ def test_a_written_run_fits_the_shipped_schema_read_by_any_validator(tmp_path: P
 @pytest.mark.tools
 def test_check_jsonschema_reads_runs_with_the_shipped_schema(tmp_path: Path) -> None:
     """The README's shell command for readers of runs."""
-    schema = Path(nbci.schemas.__path__[0]) / "results-2.schema.json"
+    schema = Path(nbci.schemas.__path__[0]) / "results-3.schema.json"
     results = write_run(sample_run(), tmp_path)
 
     def check() -> subprocess.CompletedProcess[str]:
@@ -360,5 +360,5 @@ def test_a_file_that_is_not_a_run_is_called_that(content: str, tmp_path: Path) -
         read_run(path)
     assert str(error.value) == (
         f"{path}: not an nbci run: a results.json names its format at its top level "
-        '("schema": "nbci.results/2"), this file does not'
+        f'("schema": "{SCHEMA}"), this file does not'
     )

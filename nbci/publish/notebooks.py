@@ -73,12 +73,17 @@ def notebook_assets(
             skipped.append(f"{nb.id}: over the {total_limit // 2**20} MiB for all notebooks")
             continue
         total += len(data)
-        path = f"{folder}/{FOLDER}/{safe_name(nb.id)}.ipynb"
+        path = stored_path(folder, nb.id)
         assets.append(Asset(path, data))
         paths[nb.id] = path
     for line in skipped:
         logger.warning("notebook not stored: %s", line)
     return NotebookAssets(tuple(assets), paths, tuple(skipped))
+
+
+def stored_path(folder: str, job_id: str) -> str:
+    """Where a job's executed notebook is on the assets branch, below a run's folder."""
+    return f"{folder}/{FOLDER}/{safe_name(job_id)}.ipynb"
 
 
 def _failed_first(notebooks: Iterable[NotebookResult]) -> list[NotebookResult]:

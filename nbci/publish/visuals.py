@@ -15,14 +15,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from nbci.errors import ResultsError
+from nbci.errors import PublishError, ResultsError
 from nbci.figures import Reader, figure_changes
 from nbci.formats import MAX_FIGURE_BYTES
-from nbci.model import FigureChange, Run
+from nbci.model import CodeChange, FigureChange, Run
 from nbci.publish.assets import Asset, FigureFile, Tip
 from nbci.publish.baseline import Baseline
 from nbci.publish.forge import Forge, PermissionDenied
-from nbci.publish.notebooks import notebook_assets
+from nbci.publish.notebooks import notebook_assets, stored_path
 from nbci.render.charts import write_charts
 from nbci.render.visuals import Drawn, visuals_by_job
 
@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 MAX_FETCHED = 10
 """Baseline figures fetched for a pixel comparison in one publish."""
+MAX_NOTEBOOK_BYTES = 16 * 1024 * 1024
+"""A stored baseline notebook read for the code diff (they are stored trimmed, a few MB)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ def prepare(
     notes: list[str],
 ) -> Prepared:
     """Charts, difference images and notebooks for the assets commit of one publish."""
+    stored = notebook_assets(run, out_dir, folder) if with_notebooks else None
     visuals = Prepared(Drawn({}))
     if with_charts:
         visuals = prepare_visuals(
@@ -74,10 +77,11 @@ def prepare(
             baseline_label=baseline_label,
             work_dir=work_dir,
             notes=notes,
+            out_dir=out_dir,
+            own_notebooks=_by_job(stored.assets, stored.paths) if stored else {},
         )
-    if not with_notebooks:
+    if stored is None:
         return visuals
-    stored = notebook_assets(run, out_dir, folder)
     notes.extend(f"notebook not stored: {line}" for line in stored.skipped)
     return replace(visuals, notebooks=stored.assets, notebook_paths=stored.paths)
 
@@ -93,17 +97,76 @@ def prepare_visuals(
     baseline_label: str | None,
     work_dir: Path,
     notes: list[str],
+    out_dir: Path | None = None,
+    own_notebooks: Mapping[str, Asset] | None = None,
 ) -> Prepared:
-    """Draw the charts and compare the figures into `work_dir`."""
+    """Draw the charts and compare the figures into `work_dir`; with `out_dir`, compare the
+    notebooks' code with the baseline's stored notebooks (`own_notebooks`: job id → this
+    run's notebook as stored, which spares a request when the baseline's is the same)."""
     charts, left_out = write_charts(run, baseline, work_dir, baseline_label=baseline_label)
     changes: tuple[FigureChange, ...] = ()
+    code: tuple[CodeChange, ...] = ()
     if baseline is not None and baseline_folder is not None:
         head = {f.path: f.data for f in figures}
         read_base = _branch_reader(forge, tip, baseline_folder, head, notes)
         changes = figure_changes(run, baseline, head.get, read_base, work_dir)
+        if out_dir is not None:
+            code = _code_changes(
+                forge, tip, run, baseline, baseline_folder, out_dir, own_notebooks or {}, notes
+            )
     paths = [c.path for c in charts] + [c.diff_path for c in changes if c.diff_path]
     images = tuple(FigureFile(path, (work_dir / path).read_bytes()) for path in paths)
-    return Prepared(Drawn(visuals_by_job(charts, changes), left_out), images)
+    return Prepared(Drawn(visuals_by_job(charts, changes, code), left_out), images)
+
+
+def _code_changes(
+    forge: Forge,
+    tip: Tip,
+    run: Run,
+    baseline: Run,
+    folder: str,
+    out_dir: Path,
+    own: Mapping[str, Asset],
+    notes: list[str],
+) -> tuple[CodeChange, ...]:
+    """This run's notebooks against the baseline's stored ones: one request per notebook
+    whose stored file differs from this run's (none when the bytes are the same)."""
+    from nbci.code_changes import code_changes, notebook_reader
+
+    job_of = {nb.output: nb.id for nb in baseline.notebooks if nb.output}
+
+    def read_base(output: str) -> bytes | None:
+        job_id = job_of.get(output)
+        if job_id is None:
+            return None
+        path = stored_path(folder, job_id)
+        listed = tip.files.get(path)
+        mine = own.get(job_id)
+        if listed is not None and mine is not None and mine.sha == listed[0]:
+            return mine.data  # the same notebook as stored: no code change, no request
+        if listed is None and tip.files and not tip.truncated:
+            return None  # not stored with the baseline
+        return _fetch_notebook(forge, tip, path, notes)
+
+    return code_changes(run, baseline, notebook_reader(out_dir), read_base)
+
+
+def _fetch_notebook(forge: Forge, tip: Tip, path: str, notes: list[str]) -> bytes | None:
+    if tip.commit is None:
+        return None
+    try:
+        return forge.read_stored_file(path, tip=tip, limit=MAX_NOTEBOOK_BYTES)
+    except PublishError as exc:
+        notes.append(f"the baseline's notebook could not be read for the code diff: {exc}")
+    except ResultsError as exc:
+        logger.warning("%s", exc)
+    return None
+
+
+def _by_job(assets: Iterable[Asset], paths: Mapping[str, str]) -> dict[str, Asset]:
+    """Job id → its notebook asset."""
+    by_path = {asset.path: asset for asset in assets}
+    return {job: by_path[path] for job, path in paths.items() if path in by_path}
 
 
 def _branch_reader(

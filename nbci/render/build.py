@@ -186,17 +186,25 @@ def _bounded(notices: Sequence[Notice]) -> tuple[Notice, ...]:
 
 
 def parameters_notice(changes: Sequence[ParameterChange]) -> str:
-    """`Parameters differ from the baseline: train: lr 0.1 → 0.01, epochs 5 → (unset)`."""
+    """`Parameters differ from the baseline: train: model "logreg" (default) → "forest"
+    (default), C 1.0 (default) → 0.5 (-p)`."""
     by_job: dict[str, list[str]] = {}
     for change in changes:
-        was = change.baseline if change.baseline is not None else "(unset)"
-        now = change.value if change.value is not None else "(unset)"
+        was = _parameter_side(change.baseline, change.baseline_origin)
+        now = _parameter_side(change.value, change.origin)
         by_job.setdefault(change.job_id, []).append(f"{change.name} {was} → {now}")
     jobs = [f"{job}: {', '.join(moves)}" for job, moves in by_job.items()]
     shown = "; ".join(jobs[:PARAMETER_JOBS])
     if len(jobs) > PARAMETER_JOBS:
         shown += f"; and {count(len(jobs) - PARAMETER_JOBS, 'more notebook')}"
     return f"Parameters differ from the baseline: {shown}"
+
+
+def _parameter_side(value: str | None, origin: str | None) -> str:
+    """`0.5 (-p)`, `(default)` for a default its run did not record, `(unset)` for none."""
+    if value is None:
+        return f"({origin})" if origin else "(unset)"
+    return f"{value} ({origin})" if origin else value
 
 
 def _job_changes(comparison: Comparison | None) -> dict[str, str]:

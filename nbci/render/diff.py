@@ -11,11 +11,13 @@ with a line saying how many. Everything a notebook named is escaped.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import Any
 
-from nbci.model import Comparison, Range, Verdict
+from nbci.model import CodeChange, Comparison, Range, Verdict
 from nbci.render.build import build_diff_view
-from nbci.render.escape import escape_markdown
+from nbci.render.cell_diff import code_view
+from nbci.render.escape import escape_markdown, fenced
 from nbci.render.markdown import gfm_table
 from nbci.render.view import DiffView
 from nbci.vocabulary import (
@@ -30,15 +32,24 @@ DIFF_SCHEMA = "nbci.diff/1"
 
 
 def diff_markdown(
-    comparison: Comparison, *, show_all: bool = False, verdict: Verdict | None = None
+    comparison: Comparison,
+    *,
+    show_all: bool = False,
+    verdict: Verdict | None = None,
+    code: Sequence[CodeChange] = (),
 ) -> str:
-    """The comparison as markdown for a terminal or a PR; ends with a newline."""
+    """The comparison as markdown for a terminal or a PR; ends with a newline.
+
+    `code`: the notebooks' changed code cells (`nbci.code_changes`), listed with their diff.
+    """
     view = build_diff_view(comparison, verdict)
     parts = [f"### nbci diff against {escape_markdown(view.baseline_label)}"]
     if view.notices:
         parts.append(
             "\n".join(f"- {NOTICE_ICON[n.kind]} {escape_markdown(n.text)}" for n in view.notices)
         )
+    if code:
+        parts.append(_code_markdown(code))
     if verdict is not None:
         parts.append(_gates_markdown(view, show_all=show_all))
     parts.append(_metrics_markdown(view, show_all=show_all))
@@ -52,6 +63,16 @@ def for_terminal(markdown: str) -> str:
     control characters were dropped before), so unescaping them brings none back.
     """
     return html.unescape(markdown)
+
+
+def _code_markdown(code: Sequence[CodeChange]) -> str:
+    """`**Code changes**`, a line per notebook, then the diff of its changed cells."""
+    parts = ["**Code changes**"]
+    for change in code:
+        view = code_view(change)
+        parts.append(f"- {escape_markdown(change.job_id)}: {escape_markdown(view.summary)}")
+        parts.append(fenced(view.unified, "diff"))
+    return "\n\n".join(parts)
 
 
 def _gates_markdown(view: DiffView, *, show_all: bool) -> str:
@@ -94,13 +115,17 @@ def _summary_line(view: DiffView) -> str:
     return ", ".join(words) + "."
 
 
-def diff_json(comparison: Comparison, *, verdict: Verdict | None = None) -> dict[str, Any]:
+def diff_json(
+    comparison: Comparison, *, verdict: Verdict | None = None, code: Sequence[CodeChange] = ()
+) -> dict[str, Any]:
     """The whole comparison for machines (`nbci diff --json`), unchanged metrics included.
 
     Plain JSON types only: a NaN or infinite value is spelled as in results.json
     (`"NaN"`, `"Infinity"`, `"-Infinity"`), so `json.dumps(..., allow_nan=False)` works.
     With history, each metric carries its `range` (or null) and whether this
-    run's value is `inside_range`.
+    run's value is `inside_range`. `code_changes`: each notebook's changed code cells,
+    by kind and `In [N]` (null on the side it is absent from), with the unified diff of
+    its source.
     """
     counts = change_counts(comparison.deltas)
     data: dict[str, Any] = {
@@ -122,9 +147,17 @@ def diff_json(comparison: Comparison, *, verdict: Verdict | None = None) -> dict
             for job in comparison.jobs
         ],
         "parameters": [
-            {"job": p.job_id, "name": p.name, "baseline": p.baseline, "value": p.value}
+            {
+                "job": p.job_id,
+                "name": p.name,
+                "baseline": p.baseline,
+                "value": p.value,
+                "baseline_origin": p.baseline_origin,
+                "origin": p.origin,
+            }
             for p in comparison.parameters
         ],
+        "code_changes": [_code_json(change) for change in code],
         "metrics": [
             {
                 "job": d.job_id,
@@ -157,6 +190,23 @@ def diff_json(comparison: Comparison, *, verdict: Verdict | None = None) -> dict
             ],
         }
     return data
+
+
+def _code_json(change: CodeChange) -> dict[str, Any]:
+    view = code_view(change)
+    return {
+        "job": change.job_id,
+        "summary": view.summary,
+        "cells": [
+            {
+                "kind": cell.kind,
+                "number": cell.number,
+                "baseline_number": cell.baseline_number,
+                "diff": shown.unified,
+            }
+            for cell, shown in zip(change.cells, view.cells, strict=True)
+        ],
+    }
 
 
 def _range_json(found: Range | None) -> dict[str, Any] | None:

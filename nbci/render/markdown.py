@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
+from nbci.render.cell_diff import code_changes_markdown
 from nbci.render.charts import MAX_COMMENT_CHARTS
 from nbci.render.escape import (
     escape_cell,
@@ -192,7 +193,13 @@ class _Helpers:
             "figures_note": self.links.figures_note,
             "full_report": self.full_report(),
             "show_figures": plan.figures and self.links.images,
+            "code_changes": self.code_changes(),
         }
+
+    def code_changes(self) -> str:
+        """The changed code cells of every notebook (`nbci.render.cell_diff`)."""
+        changed = [(nb.id, nb.visuals.code) for nb in self.view.notebooks if nb.visuals.code]
+        return code_changes_markdown(changed, sections=self.plan.sections, limit=self.plan.limit)
 
     def sections(self) -> list[NotebookView]:
         with_content = [nb for nb in self.view.notebooks if _has_content(nb, self.view)]
@@ -422,6 +429,8 @@ class _Helpers:
             notes += _list_omissions(view, plan.limit)
         if not plan.jobs:
             notes.append("the table of all notebooks is left out")
+        if plan.sections == "omitted" and any(nb.visuals.code for nb in view.notebooks):
+            notes.append("the diffs of changed code cells are left out")
         if not self.links.images and any(nb.figures for nb in view.notebooks):
             notes.append("figures are named, not shown")
         return notes

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbci._files import remove_drawn
-from nbci.model import Chart, FigureChange, FigureState, Run
+from nbci.model import Chart, CodeChange, FigureChange, FigureState, Run
+from nbci.render.cell_diff import CodeView, code_view
 from nbci.render.escape import clean_text, truncate
 
 NAME_CHARS = 200
@@ -52,6 +53,8 @@ class Visuals:
     removed: tuple[FigureDiffView, ...] = ()
     unchanged: tuple[str, ...] = ()
     """Names of the figures whose pixels equal the baseline's."""
+    code: CodeView | None = None
+    """Its notebook's changed code cells (`nbci.code_changes`); None when none changed."""
 
     @property
     def compared(self) -> bool:
@@ -76,27 +79,34 @@ def draw_visuals(
     baseline_label: str | None = None,
     chart_store: Path | None = None,
 ) -> Drawn:
-    """Draw the charts and compare the figures (with `baseline_dir`), files in `out_dir`,
-    replacing those an earlier render drew there; `chart_store` keeps drawn charts for the
-    next run (`charts.write_charts`)."""
+    """Draw the charts and compare the figures and the notebooks' code (with
+    `baseline_dir`), files in `out_dir`, replacing those an earlier render drew there;
+    `chart_store` keeps drawn charts for the next run (`charts.write_charts`)."""
+    from nbci.code_changes import IMAGE_FOLDER as CODE_IMAGE_FOLDER
+    from nbci.code_changes import code_changes, notebook_reader
     from nbci.figures import DIFF_FOLDER, figure_changes, file_reader
     from nbci.render.charts import CHART_FOLDER, write_charts
 
-    for folder in (CHART_FOLDER, DIFF_FOLDER):
+    for folder in (CHART_FOLDER, DIFF_FOLDER, CODE_IMAGE_FOLDER):
         remove_drawn(out_dir / folder)
     charts, left_out = write_charts(
         run, baseline, out_dir, baseline_label=baseline_label, store=chart_store
     )
     changes: tuple[FigureChange, ...] = ()
+    code: tuple[CodeChange, ...] = ()
     if baseline is not None and baseline_dir is not None:
         changes = figure_changes(
             run, baseline, file_reader(out_dir), file_reader(baseline_dir), out_dir
         )
-    return Drawn(visuals_by_job(charts, changes), left_out)
+        read_head, read_base = notebook_reader(out_dir), notebook_reader(baseline_dir)
+        code = code_changes(run, baseline, read_head, read_base, out_dir)
+    return Drawn(visuals_by_job(charts, changes, code), left_out)
 
 
 def visuals_by_job(
-    charts: Iterable[Chart], changes: Iterable[FigureChange] = ()
+    charts: Iterable[Chart],
+    changes: Iterable[FigureChange] = (),
+    code: Iterable[CodeChange] = (),
 ) -> dict[str, Visuals]:
     """Job id → its visuals; charts keep their order (the most changed first)."""
     chart_lists: dict[str, list[ChartView]] = {}
@@ -106,13 +116,18 @@ def visuals_by_job(
     change_lists: dict[str, list[FigureChange]] = {}
     for change in changes:
         change_lists.setdefault(change.job_id, []).append(change)
+    code_views = {change.job_id: code_view(change) for change in code}
     return {
-        job_id: _visuals(chart_lists.get(job_id, []), change_lists.get(job_id, []))
-        for job_id in dict.fromkeys([*chart_lists, *change_lists])
+        job_id: _visuals(
+            chart_lists.get(job_id, []), change_lists.get(job_id, []), code_views.get(job_id)
+        )
+        for job_id in dict.fromkeys([*chart_lists, *change_lists, *code_views])
     }
 
 
-def _visuals(charts: Sequence[ChartView], changes: Sequence[FigureChange]) -> Visuals:
+def _visuals(
+    charts: Sequence[ChartView], changes: Sequence[FigureChange], code: CodeView | None = None
+) -> Visuals:
     def of(state: FigureState) -> tuple[FigureDiffView, ...]:
         return tuple(_figure(c) for c in changes if c.state == state)
 
@@ -122,6 +137,7 @@ def _visuals(charts: Sequence[ChartView], changes: Sequence[FigureChange]) -> Vi
         added=of("added"),
         removed=of("removed"),
         unchanged=tuple(_name(c.name) for c in changes if c.state == "unchanged"),
+        code=code,
     )
 
 

@@ -1,6 +1,6 @@
 """The JSON Schemas nbci ships, and one way to check a document against one of them.
 
-`results-1.schema.json` is `nbci.results/1`, the contract of `results.json`;
+`results-N.schema.json` is `nbci.results/N`, the contract of `results.json`;
 `config.schema.json` is the configuration table. Both are standard JSON Schema
 (draft 2020-12), for anyone who reads runs or writes configurations.
 
@@ -31,10 +31,9 @@ if TYPE_CHECKING:
 RESULTS_SCHEMAS = {
     "nbci.results/1": "results-1.schema.json",
     "nbci.results/2": "results-2.schema.json",  # adds each notebook's series (curves)
+    "nbci.results/3": "results-3.schema.json",  # adds each notebook's effective parameters
 }
 """Every results.json version nbci reads, and its schema file here (the last one is written)."""
-
-CONFIG_SCHEMA = "config.schema.json"
 
 CONFIG_SCHEMA = "config.schema.json"
 

@@ -158,7 +158,7 @@ UNTRUSTED = {
     "oversized": (_oversized, "larger than"),
     "cut short": (lambda d: _replace((d / "results.json").read_text()[:200])(d), "not valid"),
     "NaN constant": (_replace('{"schema": "nbci.results/1", "notebooks": NaN}'), "not valid"),
-    "another schema": (_edit(lambda d: d.update(schema="nbci.results/3")), "not supported"),
+    "another schema": (_edit(lambda d: d.update(schema="nbci.results/9")), "not supported"),
     "no schema": (_edit(lambda d: d.pop("schema")), "schema"),
     "too many notebooks": (_edit(_too_many), "at most 10000"),
     "output escaping": (
