@@ -88,6 +88,15 @@ class _Tree:
 
     entries: dict[str, tuple[str, str, str] | _Tree] = field(default_factory=dict)
 
+    def folder(self, *names: str) -> _Tree:
+        """The subtree at `names` (a test that rewrites a branch by hand walks down to it)."""
+        node = self
+        for name in names:
+            child = node.entries[name]
+            assert isinstance(child, _Tree), f"{name} is not a folder"
+            node = child
+        return node
+
 
 class GitHubStub(StandIn):
     """State and behaviour; `serve()` puts it on a free port of 127.0.0.1."""
@@ -330,7 +339,13 @@ class GitHubStub(StandIn):
 
         self._add_fault("POST", GRAPHQL_PATH + "$", times, respond)
 
-    def _add_fault(self, method: str, path: str, times: int, respond: Callable[[], tuple[int, dict[str, str], dict[str, Any] | None]]) -> None:
+    def _add_fault(
+        self,
+        method: str,
+        path: str,
+        times: int,
+        respond: Callable[[], tuple[int, dict[str, str], dict[str, Any] | None]],
+    ) -> None:
         with self._lock:
             self.faults.append(Fault(method.upper(), re.compile(path), times, respond))
 
@@ -392,7 +407,13 @@ class GitHubStub(StandIn):
         return self._handle(method, target, headers, raw)
 
     def _handle(
-        self, method: str, target: str, headers: dict[str, str], raw: bytes, *, skip_faults: bool = False
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        raw: bytes,
+        *,
+        skip_faults: bool = False,
     ) -> Answer:
         split = urlsplit(target)
         query = dict(parse_qsl(split.query))
@@ -422,7 +443,13 @@ class GitHubStub(StandIn):
             return self._answer(method, record, split.path, query, headers, body)
 
     def _answer(
-        self, method: str, record: Recorded, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+        self,
+        method: str,
+        record: Recorded,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: Any,
     ) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
             try:
@@ -451,7 +478,9 @@ class GitHubStub(StandIn):
             return 404, b"Not Found", {"content-type": "text/plain"}
         return 200, data, {"content-type": "application/octet-stream"}
 
-    def _api(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> Reply:
+    def _api(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         self._authenticate(headers)
         prefix = f"/repos/{self.repo}"
         if path == prefix and method == "GET":
@@ -889,7 +918,12 @@ class GitHubStub(StandIn):
         )
         entries = []
         for path, mode, kind, entry_sha in rows:
-            item: dict[str, str | int] = {"path": path, "mode": mode, "type": kind, "sha": entry_sha}
+            item: dict[str, str | int] = {
+                "path": path,
+                "mode": mode,
+                "type": kind,
+                "sha": entry_sha,
+            }
             if kind == "blob":
                 item["size"] = len(self.blobs[entry_sha])
                 item["url"] = self._url(f"/git/blobs/{entry_sha}")

@@ -168,7 +168,9 @@ class GitLabStub(StandIn):
             self.notes.setdefault(iid, [])
             return mr
 
-    def add_note(self, iid: int, body: str, *, user: str = "someone", system: bool = False) -> dict[str, Any]:
+    def add_note(
+        self, iid: int, body: str, *, user: str = "someone", system: bool = False
+    ) -> dict[str, Any]:
         with self._lock:
             note = self._new_note(body, user, system=system)
             self.notes.setdefault(iid, []).append(note)
@@ -266,7 +268,9 @@ class GitLabStub(StandIn):
             return 404, b"Not Found", {"Content-Type": "text/plain"}
         return 200, data, {"Content-Type": "image/png"}
 
-    def _api(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> Reply:
+    def _api(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         token = self._authenticate(headers)
         match = re.fullmatch(r"/projects/([^/]+)(/.*)?", path)
         if not match or unquote(match[1]) not in (self.project, str(PROJECT_ID)):

@@ -90,7 +90,8 @@ def test_gaps_and_hostile_names_draw() -> None:
 
 
 def test_a_group_of_twelve_has_twelve_distinct_markers() -> None:
-    twelve = group("g", **{f"s{i}": [i, i + 1.0, i + 0.5] for i in range(12)})
+    curves: dict[str, list[float | None]] = {f"s{i}": [i, i + 1.0, i + 0.5] for i in range(12)}
+    twelve = group("g", **curves)
 
     styles = lines_by_style(chart_figure(twelve))
 

@@ -52,7 +52,8 @@ def job(job_id: str, notebook: str, **kwargs: Any) -> Job:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
 
 
 # -- tests --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gitlab_stub import GitLabStub, Token
@@ -200,7 +201,8 @@ def test_a_race_duplicate_is_removed(
     gl.add_merge_request(9, base_sha=main_history[-1])
     quoting = gl.add_note(9, "> " + MARKER + "\n> what does this mean?", user="someone")
     bot = "project_4242_bot_nbci"
-    other_job: list[dict] = []  # another pipeline's publish creates its note at the same time
+    # another pipeline's publish creates its note at the same time
+    other_job: list[dict[str, Any]] = []
     gl.before_next(
         "POST",
         r"/merge_requests/9/notes$",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from nbci.model import Status
 from nbci.results import read_run
 from nbci.vocabulary import status_label
 
@@ -45,7 +46,7 @@ parameters = { alpha = 1 }
 """
 
 # job id (folder `broken/` + file name) -> (status, what its one-line reason says)
-EXPECTED = {
+EXPECTED: dict[str, tuple[Status, str]] = {
     "broken-invalid_json": (
         "invalid",
         "broken/invalid_json.ipynb: not a readable notebook: invalid JSON at line 2, column 1",
