@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -390,12 +390,12 @@ def test_every_refusal_ends_in_one_line_without_the_token(
     gl: GitLabStub,
     main_history: list[str],
     tmp_path: Path,
-    setup: object,
+    setup: Callable[[GitLabStub], object],
     expected: str,
 ) -> None:
     gl.add_merge_request(19, base_sha=main_history[-1])
     env = mr_env(gl, 19)
-    setup(gl)  # type: ignore[operator]
+    setup(gl)
     with pytest.raises(PublishError) as caught:
         publish(options(make_run(tmp_path / "out")), env)
     message = str(caught.value)
