@@ -59,8 +59,14 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def notebook(project: Path) -> NotebookFactory:
     """`notebook("notebooks/a.ipynb", ["x = 1"], parameters="x = 0")` inside `project`."""
 
-    def make(relative: str, cells: Sequence[str], **kwargs: object) -> Path:
-        return write_notebook(project / relative, cells, **kwargs)  # type: ignore[arg-type]
+    def make(
+        relative: str,
+        cells: Sequence[str],
+        *,
+        parameters: str | None = None,
+        kernel: str = "python3",
+    ) -> Path:
+        return write_notebook(project / relative, cells, parameters=parameters, kernel=kernel)
 
     return make
 
