@@ -49,7 +49,7 @@ MAX_CELL_IMAGES = 10
 INJECTED = "injected-parameters"
 _IMAGE_TYPES = ("image/png",)
 
-Cells = list[Mapping[str, Any]]
+Cells = Sequence[Mapping[str, Any]]
 ImageWriter = Callable[[str, bytes], str | None]
 """Writes an image under a name relative to the output directory; its path or None."""
 

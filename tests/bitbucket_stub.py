@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from http_stub import Answer, Recorded, StandIn, git_blob_sha, json_bytes
+from http_stub import Answer, Recorded, Reply, StandIn, git_blob_sha, json_bytes
 
 CLOUD_PREFIX = "/2.0"
 DC_API = "/rest/api/1.0"
@@ -252,7 +252,9 @@ class _Repository(StandIn):
             extra = {"Content-Type": "application/json", **extra}
             return status, extra, b"" if payload is None else json_bytes(payload)
 
-    def route(self, method: str, path: str, query: dict, headers: dict, body: Any) -> tuple:
+    def route(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         raise NotImplementedError
 
     def _user(self, headers: dict[str, str]) -> str:
@@ -284,7 +286,9 @@ class BitbucketCloudStub(_Repository):
     def web_url(self) -> str:
         return f"{self.base_url}/{self.repo}"
 
-    def route(self, method: str, path: str, query: dict, headers: dict, body: Any) -> tuple:
+    def route(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         if not path.startswith(CLOUD_PREFIX + "/"):
             return self._web(method, path)
         token = headers.get("authorization", "").removeprefix("Bearer ")
@@ -301,7 +305,7 @@ class BitbucketCloudStub(_Repository):
                 return handler(match, query, headers, body)
         raise ApiError(404, {"type": "error", "error": {"message": "Resource not found"}})
 
-    def _routes(self) -> list[tuple[str, str, str, Callable[..., tuple]]]:
+    def _routes(self) -> list[tuple[str, str, str, Callable[..., Reply]]]:
         pr = r"/pullrequests/(\d+)"
         return [
             ("GET", r"", "repository", self._get_repo),
@@ -339,14 +343,14 @@ class BitbucketCloudStub(_Repository):
                 },
             )
 
-    def _web(self, method: str, path: str) -> tuple:
+    def _web(self, method: str, path: str) -> Reply:
         match = re.fullmatch(rf"/{re.escape(self.repo)}/raw/([0-9a-f]{{40}})/(.+)", path)
         data = self.file_at(match[1], match[2]) if match and method == "GET" else None
         if data is None:
             return 404, b"Not Found", {"Content-Type": "text/plain"}
         return 200, data, {"Content-Type": "image/png"}
 
-    def _page(self, items: list, query: dict, path: str) -> tuple:
+    def _page(self, items: list[Any], query: dict[str, str], path: str) -> Reply:
         pagelen = max(1, min(int(query.get("pagelen", "10")), self.max_per_page))
         page = max(1, int(query.get("page", "1")))
         chunk = items[(page - 1) * pagelen : page * pagelen]
@@ -369,7 +373,9 @@ class BitbucketCloudStub(_Repository):
 
     # -- handlers ------------------------------------------------------------------------
 
-    def _get_repo(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _get_repo(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         repo = {"full_name": self.repo, "mainbranch": {"name": self.default_branch}}
         return 200, repo, {}
 
@@ -379,7 +385,9 @@ class BitbucketCloudStub(_Repository):
             raise ApiError(404, {"type": "error", "error": {"message": "Pull request not found"}})
         return pull
 
-    def _get_pr(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _get_pr(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         pull = self._pr(match[1])
         return (
             200,
@@ -410,7 +418,9 @@ class BitbucketCloudStub(_Repository):
             "links": {"html": {"href": href}},
         }
 
-    def _list_comments(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _list_comments(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         number = self._pr(match[1]).id
         listed = [self._comment_json(number, c) for c in self.comments[number]]
         return self._page(listed, query, f"{CLOUD_PREFIX}/repositories/{self.repo}{match[0]}")
@@ -421,7 +431,9 @@ class BitbucketCloudStub(_Repository):
             raise ApiError(400, {"type": "error", "error": {"message": "Bad request"}})
         return text
 
-    def _create_comment(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _create_comment(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         number = self._pr(match[1]).id
         comment = self._new_comment(self._raw_text(body), self._user(headers))
         self.comments[number].append(comment)
@@ -433,27 +445,37 @@ class BitbucketCloudStub(_Repository):
                 return comment
         raise ApiError(404, {"type": "error", "error": {"message": "Comment not found"}})
 
-    def _update_comment(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _update_comment(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         number = self._pr(match[1]).id
         comment = self._find(number, match[2])
         comment["body"] = self._raw_text(body)
         return 200, self._comment_json(number, comment), {}
 
-    def _delete_comment(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _delete_comment(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         number = self._pr(match[1]).id
         self._find(number, match[2])["deleted"] = True  # Cloud keeps it, marked deleted
         return 204, b"", {}
 
-    def _get_commit(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _get_commit(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         return 200, self._commit_json(self._full(match[1])), {}
 
-    def _get_branch(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _get_branch(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         name = match[1]
         if name not in self.branches:
             raise ApiError(404, {"type": "error", "error": {"message": "Branch not found"}})
         return 200, {"name": name, "target": self._commit_json(self.branches[name])}, {}
 
-    def _get_src(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _get_src(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         data = None if match[2].endswith("/") else self.file_at(match[1], match[2])
         if data is not None:
             return 200, data, {"Content-Type": "application/octet-stream"}
@@ -469,7 +491,9 @@ class BitbucketCloudStub(_Repository):
         quoted = f"{CLOUD_PREFIX}/repositories/{self.repo}/src/{match[1]}/{quote(match[2])}"
         return self._page(listed, query, quoted)  # files only: nbci asks for nothing else
 
-    def _post_src(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _post_src(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         parts = body if isinstance(body, list) else []
         fields = {name: data for name, _file, data in parts if _file is None}
         written = {name: data for name, _file, data in parts if _file is not None}
@@ -490,12 +514,16 @@ class BitbucketCloudStub(_Repository):
         location = f"{self.base_url}{CLOUD_PREFIX}/repositories/{self.repo}/commit/{sha}"
         return 201, b"", {"Location": location}
 
-    def _list_commits(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _list_commits(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         start = self.branches.get(match[1]) or self._full(match[1])
         listed = [self._commit_json(c) for c in self._ancestors(start)]
         return self._page(listed, query, f"{CLOUD_PREFIX}/repositories/{self.repo}{match[0]}")
 
-    def _status(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _status(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         if match[1] not in self.commits:
             raise ApiError(404, {"type": "error", "error": {"message": "Commit not found"}})
         if not isinstance(body, dict) or body.get("state") not in (
@@ -510,7 +538,9 @@ class BitbucketCloudStub(_Repository):
         self.statuses.append({**body, "sha": match[1]})
         return 201, {"type": "build", **body}, {}
 
-    def _report(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _report(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         if not isinstance(body, dict) or body.get("result") not in ("PASSED", "FAILED", "PENDING"):
             raise ApiError(400, {"type": "error", "error": {"message": "result is invalid"}})
         if len(body.get("data") or []) > 10 or len(body.get("details") or "") > 2000:
@@ -520,7 +550,9 @@ class BitbucketCloudStub(_Repository):
         self.annotations[key] = []  # a replaced report loses its annotations
         return 200, {"external_id": match[2], **body}, {}
 
-    def _annotate(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _annotate(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         key = (match[1], match[2])
         if key not in self.reports:
             raise ApiError(404, {"type": "error", "error": {"message": "Report not found"}})
@@ -556,7 +588,9 @@ class BitbucketDataCenterStub(_Repository):
     def repo_path(self) -> str:
         return f"/projects/{self.project}/repos/{self.slug}"
 
-    def route(self, method: str, path: str, query: dict, headers: dict, body: Any) -> tuple:
+    def route(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         if not path.startswith("/rest/"):
             return self._web(method, path, query)
         token = headers.get("authorization", "").removeprefix("Bearer ")
@@ -576,7 +610,7 @@ class BitbucketDataCenterStub(_Repository):
                 return handler(match, query, headers, body)
         raise ApiError(404, _errors("Not found.", "NotFoundException"))
 
-    def _routes(self) -> list[tuple[str, str, str, Callable[..., tuple]]]:
+    def _routes(self) -> list[tuple[str, str, str, Callable[..., Reply]]]:
         api, insights = re.escape(DC_API + "|"), re.escape(DC_INSIGHTS + "|")
         pr = api + r"/pull-requests/(\d+)"
         report = insights + r"/commits/([0-9a-f]{40})/reports/([^/]+)"
@@ -610,14 +644,14 @@ class BitbucketDataCenterStub(_Repository):
                 ),
             )
 
-    def _web(self, method: str, path: str, query: dict) -> tuple:
+    def _web(self, method: str, path: str, query: dict[str, str]) -> Reply:
         match = re.fullmatch(rf"{re.escape(self.repo_path)}/raw/(.+)", path)
         data = self.file_at(query.get("at", ""), match[1]) if match and method == "GET" else None
         if data is None:
             return 404, b"Not Found", {"Content-Type": "text/plain"}
         return 200, data, {"Content-Type": "image/png"}
 
-    def _page(self, items: list, query: dict) -> tuple:
+    def _page(self, items: list[Any], query: dict[str, str]) -> Reply:
         limit = max(1, min(int(query.get("limit", "25")), self.max_per_page))
         start = max(0, int(query.get("start", "0")))
         chunk = items[start : start + limit]
@@ -636,12 +670,16 @@ class BitbucketDataCenterStub(_Repository):
 
     # -- handlers ------------------------------------------------------------------------
 
-    def _default(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _default(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         name = self.default_branch
         head = self.branches[name]
         return 200, {"id": f"refs/heads/{name}", "displayId": name, "latestCommit": head}, {}
 
-    def _branches(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _branches(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         text = query.get("filterText", "")
         found = [
             {"id": f"refs/heads/{name}", "displayId": name, "latestCommit": sha}
@@ -650,7 +688,9 @@ class BitbucketDataCenterStub(_Repository):
         ]
         return self._page(found, query)
 
-    def _raw(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _raw(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         data = self.file_at(self._resolve(query.get("at") or self.default_branch), match[1])
         if data is None:
             raise ApiError(
@@ -658,7 +698,9 @@ class BitbucketDataCenterStub(_Repository):
             )
         return 200, data, {"Content-Type": "text/plain"}
 
-    def _files(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _files(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         folder = match[1].rstrip("/") + "/"
         files = self.commits[self._resolve(query.get("at") or self.default_branch)]["files"]
         listed = [p.removeprefix(folder) for p in sorted(files) if p.startswith(folder)]
@@ -668,7 +710,9 @@ class BitbucketDataCenterStub(_Repository):
             )
         return self._page(listed, query)
 
-    def _browse_put(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _browse_put(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         parts = body if isinstance(body, list) else []
         fields = {name: data.decode() for name, _file, data in parts if _file is None}
         content = next((data for name, _f, data in parts if name == "content"), None)
@@ -696,7 +740,9 @@ class BitbucketDataCenterStub(_Repository):
         self.branches[branch] = sha
         return 200, {"id": sha, "displayId": sha[:11], "parents": [{"id": head}]}, {}
 
-    def _commits(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _commits(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         start = self._resolve(query.get("until") or self.default_branch)
         listed = [
             {"id": c, "parents": [{"id": p} for p in self.commits[c]["parents"]]}
@@ -704,7 +750,9 @@ class BitbucketDataCenterStub(_Repository):
         ]
         return self._page(listed, query)
 
-    def _build(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _build(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         if not isinstance(body, dict) or body.get("state") not in (
             "SUCCESSFUL",
             "FAILED",
@@ -724,7 +772,9 @@ class BitbucketDataCenterStub(_Repository):
             )
         return pull
 
-    def _get_pr(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _get_pr(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         pull = self._pr(match[1])
         return (
             200,
@@ -750,7 +800,9 @@ class BitbucketDataCenterStub(_Repository):
             "createdDate": 1_764_547_200_000 + comment["clock"],
         }
 
-    def _activities(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _activities(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         number = self._pr(match[1]).id
         activities = [
             {"id": c["id"] + 1, "action": "COMMENTED", "commentAction": "ADDED",
@@ -768,7 +820,9 @@ class BitbucketDataCenterStub(_Repository):
             )
         return text
 
-    def _create_comment(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _create_comment(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         number = self._pr(match[1]).id
         comment = self._new_comment(self._text(body), self._user(headers))
         self.comments[number].append(comment)
@@ -780,10 +834,14 @@ class BitbucketDataCenterStub(_Repository):
                 return comment
         raise ApiError(404, _errors("Comment does not exist.", "NoSuchCommentException"))
 
-    def _get_comment(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _get_comment(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         return 200, self._comment_json(self._find(self._pr(match[1]).id, match[2])), {}
 
-    def _update_comment(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _update_comment(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         comment = self._find(self._pr(match[1]).id, match[2])
         if body.get("version") != comment.get("version", 0):
             raise ApiError(409, _errors("The comment was modified", "CommentOutOfDateException"))
@@ -791,7 +849,9 @@ class BitbucketDataCenterStub(_Repository):
         comment["version"] = comment.get("version", 0) + 1
         return 200, self._comment_json(comment), {}
 
-    def _delete_comment(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _delete_comment(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         number = self._pr(match[1]).id
         comment = self._find(number, match[2])
         if query.get("version") != str(comment.get("version", 0)):
@@ -799,7 +859,9 @@ class BitbucketDataCenterStub(_Repository):
         self.comments[number].remove(comment)
         return 204, b"", {}
 
-    def _report(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _report(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         if not isinstance(body, dict) or body.get("result") not in ("PASS", "FAIL", None):
             raise ApiError(400, _errors("result is invalid", "ArgumentValidationException"))
         if not body.get("title") or len(body.get("data") or []) > 6:
@@ -811,11 +873,15 @@ class BitbucketDataCenterStub(_Repository):
         self.annotations.setdefault(key, [])  # kept until deleted
         return 200, {"key": match[2], **body}, {}
 
-    def _clear_annotations(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _clear_annotations(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         self.annotations[(match[1], match[2])] = []
         return 204, b"", {}
 
-    def _annotate(self, match: re.Match, query: dict, headers: dict, body: Any) -> tuple:
+    def _annotate(
+        self, match: re.Match[str], query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         key = (match[1], match[2])
         if key not in self.reports:
             raise ApiError(404, _errors("Report does not exist.", "NoSuchReportException"))

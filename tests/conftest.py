@@ -20,7 +20,8 @@ a tenth of its examples, so the fast lane stays under a minute."""
 def examples(full: int) -> int:
     """Examples for a property test that tries `full` in a full run: scaled by the loaded
     profile's `max_examples` against Hypothesis' default 100 (at least 5)."""
-    return max(full * settings.default.max_examples // 100, 5)
+    loaded: int = settings().max_examples  # `settings()` starts from the loaded profile
+    return max(full * loaded // 100, 5)
 
 
 NotebookFactory = Callable[..., Path]
@@ -58,8 +59,14 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def notebook(project: Path) -> NotebookFactory:
     """`notebook("notebooks/a.ipynb", ["x = 1"], parameters="x = 0")` inside `project`."""
 
-    def make(relative: str, cells: Sequence[str], **kwargs: object) -> Path:
-        return write_notebook(project / relative, cells, **kwargs)  # type: ignore[arg-type]
+    def make(
+        relative: str,
+        cells: Sequence[str],
+        *,
+        parameters: str | None = None,
+        kernel: str = "python3",
+    ) -> Path:
+        return write_notebook(project / relative, cells, parameters=parameters, kernel=kernel)
 
     return make
 

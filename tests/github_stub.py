@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from github_graphql_stub import GRAPHQL_PATH
 from github_graphql_stub import answer as graphql_answer
-from http_stub import Recorded, StandIn, git_blob_sha, json_bytes
+from http_stub import Answer, Recorded, Reply, StandIn, git_blob_sha, json_bytes
 
 API_PREFIX = "/api/v3"
 DOCS = "https://docs.github.com/rest"
@@ -87,6 +87,15 @@ class _Tree:
     """A mutable tree while it is being built: name -> (mode, type, sha) or subtree."""
 
     entries: dict[str, tuple[str, str, str] | _Tree] = field(default_factory=dict)
+
+    def folder(self, *names: str) -> _Tree:
+        """The subtree at `names` (a test that rewrites a branch by hand walks down to it)."""
+        node = self
+        for name in names:
+            child = node.entries[name]
+            assert isinstance(child, _Tree), f"{name} is not a folder"
+            node = child
+        return node
 
 
 class GitHubStub(StandIn):
@@ -247,7 +256,7 @@ class GitHubStub(StandIn):
 
     def add_comment(
         self, number: int, body: str, *, user: str = "someone", bot: bool = False
-    ) -> dict:
+    ) -> dict[str, Any]:
         with self._lock:
             comment = self._new_comment(number, body, user, "Bot" if bot else "User")
             self.comments.setdefault(number, []).append(comment)
@@ -330,7 +339,13 @@ class GitHubStub(StandIn):
 
         self._add_fault("POST", GRAPHQL_PATH + "$", times, respond)
 
-    def _add_fault(self, method: str, path: str, times: int, respond: Callable) -> None:
+    def _add_fault(
+        self,
+        method: str,
+        path: str,
+        times: int,
+        respond: Callable[[], tuple[int, dict[str, str], dict[str, Any] | None]],
+    ) -> None:
         with self._lock:
             self.faults.append(Fault(method.upper(), re.compile(path), times, respond))
 
@@ -380,7 +395,7 @@ class GitHubStub(StandIn):
 
     # -- request handling ----------------------------------------------------------
 
-    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> tuple:
+    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Answer:
         """(status, headers, body bytes) — or (0, {}, None) to reset the connection."""
         with self._lock:
             fault = next((f for f in self.faults if f.matches(method, _api_path(target))), None)
@@ -392,8 +407,14 @@ class GitHubStub(StandIn):
         return self._handle(method, target, headers, raw)
 
     def _handle(
-        self, method: str, target: str, headers: dict, raw: bytes, *, skip_faults: bool = False
-    ) -> tuple:
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        raw: bytes,
+        *,
+        skip_faults: bool = False,
+    ) -> Answer:
         split = urlsplit(target)
         query = dict(parse_qsl(split.query))
         path = unquote(split.path)
@@ -422,14 +443,21 @@ class GitHubStub(StandIn):
             return self._answer(method, record, split.path, query, headers, body)
 
     def _answer(
-        self, method: str, record: Recorded, path: str, query: dict, headers: dict, body: Any
+        self,
+        method: str,
+        record: Recorded,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: Any,
     ) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
             try:
                 if path == GRAPHQL_PATH and method == "POST":
                     self._authenticate(headers)
                     status, payload = graphql_answer(self, body)
-                    data, extra = json_bytes(payload), {}
+                    data = json_bytes(payload)
+                    extra: dict[str, str] = {}
                 elif path.startswith(API_PREFIX + "/"):
                     status, payload, extra = self._api(method, record.path, query, headers, body)
                     data = b"" if payload is None else json_bytes(payload)
@@ -450,7 +478,9 @@ class GitHubStub(StandIn):
             return 404, b"Not Found", {"content-type": "text/plain"}
         return 200, data, {"content-type": "application/octet-stream"}
 
-    def _api(self, method: str, path: str, query: dict, headers: dict, body: Any) -> tuple:
+    def _api(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         self._authenticate(headers)
         prefix = f"/repos/{self.repo}"
         if path == prefix and method == "GET":
@@ -465,7 +495,7 @@ class GitHubStub(StandIn):
                 return handler(match, query, body)
         raise ApiError(404, "Not Found")
 
-    def _routes(self) -> list[tuple[str, str, tuple[str, str], Callable]]:
+    def _routes(self) -> list[tuple[str, str, tuple[str, str], Callable[..., Reply]]]:
         return [
             ("GET", r"/pulls/(\d+)", ("pull-requests", "read"), self._get_pull),
             ("GET", r"/issues/(\d+)/comments", ("pull-requests", "read"), self._list_comments),
@@ -525,7 +555,7 @@ class GitHubStub(StandIn):
             "default_branch": self.default_branch,
         }
 
-    def _get_pull(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _get_pull(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         pull = self.pulls.get(int(match[1]))
         if pull is None:
             raise ApiError(404, "Not Found")
@@ -610,14 +640,14 @@ class GitHubStub(StandIn):
             )
         return text
 
-    def _list_comments(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _list_comments(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         number = int(match[1])
         if number not in self.pulls:
             raise ApiError(404, "Not Found")
         items = self.comments.get(number, [])
         return self._paginate(items, query, self._url(f"/issues/{number}/comments"))
 
-    def _paginate(self, items: list, query: dict, url: str) -> tuple:
+    def _paginate(self, items: list[Any], query: dict[str, str], url: str) -> Reply:
         per_page = max(1, min(int(query.get("per_page", 30)), 100))
         page = max(1, int(query.get("page", 1)))
         last = max(1, -(-len(items) // per_page))
@@ -638,7 +668,7 @@ class GitHubStub(StandIn):
             links += [link(1, "first"), link(page - 1, "prev")]
         return 200, chunk, ({"link": ", ".join(links)} if links else {})
 
-    def _create_comment(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _create_comment(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         number = int(match[1])
         if number not in self.pulls:
             raise ApiError(404, "Not Found")
@@ -646,7 +676,7 @@ class GitHubStub(StandIn):
         self.comments[number].append(comment)
         return 201, comment, {"location": comment["url"]}
 
-    def _edit_comment(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _edit_comment(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         _number, comment = self._find_comment(int(match[1]))
         if comment["user"]["login"] != self.bot_login:
             raise ApiError(403, "Resource not accessible by integration")
@@ -657,7 +687,7 @@ class GitHubStub(StandIn):
         )
         return 200, comment, {}
 
-    def _delete_comment(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _delete_comment(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         number, comment = self._find_comment(int(match[1]))
         self.comments[number].remove(comment)
         return 204, None, {}
@@ -715,7 +745,8 @@ class GitHubStub(StandIn):
 
     def _reachable(self, sha: str) -> list[str]:
         """Every ancestor of `sha` (itself included), newest first, as `git log` lists them."""
-        seen, todo = set(), [sha]
+        seen: set[str] = set()
+        todo = [sha]
         while todo and len(seen) < 10_000:
             current = todo.pop()
             if current not in seen:
@@ -759,13 +790,13 @@ class GitHubStub(StandIn):
             "object": {"type": "commit", "sha": sha, "url": self._url(f"/git/commits/{sha}")},
         }
 
-    def _get_ref(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _get_ref(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         ref = "refs/" + match[1]
         if ref not in self.refs:
             raise ApiError(404, "Not Found")
         return 200, self._ref_json(ref), {}
 
-    def _create_ref(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _create_ref(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         ref, sha = (body or {}).get("ref"), (body or {}).get("sha")
         if not isinstance(ref, str) or not ref.startswith("refs/") or ref.count("/") < 2:
             raise ApiError(422, "Reference name is invalid")
@@ -776,7 +807,7 @@ class GitHubStub(StandIn):
         self.refs[ref] = sha
         return 201, self._ref_json(ref), {"location": self._url(f"/git/{ref}")}
 
-    def _update_ref(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _update_ref(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         ref = "refs/" + match[1]
         sha, force = (body or {}).get("sha"), bool((body or {}).get("force", False))
         if ref not in self.refs:
@@ -799,7 +830,7 @@ class GitHubStub(StandIn):
                 todo.extend(self.commits[sha]["parents"])
         return False
 
-    def _create_blob(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _create_blob(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         content, encoding = (body or {}).get("content"), (body or {}).get("encoding", "utf-8")
         if not isinstance(content, str) or encoding not in ("utf-8", "base64"):
             raise ApiError(422, "Invalid request.")
@@ -809,7 +840,7 @@ class GitHubStub(StandIn):
         sha = self._store_blob(data)
         return 201, {"url": self._url(f"/git/blobs/{sha}"), "sha": sha}, {}
 
-    def _get_blob(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _get_blob(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         data = self.blobs.get(match[1])
         if data is None:
             raise ApiError(404, "Not Found")
@@ -826,7 +857,7 @@ class GitHubStub(StandIn):
             {},
         )
 
-    def _create_tree(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _create_tree(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         entries, base = (body or {}).get("tree"), (body or {}).get("base_tree")
         if not isinstance(entries, list):
             raise ApiError(422, "Invalid tree info")
@@ -859,12 +890,13 @@ class GitHubStub(StandIn):
         if "content" in entry:
             sha = self._store_blob(str(entry["content"]).encode())
         else:
-            sha = entry.get("sha")
+            given = entry.get("sha")
             known = self.trees if kind == "tree" else self.blobs
-            if sha not in known:
+            if not isinstance(given, str) or given not in known:
                 raise ApiError(
-                    422, "Invalid tree info", errors=[f"tree.sha {sha} is not a valid {kind}"]
+                    422, "Invalid tree info", errors=[f"tree.sha {given} is not a valid {kind}"]
                 )
+            sha = given
         if kind == "tree":
             node.entries[name] = self._load_tree(sha)
         elif kind == "blob" and mode in ("100644", "100755"):
@@ -886,7 +918,12 @@ class GitHubStub(StandIn):
         )
         entries = []
         for path, mode, kind, entry_sha in rows:
-            item = {"path": path, "mode": mode, "type": kind, "sha": entry_sha}
+            item: dict[str, str | int] = {
+                "path": path,
+                "mode": mode,
+                "type": kind,
+                "sha": entry_sha,
+            }
             if kind == "blob":
                 item["size"] = len(self.blobs[entry_sha])
                 item["url"] = self._url(f"/git/blobs/{entry_sha}")
@@ -900,7 +937,7 @@ class GitHubStub(StandIn):
             "truncated": len(entries) > self.tree_listing_limit,
         }
 
-    def _get_tree(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _get_tree(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         sha = self._resolve_tree(match[1])
         recursive = query.get("recursive") not in (None, "", "0", "false")
         return 200, self._tree_json(sha, recursive=recursive), {}
@@ -911,7 +948,8 @@ class GitHubStub(StandIn):
             return name
         sha = self.refs.get(f"refs/heads/{name}", name)
         if sha in self.commits:
-            return self.commits[sha]["tree"]
+            tree: str = self.commits[sha]["tree"]
+            return tree
         raise ApiError(404, "Not Found")
 
     def _lookup(self, tree_sha: str, path: str) -> tuple[str, str, str] | None:
@@ -926,7 +964,7 @@ class GitHubStub(StandIn):
             mode, kind, node = row[0], row[1], row[2]
         return (mode, kind, node) if node else None
 
-    def _create_commit(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _create_commit(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         body = body or {}
         tree, parents, message = body.get("tree"), body.get("parents", []), body.get("message")
         if not isinstance(message, str) or tree not in self.trees:
@@ -936,12 +974,12 @@ class GitHubStub(StandIn):
         sha = self._store_commit(message, tree, parents)
         return 201, self._commit_json(sha), {"location": self._url(f"/git/commits/{sha}")}
 
-    def _get_commit(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _get_commit(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         if match[1] not in self.commits:
             raise ApiError(404, "Not Found")
         return 200, self._commit_json(match[1]), {}
 
-    def _get_contents(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _get_contents(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         ref = query.get("ref", self.default_branch)
         sha = self.refs.get(f"refs/heads/{ref}", ref)
         if sha not in self.commits:
@@ -983,7 +1021,7 @@ class GitHubStub(StandIn):
             item["content"] = base64.encodebytes(data).decode() if inline else ""
         return item
 
-    def _list_commits(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _list_commits(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         start = query.get("sha", self.default_branch)
         sha = self.refs.get(f"refs/heads/{start}", start)
         if sha not in self.commits:
@@ -1008,7 +1046,7 @@ class GitHubStub(StandIn):
 
     # -- verdicts ----------------------------------------------------------------------
 
-    def _create_status(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _create_status(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         body = body or {}
         if match[1] not in self.commits:
             raise ApiError(422, f"No commit found for SHA: {match[1]}")
@@ -1045,7 +1083,7 @@ class GitHubStub(StandIn):
         self.statuses.append(status)
         return 201, status, {}
 
-    def _create_check_run(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _create_check_run(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         body = body or {}
         if not isinstance(body.get("name"), str) or body.get("head_sha") not in self.commits:
             raise ApiError(422, "Validation Failed")
@@ -1070,14 +1108,14 @@ class GitHubStub(StandIn):
         self.check_runs.append(run)
         return 201, run, {}
 
-    def _update_check_run(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _update_check_run(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         for run in self.check_runs:
             if run["id"] == int(match[1]):
                 run.update(body or {})
                 return 200, run, {}
         raise ApiError(404, "Not Found")
 
-    def _list_check_runs(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _list_check_runs(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         runs = [
             run
             for run in reversed(self.check_runs)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from http_stub import Recorded, StandIn, git_blob_sha, json_bytes
+from http_stub import Answer, Recorded, Reply, StandIn, git_blob_sha, json_bytes
 
 API_PREFIX = "/api/v4"
 NOTE_LIMIT = 1_000_000
@@ -168,7 +168,9 @@ class GitLabStub(StandIn):
             self.notes.setdefault(iid, [])
             return mr
 
-    def add_note(self, iid: int, body: str, *, user: str = "someone", system: bool = False) -> dict:
+    def add_note(
+        self, iid: int, body: str, *, user: str = "someone", system: bool = False
+    ) -> dict[str, Any]:
         with self._lock:
             note = self._new_note(body, user, system=system)
             self.notes.setdefault(iid, []).append(note)
@@ -218,7 +220,7 @@ class GitLabStub(StandIn):
 
     # -- request handling ------------------------------------------------------------
 
-    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> tuple:
+    def handle(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Answer:
         """(status, headers, body bytes), or (0, {}, None) to reset the connection."""
         split = urlsplit(target)
         query = dict(parse_qsl(split.query))
@@ -266,7 +268,9 @@ class GitLabStub(StandIn):
             return 404, b"Not Found", {"Content-Type": "text/plain"}
         return 200, data, {"Content-Type": "image/png"}
 
-    def _api(self, method: str, path: str, query: dict, headers: dict, body: Any) -> tuple:
+    def _api(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> Reply:
         token = self._authenticate(headers)
         match = re.fullmatch(r"/projects/([^/]+)(/.*)?", path)
         if not match or unquote(match[1]) not in (self.project, str(PROJECT_ID)):
@@ -279,7 +283,7 @@ class GitLabStub(StandIn):
                 return handler(found, query, body)
         raise _message(404, "404 Not Found")
 
-    def _routes(self) -> list[tuple[str, str, bool, Callable[..., tuple]]]:
+    def _routes(self) -> list[tuple[str, str, bool, Callable[..., Reply]]]:
         mr = r"/merge_requests/(\d+)"
         return [
             ("GET", r"", False, self._get_project),
@@ -293,7 +297,6 @@ class GitLabStub(StandIn):
             ("GET", r"/repository/commits", False, self._list_commits),
             ("POST", r"/repository/commits", True, self._create_commit),
             ("GET", r"/repository/blobs/([0-9a-f]{40})/raw", False, self._raw_blob),
-            ("GET", r"/repository/files/([^/]+)/raw", False, self._raw_file),
             ("GET", r"/repository/files/([^/]+)", False, self._get_file),
             ("POST", r"/statuses/([0-9a-f]{40})", True, self._create_status),
         ]
@@ -323,7 +326,7 @@ class GitLabStub(StandIn):
 
     # -- projects, merge requests, notes ---------------------------------------------
 
-    def _get_project(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _get_project(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         return (
             200,
             {
@@ -342,7 +345,7 @@ class GitLabStub(StandIn):
             raise _message(404, "404 Not found")
         return mr
 
-    def _get_mr(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _get_mr(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         mr = self._mr(match[1])
         return (
             200,
@@ -383,14 +386,14 @@ class GitLabStub(StandIn):
             "noteable_type": "MergeRequest",
         }
 
-    def _list_notes(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _list_notes(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         self._mr(match[1])
         notes = list(self.notes[int(match[1])])
         if query.get("sort", "desc") == "desc":
             notes.reverse()
         return self._paginate(notes, query, f"/merge_requests/{match[1]}/notes")
 
-    def _paginate(self, items: list, query: dict, rest: str) -> tuple:
+    def _paginate(self, items: list[Any], query: dict[str, str], rest: str) -> Reply:
         per_page = max(1, min(int(query.get("per_page", "20")), self.max_per_page))
         page = max(1, int(query.get("page", "1")))
         pages = max(1, -(-len(items) // per_page))
@@ -422,7 +425,7 @@ class GitLabStub(StandIn):
             raise _message(400, 'Note {:note=>["is too long (maximum is 1000000 characters)"]}')
         return text
 
-    def _create_note(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _create_note(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         self._mr(match[1])
         note = self._new_note(self._note_body(body), self._username())
         self.notes[int(match[1])].append(note)
@@ -435,12 +438,12 @@ class GitLabStub(StandIn):
                 return note
         raise _message(404, "404 Not found")
 
-    def _update_note(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _update_note(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         note = self._find_note(match[1], match[2])
         note["body"] = self._note_body(body)
         return 200, note, {}
 
-    def _delete_note(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _delete_note(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         note = self._find_note(match[1], match[2])
         self.notes[int(match[1])].remove(note)
         return 204, b"", {}
@@ -486,13 +489,13 @@ class GitLabStub(StandIn):
             raise _message(404, "404 Commit Not Found")
         return sha
 
-    def _get_branch(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _get_branch(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         name = unquote(match[1])
         if name not in self.branches:
             raise _message(404, "404 Branch Not Found")
         return 200, {"name": name, "commit": self._commit_json(self.branches[name])}, {}
 
-    def _tree(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _tree(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         sha = self._resolve(query.get("ref") or self.default_branch)
         prefix = query.get("path", "").strip("/")
         recursive = _flag(query.get("recursive"))
@@ -512,7 +515,7 @@ class GitLabStub(StandIn):
                 entries[path] = _entry(path, "blob", blob, "100644")
         return self._paginate(list(entries.values()), query, "/repository/tree")
 
-    def _list_commits(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _list_commits(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         sha = self._resolve(query.get("ref_name") or self.default_branch)
         first_parent = _flag(query.get("first_parent")) and self.honours_first_parent
         seen: set[str] = set()
@@ -527,11 +530,13 @@ class GitLabStub(StandIn):
         history = [self._commit_json(c) for c in newest_first]
         return self._paginate(history, query, "/repository/commits")
 
-    def _create_commit(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _create_commit(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         if not isinstance(body, dict) or not isinstance(body.get("actions"), list):
             raise _message(400, "400 Bad request - actions is missing")
         branch = body.get("branch")
-        start = body.get("start_branch")
+        if not isinstance(branch, str):
+            raise _message(400, "400 Bad request - branch is missing")
+        start: str = body.get("start_branch") or ""
         if branch in self.branches and start and start != branch:
             raise _message(
                 400,
@@ -585,7 +590,7 @@ class GitLabStub(StandIn):
             sha = parent
         return sha
 
-    def _get_file(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _get_file(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         """`GET /projects/:id/repository/files/:file_path?ref=`: the file, base64, with the
         commit that last changed it."""
         sha = self._resolve(query.get("ref") or self.default_branch)
@@ -611,20 +616,13 @@ class GitLabStub(StandIn):
             {},
         )
 
-    def _raw_blob(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _raw_blob(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         data = self.blobs.get(match[1])
         if data is None:
             raise _message(404, "404 Blob Not Found")
         return 200, data, {"Content-Type": "text/plain; charset=utf-8"}
 
-    def _raw_file(self, match: re.Match, query: dict, body: Any) -> tuple:
-        sha = self._resolve(query.get("ref") or self.default_branch)
-        blob = self.commits[sha]["files"].get(unquote(match[1]))
-        if blob is None:
-            raise _message(404, "404 File Not Found")
-        return 200, self.blobs[blob], {"Content-Type": "text/plain; charset=utf-8"}
-
-    def _create_status(self, match: re.Match, query: dict, body: Any) -> tuple:
+    def _create_status(self, match: re.Match[str], query: dict[str, str], body: Any) -> Reply:
         sha = match[1]
         if sha not in self.commits:
             raise _message(404, "404 Commit Not Found")

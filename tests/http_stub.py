@@ -18,6 +18,9 @@ from typing import Any, Self
 Answer = tuple[int, dict[str, str], bytes | None]
 """Status, extra headers, body; a None body resets the connection instead of answering."""
 
+Reply = tuple[int, Any, dict[str, str]]
+"""A route handler's answer: status, the JSON payload (or raw bytes), extra headers."""
+
 
 @dataclass
 class Recorded:

@@ -85,7 +85,8 @@ def pytest_runtest_makereport(
     report: pytest.TestReport = outcome.get_result()
     if call.when != "teardown" or _started is None:
         return
-    by_fixtures = [what for name in item.fixturenames for what in _started_by_fixture.get(name, [])]
+    fixtures = item.fixturenames if isinstance(item, pytest.Function) else []
+    by_fixtures = [what for name in fixtures for what in _started_by_fixture.get(name, [])]
     started, _started = sorted({*_started, *by_fixtures}), None
     lanes = [lane for lane in LANES if item.get_closest_marker(lane)]
     survey = os.environ.get("NBCI_LANE_SURVEY")

@@ -98,21 +98,27 @@ def bitbucket(stub: BitbucketCloudStub) -> Forge:
         stub.add_pull_request(number, base=base)
         return bitbucket_env.pr_env(stub, number)
 
-    def files() -> dict[str, Any]:
-        prefix = ASSETS_ROOT + "/"
-        every = stub.commits[stub.branches[BRANCH]]["files"]
-        return {p.removeprefix(prefix): b for p, b in every.items() if p.startswith(prefix)}
-
     return Forge(
         stub,
-        put=lambda files: stub.put_files(
-            BRANCH, {f"{ASSETS_ROOT}/{p}": d for p, d in files.items()}
-        ),
-        files=files,
+        put=lambda files: bitbucket_put(stub, files),
+        files=lambda: bitbucket_files(stub),
         add_review=add_review,
         push=lambda sha: bitbucket_env.push_env(stub, sha),
         flags={"api_url": f"{stub.base_url}/2.0"},
     )
+
+
+def bitbucket_put(
+    stub: BitbucketCloudStub | BitbucketDataCenterStub, files: dict[str, bytes]
+) -> str:
+    return stub.put_files(BRANCH, {f"{ASSETS_ROOT}/{p}": d for p, d in files.items()})
+
+
+def bitbucket_files(stub: BitbucketCloudStub | BitbucketDataCenterStub) -> dict[str, Any]:
+    """The assets branch's files: under .nbci-assets/ on Cloud and Data Center alike."""
+    prefix = ASSETS_ROOT + "/"
+    every = stub.commits[stub.branches[BRANCH]]["files"]
+    return {p.removeprefix(prefix): b for p, b in every.items() if p.startswith(prefix)}
 
 
 def data_center(stub: BitbucketDataCenterStub) -> Forge:
@@ -122,11 +128,10 @@ def data_center(stub: BitbucketDataCenterStub) -> Forge:
         pull = stub.add_pull_request(number, base=base)
         return {**env, "BITBUCKET_PR_ID": str(number), "BITBUCKET_COMMIT": pull.head}
 
-    cloud = bitbucket(stub)  # the same layout under .nbci-assets/
     return Forge(
         stub,
-        put=cloud.put,
-        files=cloud.files,
+        put=lambda files: bitbucket_put(stub, files),
+        files=lambda: bitbucket_files(stub),
         add_review=add_review,
         push=lambda sha: {**env, "BITBUCKET_COMMIT": sha, "BITBUCKET_BRANCH": "main"},
         flags={"api_url": stub.base_url, "forge": "bitbucket"},
@@ -388,8 +393,9 @@ def test_a_malformed_index_is_refused_with_a_note_and_the_branch_listed(tmp_path
 
 @pytest.mark.parametrize("forge_name", ["github", "gitlab"])
 def test_pruning_that_fails_never_fails_the_publish(forge_name: str, tmp_path: Path) -> None:
-    with GitHubStub() if forge_name == "github" else GitLabStub() as stub:
-        forge = github(stub, tmp_path) if forge_name == "github" else gitlab(stub)
+    stub = GitHubStub() if forge_name == "github" else GitLabStub()
+    with stub:
+        forge = github(stub, tmp_path) if isinstance(stub, GitHubStub) else gitlab(stub)
         shas = stub.add_history(2)
         gone = Entry(
             f"runs/{fake_sha(1)}/nbci",

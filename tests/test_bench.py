@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -22,19 +23,27 @@ def _load() -> ModuleType:
     return module
 
 
-bench = _load()
+if TYPE_CHECKING:
+    import bench  # mypy reads benchmarks/bench.py as the module `bench`
+else:
+    bench = _load()
 
 
-def stand_in(name: str, *outcomes: object) -> object:
+def stand_in(name: str, *outcomes: bench.Sample | Exception) -> bench.Tool:
     queue = list(outcomes)
 
-    def run() -> object:
+    def run() -> bench.Sample:
         outcome = queue.pop(0)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     return bench.Tool(name, run)
+
+
+def not_run() -> bench.Sample:
+    """The run of a tool whose samples a test sets by hand."""
+    raise AssertionError("this tool is not meant to run")
 
 
 def test_a_retried_pair_counts_each_tool_once(capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,11 +62,11 @@ def test_a_retried_pair_counts_each_tool_once(capsys: pytest.CaptureFixture[str]
 
 def test_the_lower_bound_is_the_least_cell_time_so_nbci_is_never_below_it() -> None:
     """papermill's cells pay for their imports; a forked nbci kernel's do not."""
-    papermill = bench.Tool("papermill", lambda: None)
+    papermill = bench.Tool("papermill", not_run)
     papermill.samples = [bench.Sample(60.0, cell_time=40.0), bench.Sample(62.0, cell_time=42.0)]
-    cold = bench.Tool("nbci-cold", lambda: None)
+    cold = bench.Tool("nbci-cold", not_run)
     cold.samples = [bench.Sample(7.0, cell_time=24.0), bench.Sample(7.5, cell_time=26.0)]
-    nbmake = bench.Tool("nbmake", lambda: None)
+    nbmake = bench.Tool("nbmake", not_run)
     nbmake.samples = [bench.Sample(20.0)]  # no cell times recorded
 
     bound = bench.lower_bound([papermill, cold, nbmake], cores=4)
@@ -67,9 +76,9 @@ def test_the_lower_bound_is_the_least_cell_time_so_nbci_is_never_below_it() -> N
     assert bench.lower_bound([nbmake], cores=4) is None
 
 
-def result(cold: float, papermill: float, warm: float, overhead: float) -> object:
-    def tool(name: str, seconds: float, **overheads: float) -> object:
-        made = bench.Tool(name, lambda: None)
+def result(cold: float, papermill: float, warm: float, overhead: float) -> bench.SetResult:
+    def tool(name: str, seconds: float, **overheads: float) -> bench.Tool:
+        made = bench.Tool(name, not_run)
         made.samples = [bench.Sample(seconds, overheads=overheads)]
         return made
 

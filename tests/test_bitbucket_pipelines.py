@@ -86,7 +86,9 @@ def test_a_broken_bitbucket_pipeline_fails_the_schema_check(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("step", "count", "expected"), [("0", "2", (1, 2)), ("1", "2", (2, 2)), ("4", "5", (5, 5))]
 )
-def test_shard_auto_reads_bitbuckets_parallel_step(step: str, count: str, expected: tuple) -> None:
+def test_shard_auto_reads_bitbuckets_parallel_step(
+    step: str, count: str, expected: tuple[int, int]
+) -> None:
     env = {"BITBUCKET_PARALLEL_STEP": step, "BITBUCKET_PARALLEL_STEP_COUNT": count}
     assert resolve_shard("auto", env) == expected
 

@@ -50,7 +50,8 @@ def executed(sources: list[str], printed: str, tint: float) -> str:
         if "plot" in source:
             cell.outputs = [nbformat.v4.new_output("display_data", data={"image/png": chart(tint)})]
         nb.cells.append(cell)
-    return nbformat.writes(nb)
+    text: str = nbformat.writes(nb)
+    return text
 
 
 BASE = [

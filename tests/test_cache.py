@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -61,7 +62,8 @@ def write_notebook(path: Path, *cells: NotebookNode, kernel: str = "python3") ->
 
 
 def parameters_cell(source: str = "lr = 0.1") -> NotebookNode:
-    return new_code_cell(source, metadata={"tags": ["parameters"]})
+    cell: NotebookNode = new_code_cell(source, metadata={"tags": ["parameters"]})
+    return cell
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def job(**changes: object) -> Job:
+def job(**changes: Any) -> Job:
     base = Job(
         id="train", path="notebooks/train.ipynb", parameters={"lr": 0.5}, deps=("data/*.csv",)
     )
@@ -286,7 +288,7 @@ def test_the_fingerprint_follows_installs_and_upgrades(
 # -- store and restore -----------------------------------------------------------
 
 
-def executed(root: Path, out_dir: Path, j: Job | None = None, **changes: object) -> NotebookResult:
+def executed(root: Path, out_dir: Path, j: Job | None = None, **changes: Any) -> NotebookResult:
     """Files and result of a finished job, as the executor leaves them in `out_dir`."""
     j = j or job()
     (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import io
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -14,6 +14,11 @@ from nbci.model import NotebookResult, Run, SeriesGroup
 from nbci.render import charts as charts_module
 from nbci.render.charts import DPI, SIZE_INCHES, chart_figure, draw_chart, write_charts
 from nbci.series import make_series
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MplFigure
+    from matplotlib.lines import Line2D
+    from matplotlib.typing import LineStyleType
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -28,17 +33,19 @@ HEAD = group("history", loss=[1.0, 0.6, 0.4, 0.3], val_loss=[1.1, 0.8, 0.7, 0.65
 BASE = group("history", loss=[1.0, 0.7, 0.5, 0.45], val_loss=[1.2, 0.9, 0.85, 0.8])
 
 
-def lines_by_style(figure: object) -> dict[str, list[object]]:
-    (axes,) = figure.axes  # type: ignore[attr-defined]
-    styles: dict[str, list[object]] = {}
+def lines_by_style(figure: MplFigure) -> dict[LineStyleType, list[Line2D]]:
+    (axes,) = figure.axes
+    styles: dict[LineStyleType, list[Line2D]] = {}
     for line in axes.get_lines():
         styles.setdefault(line.get_linestyle(), []).append(line)
     return styles
 
 
-def legend_texts(figure: object) -> list[str]:
-    (axes,) = figure.axes  # type: ignore[attr-defined]
-    return [t.get_text() for t in axes.get_legend().get_texts()]
+def legend_texts(figure: MplFigure) -> list[str]:
+    (axes,) = figure.axes
+    legend = axes.get_legend()
+    assert legend is not None
+    return [t.get_text() for t in legend.get_texts()]
 
 
 def test_this_run_is_solid_and_the_baseline_dashed_in_the_same_colour_and_marker() -> None:
@@ -47,9 +54,9 @@ def test_this_run_is_solid_and_the_baseline_dashed_in_the_same_colour_and_marker
     styles = lines_by_style(figure)
     assert len(styles["-"]) == 2 and len(styles["--"]) == 2
     for solid, dashed in zip(styles["-"], styles["--"], strict=True):
-        assert solid.get_color() == dashed.get_color()  # type: ignore[attr-defined]
-        assert solid.get_marker() == dashed.get_marker()  # type: ignore[attr-defined]
-    markers = {line.get_marker() for line in styles["-"]}  # type: ignore[attr-defined]
+        assert solid.get_color() == dashed.get_color()
+        assert solid.get_marker() == dashed.get_marker()
+    markers = {line.get_marker() for line in styles["-"]}
     assert len(markers) == 2  # told apart without colour
     assert legend_texts(figure) == ["loss", "val_loss", "this run", "base abc1234"]
 
@@ -90,11 +97,12 @@ def test_gaps_and_hostile_names_draw() -> None:
 
 
 def test_a_group_of_twelve_has_twelve_distinct_markers() -> None:
-    twelve = group("g", **{f"s{i}": [i, i + 1.0, i + 0.5] for i in range(12)})
+    curves: dict[str, list[float | None]] = {f"s{i}": [i, i + 1.0, i + 0.5] for i in range(12)}
+    twelve = group("g", **curves)
 
     styles = lines_by_style(chart_figure(twelve))
 
-    assert len({line.get_marker() for line in styles["-"]}) == 12  # type: ignore[attr-defined]
+    assert len({line.get_marker() for line in styles["-"]}) == 12
 
 
 def test_a_series_only_in_the_baseline_is_drawn_dashed() -> None:

@@ -19,7 +19,9 @@ from nbci.publish.forge import PermissionDenied
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def nbci(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def nbci(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nbci", *args],
         cwd=cwd,

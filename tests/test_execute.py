@@ -52,7 +52,8 @@ def job(job_id: str, notebook: str, **kwargs: Any) -> Job:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
 
 
 # -- tests --------------------------------------------------------------------------
@@ -120,8 +121,9 @@ def test_every_status_in_one_run(project: Path, notebooks: Path, tmp_path: Path)
         result = results[invalid]
         assert result.status == "invalid" and result.output is None and result.error is not None
         assert "\n" not in str(result.error.message)
-    assert "not a readable notebook" in str(results["broken"].error.message)  # type: ignore[union-attr]
-    assert "no-such-kernel" in str(results["no-kernel"].error.message)  # type: ignore[union-attr]
+    broken, no_kernel = results["broken"].error, results["no-kernel"].error
+    assert broken is not None and "not a readable notebook" in str(broken.message)
+    assert no_kernel is not None and "no-such-kernel" in str(no_kernel.message)
     assert not (project / "nbci-out" / "notebooks" / "broken.ipynb").exists()
 
     recorded = [read_record(path) for path in records.values()]
@@ -162,7 +164,8 @@ def test_fresh_kernel_per_job_and_a_worker_crash(
     assert a["pid"] != b["pid"]
     assert b["leaked"] is False and results["b"].metrics["leaked"] is False
     assert results["crash"].status == "died"
-    assert "worker process" in str(results["crash"].error.message)  # type: ignore[union-attr]
+    crash_error = results["crash"].error
+    assert crash_error is not None and "worker process" in str(crash_error.message)
     assert results["c"].status == "ok" and results["c"].metrics["result"] == 40
     assert c["ppid"] != crash["ppid"]  # a new worker took over
     assert_all_gone([a["pid"], b["pid"], crash["pid"], c["pid"]], workers={a["ppid"], c["ppid"]})
@@ -180,7 +183,8 @@ def test_a_hung_worker_is_killed_after_the_timeout(
     results = run(jobs, project, workers=1)
 
     assert results["hung"].status == "timeout"
-    assert "was killed" in str(results["hung"].error.message)  # type: ignore[union-attr]
+    hung_error = results["hung"].error
+    assert hung_error is not None and "was killed" in str(hung_error.message)
     hung = read_record(record)
     assert_all_gone([hung["pid"], hung["ppid"]], workers=[hung["ppid"]])
 

@@ -16,7 +16,12 @@ from nbci.figures import (
 from nbci.model import Figure, NotebookResult, Run
 
 
-def plot_png(values: list[float], size: tuple[float, float] = (3, 2), **savefig: object) -> bytes:
+def plot_png(
+    values: list[float],
+    size: tuple[float, float] = (3, 2),
+    *,
+    metadata: dict[str, str] | None = None,
+) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
 
@@ -24,7 +29,7 @@ def plot_png(values: list[float], size: tuple[float, float] = (3, 2), **savefig:
     FigureCanvasAgg(figure)
     figure.add_subplot().plot(values)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", **savefig)  # type: ignore[arg-type]
+    figure.savefig(buffer, format="png", metadata=metadata)
     return buffer.getvalue()
 
 

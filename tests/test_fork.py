@@ -44,7 +44,8 @@ def run(jobs: list[Job], project: Path, **options: Any) -> dict[str, NotebookRes
 
 
 def read(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
 
 
 def nbci(args: list[str], project: Path) -> subprocess.CompletedProcess[str]:
@@ -223,7 +224,7 @@ def test_kernels_the_template_cannot_give_start_normally(
     on import, one that starts a thread and one that asks IPython for its shell while
     imported are not pre-imported, and the others still are."""
     launcher = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    specs = {
+    specs: dict[str, dict[str, Any]] = {
         "flagged": {"argv": [launcher[0], "-X", "utf8", *launcher[1:]]},
         "with-env": {"argv": launcher, "env": {"NBCI_SPEC_VARIABLE": "1"}},
     }

@@ -10,6 +10,7 @@ import json
 import math
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import examples
@@ -46,12 +47,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def diff_json(project: Path, capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+def diff_json(project: Path, capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     assert main(["diff", *args, "--json"]) == EXIT_OK
-    return json.loads(capsys.readouterr().out)
+    data: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return data
 
 
-def metric(data: dict, name: str) -> dict:
+def metric(data: dict[str, Any], name: str) -> dict[str, Any]:
     return next(m for m in data["metrics"] if m["metric"] == name)
 
 

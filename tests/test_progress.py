@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import NotebookFactory
 
 from nbci import cli, console
 from nbci.console import Progress
-from nbci.model import ErrorInfo, NotebookResult
+from nbci.model import ErrorInfo, NotebookResult, Status
 from nbci.progress import CellStarted, JobStarted, Output
 
 
@@ -22,13 +23,13 @@ class Clock:
         return self.now
 
 
-def result(job_id: str, status: str = "ok", **fields: object) -> NotebookResult:
+def result(job_id: str, status: Status = "ok", **fields: Any) -> NotebookResult:
     return NotebookResult(
         id=job_id,
         path=f"{job_id}.ipynb",
         parameters={},
         status=status,
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
 
 

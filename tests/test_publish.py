@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from github_stub import READ_ONLY, GitHubStub
@@ -87,7 +88,9 @@ def gh() -> Iterator[GitHubStub]:
         yield stub
 
 
-def actions_env(gh: GitHubStub, tmp_path: Path, event: str, payload: dict, **extra: str) -> dict:
+def actions_env(
+    gh: GitHubStub, tmp_path: Path, event: str, payload: dict[str, Any], **extra: str
+) -> dict[str, str]:
     event_file = tmp_path / f"event-{event}-{len(list(tmp_path.iterdir()))}.json"
     event_file.write_text(json.dumps(payload))
     env = {
@@ -103,7 +106,7 @@ def actions_env(gh: GitHubStub, tmp_path: Path, event: str, payload: dict, **ext
     return env
 
 
-def pr_env(gh: GitHubStub, tmp_path: Path, number: int) -> dict:
+def pr_env(gh: GitHubStub, tmp_path: Path, number: int) -> dict[str, str]:
     pull = gh.pulls[number]
     payload = {
         "pull_request": {"number": number, "head": {"sha": pull.head_sha}},
@@ -112,7 +115,7 @@ def pr_env(gh: GitHubStub, tmp_path: Path, number: int) -> dict:
     return actions_env(gh, tmp_path, "pull_request", payload)
 
 
-def push_env(gh: GitHubStub, tmp_path: Path, sha: str, branch: str = "main") -> dict:
+def push_env(gh: GitHubStub, tmp_path: Path, sha: str, branch: str = "main") -> dict[str, str]:
     payload = {
         "ref": f"refs/heads/{branch}",
         "after": sha,
@@ -131,7 +134,8 @@ def image_urls(body: str) -> list[str]:
 
 def fetch(url: str) -> bytes:
     with urllib.request.urlopen(url.replace("&amp;", "&"), timeout=10) as answer:
-        return answer.read()
+        data: bytes = answer.read()
+        return data
 
 
 @pytest.fixture
@@ -239,7 +243,7 @@ def test_figures_go_in_one_commit_linked_by_its_sha(
     assert len(gh.calls("POST", r"/git/refs$")) == 1
     assert len(gh.graphql_commits()) == 1
     commit = gh.ref_sha("nbci-assets")
-    assert outcome.assets_commit == commit
+    assert commit is not None and outcome.assets_commit == commit
     [first] = gh.commits[commit]["parents"]
     assert gh.commits[first]["parents"] == []
     urls = image_urls(gh.pr_comments(3)[0]["body"])
@@ -310,6 +314,7 @@ def test_unchanged_figures_are_not_uploaded_again(
     env = pr_env(gh, tmp_path, 4)
     publish(options(make_run(tmp_path / "one", figures={"a": 1, "b": 2})), env)
     first_commit = gh.ref_sha("nbci-assets")
+    assert first_commit is not None
     [_first] = gh.graphql_commits()  # created with a small commit, then one createCommitOnBranch
 
     publish(options(make_run(tmp_path / "two", figures={"a": 1, "b": 2})), env)
@@ -326,7 +331,8 @@ def test_unchanged_figures_are_not_uploaded_again(
     assert "pr/4/nbci/figures/train/c.png" in files
     assert "pr/4/nbci/figures/train/b.png" not in files  # the old push's figure: gone from the tip
     assert gh.file_at(first_commit, "pr/4/nbci/figures/train/b.png") == png(2)  # old links work
-    assert gh.commits[gh.ref_sha("nbci-assets")]["parents"] == [first_commit]
+    tip = gh.ref_sha("nbci-assets")
+    assert tip is not None and gh.commits[tip]["parents"] == [first_commit]
 
 
 def test_a_branch_moved_by_another_publish_is_committed_to_again(
@@ -511,14 +517,11 @@ def test_a_tampered_stored_baseline_is_rejected_not_trusted(
     bad = json.loads(gh.file_at("nbci-assets", path) or b"")
     bad["notebooks"][0]["figures"] = [{"name": "x", "path": "figures/../../../etc/passwd"}]
     tip = gh.ref_sha("nbci-assets")
+    assert tip is not None
     with gh._lock:  # rewrite the branch as a hostile writer would
         blob = gh._store_blob(json.dumps(bad).encode())
         tree = gh._load_tree(gh.commits[tip]["tree"])
-        tree.entries["runs"].entries[base].entries["nbci"].entries["results.json"] = (
-            "100644",
-            "blob",
-            blob,
-        )  # type: ignore[union-attr]
+        tree.folder("runs", base, "nbci").entries["results.json"] = ("100644", "blob", blob)
         gh.refs["refs/heads/nbci-assets"] = gh._store_commit("tamper", gh._write_tree(tree), [tip])
     gh.add_pull(14, base_sha=base)
 
@@ -589,7 +592,9 @@ def test_a_check_run_whose_create_failed_is_never_created_twice(
 # -- fork pull requests through workflow_run --------------------------------------------
 
 
-def workflow_run_env(gh: GitHubStub, tmp_path: Path, head_sha: str, head_branch: str) -> dict:
+def workflow_run_env(
+    gh: GitHubStub, tmp_path: Path, head_sha: str, head_branch: str
+) -> dict[str, str]:
     payload = {
         "workflow_run": {
             "event": "pull_request",
@@ -681,7 +686,7 @@ def test_missing_token_is_one_line(gh: GitHubStub, tmp_path: Path) -> None:
     assert not gh.requests
 
 
-def pr_env_without_pull(gh: GitHubStub, tmp_path: Path) -> dict:
+def pr_env_without_pull(gh: GitHubStub, tmp_path: Path) -> dict[str, str]:
     payload = {"pull_request": {"number": 1, "head": {"sha": "a" * 40}}}
     return actions_env(gh, tmp_path, "pull_request", payload)
 

@@ -8,9 +8,11 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bitbucket_stub import COMMENT_LIMIT, BitbucketCloudStub, BitbucketDataCenterStub
+from http_stub import Reply
 from test_publish import FAST, fetch, make_run
 
 from nbci.cli import ExitCode, main
@@ -212,7 +214,7 @@ def test_a_race_duplicate_is_removed_and_another_reports_comment_is_left(
 ) -> None:
     bb.add_pull_request(10, base=main_history[-1])
     other_report = bb.add_comment(10, MARKER.replace(":nbci)", ":nightly)"), user=BOT)
-    other_job: list[dict] = []  # another pipeline's publish creates its comment meanwhile
+    other_job: list[dict[str, Any]] = []  # another pipeline's publish creates its comment meanwhile
     bb.before_next(
         "POST", r"/comments$", lambda: other_job.append(bb.add_comment(10, MARKER, user=BOT))
     )
@@ -493,7 +495,7 @@ def test_data_center_comment_on_page_3_and_a_race_duplicate(
     assert [c["id"] for c in dc.pr_comments(22) if c["body"].startswith(MARKER)] == [ours["id"]]
 
     dc.add_pull_request(23, base=history[-1])
-    other: list[dict] = []
+    other: list[dict[str, Any]] = []
     dc.before_next(
         "POST", r"/23/comments$", lambda: other.append(dc.add_comment(23, MARKER, user="nbci-bot"))
     )
@@ -661,7 +663,7 @@ def test_a_page_link_to_another_host_is_not_followed(
     try:
         paged = bb._page
 
-        def page_elsewhere(items: list, query: dict, path: str) -> tuple:
+        def page_elsewhere(items: list[Any], query: dict[str, str], path: str) -> Reply:
             status, answer, headers = paged(items, query, path)
             if "next" in answer:
                 answer["next"] = answer["next"].replace(bb.base_url, elsewhere.base_url)

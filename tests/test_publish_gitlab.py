@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gitlab_stub import GitLabStub, Token
@@ -200,7 +201,8 @@ def test_a_race_duplicate_is_removed(
     gl.add_merge_request(9, base_sha=main_history[-1])
     quoting = gl.add_note(9, "> " + MARKER + "\n> what does this mean?", user="someone")
     bot = "project_4242_bot_nbci"
-    other_job: list[dict] = []  # another pipeline's publish creates its note at the same time
+    # another pipeline's publish creates its note at the same time
+    other_job: list[dict[str, Any]] = []
     gl.before_next(
         "POST",
         r"/merge_requests/9/notes$",
@@ -388,12 +390,12 @@ def test_every_refusal_ends_in_one_line_without_the_token(
     gl: GitLabStub,
     main_history: list[str],
     tmp_path: Path,
-    setup: object,
+    setup: Callable[[GitLabStub], object],
     expected: str,
 ) -> None:
     gl.add_merge_request(19, base_sha=main_history[-1])
     env = mr_env(gl, 19)
-    setup(gl)  # type: ignore[operator]
+    setup(gl)
     with pytest.raises(PublishError) as caught:
         publish(options(make_run(tmp_path / "out")), env)
     message = str(caught.value)

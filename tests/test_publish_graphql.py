@@ -174,8 +174,8 @@ def test_a_payload_over_the_bound_is_split_into_commits_and_the_last_is_linked(
     sent = gh.graphql_commits()[earlier:]
     assert len(sent) > 1
     assert sent[0]["fileChanges"]["deletions"] and not sent[-1]["fileChanges"]["deletions"]
-    for earlier, later in itertools.pairwise(sent):
-        assert later["expectedHeadOid"] != earlier["expectedHeadOid"]
+    for older, newer in itertools.pairwise(sent):
+        assert newer["expectedHeadOid"] != older["expectedHeadOid"]
     tip = str(gh.ref_sha(BRANCH))
     assert outcome.assets_commit == tip and tip != first
     urls = image_urls(gh.pr_comments(9)[0]["body"])

@@ -124,14 +124,11 @@ def test_a_corrupt_stored_run_is_skipped_with_a_note(gh: GitHubStub, tmp_path: P
     shas = store_history(gh, tmp_path, NOISY[:7])
     broken = shas[2]
     tip = gh.ref_sha("nbci-assets")
+    assert tip is not None
     with gh._lock:  # a stored run damaged on the branch
         blob = gh._store_blob(b'{"schema": "nbci.results/999", "notebooks": []}')
         tree = gh._load_tree(gh.commits[tip]["tree"])
-        tree.entries["runs"].entries[broken].entries["nbci"].entries["results.json"] = (
-            "100644",
-            "blob",
-            blob,
-        )  # type: ignore[union-attr]
+        tree.folder("runs", broken, "nbci").entries["results.json"] = ("100644", "blob", blob)
         gh.refs["refs/heads/nbci-assets"] = gh._store_commit("tamper", gh._write_tree(tree), [tip])
     gh.add_pull(23, base_sha=shas[-1])
 

@@ -25,7 +25,7 @@ from render_samples import (
 )
 
 from nbci.errors import ConfigError, TemplateError
-from nbci.formats import MAX_FIGURE_BYTES
+from nbci.formats import MAX_FIGURE_BYTES, image_type
 from nbci.model import (
     Comparison,
     ErrorInfo,
@@ -40,7 +40,7 @@ from nbci.model import (
 )
 from nbci.render import html_report, markdown_report, templating, write_reports
 from nbci.render.build import build_view
-from nbci.render.html import image_data_uri, image_type, sanitize_html
+from nbci.render.html import image_data_uri, sanitize_html
 from nbci.render.metric_tables import comparison_table
 from nbci.render.templating import check_templates
 from nbci.vocabulary import (
@@ -231,7 +231,7 @@ def test_malformed_scraps_never_fail() -> None:
             "t2": Scrap(
                 "table", {"columns": ["a", "b"], "rows": [[1], "x", [1, 2, 3]], "total_rows": None}
             ),
-            "h": Scrap("text", 42),  # type: ignore[arg-type]
+            "h": Scrap("text", 42),
         },
         metrics={"nan": float("nan"), "inf": float("-inf"), "flag": True},
     )

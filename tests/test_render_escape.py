@@ -69,9 +69,10 @@ def _gfm(extensions: list[str]) -> Callable[[str], str]:
     that escaping let through shows as a tag."""
 
     def render(markdown: str) -> str:
-        return cmarkgfm.markdown_to_html_with_extensions(
+        html: str = cmarkgfm.markdown_to_html_with_extensions(
             markdown, options=Options.CMARK_OPT_UNSAFE, extensions=extensions
         )
+        return html
 
     return render
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from goldtest import check_gold
 from review_samples import review_runs, square_png, without_figures, write_compared
-from test_render import check_gold
 
 from nbci.model import Run
 from nbci.render import write_reports
@@ -86,7 +86,7 @@ def test_without_a_baseline_the_runs_own_curves(tmp_path: Path) -> None:
 
 
 def test_a_huge_run_with_curves_and_figures_fits_a_comment() -> None:
-    from nbci.model import Chart, FigureChange, NotebookResult
+    from nbci.model import Chart, FigureChange, FigureState, NotebookResult
     from nbci.render import markdown_report
     from nbci.render.visuals import visuals_by_job
 
@@ -98,10 +98,11 @@ def test_a_huge_run_with_curves_and_figures_fits_a_comment() -> None:
         created="2026-12-01T00:00:00Z",
     )
     charts = [Chart(j, f"group {k}", f"charts/{j}/g{k}.png", 1.0) for j in jobs for k in range(5)]
+    states: tuple[FigureState, ...] = ("changed", "added", "unchanged", "removed")
     changes = [
         FigureChange(j, f"fig {k}", state, f"figures/{j}/f{k}.png", f"figures/{j}/f{k}.png")
         for j in jobs
-        for k, state in enumerate(("changed", "added", "unchanged", "removed"))
+        for k, state in enumerate(states)
     ]
 
     text = markdown_report(run, visuals=visuals_by_job(charts, changes))

@@ -319,7 +319,9 @@ def test_requirement_from_pep_610() -> None:
     vcs = {"url": "https://h/o/nbci", "vcs_info": {"vcs": "git", "commit_id": sha}}
     assert requirement_from("1.2", None) == "nbci==1.2"
     assert requirement_from("1.2", vcs) == f"nbci @ git+https://h/o/nbci@{sha}"
-    assert requirement_from("1.2", {**vcs, "subdirectory": "py"}).endswith("#subdirectory=py")
+    assert (requirement_from("1.2", {**vcs, "subdirectory": "py"}) or "").endswith(
+        "#subdirectory=py"
+    )
     archive = {"url": "https://h/nbci-1.2.tar.gz", "archive_info": {}}
     assert requirement_from("1.2", archive) == "nbci @ https://h/nbci-1.2.tar.gz"
     for local in ({"url": "file:///src", "dir_info": {"editable": True}}, {}):

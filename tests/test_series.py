@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from nbci import series
+from nbci.glue import SERIES_MARKER
 from nbci.model import Series, SeriesGroup
 from nbci.series import (
     MAX_POINTS,
-    SERIES_MARKER,
     change_score,
     downsample,
     group_from_dict,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import examples
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbci.errors import ResultsError, UsageError
-from nbci.model import Figure, GitInfo, Job, NotebookResult, Run
+from nbci.model import Figure, GitInfo, Job, NotebookResult, Run, Status
 from nbci.results import read_run, write_run
 from nbci.shards import assign, known_durations, merge_runs, parse_shard, select_shard
 
@@ -121,19 +122,19 @@ def test_select_shard_rejects_an_impossible_shard() -> None:
 
 
 def result(
-    job_id: str, *, duration: float = 1.0, status: str = "ok", **kw: object
+    job_id: str, *, duration: float = 1.0, status: Status = "ok", **kw: Any
 ) -> NotebookResult:
     return NotebookResult(
         id=job_id,
         path=f"notebooks/{job_id}.ipynb",
         parameters={},
-        status=status,  # type: ignore[arg-type]
+        status=status,
         duration_s=duration,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 
-def a_run(*notebooks: NotebookResult, shard: str | None = None, **kw: object) -> Run:
+def a_run(*notebooks: NotebookResult, shard: str | None = None, **kw: Any) -> Run:
     base = Run(
         notebooks=notebooks,
         created="2026-11-26T22:00:00Z",
@@ -167,7 +168,7 @@ def shard_dir(tmp_path: Path, run: Run, name: str) -> Path:
     return folder
 
 
-def with_files(job_id: str, **kw: object) -> NotebookResult:
+def with_files(job_id: str, **kw: Any) -> NotebookResult:
     return result(
         job_id,
         output=f"notebooks/{job_id}.ipynb",

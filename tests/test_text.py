@@ -7,7 +7,7 @@ import math
 import pytest
 
 from nbci._text import one_line, utf16_length
-from nbci.model import GateResult, NotebookResult, Run, Verdict, finite_float, passed
+from nbci.model import GateResult, NotebookResult, Run, Status, Verdict, finite_float, passed
 
 
 def test_one_line_collapses_whitespace_and_cuts_with_a_mark() -> None:
@@ -40,8 +40,8 @@ def test_finite_float(value: object, expected: float | None) -> None:
 
 
 def test_passed_needs_every_notebook_ok_and_every_gate() -> None:
-    def run(status: str) -> Run:
-        nb = NotebookResult(id="a", path="a.ipynb", parameters={}, status=status)  # type: ignore[arg-type]
+    def run(status: Status) -> Run:
+        nb = NotebookResult(id="a", path="a.ipynb", parameters={}, status=status)
         return Run(notebooks=(nb,), created="2026-12-03T00:00:00Z")
 
     ok, failed = run("ok"), run("failed")

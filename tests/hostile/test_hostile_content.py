@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from nbci import collect
+from nbci.model import NotebookResult
 from nbci.render import notebook_html
 from nbci.render.markdown import MAX_CHARS
 from nbci.results import read_run
@@ -62,8 +63,8 @@ def parse_html(text: str) -> _Tags:
     return parser
 
 
-def notes_of(run_nb: object) -> str:
-    return "\n".join(run_nb.notes)  # type: ignore[attr-defined]
+def notes_of(run_nb: NotebookResult) -> str:
+    return "\n".join(run_nb.notes)
 
 
 @pytest.mark.kernel
@@ -111,19 +112,21 @@ def test_hostile_content_is_collected_bounded_and_contained(project: Path, tmp_p
     _check_reports(out)
 
 
-def _check_names(nb: object) -> None:
-    metrics = nb.metrics  # type: ignore[attr-defined]
+def _check_names(nb: NotebookResult | None) -> None:
+    assert nb is not None
+    metrics = nb.metrics
     for name in ("../../../escaped", "/etc/passwd", "nul\x00byte", "rtl \u202egnp.exe", ".."):
         assert name in metrics  # kept as the name it is; only file names are made safe
     assert "ünïcödé 数据 🎉" in metrics
     assert max(len(name) for name in metrics) == collect.MAX_NAME_CHARS
     assert "name shortened from 300 characters" in notes_of(nb)
-    assert len(nb.figures) == 17  # type: ignore[attr-defined]
-    assert len(nb.scraps) == 15  # type: ignore[attr-defined]
+    assert len(nb.figures) == 17
+    assert len(nb.scraps) == 15
 
 
-def _check_values(nb: object, out: Path) -> None:
-    metrics, scraps, notes = nb.metrics, nb.scraps, notes_of(nb)  # type: ignore[attr-defined]
+def _check_values(nb: NotebookResult | None, out: Path) -> None:
+    assert nb is not None
+    metrics, scraps, notes = nb.metrics, nb.scraps, notes_of(nb)
     assert math.isnan(metrics["nan"]) and math.isnan(metrics["sb_nan"])
     assert metrics["inf"] == math.inf and metrics["minus_inf"] == -math.inf
     assert math.isnan(metrics["nonfinite_dict.a"]) and metrics["nonfinite_dict.b"] == math.inf
@@ -150,8 +153,9 @@ def _check_values(nb: object, out: Path) -> None:
     assert len(text) < 8_000_000
 
 
-def _check_displays(nb: object, out: Path) -> None:
-    scraps, notes = nb.scraps, notes_of(nb)  # type: ignore[attr-defined]
+def _check_displays(nb: NotebookResult | None, out: Path) -> None:
+    assert nb is not None
+    scraps, notes = nb.scraps, notes_of(nb)
     for name in ("evil_html", "evil_html_nbci", "evil_html_raw"):
         assert scraps[name].kind == "html"  # kept as data; sanitized where it is shown
     for name, why in (
@@ -162,7 +166,7 @@ def _check_displays(nb: object, out: Path) -> None:
         ("list_png", "not valid base64"),
     ):
         assert f"'{name}': skipped image/png figure, {why}" in notes
-    assert [f.name for f in nb.figures] == ["evil_svg"]  # type: ignore[attr-defined]
+    assert [f.name for f in nb.figures] == ["evil_svg"]
     notebook_html = parse_html((out / "notebooks" / "content-display.html").read_text())
     for tag, attrs in notebook_html.tags:
         assert not any(k.startswith("on") and "__pwned" in v for k, v in attrs.items()), tag
@@ -171,8 +175,9 @@ def _check_displays(nb: object, out: Path) -> None:
     assert not any("__pwned" in script for script in notebook_html.scripts)
 
 
-def _check_stdout(nb: object, out: Path) -> None:
-    assert nb.metrics == {"after_stdout": 1}  # type: ignore[attr-defined]
+def _check_stdout(nb: NotebookResult | None, out: Path) -> None:
+    assert nb is not None
+    assert nb.metrics == {"after_stdout": 1}
     assert (out / "notebooks" / "content-stdout.ipynb").stat().st_size > 100 * 1024 * 1024
     html = (out / "notebooks" / "content-stdout.html").read_text()
     assert len(html) < notebook_html.MAX_HTML_TOTAL_CHARS + 1_000_000

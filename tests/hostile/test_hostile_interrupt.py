@@ -171,7 +171,8 @@ def test_a_signal_while_notebooks_run(
     assert process.returncode == 1, stdout + stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
     assert check_output(out, previous) == "partial"
-    assert read_run(out).get("held").status == "interrupted"  # type: ignore[union-attr]
+    interrupted = read_run(out).get("held")
+    assert interrupted is not None and interrupted.status == "interrupted"
     second_run(project)
 
 

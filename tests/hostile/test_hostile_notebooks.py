@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from nbci.model import Status
 from nbci.results import read_run
 from nbci.vocabulary import status_label
 
@@ -45,7 +46,7 @@ parameters = { alpha = 1 }
 """
 
 # job id (folder `broken/` + file name) -> (status, what its one-line reason says)
-EXPECTED = {
+EXPECTED: dict[str, tuple[Status, str]] = {
     "broken-invalid_json": (
         "invalid",
         "broken/invalid_json.ipynb: not a readable notebook: invalid JSON at line 2, column 1",
@@ -112,8 +113,10 @@ def test_broken_notebooks_get_a_status_and_a_reason_and_leave_no_process(
         summary = nb.error.summary
         assert reason in summary and "\n" not in summary and len(summary) < 400, summary
         assert f"{nb.id}: {status_label(status)}" in done.stdout  # the progress line says it too
-    assert run.get("broken-sys_exit").error.cell == 1  # type: ignore[union-attr]
-    assert run.get("broken-never_returns").output == "notebooks/broken-never_returns.ipynb"  # type: ignore[union-attr]
+    exited, never_returns = run.get("broken-sys_exit"), run.get("broken-never_returns")
+    assert exited is not None and exited.error is not None and exited.error.cell == 1
+    assert never_returns is not None
+    assert never_returns.output == "notebooks/broken-never_returns.ipynb"
     for report in ("report.md", "report.html"):
         assert (project / "nbci-out" / report).stat().st_size > 0
 

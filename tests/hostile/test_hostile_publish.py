@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from github_stub import GitHubStub, git_blob_sha
+from github_stub import GitHubStub
+from http_stub import git_blob_sha
 from test_publish import png
 
 from nbci.errors import PublishError, ResultsError
@@ -96,7 +97,11 @@ def pr_env(gh: GitHubStub, tmp_path: Path, number: int) -> dict[str, str]:
 
 
 def push_env(gh: GitHubStub, tmp_path: Path) -> dict[str, str]:
-    payload = {"ref": "refs/heads/main", "after": gh.ref_sha("main"), "repository": {}}
+    payload: dict[str, Any] = {
+        "ref": "refs/heads/main",
+        "after": gh.ref_sha("main"),
+        "repository": {},
+    }
     return event(gh, tmp_path, "push", payload)
 
 
@@ -106,7 +111,8 @@ def marked(gh: GitHubStub, number: int) -> list[dict[str, Any]]:
 
 def fetch(url: str) -> bytes:
     with urllib.request.urlopen(url.replace("&amp;", "&"), timeout=10) as answer:
-        return answer.read()
+        data: bytes = answer.read()
+        return data
 
 
 # -- untrusted artifacts -------------------------------------------------------------

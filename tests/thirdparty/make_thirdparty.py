@@ -117,7 +117,7 @@ def v4(cells: list[dict[str, Any]], kernelspec: dict[str, str] | None = PYTHON3)
 
 def v3(sources: list[str], kernelspec: dict[str, str] | None) -> dict[str, Any]:
     """An IPython 2 era notebook: cells inside worksheets, `input` and `prompt_number`."""
-    cells = [
+    cells: list[dict[str, Any]] = [
         {
             "cell_type": "code",
             "collapsed": False,

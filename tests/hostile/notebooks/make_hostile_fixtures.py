@@ -211,7 +211,8 @@ def notebook(cells: list[str], *, parameters: str | None = None, kernel: str = "
     if parameters is not None:
         nb.cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
     nb.cells.extend(nbformat.v4.new_code_cell(source) for source in cells)
-    return nbformat.writes(nb) + "\n"
+    text: str = nbformat.writes(nb)
+    return text + "\n"
 
 
 def record(stem: str) -> str:
