@@ -5,6 +5,8 @@
     python benchmarks/bench.py --memory         # nbci's parent memory at 12 and 96 notebooks
     python benchmarks/bench.py --sweep          # a 200-job matrix: 8 shards, then nbci merge
     python benchmarks/bench.py --parallel-training  # forked/fresh: a first n_jobs=-1 fit
+    python benchmarks/bench.py --restarts       # forked/fresh: unsafe imports restart templates
+    python benchmarks/bench.py --pss            # forked/fresh: peak PSS of a mixed-stack suite
 
 Two sets of N generated notebooks, each in a temporary project:
 
@@ -39,6 +41,7 @@ leaves it: with it set, an editable nbci compiled its own source on each run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -671,6 +674,133 @@ def parallel_training(count: int, repeat: int) -> None:
     print(f"forked/fresh ratio, median of {repeat}: {ratio:.2f} (target ≤ 1.10)")
 
 
+UNSAFE_IMPORTS = "import tqdm.auto\nimport tqdm.notebook\nimport tqdm.autonotebook\nimport seaborn"
+"""Modules a set template refuses (they ask IPython for its shell, or start threads): each
+one the template meets restarts it without that module and what follows."""
+RESTART_CELLS = {
+    "unsafe": ["import numpy as np\n" + UNSAFE_IMPORTS, "total = sum(tqdm.auto.tqdm(range(10)))"],
+    "numpy": ["import numpy as np", "total = float(np.arange(1000.0).sum())"],
+    "sklearn": [
+        "import numpy as np\nfrom sklearn.linear_model import Ridge",
+        "X = np.arange(40.0).reshape(-1, 2)\nscore = Ridge().fit(X, X[:, 0]).score(X, X[:, 0])",
+    ],
+}
+
+
+def _timed_pair(project: Path, jobs: int, repeat: int, title: str) -> None:
+    """`nbci run` forked and `--no-preload`, alternating, `repeat` times: the medians, their
+    ratio, and how many kernels of the last forked run were not forked."""
+    times: dict[str, list[float]] = {"forked": [], "fresh": []}
+    for rep in range(repeat):
+        for label, extra in (("forked", []), ("fresh", ["--no-preload"])):
+            out = project / f"out-{label}"
+            shutil.rmtree(out, ignore_errors=True)
+            argv = ["run", "--no-cache", "--jobs", str(jobs), "--out", out.name, *extra]
+            times[label].append(_run([sys.executable, "-m", "nbci", *argv], project))
+        print(
+            f"  rep {rep + 1}/{repeat}  forked {times['forked'][-1]:7.2f} s, "
+            f"fresh {times['fresh'][-1]:7.2f} s",
+            flush=True,
+        )
+    forked, fresh = (statistics.median(times[label]) for label in ("forked", "fresh"))
+    results = json.loads((project / "out-forked" / "results.json").read_text())
+    noted = sum(bool(nb.get("notes")) for nb in results["notebooks"])
+    print(f"{title}: forked {forked:.2f} s, fresh {fresh:.2f} s (medians of {repeat}),")
+    print(f"  forked/fresh {forked / fresh:.2f} (target ≤ 1.00); {noted} notebooks with a note")
+
+
+def template_restarts(count: int, repeat: int, cores: int) -> None:
+    """A run in which every sixth notebook (the second first) imports tqdm.auto,
+    tqdm.notebook, tqdm.autonotebook and seaborn, the others numpy or numpy and
+    scikit-learn: forked against `--no-preload`. Issue 19: never slower than fresh."""
+    kinds = ["unsafe" if i % 6 == 1 else ("numpy", "sklearn")[i % 2] for i in range(count)]
+    with tempfile.TemporaryDirectory(prefix="nbci-bench-") as tmp:
+        project = Path(tmp)
+        folder = project / "notebooks"
+        folder.mkdir()
+        for index, kind in enumerate(kinds):
+            cells = [_cell("code", source) for source in RESTART_CELLS[kind]]
+            (folder / f"nb_{index:02}.ipynb").write_text(json.dumps(_notebook(cells)))
+        unsafe = kinds.count("unsafe")
+        title = f"{count} notebooks, {unsafe} importing the unsafe modules, --jobs {cores}"
+        print(title, flush=True)
+        _timed_pair(project, cores, repeat, "template restarts")
+
+
+STACKS = {
+    "numpy": "import numpy as np\nvalue = float(np.ones(1000).sum())",
+    "pandas": "import pandas as pd\nvalue = float(pd.Series(range(100)).sum())",
+    "sklearn_mpl": "import matplotlib.pyplot as plt\nfrom sklearn.linear_model import Ridge\n"
+    "value = Ridge().fit([[0.0], [1.0]], [0.0, 1.0]).coef_[0]",
+    "torch": "import torch\nvalue = float(torch.ones(10).sum())",
+}
+"""A suite whose notebooks import different stacks (torch where it is installed)."""
+PSS_INTERVAL_S = 0.2
+
+
+def _tree_pss(root: int) -> int:
+    """The summed PSS (bytes) of `root` and its descendants now."""
+    import psutil  # nbci's dependency; the rest of this script needs only the standard library
+
+    try:
+        processes = [psutil.Process(root)]
+        processes += processes[0].children(recursive=True)
+    except psutil.Error:
+        return 0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):  # ended while sampled
+            total += process.memory_full_info().pss
+    return total
+
+
+def _peak_pss(argv: Sequence[str], cwd: Path) -> tuple[float, int]:
+    """Run `argv` in `cwd`: its wall time and its process tree's peak total PSS (sampled)."""
+    environment = dict(os.environ)
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        argv, cwd=cwd, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, _tree_pss(process.pid))
+        time.sleep(PSS_INTERVAL_S)
+    if process.returncode != 0:
+        raise RunFailed(f"`{' '.join(argv)}` failed ({process.returncode})")
+    return time.perf_counter() - start, peak
+
+
+def suite_pss(repeat: int) -> None:
+    """Peak total PSS of nbci's process tree (parent, worker, templates, kernels) for a
+    mixed-stack suite, `--jobs 1`, forked against `--no-preload`, alternating."""
+    import importlib.util
+
+    stacks = {k: v for k, v in STACKS.items() if k != "torch" or importlib.util.find_spec(k)}
+    peaks: dict[str, list[int]] = {"forked": [], "fresh": []}
+    with tempfile.TemporaryDirectory(prefix="nbci-bench-") as tmp:
+        project = Path(tmp)
+        folder = project / "notebooks"
+        folder.mkdir()
+        for name, source in stacks.items():
+            cells = [_cell("code", source)]
+            (folder / f"{name}.ipynb").write_text(json.dumps(_notebook(cells)))
+        print(f"peak total PSS, --jobs 1, notebooks: {', '.join(stacks)}", flush=True)
+        for rep in range(repeat):
+            for label, extra in (("forked", []), ("fresh", ["--no-preload"])):
+                argv = ["run", "--no-cache", "--jobs", "1", "--out", f"out-{label}", *extra]
+                seconds, peak = _peak_pss([sys.executable, "-m", "nbci", *argv], project)
+                peaks[label].append(peak)
+                print(
+                    f"  rep {rep + 1}/{repeat}  {label:6} {peak / 2**20:7.0f} MiB, {seconds:.1f} s"
+                )
+    forked, fresh = (statistics.median(peaks[label]) / 2**20 for label in ("forked", "fresh"))
+    print(
+        f"peak total PSS: forked {forked:.0f} MiB, fresh {fresh:.0f} MiB, "
+        f"forked/fresh {forked / fresh:.2f}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--notebooks", type=int, default=12, metavar="N")
@@ -695,6 +825,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="a first n_jobs=-1 scikit-learn fit, forked kernels against fresh ones",
     )
+    parser.add_argument(
+        "--restarts",
+        action="store_true",
+        help="notebooks importing tqdm.auto, seaborn...: forked against --no-preload",
+    )
+    parser.add_argument(
+        "--pss",
+        action="store_true",
+        help="peak total PSS of a mixed-stack suite, forked against --no-preload (--jobs 1)",
+    )
     args = parser.parse_args(argv)
     if args.notebooks < 1 or args.repeat < 1 or args.cores < 1:
         parser.error("--notebooks, --repeat and --cores must be at least 1")
@@ -705,6 +845,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.parallel_training:
         parallel_training(min(args.notebooks, 4), args.repeat)
+        return 0
+    if args.restarts:
+        template_restarts(args.notebooks, args.repeat, args.cores)
+        return 0
+    if args.pss:
+        suite_pss(args.repeat)
         return 0
     kinds = args.sets.split(",")
     if not set(kinds) <= set(SETS):

@@ -376,3 +376,57 @@ def test_each_notebook_carries_only_what_it_imports(
     assert glued(runs[True]["light"])["sklearn"] is False
     assert glued(runs[True]["heavy"])["shell"] is True
     assert not any(runs[True][job].notes for job in ("heavy", "light"))
+
+
+@pytest.mark.kernel
+def test_a_notebook_importing_every_unsafe_module_leaves_the_others_forked(
+    project: Path,
+    notebook: NotebookFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One notebook imports tqdm.auto, tqdm.notebook, tqdm.autonotebook and seaborn (each
+    made a template restart, and after the third no kernel of the run was forked); the
+    numpy and scikit-learn notebooks before and after it are still forked."""
+    pytest.importorskip("seaborn", reason="seaborn is not installed")
+    pytest.importorskip("ipywidgets", reason="ipywidgets is not installed (tqdm.notebook)")
+    site(tmp_path, monkeypatch)
+    unsafe = [
+        FORKED,
+        "import nbci_marker, numpy as np\nimport tqdm.auto\nimport tqdm.notebook\n"
+        "import tqdm.autonotebook\nimport seaborn as sns",
+        GLUE,
+        "glue('forked', FORKED)\n"
+        "glue('bars', [tqdm.auto.tqdm.__module__, tqdm.autonotebook.tqdm.__module__])\n"
+        "glue('total', sum(tqdm.auto.tqdm(range(10))))\n"
+        "glue('seaborn', sns.__version__)\nglue('numpy', np.__version__)",
+    ]
+    sklearn = [
+        FORKED,
+        "import nbci_marker, numpy as np\nfrom sklearn.linear_model import LinearRegression",
+        GLUE,
+        "glue('forked', FORKED)\nX = np.arange(8.0).reshape(-1, 1)\n"
+        "glue('coef', round(float(LinearRegression().fit(X, 3 * X[:, 0]).coef_[0]), 6))\n"
+        "glue('tqdm', 'tqdm' in sys.modules)",
+    ]
+    plain = [
+        FORKED,
+        "import nbci_marker, numpy as np",
+        GLUE,
+        "glue('forked', FORKED)\nglue('sum', int(np.arange(10).sum()))\n"
+        "glue('seaborn', 'seaborn' in sys.modules)",
+    ]
+    notebook("notebooks/a_numpy.ipynb", plain)
+    notebook("notebooks/b_unsafe.ipynb", unsafe)
+    notebook("notebooks/c_sklearn.ipynb", sklearn)
+    notebook("notebooks/d_numpy.ipynb", plain)
+    notebook("notebooks/e_sklearn.ipynb", sklearn)
+    ids = ["a_numpy", "b_unsafe", "c_sklearn", "d_numpy", "e_sklearn"]
+    jobs = [Job(name, f"notebooks/{name}.ipynb", cell_timeout=120) for name in ids]
+
+    runs = run_both(jobs, project, workers=1)
+
+    assert_same(runs, *ids)
+    assert glued(runs[True]["b_unsafe"])["total"] == 45
+    assert glued(runs[True]["c_sklearn"])["tqdm"] is False
+    assert glued(runs[True]["d_numpy"])["seaborn"] is False
