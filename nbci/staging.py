@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nbci._files import FOLDER_MODE
+from nbci._files import FOLDER_MODE, write_text_atomic
 from nbci.errors import RunError, UsageError
 from nbci.results import RESULTS_FILE
 
@@ -95,7 +95,8 @@ class Staging:
             shutil.rmtree(stale, ignore_errors=True)
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.staging-", dir=parent))
         os.chmod(self.path, FOLDER_MODE)  # mkdtemp's 0700 would hide the run from others
-        (self.path / _PID_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}")
+        # whole or absent, never read half-written (an empty stamp would look like a dead run)
+        write_text_atomic(self.path / _PID_FILE, f"{os.getpid()} {_start_time(os.getpid())}")
         return self.path
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

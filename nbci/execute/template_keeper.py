@@ -28,8 +28,11 @@ from nbci.execute.provisioner import fall_back
 
 logger = logging.getLogger(__name__)
 
-KEPT_SET_TEMPLATES = 2
-"""Set templates a worker keeps alive (each holds its notebooks' imports in memory)."""
+KEPT_SET_TEMPLATES = 1
+"""Set templates a worker keeps alive (each holds its notebooks' imports in memory): one, so
+that while a notebook runs no other notebook's imports are held beside it and a run's memory
+stays that of fresh kernels (`bench.py --pss`); a notebook with other imports than the last
+forks a new set template from the base one."""
 
 
 class TemplateKeeper:
