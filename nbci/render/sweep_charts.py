@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from nbci._files import is_within, write_bytes_atomic
-from nbci.model import Comparison, NotebookResult
+from nbci.model import Comparison, NotebookResult, finite_float
 from nbci.render.charts import DPI, MARKERS, line_colours, plain
 from nbci.render.labels import param_value
-from nbci.render.sweeps import FOLDER, Sweep, finite_number
+from nbci.render.sweeps import FOLDER, Sweep
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +110,10 @@ def _lines(
     for nb in sweep.notebooks:
         label = ", ".join(f"{a}={param_value(nb.parameters.get(a))}" for a in others)
         head, base = lines.setdefault(label, ([], []))
-        x = finite_number(nb.parameters.get(axis))
+        x = finite_float(nb.parameters.get(axis))
         if x is None:
             continue
-        if (y := finite_number(nb.metrics.get(metric))) is not None:
+        if (y := finite_float(nb.metrics.get(metric))) is not None:
             head.append((x, y))
         if (b := _baseline(nb, metric, comparison)) is not None:
             base.append((x, b))
@@ -122,12 +122,12 @@ def _lines(
 
 def _baseline(nb: NotebookResult, metric: str, comparison: Comparison | None) -> float | None:
     delta = comparison.delta(nb.id, metric) if comparison else None
-    return finite_number(delta.baseline) if delta else None
+    return finite_float(delta.baseline) if delta else None
 
 
 def _spans_decades(sweep: Sweep, axis: str) -> bool:
     """Positive values of `axis` spanning two decades or more (`C = 0.1, 1, 10`)."""
     values = [
-        v for nb in sweep.notebooks if (v := finite_number(nb.parameters.get(axis))) is not None
+        v for nb in sweep.notebooks if (v := finite_float(nb.parameters.get(axis))) is not None
     ]
     return bool(values) and min(values) > 0 and max(values) / min(values) >= 100

@@ -12,13 +12,12 @@ metric against each numeric axis (`nbci.render.sweep_charts`).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from nbci.headline import Leads
 from nbci.ids import job_id
-from nbci.model import Comparison, Direction, MetricValue, NotebookResult, Run
+from nbci.model import Comparison, Direction, MetricValue, NotebookResult, Run, finite_float
 from nbci.render.labels import name, names, param_value
 from nbci.render.metric_tables import change_tone, comparison_table, long_table
 from nbci.render.view import Align, Cell, FigureView, SweepView, Table
@@ -69,7 +68,7 @@ class Sweep:
 
     def values_of(self, metric: str) -> list[float]:
         return [
-            v for nb in self.notebooks if (v := finite_number(nb.metrics.get(metric))) is not None
+            v for nb in self.notebooks if (v := finite_float(nb.metrics.get(metric))) is not None
         ]
 
     def _varies(self, metric: str) -> bool:
@@ -142,7 +141,7 @@ def _metric_cell(
     if value is None:
         return Cell(MISSING, "muted")
     text = format_number(value)
-    if best is not None and finite_number(value) == finite_number(best):
+    if best is not None and finite_float(value) == finite_float(best):
         text += f" {BEST_MARK}"
     delta = comparison.delta(nb.id, metric) if comparison else None
     if delta is None or delta.change in ("unchanged", "added"):
@@ -156,7 +155,7 @@ def _best(sweep: Sweep, metric: str) -> MetricValue | None:
     fewer than two jobs have it."""
     direction = sweep.directions.get(metric, "neutral")
     values = [
-        v for nb in sweep.notebooks if (v := finite_number(nb.metrics.get(metric))) is not None
+        v for nb in sweep.notebooks if (v := finite_float(nb.metrics.get(metric))) is not None
     ]
     if direction == "neutral" or len(values) < 2 or min(values) == max(values):
         return None
@@ -208,15 +207,4 @@ def _canonical(value: object) -> str:
 
 
 def _is_number(value: object) -> bool:
-    return finite_number(value) is not None
-
-
-def finite_number(value: object) -> float | None:
-    """A finite number as a float; None for anything else (bools, text, NaN)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
+    return finite_float(value) is not None
