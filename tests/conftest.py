@@ -1,10 +1,11 @@
-"""Shared fixtures: small notebooks written on the fly into a temporary project."""
+"""Shared fixtures: small notebooks written on the fly into a temporary project, and a browser."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -107,3 +108,16 @@ def _execute(source: Path, target: Path) -> Path:
 def execute_notebook() -> Callable[[Path, Path], Path]:
     """`execute_notebook(source, target)`: run a notebook in a real `python3` kernel."""
     return _execute
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium, headless, driven by Playwright (never a browser download); one per
+    test module of the browser lane."""
+    from playwright.sync_api import sync_playwright
+    from test_browser import ARGS, CHROMIUM
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()

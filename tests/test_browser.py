@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,16 +53,6 @@ class PageReport:
     pwned: str
     scroll_width: int
     print_traceback_visible: bool
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def open_report(browser: Any, report: Path, *, width: int, screenshot: Path | None) -> PageReport:

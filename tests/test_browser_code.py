@@ -17,7 +17,7 @@ from typing import Any
 import nbformat
 import pytest
 from render_samples import sample_run
-from test_browser import PHONE, browser  # noqa: F401  (the fixture)
+from test_browser import PHONE
 
 from nbci.compare import compare
 from nbci.model import Run
@@ -92,7 +92,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(("width", "name"), [(1280, "desktop"), (PHONE, "phone")])
 def test_the_cell_diff_is_self_contained_and_fits(
-    browser: Any,  # noqa: F811
+    browser: Any,
     report: Path,
     width: int,
     name: str,

@@ -3,29 +3,18 @@ chromium (see test_browser): the sweep table and its charts at desktop and phone
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sweep_samples import profile_runs, sweep_runs
-from test_browser import ARGS, CHROMIUM, PHONE, assert_clean, open_report
+from test_browser import PHONE, assert_clean, open_report
 
 from nbci.render import write_reports
 
 pytestmark = pytest.mark.browser
 
 SWEEP_CHARTS = [f"{m} against C" for m in ("accuracy", "cv_accuracy", "f1_macro", "train_time_s")]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
