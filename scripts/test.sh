@@ -26,8 +26,11 @@ else
   [ $# -gt 0 ] || COVERAGE+=(--cov-fail-under="${COVERAGE_FLOOR:-77}")
 fi
 
-# nbci itself, the example notebooks' libraries and the test tools.
-"$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# nbci itself, the example notebooks' libraries and the test tools; not again when
+# scripts/installed.py finds them installed from this checkout as pyproject.toml says (a pip
+# install with nothing to do still builds the editable wheel: 10 to 20 s).
+"$PYTHON" scripts/installed.py ||
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 if [ ${#LANES[@]} -eq 0 ]; then
   # Debian's chromium for the browser tests (never a browser download).
