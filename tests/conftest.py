@@ -110,6 +110,18 @@ def execute_notebook() -> Callable[[Path, Path], Path]:
     return _execute
 
 
+@pytest.fixture
+def retry_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Publishing's waits between retries (`BoundedRetry.sleep`), recorded, not slept: a test
+    checks which waits the forge's answers asked for, and the clock need not move for that."""
+    from nbci.publish.retry import BoundedRetry
+
+    waits: list[float] = []
+    monkeypatch.setattr(BoundedRetry, "sleep", lambda self, response=None: waits.append(
+        self.planned_wait))  # fmt: skip
+    return waits
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's chromium, headless, driven by Playwright (never a browser download); one per

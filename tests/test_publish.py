@@ -765,7 +765,11 @@ def test_persistent_failure_mid_commit_leaves_the_branch_intact(
 
 
 def test_a_rate_limit_resetting_soon_is_waited_for(
-    gh: GitHubStub, main_history: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    gh: GitHubStub,
+    main_history: list[str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    retry_waits: list[float],
 ) -> None:
     caplog.set_level(logging.WARNING, logger="nbci")
     gh.add_pull(35, base_sha=main_history[-1])
@@ -778,6 +782,7 @@ def test_a_rate_limit_resetting_soon_is_waited_for(
     assert len(gh.statuses) == 1
     waits = [float(w) for w in re.findall(r"retry 1 of \d+ in ([\d.]+) s", caplog.text)]
     assert len(waits) == 2 and all(0 < w <= 10 for w in waits)
+    assert [round(w, 1) for w in retry_waits] == waits  # each logged wait is waited
 
 
 def test_a_rate_limit_resetting_in_an_hour_is_not_waited_for(
@@ -906,20 +911,32 @@ def test_the_job_summary_gets_the_report(
     assert "accuracy" in summary.read_text()
 
 
+def test_the_planned_wait_is_slept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `retry_waits` records instead of sleeping is what a publish sleeps."""
+    from nbci.publish import retry
+
+    slept: list[float] = []
+    monkeypatch.setattr("nbci.publish.retry.time.sleep", slept.append)
+    waiting = retry.BoundedRetry.for_policy(FAST)
+    waiting.sleep()  # nothing planned yet: the first try
+    waiting.planned_wait = 2.5
+    waiting.sleep()
+    assert slept == [2.5]
+
+
 def test_no_network_is_three_logged_waits_of_14_s_without_urllib3s_lines(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    retry_waits: list[float],
 ) -> None:
     import socket
 
     from nbci.cli import ExitCode, main
-    from nbci.publish.retry import BoundedRetry
 
     with socket.socket() as closed:  # a port nobody listens on: the connection is refused
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    waits: list[float] = []
-    monkeypatch.setattr(BoundedRetry, "sleep", lambda self, response=None: waits.append(
-        self.planned_wait))  # fmt: skip
     monkeypatch.setenv("GITHUB_TOKEN", "t0ken-for-nothing")
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     caplog.set_level(logging.DEBUG)
@@ -928,7 +945,7 @@ def test_no_network_is_three_logged_waits_of_14_s_without_urllib3s_lines(
 
     assert main([*argv, "--api-url", f"http://127.0.0.1:{port}/api"]) == ExitCode.PUBLISH
 
-    assert waits == [2.0, 4.0, 8.0]
+    assert retry_waits == [2.0, 4.0, 8.0]
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
     assert len(retries) == 3 and retries[-1].endswith("retry 3 of 3 in 8.0 s")
     assert not [r for r in caplog.records if r.name.startswith("urllib3")]

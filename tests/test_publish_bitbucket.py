@@ -266,6 +266,7 @@ def test_502_then_429_are_retried_with_logged_waits(
     main_history: list[str],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    retry_waits: list[float],
 ) -> None:
     bb.add_pull_request(13, base=main_history[-1])
     bb.fail("POST", r"/pullrequests/13/comments$", 502, times=1)
@@ -278,6 +279,7 @@ def test_502_then_429_are_retried_with_logged_waits(
     assert [r.status for r in bb.calls("POST", r"/statuses/build$")] == [429, 201]
     assert "Bitbucket answered 502" in caplog.text and "Bitbucket answered 429" in caplog.text
     assert "in 1.0 s" in caplog.text and "connection failed" in caplog.text
+    assert 1.0 in retry_waits
 
 
 def test_a_token_without_the_write_scope_ends_in_one_line_naming_it(
@@ -313,6 +315,7 @@ def test_the_token_is_absent_from_all_output(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    retry_waits: list[float],
 ) -> None:
     bb.add_pull_request(16, base=main_history[-1])
     bb.fail("POST", r"/comments$", 500, times=1)
@@ -524,7 +527,10 @@ def test_data_center_read_only_token_comments_but_hosts_nothing(
 
 
 def test_data_center_502_then_429_are_retried(
-    dc: BitbucketDataCenterStub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    dc: BitbucketDataCenterStub,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    retry_waits: list[float],
 ) -> None:
     history = dc.add_history(2)
     dc.add_pull_request(25, base=history[-1])
@@ -535,6 +541,7 @@ def test_data_center_502_then_429_are_retried(
     assert outcome.comment_url and len(dc.pr_comments(25)) == 1
     assert [r.status for r in dc.calls("POST", r"/builds$")] == [429, 204]
     assert "Bitbucket answered 502" in caplog.text and "in 1.0 s" in caplog.text
+    assert 1.0 in retry_waits
 
 
 # -- Cloud: history, stored data, races --------------------------------------------------

@@ -266,7 +266,11 @@ def test_a_token_without_the_role_ends_in_one_line_naming_it(
 
 
 def test_502_and_429_are_retried_with_logged_waits(
-    gl: GitLabStub, main_history: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    gl: GitLabStub,
+    main_history: list[str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    retry_waits: list[float],
 ) -> None:
     gl.add_merge_request(13, base_sha=main_history[-1])
     gl.fail("POST", r"/merge_requests/13/notes$", 502, times=2)
@@ -282,6 +286,7 @@ def test_502_and_429_are_retried_with_logged_waits(
     assert "GitLab answered 502" in logged and "GitLab answered 429" in logged
     assert "retry 1 of" in logged and "in 1.0 s" in logged  # the Retry-After wait
     assert "connection failed" in logged
+    assert 1.0 in retry_waits
 
 
 def test_a_limit_beyond_the_budget_is_not_waited_for(
@@ -302,6 +307,7 @@ def test_the_token_is_absent_from_all_output(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    retry_waits: list[float],
 ) -> None:
     gl.add_merge_request(15, base_sha=main_history[-1])
     gl.fail("POST", r"/notes$", 500, times=1)
@@ -392,6 +398,7 @@ def test_every_refusal_ends_in_one_line_without_the_token(
     tmp_path: Path,
     setup: Callable[[GitLabStub], object],
     expected: str,
+    retry_waits: list[float],
 ) -> None:
     gl.add_merge_request(19, base_sha=main_history[-1])
     env = mr_env(gl, 19)
