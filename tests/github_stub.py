@@ -136,6 +136,9 @@ class GitHubStub(StandIn):
         self._ids = iter(range(1_000_001, 10**9))
         self._clock = 0
         self._lock = threading.RLock()
+        self._stalls = 0
+        """Stalled requests being answered now."""
+        self._stall_ended = threading.Condition()
 
     # -- server ----------------------------------------------------------------
 
@@ -289,6 +292,13 @@ class GitHubStub(StandIn):
         self._add_fault(method, path, times, lambda: (0, {}, None))
         self.faults[-1].delay = seconds
 
+    def wait_for_stalls(self, timeout: float = 30.0) -> None:
+        """Return once every stalled request has been carried out: after a client gave up on
+        one, the server still does the work (a stall's whole delay at most)."""
+        with self._stall_ended:
+            if not self._stall_ended.wait_for(lambda: self._stalls == 0, timeout):
+                raise AssertionError(f"a stalled request is still unanswered after {timeout} s")
+
     def reset_connection(self, method: str, path: str, *, times: int = 1) -> None:
         """The next `times` matching requests get their connection closed without an answer."""
         self._add_fault(method, path, times, lambda: (0, {}, None))
@@ -402,8 +412,15 @@ class GitHubStub(StandIn):
             if fault is not None and fault.delay:
                 fault.times -= 1
         if fault is not None and fault.delay:
-            time.sleep(fault.delay)  # outside the lock: other requests go on
-            return self._handle(method, target, headers, raw, skip_faults=True)
+            with self._stall_ended:
+                self._stalls += 1
+            try:
+                time.sleep(fault.delay)  # outside the lock: other requests go on
+                return self._handle(method, target, headers, raw, skip_faults=True)
+            finally:
+                with self._stall_ended:
+                    self._stalls -= 1
+                    self._stall_ended.notify_all()
         return self._handle(method, target, headers, raw)
 
     def _handle(

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -359,8 +358,7 @@ def test_a_fault_leaves_a_consistent_branch_and_one_comment(
         publish(PublishOptions(make_run(tmp_path / "new", NEW), retry=FAULTY), env)
     except PublishError as error:
         assert "\n" not in str(error) and gh.token not in str(error)
-    if kind == "stall":
-        time.sleep(STALL_S + 0.3)  # the server finishes what the client gave up on
+    gh.wait_for_stalls()  # the server finishes what the client gave up on
 
     # Bounded: every request is retried at most twice, and all waits fit the budget.
     assert len(gh.requests) - first_request < 60
