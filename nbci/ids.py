@@ -84,12 +84,21 @@ def pair_renamed(
         same = [nb for nb in unmatched_head if same_job(nb, old)]
         if len(same) == 1 and sum(same_job(same[0], b) for b in unmatched_base) == 1:
             pair(old, same[0])
-    for old in list(unmatched_base):
-        heads = [nb for nb in unmatched_head if nb.path == old.path]
-        bases = [nb for nb in unmatched_base if nb.path == old.path]
+    heads_of, bases_of = _by_path(unmatched_head), _by_path(unmatched_base)  # grouped once:
+    for old in list(unmatched_base):  # a pair empties only its own path's groups
+        heads, bases = heads_of.get(old.path, []), bases_of[old.path]
         if len(heads) == 1 and len(bases) == 1:
             pair(old, heads[0])
     return renamed
+
+
+def _by_path(results: Sequence[NotebookResult]) -> dict[str, list[NotebookResult]]:
+    """Results by notebook path: a stored run of thousands of jobs is grouped in one pass,
+    not searched once per job."""
+    groups: dict[str, list[NotebookResult]] = {}
+    for nb in results:
+        groups.setdefault(nb.path, []).append(nb)
+    return groups
 
 
 def same_job(first: NotebookResult, second: NotebookResult) -> bool:
