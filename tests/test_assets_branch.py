@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from gitlab_stub import GitLabStub
 from handmade_runs import nb, run
 from test_publish import make_run, options, png, pr_env, push_env
 
+from nbci.model import Scrap
 from nbci.publish import publish
 from nbci.publish.gitlab import ASSETS_ROOT
 from nbci.publish.index import BranchIndex, Entry, Pruning, dump, parse, prune
@@ -477,7 +478,8 @@ def test_a_stored_run_over_a_megabyte_is_read_by_path_too(tmp_path: Path) -> Non
     """GitHub's contents API sends a file over 1 MB without its content: read as a blob."""
     with GitHubStub() as gh:
         shas = gh.add_history(2)
-        many = tuple(nb(f"job-{i:05}", accuracy=0.8, loss=0.5) for i in range(4000))
+        logged = {"log": Scrap("text", "epoch 1: loss 0.5\n" * 2_000)}  # 36 kB each
+        many = tuple(replace(nb(f"job-{i:02}", accuracy=0.8), scraps=logged) for i in range(30))
         write_run(run(*many), tmp_path / "big")
         data = (tmp_path / "big" / "results.json").read_bytes()
         assert len(data) > 1024 * 1024
