@@ -69,8 +69,8 @@ class StandIn:
         server.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{server.server_port}"
         self._server = server
-        threading.Thread(  # close() waits one poll interval
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        threading.Thread(  # close() waits up to one poll interval: 10 ms, in every stub's test
+            target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         ).start()
         return self
 
