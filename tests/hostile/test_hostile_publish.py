@@ -143,7 +143,9 @@ def _replace(text: str) -> Any:
 
 
 def _too_many(data: dict[str, Any]) -> None:
-    template = data["notebooks"][0]
+    """One notebook over the bound, each a valid one with only the fields a notebook must
+    have: the count alone is wrong, and checking 10,001 of them takes 0.3 s, not 2."""
+    template = {key: data["notebooks"][0][key] for key in ("path", "status")}
     data["notebooks"] = [{**template, "id": f"j{i}"} for i in range(MAX_NOTEBOOKS + 1)]
 
 
