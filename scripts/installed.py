@@ -35,13 +35,13 @@ def main() -> int:
 
 
 def why_not_up_to_date() -> str | None:
-    from packaging.requirements import Requirement
-
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     try:
         dist = metadata.distribution(project["name"])
     except metadata.PackageNotFoundError:
         return "it is not installed"
+    from packaging.requirements import Requirement  # installed with pytest, like nbci
+
     source = json.loads(dist.read_text("direct_url.json") or "{}")
     if not source.get("dir_info", {}).get("editable"):
         return "it is not installed editable"
