@@ -136,8 +136,8 @@ class GitHubStub(StandIn):
         self._ids = iter(range(1_000_001, 10**9))
         self._clock = 0
         self._lock = threading.RLock()
-        self._stalls = 0
-        """Stalled requests being answered now."""
+        self.stalls = [0, 0]
+        """Stalled requests: how many began, how many have been carried out."""
         self._stall_ended = threading.Condition()
 
     # -- server ----------------------------------------------------------------
@@ -296,7 +296,7 @@ class GitHubStub(StandIn):
         """Return once every stalled request has been carried out: after a client gave up on
         one, the server still does the work (a stall's whole delay at most)."""
         with self._stall_ended:
-            if not self._stall_ended.wait_for(lambda: self._stalls == 0, timeout):
+            if not self._stall_ended.wait_for(lambda: self.stalls[0] == self.stalls[1], timeout):
                 raise AssertionError(f"a stalled request is still unanswered after {timeout} s")
 
     def reset_connection(self, method: str, path: str, *, times: int = 1) -> None:
@@ -413,13 +413,13 @@ class GitHubStub(StandIn):
                 fault.times -= 1
         if fault is not None and fault.delay:
             with self._stall_ended:
-                self._stalls += 1
+                self.stalls[0] += 1
             try:
                 time.sleep(fault.delay)  # outside the lock: other requests go on
                 return self._handle(method, target, headers, raw, skip_faults=True)
             finally:
                 with self._stall_ended:
-                    self._stalls -= 1
+                    self.stalls[1] += 1
                     self._stall_ended.notify_all()
         return self._handle(method, target, headers, raw)
 

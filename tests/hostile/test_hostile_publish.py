@@ -361,6 +361,7 @@ def test_a_fault_leaves_a_consistent_branch_and_one_comment(
     except PublishError as error:
         assert "\n" not in str(error) and gh.token not in str(error)
     gh.wait_for_stalls()  # the server finishes what the client gave up on
+    assert gh.stalls[1] == gh.stalls[0] <= 1
 
     # Bounded: every request is retried at most twice, and all waits fit the budget.
     assert len(gh.requests) - first_request < 60
