@@ -304,9 +304,10 @@ FAULTS = {
     "mutation-stall": ("POST", r"^/api/graphql$", "stall", True),
     "mutation-reset": ("POST", r"^/api/graphql$", "reset", True),
     "mutation-lost": ("POST", r"^/api/graphql$", "lost", True),
-    # No branch yet: it is created through the Git Data API.
-    "blob-502s": ("POST", r"/git/blobs$", "fail", False),
-    "blob-stall": ("POST", r"/git/blobs$", "stall", False),
+    # No branch yet: a small commit creates it through the Git Data API, then the
+    # figures go in the same single GraphQL commit as on every later publish.
+    "first-mutation-502s": ("POST", r"^/api/graphql$", "fail", False),
+    "first-mutation-stall": ("POST", r"^/api/graphql$", "stall", False),
     "tree-reset": ("POST", r"/git/trees$", "reset", False),
     "tree-502s": ("POST", r"/git/trees$", "fail", False),
     "commit-lost": ("POST", r"/git/commits$", "lost", False),
@@ -354,6 +355,8 @@ def test_a_fault_leaves_a_consistent_branch_and_one_comment(
         old = _expected(number, OLD)
         assert _figures_on_branch(gh, number) == old
     inject(gh, method, path, kind)
+    fault = gh.faults[-1]
+    times_left = fault.times
     first_request = len(gh.requests)
 
     try:
@@ -362,6 +365,7 @@ def test_a_fault_leaves_a_consistent_branch_and_one_comment(
         assert "\n" not in str(error) and gh.token not in str(error)
     gh.wait_for_stalls()  # the server finishes what the client gave up on
     assert gh.stalls[1] == gh.stalls[0] <= 1
+    assert fault.times < times_left, "the publish never made the request the fault is on"
 
     # Bounded: every request is retried at most twice, and all waits fit the budget.
     assert len(gh.requests) - first_request < 60
