@@ -124,11 +124,11 @@ def write_reports(
     The charts of the run's series (against `baseline`'s), the difference images of its
     changed figures (against those in `baseline_dir`) and the trend charts (with history)
     are drawn into `out_dir` first, and the charts of each sweep (`nbci.render.sweep_charts`);
-    `chart_store` keeps charts drawn for the next run.
+    `chart_store` keeps charts drawn (series and sweep charts) for the next run.
     """
     leads = Leads.of(run, headline, verdict)
     write_trends(trend_deltas(comparison, verdict, leads), out_dir)
-    write_sweep_charts(find_sweeps(run, leads), comparison, out_dir)
+    write_sweep_charts(find_sweeps(run, leads), comparison, out_dir, store=chart_store)
     drawn = draw_visuals(
         run,
         out_dir,
