@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -46,6 +47,20 @@ def render_html(
     templates: Path | None = None,
 ) -> str:
     """The report as one HTML document; figures are read from `out_dir` / `baseline_dir`."""
+    return "".join(
+        html_chunks(view, out_dir=out_dir, baseline_dir=baseline_dir, templates=templates)
+    )
+
+
+def html_chunks(
+    view: ReportView,
+    *,
+    out_dir: Path | None = None,
+    baseline_dir: Path | None = None,
+    templates: Path | None = None,
+) -> Iterator[str]:
+    """`render_html`'s document in pieces as the template makes them: written as they come,
+    a report of 200 jobs' inlined figures is never held whole (`write_chunks_atomic`)."""
     with template_errors(templates):
         env = environment(html=True, templates=templates)
         template = env.get_template(HTML_TEMPLATE)
@@ -57,7 +72,7 @@ def render_html(
         return image_data_uri(baseline_dir, figure.path) if figure.in_baseline else None
 
     with template_errors(templates):
-        return template.render(
+        yield from template.generate(
             view=view,
             csp=CSP,
             css=_stylesheet(env),
