@@ -59,6 +59,8 @@ def test_a_200_job_comment_is_bounded_and_names_what_it_left_out() -> None:
     report = markdown_report(sweep())
     assert len(report) <= MAX_CHARS
     assert len(comment_body("nbci", report)) <= COMMENT_LIMIT
+    note = next(line for line in report.splitlines() if "Not everything is shown here" in line)
+    assert "of 200 notebooks are left out" in note and "report.html" in note
     for i in range(JOBS):
         if i % 50 == 13:  # every failure is named in the comment
             assert f"sweep-seed-{i}-lr-0.{i % 7}" in report
