@@ -39,19 +39,6 @@ _IMG_WITHOUT_SRC = re.compile(r"<img\b(?![^>]*\ssrc=)[^>]*>", re.I)
 _SAFE_HREF = re.compile(r"^(https?:|mailto:|#|[^:]*$)", re.I)
 
 
-def render_html(
-    view: ReportView,
-    *,
-    out_dir: Path | None = None,
-    baseline_dir: Path | None = None,
-    templates: Path | None = None,
-) -> str:
-    """The report as one HTML document; figures are read from `out_dir` / `baseline_dir`."""
-    return "".join(
-        html_chunks(view, out_dir=out_dir, baseline_dir=baseline_dir, templates=templates)
-    )
-
-
 def html_chunks(
     view: ReportView,
     *,
@@ -59,8 +46,9 @@ def html_chunks(
     baseline_dir: Path | None = None,
     templates: Path | None = None,
 ) -> Iterator[str]:
-    """`render_html`'s document in pieces as the template makes them: written as they come,
-    a report of 200 jobs' inlined figures is never held whole (`write_chunks_atomic`)."""
+    """The report as one HTML document, in pieces as the template makes them; figures are
+    read from `out_dir` / `baseline_dir`. Written as they come (`write_chunks_atomic`), a
+    report of 200 jobs' inlined figures is never held whole."""
     with template_errors(templates):
         env = environment(html=True, templates=templates)
         template = env.get_template(HTML_TEMPLATE)
