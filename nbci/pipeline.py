@@ -287,15 +287,20 @@ def _execute(
 
     interrupted = False
     started = _StartTimes()
+    stored = False
     try:
         for result in _executed(config, request, to_run, out_dir, started.watching(on_event)):
             key = keys.get(result.id)
             result = replace(result, cache_key=key)
             if key and result.ok:
-                cache.store(settings, key, result, out_dir)
+                cache.store(settings, key, result, out_dir, then_prune=False)
+                stored = True
             finished(result)
     except Interrupted:
         interrupted = True
+    finally:
+        if stored:  # once, not after each job: pruning reads every entry of the cache
+            cache.prune_quietly(settings)
     ordered = [done.get(job.id) or _interrupted(job, started.elapsed(job.id)) for job in jobs]
     return ordered, interrupted
 

@@ -20,7 +20,6 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -250,6 +249,8 @@ def _ci_commit(environ: Mapping[str, str]) -> GitInfo:
 
 
 def environment_info() -> Environment:
+    from importlib import metadata  # only a new run needs it: `merge`, `report` skip 10+ ms
+
     packages = {}
     for name in KEY_PACKAGES:
         try:

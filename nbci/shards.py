@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from nbci._files import is_within
+from nbci._files import is_within, link_or_copy
 from nbci.errors import ResultsError, UsageError
 from nbci.model import GitInfo, Job, NotebookResult, Run
 
@@ -138,7 +137,8 @@ def merge_runs(
     *,
     order: Sequence[str] = (),
 ) -> Run:
-    """One run from the N shard runs read from `dirs`; copies their files into `out_dir`.
+    """One run from the N shard runs read from `dirs`; links (or copies) their files into
+    `out_dir`.
 
     Refuses (ResultsError) runs that are not shards, shards of different N or a
     missing or repeated shard, mixed commits or schema versions, and a job id
@@ -246,4 +246,4 @@ def _copy_files(notebooks: Sequence[NotebookResult], source: Path, out_dir: Path
             if dst.parent not in made:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 made.add(dst.parent)
-            shutil.copyfile(src, dst)
+            link_or_copy(src, dst)

@@ -1,23 +1,28 @@
 """A 200-job sweep stays readable (issue 21): the comment is bounded, every job id is in the HTML.
 
 The runs are built by hand (`handmade_runs`): what is checked is the reports'
-shape at that size, not execution. How long `nbci merge` of eight shards of such
-a sweep takes is measured in `benchmarks/bench.py --sweep`, not asserted here.
+shape and memory at that size, not execution. How long `nbci merge` of eight shards
+of such a sweep takes, and the parent process's peak memory of real runs of 12 and 200
+notebooks, are measured in `benchmarks/bench.py --sweep` and `--memory`, not asserted here.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import random
 import re
 import sys
+import tracemalloc
+from pathlib import Path
 
 import pytest
 from handmade_runs import nb, run
 
 from nbci import schemas
+from nbci.formats import PNG_SIGNATURE
 from nbci.model import ErrorInfo, Figure, NotebookResult, Run
 from nbci.publish.comment import COMMENT_LIMIT, comment_body
-from nbci.render import html_report, markdown_report
+from nbci.render import html_report, markdown_report, write_reports
 from nbci.render.markdown import MAX_CHARS
 
 JOBS = 200
@@ -54,6 +59,8 @@ def test_a_200_job_comment_is_bounded_and_names_what_it_left_out() -> None:
     report = markdown_report(sweep())
     assert len(report) <= MAX_CHARS
     assert len(comment_body("nbci", report)) <= COMMENT_LIMIT
+    note = next(line for line in report.splitlines() if "Not everything is shown here" in line)
+    assert "of 200 notebooks are left out" in note and "report.html" in note
     for i in range(JOBS):
         if i % 50 == 13:  # every failure is named in the comment
             assert f"sweep-seed-{i}-lr-0.{i % 7}" in report
@@ -71,6 +78,47 @@ def test_every_job_of_a_200_job_run_is_reachable_in_the_html() -> None:
         card = html.index(f'id="{link[1]}"')
         assert f'<span class="nb-id">{job_id}</span>' in html[card : card + 400], job_id
     assert len(anchors) == JOBS
+
+
+FIGURE_BYTES = 32 * 1024
+
+
+def report_memory(tmp_path: Path, jobs: int) -> int:
+    """Bytes tracemalloc saw allocated at the peak of writing the reports of a `jobs`-job
+    sweep whose every job has a 32 KiB figure (inlined in report.html), above the start.
+
+    The reports are written once before, untraced: imports, compiled templates and the
+    sweep's charts (kept in the chart store, as a warm run keeps them) are paid there."""
+    the_run, out = sweep(jobs), tmp_path / str(jobs)
+    figure = PNG_SIGNATURE + random.Random(0).randbytes(FIGURE_BYTES)
+    for path in {f.path for job in the_run.notebooks for f in job.figures}:
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        (out / path).write_bytes(figure)
+    store = tmp_path / "charts"
+    write_reports(the_run, out, chart_store=store)
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        write_reports(the_run, out, chart_store=store)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count('src="data:image/png;base64,') >= jobs  # every figure was inlined
+    return peak - start
+
+
+def test_the_reports_of_200_jobs_take_hardly_more_memory_than_those_of_12(
+    tmp_path: Path,
+) -> None:
+    """report.html is written as it is rendered: 200 jobs' inlined figures (8 MiB of base64)
+    are never held at once. What grows with the jobs is their results and the view."""
+    small, large = report_memory(tmp_path, 12), report_memory(tmp_path, 200)
+    per_job = (large - small) / (200 - 12)
+    assert per_job < FIGURE_BYTES / 2, (
+        f"{per_job / 1024:.0f} KiB more per job (12 jobs: {small / 2**20:.1f} MiB, "
+        f"200: {large / 2**20:.1f} MiB)"
+    )
 
 
 @pytest.mark.skipif(

@@ -42,3 +42,30 @@ def test_an_interrupted_notebook_keeps_how_long_it_ran_and_one_never_started_sho
     assert rows[2].split()[-1].endswith("s") and rows[3].split()[-1] == "–"
     report = (outcome.out_dir / "report.md").read_text()
     assert "0.00 s" not in report
+
+
+def test_a_run_prunes_the_cache_once_after_storing_every_result(
+    project: Path, notebook: NotebookFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pruning reads every entry of the cache: after each of 200 jobs it was most of a large
+    run's parent CPU time."""
+    from nbci import cache
+
+    for name in ("a", "b", "c"):
+        notebook(f"notebooks/{name}.ipynb", ["pass"])
+
+    def executed(*args: Any) -> Iterator[NotebookResult]:
+        yield from (NotebookResult.of(job) for job in args[2])
+
+    pruned: list[int] = []
+    prune = cache.prune
+
+    def counting(settings: cache.CacheSettings) -> None:
+        pruned.append(len(list(settings.entries.iterdir())))
+        prune(settings)
+
+    monkeypatch.setattr(pipeline, "_executed", executed)
+    monkeypatch.setattr(cache, "prune", counting)
+    pipeline.run(load_config(project), pipeline.RunRequest())
+
+    assert pruned == [3]  # once, when all three were stored

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from goldtest import check_gold
@@ -24,6 +25,7 @@ from render_samples import (
     write_figures,
 )
 
+from nbci._files import read_inside
 from nbci.errors import ConfigError, TemplateError
 from nbci.formats import MAX_FIGURE_BYTES, image_type
 from nbci.model import (
@@ -331,6 +333,23 @@ def test_figures_outside_or_not_images_are_not_inlined(tmp_path: Path) -> None:
     assert html.count("image file not available") == 2
     assert html.count("data:image/svg+xml;base64,") == 1  # an <img> never runs SVG scripts
     assert "data:image/png" not in html
+
+
+def test_a_file_read_for_inlining_is_read_whole_unless_it_grew_past_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`read_inside` asks for the size the file had (not the 10 MiB cap: a read allocates
+    what it asks for); a file that grew since is read on, up to the cap."""
+    data = tiny_png() + b"x" * 100
+    (tmp_path / "f.png").write_bytes(data)
+    assert read_inside(tmp_path, "f.png", 1000) == data
+    looked_at = (tmp_path / "f.png").lstat()
+    smaller = SimpleNamespace(st_mode=looked_at.st_mode, st_size=10)  # before it grew
+    monkeypatch.setattr(Path, "lstat", lambda self: smaller)
+    assert read_inside(tmp_path, "f.png", 1000) == data
+    assert (
+        read_inside(tmp_path, "f.png", len(data) - 1) == "grew past the size cap while being read"
+    )
 
 
 def test_user_templates_override(tmp_path: Path) -> None:

@@ -208,6 +208,42 @@ def test_merge_builds_one_run_that_reads_like_a_single_machine_run(
         assert len(nb.files) == 3 and all((out / rel).is_file() for rel in nb.files)
 
 
+def test_merged_files_are_hard_links_where_allowed_else_copies(
+    tmp_path: Path, three_shards: tuple[list[Run], list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linking is what keeps `nbci merge` of a 200-job sweep (600 files) fast; where the file
+    system refuses links, the files are copied."""
+    runs, dirs = three_shards
+    merged = merge_runs(runs, dirs, tmp_path / "linked")
+    shard_files = [
+        (d, rel) for r, d in zip(runs, dirs, strict=True) for nb in r.notebooks for rel in nb.files
+    ]
+    files = [(d / rel, tmp_path / "linked" / rel) for d, rel in shard_files]
+    assert len(files) == 15 and all(dst.samefile(src) for src, dst in files)
+
+    def refused(source: object, target: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr("nbci._files.os.link", refused)
+    assert merge_runs(runs, dirs, tmp_path / "copied") == merged
+    for src, linked in files:
+        copy = tmp_path / "copied" / linked.relative_to(tmp_path / "linked")
+        assert copy.read_bytes() == src.read_bytes() and not copy.samefile(src)
+
+
+def test_merge_refuses_a_file_that_links_outside_its_shard(
+    tmp_path: Path, three_shards: tuple[list[Run], list[Path]]
+) -> None:
+    runs, dirs = three_shards
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the run's")
+    figure = dirs[1] / runs[1].notebooks[0].figures[0].path
+    figure.unlink()
+    figure.symlink_to(secret)
+    with pytest.raises(ResultsError, match="points outside the run directory"):
+        merge_runs(runs, dirs, tmp_path / "out")
+
+
 def test_merge_orders_by_path_and_id_without_a_plan(
     tmp_path: Path, three_shards: tuple[list[Run], list[Path]]
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from goldtest import check_gold
@@ -84,6 +85,38 @@ def test_sweep_charts_are_drawn_and_inlined(tmp_path: Path) -> None:
     assert 'alt="accuracy against C"' in html
     (sweep,) = find_sweeps(head, Leads.of(head, None))
     assert draw_sweep_chart(sweep, "accuracy", "C", comparison).startswith(b"\x89PNG")
+
+
+def test_a_second_render_draws_no_chart_it_drew_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sweep charts are kept in the chart store as series charts are: a warm run's reports
+    copy every chart (nothing is drawn), and a chart that shows something else is drawn."""
+    from matplotlib.figure import Figure
+
+    head, base, comparison = sweep_runs()
+    store = tmp_path / "cache" / "charts"
+    first, again = tmp_path / "one", tmp_path / "two"
+    write_reports(head, first, comparison=comparison, baseline=base, chart_store=store)
+    drawn: list[Figure] = []
+    savefig = Figure.savefig
+
+    def counting(figure: Figure, *args: Any, **kwargs: Any) -> None:
+        drawn.append(figure)
+        savefig(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", counting)
+
+    write_reports(head, again, comparison=comparison, baseline=base, chart_store=store)
+
+    assert drawn == []
+    kept = sorted(p.relative_to(first) for p in first.glob("sweeps/*/*.png"))
+    assert len(kept) == 4 and kept == sorted(
+        p.relative_to(again) for p in again.glob("sweeps/*/*.png")
+    )
+    assert all((first / p).read_bytes() == (again / p).read_bytes() for p in kept)
+    write_reports(head, tmp_path / "three", chart_store=store)  # no baseline: no dashed lines
+    assert len(drawn) == 4 + len(head.notebooks)  # the sweep's, and each job's learning curve
 
 
 # -- headline metrics ---------------------------------------------------------------

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -201,15 +202,30 @@ def _chart_png(
 ) -> bytes:
     """The chart, from `store` when the same chart was drawn before (a run whose notebooks
     all come from the cache then never imports matplotlib), else drawn and kept there."""
+    shown = {
+        "head": dataclasses.asdict(head) if head else None,
+        "base": dataclasses.asdict(base) if base else None,
+        "label": baseline_label,
+        "title": title,
+    }
+    return kept_chart(
+        store, shown, lambda: draw_chart(head, base, baseline_label=baseline_label, title=title)
+    )
+
+
+def kept_chart(store: Path | None, shown: Mapping[str, object], draw: Callable[[], bytes]) -> bytes:
+    """The PNG `draw` makes, copied from `store` (the run cache's `charts/` folder) when a
+    chart showing the same (`chart_key(shown)`) was drawn before, else drawn and kept there.
+    Every chart a report draws (series, sweeps) is kept here, so a warm run draws none."""
     if store is None:
-        return draw_chart(head, base, baseline_label=baseline_label, title=title)
-    kept = store / f"{chart_key(head, base, baseline_label, title)}.png"
+        return draw()
+    kept = store / f"{chart_key(shown)}.png"
     with contextlib.suppress(OSError):
         data = kept.read_bytes()
         if data.startswith(_PNG_START) and data.endswith(_PNG_END):  # not a damaged file
             os.utime(kept)  # recently used: pruned last
             return data
-    png = draw_chart(head, base, baseline_label=baseline_label, title=title)
+    png = draw()
     try:
         write_bytes_atomic(kept, png)
     except OSError as error:  # a chart that cannot be kept is drawn again next time
@@ -221,26 +237,24 @@ _PNG_START = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"
 
 
-def chart_key(
-    head: SeriesGroup | None, base: SeriesGroup | None, baseline_label: str | None, title: str
-) -> str:
-    """A hash of everything a chart shows and how it is drawn: both groups' points, the
-    labels, this module's source and matplotlib's version."""
-    shown = {
-        "head": dataclasses.asdict(head) if head else None,
-        "base": dataclasses.asdict(base) if base else None,
-        "label": baseline_label,
-        "title": title,
-        "code": _code_digest(),
-        "matplotlib": _matplotlib_release(),
-    }
-    text = json.dumps(shown, sort_keys=True, ensure_ascii=False, default=repr)
+def chart_key(shown: Mapping[str, object]) -> str:
+    """A hash of everything a chart shows (`shown`: its points, labels and title) and how
+    it is drawn: the source of the modules that draw charts and matplotlib's version."""
+    keyed = {**shown, "code": _code_digest(), "matplotlib": _matplotlib_release()}
+    text = json.dumps(keyed, sort_keys=True, ensure_ascii=False, default=repr)
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+_DRAWING_MODULES = ("charts.py", "sweep_charts.py")
+"""The modules whose source decides how a kept chart looks."""
 
 
 @lru_cache(maxsize=1)
 def _code_digest() -> str:
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for name in _DRAWING_MODULES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -38,14 +39,16 @@ _IMG_WITHOUT_SRC = re.compile(r"<img\b(?![^>]*\ssrc=)[^>]*>", re.I)
 _SAFE_HREF = re.compile(r"^(https?:|mailto:|#|[^:]*$)", re.I)
 
 
-def render_html(
+def html_chunks(
     view: ReportView,
     *,
     out_dir: Path | None = None,
     baseline_dir: Path | None = None,
     templates: Path | None = None,
-) -> str:
-    """The report as one HTML document; figures are read from `out_dir` / `baseline_dir`."""
+) -> Iterator[str]:
+    """The report as one HTML document, in pieces as the template makes them; figures are
+    read from `out_dir` / `baseline_dir`. Written as they come (`write_chunks_atomic`), a
+    report of 200 jobs' inlined figures is never held whole."""
     with template_errors(templates):
         env = environment(html=True, templates=templates)
         template = env.get_template(HTML_TEMPLATE)
@@ -57,7 +60,7 @@ def render_html(
         return image_data_uri(baseline_dir, figure.path) if figure.in_baseline else None
 
     with template_errors(templates):
-        return template.render(
+        yield from template.generate(
             view=view,
             csp=CSP,
             css=_stylesheet(env),

@@ -96,8 +96,10 @@ def render_markdown(
     with template_errors(templates):
         template = environment(html=False, templates=templates).get_template(MARKDOWN_TEMPLATE)
 
+    tables: dict[tuple[int, int | None], str] = {}  # the same in every plan tried
+
     def render(plan: Plan) -> str:
-        helpers = _Helpers(view, plan, links)
+        helpers = _Helpers(view, plan, links, tables)
         with template_errors(templates):
             return template.render(view=view, plan=plan, **helpers.context())
 
@@ -166,10 +168,15 @@ def _last_resort(view: ReportView, max_chars: int) -> str:
 class _Helpers:
     """Escaping and drawing functions the markdown template calls."""
 
-    def __init__(self, view: ReportView, plan: Plan, links: Links) -> None:
+    def __init__(
+        self, view: ReportView, plan: Plan, links: Links, tables: dict[tuple[int, int | None], str]
+    ) -> None:
         self.view = view
         self.plan = plan
         self.links = links
+        # tables drawn, by the table's id and row limit: a long report is rendered up to a
+        # dozen times to find what fits, and a 200-job sweep's table was drawn each time
+        self._tables = tables
 
     def context(self) -> dict[str, object]:
         plan = self.plan
@@ -210,6 +217,12 @@ class _Helpers:
     def table(self, table: Table, *, limit: int | None = None) -> str:
         """A GFM table (plus its folded rows in `<details>`), ending with a blank line."""
         limit = self.plan.limit if limit is None else limit
+        key = (id(table), limit)  # the view, and so each table, lives through every render
+        if key not in self._tables:
+            self._tables[key] = self._table(table, limit)
+        return self._tables[key]
+
+    def _table(self, table: Table, limit: int | None) -> str:
         rows = list(table.rows)[:limit]
         folded = list(table.folded)[: None if limit is None else max(limit - len(rows), 0)]
         parts = []

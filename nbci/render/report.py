@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from nbci._files import is_within, write_text_atomic
+from nbci._files import is_within, write_chunks_atomic, write_text_atomic
 from nbci.headline import Headline, Leads
 from nbci.model import Comparison, Run, Verdict
 from nbci.render.build import build_view
@@ -92,7 +92,35 @@ def html_report(
 ) -> str:
     """The self-contained HTML report; figures, charts and difference images are inlined
     from `out_dir` and `baseline_dir`."""
-    from nbci.render.html import render_html
+    return "".join(
+        _html_chunks(
+            run,
+            comparison=comparison,
+            verdict=verdict,
+            out_dir=out_dir,
+            baseline_dir=baseline_dir,
+            visuals=visuals,
+            title=title,
+            templates=templates,
+            headline=headline,
+        )
+    )
+
+
+def _html_chunks(
+    run: Run,
+    *,
+    comparison: Comparison | None,
+    verdict: Verdict | None,
+    out_dir: Path | None,
+    baseline_dir: Path | None,
+    visuals: Mapping[str, Visuals] | None,
+    title: str,
+    templates: Path | None,
+    headline: Headline | None,
+) -> Iterator[str]:
+    """`html_report` in pieces, as `write_reports` writes it (`html.html_chunks`)."""
+    from nbci.render.html import html_chunks
 
     view = build_view(
         run,
@@ -103,7 +131,7 @@ def html_report(
         title=title,
         headline=headline,
     )
-    return render_html(view, out_dir=out_dir, baseline_dir=baseline_dir, templates=templates)
+    yield from html_chunks(view, out_dir=out_dir, baseline_dir=baseline_dir, templates=templates)
 
 
 def write_reports(
@@ -124,11 +152,11 @@ def write_reports(
     The charts of the run's series (against `baseline`'s), the difference images of its
     changed figures (against those in `baseline_dir`) and the trend charts (with history)
     are drawn into `out_dir` first, and the charts of each sweep (`nbci.render.sweep_charts`);
-    `chart_store` keeps charts drawn for the next run.
+    `chart_store` keeps charts drawn (series and sweep charts) for the next run.
     """
     leads = Leads.of(run, headline, verdict)
     write_trends(trend_deltas(comparison, verdict, leads), out_dir)
-    write_sweep_charts(find_sweeps(run, leads), comparison, out_dir)
+    write_sweep_charts(find_sweeps(run, leads), comparison, out_dir, store=chart_store)
     drawn = draw_visuals(
         run,
         out_dir,
@@ -149,7 +177,7 @@ def write_reports(
         templates=templates,
         headline=headline,
     )
-    html = html_report(
+    html = _html_chunks(
         run,
         comparison=comparison,
         verdict=verdict,
@@ -160,10 +188,8 @@ def write_reports(
         templates=templates,
         headline=headline,
     )
-    written = [
-        write_text_atomic(out_dir / MARKDOWN_NAME, markdown),
-        write_text_atomic(out_dir / HTML_NAME, html),
-    ]
+    html_path = write_chunks_atomic(out_dir / HTML_NAME, html)  # streamed: never held whole
+    written = [write_text_atomic(out_dir / MARKDOWN_NAME, markdown), html_path]
     for path in written:
         logger.info("wrote %s", path)
     return written

@@ -9,6 +9,7 @@ names come from notebooks and are shown as plain text.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import shutil
@@ -18,7 +19,7 @@ from typing import Any
 
 from nbci._files import is_within, write_bytes_atomic
 from nbci.model import Comparison, NotebookResult, finite_float
-from nbci.render.charts import DPI, MARKERS, line_colours, plain
+from nbci.render.charts import DPI, MARKERS, kept_chart, line_colours, plain
 from nbci.render.labels import param_value
 from nbci.render.sweeps import FOLDER, Sweep
 
@@ -32,10 +33,15 @@ Points = list[tuple[float, float]]
 
 
 def write_sweep_charts(
-    sweeps: Sequence[Sweep], comparison: Comparison | None, out_dir: Path
+    sweeps: Sequence[Sweep],
+    comparison: Comparison | None,
+    out_dir: Path,
+    *,
+    store: Path | None = None,
 ) -> list[Path]:
     """Draw every sweep's charts into `out_dir/sweeps/` (replacing an earlier report's); a
-    chart that cannot be drawn is skipped (logged)."""
+    chart that cannot be drawn is skipped (logged). `store` keeps drawn charts by what they
+    show, as it keeps series charts (`charts.kept_chart`): a warm run draws none."""
     folder = out_dir / FOLDER
     if folder.is_dir() and not folder.is_symlink():
         shutil.rmtree(folder)
@@ -45,7 +51,8 @@ def write_sweep_charts(
         if not is_within(path, out_dir):
             continue
         try:
-            png = draw_sweep_chart(sweep, metric, axis, comparison)
+            draw = functools.partial(draw_sweep_chart, sweep, metric, axis, comparison)
+            png = kept_chart(store, _shown(sweep, metric, axis, comparison), draw)
             written.append(write_bytes_atomic(path, png))
         except (ValueError, OverflowError, RuntimeError, OSError) as error:
             logger.warning(
@@ -99,6 +106,20 @@ def draw_sweep_chart(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})  # same bytes every time
     return buffer.getvalue()
+
+
+def _shown(
+    sweep: Sweep, metric: str, axis: str, comparison: Comparison | None
+) -> dict[str, object]:
+    """Everything `draw_sweep_chart` draws from: what the kept chart is found by."""
+    return {
+        "sweep": sweep.id,
+        "metric": metric,
+        "axis": axis,
+        "lines": _lines(sweep, metric, axis, comparison),
+        "log_x": _spans_decades(sweep, axis),
+        "baseline": comparison.baseline_label if comparison else None,
+    }
 
 
 def _lines(
