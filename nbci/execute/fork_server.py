@@ -38,6 +38,7 @@ from __future__ import annotations
 import atexit
 import builtins
 import contextlib
+import functools
 import gc
 import itertools
 import json
@@ -222,6 +223,7 @@ def _preload_set(state: _State, modules: list[str]) -> None:
     project (which a pull request may change).
     """
     report = state.report = _empty_report()
+    _real_folder.cache_clear()
     before = dict(os.environ)
     own_backend = os.environ.get("MPLBACKEND")
     os.environ["MPLBACKEND"] = own_backend or INLINE_BACKEND
@@ -274,9 +276,24 @@ def _project_place(module: Any, state: _State) -> str | None:
         places += list(getattr(module, "__path__", None) or [])
     for place in places:
         with contextlib.suppress(OSError, ValueError, TypeError):
-            if isinstance(place, str) and Path(place).resolve().is_relative_to(state.project):
+            if isinstance(place, str) and _resolved(place).is_relative_to(state.project):
                 return place
     return None
+
+
+def _resolved(place: str) -> Path:
+    """`Path(place).resolve()`, each folder resolved once: the usual stack's 2,600 modules lie
+    in a few hundred folders, and resolving each of their paths took 0.2 s of CPU per template."""
+    folder, name = os.path.split(place)
+    if not name or name in (os.curdir, os.pardir) or os.path.islink(place):
+        return Path(place).resolve()
+    return Path(_real_folder(folder), name)
+
+
+@functools.cache
+def _real_folder(folder: str) -> str:
+    """(Emptied as a set template starts importing: links may change during a run.)"""
+    return os.path.realpath(folder)
 
 
 class _ShellQuestions(list[str]):
