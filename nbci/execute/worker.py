@@ -79,7 +79,12 @@ reads and writes local files only."""
 
 
 def _import_papermill() -> None:
-    """Import papermill without its remote stores' clients (they stay importable)."""
+    """Import papermill without its remote stores' clients, and jsonschema (which nbformat
+    imports) without the libraries that check `format`s: nothing here checks one, and they
+    took 1.1 s of each worker's start (`schemas.import_jsonschema`). All stay importable."""
+    from nbci.schemas import import_jsonschema
+
+    import_jsonschema()
     blocked = [name for name in PAPERMILL_REMOTE_STORES if name not in sys.modules]
     for name in blocked:
         sys.modules[name] = None  # type: ignore[assignment]  # `import` raises ImportError

@@ -76,7 +76,7 @@ def load(file: str) -> Mapping[str, Any]:
 
 @functools.cache
 def _validator(file: str) -> Validator:
-    _import_jsonschema()
+    import_jsonschema()
     from jsonschema import Draft202012Validator
 
     root = load(file)
@@ -98,11 +98,12 @@ _FORMAT_LIBRARIES = (
 """What jsonschema imports, each inside `suppress(ImportError)`, to check `format`s."""
 
 
-def _import_jsonschema() -> None:
+def import_jsonschema() -> None:
     """Import jsonschema without the libraries that check `format`s: nbci checks none (its
     validators have no format checker), and one of them, `rfc3987_syntax`, compiles 38
     grammars as it is imported, about 2 s of every `nbci merge`, `report`, `diff` and
-    `publish` (python-jsonschema/jsonschema#1428; `isoduration` brings `arrow`, 70 ms more).
+    `publish` and of every worker's start, where nbformat imports jsonschema
+    (python-jsonschema/jsonschema#1428; `isoduration` brings `arrow`, 70 ms more).
     jsonschema goes without those checkers; once it is imported (by nbci or another library
     of the process) nothing changes, and those libraries stay importable."""
     if "jsonschema" in sys.modules:
