@@ -40,9 +40,9 @@ from urllib.parse import quote
 from nbci._files import safe_name
 from nbci.errors import PublishError, ResultsError, UsageError
 from nbci.publish.assets import Asset, Tip, stored_source
-from nbci.publish.bitbucket_client import BitbucketSession, Cut
-from nbci.publish.bitbucket_context import BitbucketContext
-from nbci.publish.bitbucket_markdown import MARKER_GROWTH, from_bitbucket, to_bitbucket
+from nbci.publish.bitbucket.client import BitbucketSession, Cut
+from nbci.publish.bitbucket.context import BitbucketContext
+from nbci.publish.bitbucket.markdown_dialect import MARKER_GROWTH, from_bitbucket, to_bitbucket
 from nbci.publish.forge import BranchMoved, Comment, Listing, Target, first_parent_line
 from nbci.publish.insights import Insight
 from nbci.publish.status import fit

@@ -37,8 +37,8 @@ from urllib.parse import quote
 from nbci.errors import ResultsError, UsageError
 from nbci.publish.assets import Asset, Tip, stored_source
 from nbci.publish.forge import BranchMoved, Comment, Listing, Target, first_parent_line
-from nbci.publish.gitlab_client import READ, WRITE, GitLabSession
-from nbci.publish.gitlab_context import GitLabContext
+from nbci.publish.gitlab.client import READ, WRITE, GitLabSession
+from nbci.publish.gitlab.context import GitLabContext
 from nbci.publish.status import fit
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from nbci.errors import PublishError, ResultsError, UsageError
 from nbci.publish.forge import Target
 
 if TYPE_CHECKING:
-    from nbci.publish.client import Session
+    from nbci.publish.github.client import Session
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_SERVER_URL = "https://github.com"

@@ -31,7 +31,8 @@ from urllib.parse import quote
 
 from nbci.errors import PublishError
 from nbci.publish.assets import Asset, Tip, stored_source
-from nbci.publish.bitbucket import (
+from nbci.publish.bitbucket.client import Cut
+from nbci.publish.bitbucket.forge import (
     ASSETS_ROOT,
     READ_PR,
     READ_REPO,
@@ -42,8 +43,7 @@ from nbci.publish.bitbucket import (
     dig,
     report_key,
 )
-from nbci.publish.bitbucket_client import Cut
-from nbci.publish.bitbucket_markdown import from_bitbucket, to_bitbucket
+from nbci.publish.bitbucket.markdown_dialect import from_bitbucket, to_bitbucket
 from nbci.publish.forge import BranchMoved, Comment, Listing
 from nbci.publish.insights import Insight
 from nbci.publish.status import fit

@@ -32,10 +32,10 @@ from urllib.parse import quote
 
 from nbci.errors import ResultsError
 from nbci.publish.assets import Asset, Tip, stored_source
-from nbci.publish.client import Session
-from nbci.publish.context import Context, resolve_target
 from nbci.publish.forge import BranchMoved, Comment, Listing, Target, first_parent_line
-from nbci.publish.github_graphql import commit_on_branch
+from nbci.publish.github.client import Session
+from nbci.publish.github.context import Context, resolve_target
+from nbci.publish.github.graphql import commit_on_branch
 from nbci.publish.status import fit
 
 logger = logging.getLogger(__name__)
