@@ -22,8 +22,8 @@ figures. What cannot be done ends in one `PublishError` line naming the
 missing permission. A fork's GitLab pipeline, which has no token, publishes
 nothing and says how a maintainer runs it in the parent project.
 
-The target is resolved by the forge (`context`, `gitlab_context`); the steps
-themselves live in `steps`.
+The target is resolved by the forge (each forge's `context`: `github/`, `gitlab/`,
+`bitbucket/`); the steps themselves live in `steps`.
 """
 
 from __future__ import annotations

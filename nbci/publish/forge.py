@@ -1,11 +1,12 @@
-"""What `publish` needs from a forge — GitHub or GitLab — and nothing more.
+"""What `publish` needs from a forge — GitHub, GitLab or Bitbucket — and nothing more.
 
 The flow (`nbci.publish.publish` and `steps`), the sticky comment's logic
 (`comment`), the assets branch's bookkeeping (`assets`) and the baseline search
-(`baseline`) are written once against this interface; `github.GitHubForge`
-and `gitlab.GitLabForge` each implement it over their client library. A
-"review" is a GitHub pull request or a GitLab merge request, a "comment" a
-pull request comment or a merge request note.
+(`baseline`) are written once against this interface; each forge's sub-package
+implements it over its client library (`github/forge.GitHubForge`,
+`gitlab/forge.GitLabForge`, `bitbucket/`: Cloud and Data Center). A "review" is a
+pull request (GitHub, Bitbucket) or a merge request (GitLab), a "comment" a pull
+request comment or a merge request note.
 
 Every method raises `PublishError` (one line, the token never in it), or its
 subclass `PermissionDenied` when the token lacks a permission the publish can

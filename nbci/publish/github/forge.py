@@ -1,7 +1,7 @@
 """The GitHub side of `publish`: `Forge` over PyGithub (see `client` for retries and errors).
 
 - The assets branch, once it exists, gets each commit in one GraphQL request
-  (`createCommitOnBranch`, see `github_graphql`), whatever the number of files;
+  (`createCommitOnBranch`, see `graphql`), whatever the number of files;
   the commit lands only if the branch is still where nbci read it, so a
   concurrent publish is noticed (`BranchMoved`) rather than overwritten.
 - The branch itself is created once through the Git Data API (GraphQL commits

@@ -1,4 +1,4 @@
-"""The GitLab side of `publish`: `Forge` over python-gitlab (see `gitlab_client` for errors).
+"""The GitLab side of `publish`: `Forge` over python-gitlab (see `client` for errors).
 
 - The sticky comment is a merge request note (system notes are skipped).
   GitLab allows 1,000,000 characters a note; the report keeps GitHub's 65,000
