@@ -125,9 +125,9 @@ def _gitlab(options: PublishOptions, env: Mapping[str, str]) -> Forge:
 def _bitbucket(options: PublishOptions, env: Mapping[str, str]) -> Forge:
     """Bitbucket Cloud or Data Center (`bitbucket/context` tells which from --api-url)."""
     from nbci.publish.bitbucket.client import DEFAULT_TOKEN_ENV, BitbucketSession, missing_token
+    from nbci.publish.bitbucket.cloud import CloudForge
     from nbci.publish.bitbucket.context import resolve_bitbucket_context
     from nbci.publish.bitbucket.data_center import DataCenterForge
-    from nbci.publish.bitbucket.forge import CloudForge
 
     if options.check:
         raise UsageError(

@@ -1,6 +1,6 @@
 """Bitbucket Data Center / Server (REST 1.0): `Forge` over `rest/api/1.0` and `rest/insights/1.0`.
 
-What differs from Cloud (`bitbucket.CloudForge`):
+What differs from Cloud (`cloud.CloudForge`; what both share is `forge.BitbucketForge`):
 
 - Files: REST 1.0 writes ONE file per commit (`PUT .../browse/{path}`,
   multipart) and has no way to delete a file. So a publish makes one commit
