@@ -193,3 +193,13 @@ def first_parent_line(
         line.append(wanted)
         wanted = parents[wanted]
     return line
+
+
+def dig(data: Any, *keys: str) -> Any:
+    """`data[k1][k2]...` of a forge's JSON (an answer, an event payload), or None where a
+    level is missing or not an object."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data

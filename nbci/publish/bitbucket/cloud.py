@@ -20,22 +20,20 @@ from typing import Any
 from urllib.parse import quote
 
 from nbci.errors import PublishError
-from nbci.publish.assets import Asset, Tip, stored_source
+from nbci.publish.assets import Asset, Tip
 from nbci.publish.bitbucket.client import Cut
 from nbci.publish.bitbucket.forge import (
     ASSETS_ROOT,
     READ_PR,
     READ_REPO,
-    REPORT_DETAILS_LIMIT,
     WRITE_PR,
     WRITE_REPO,
     BitbucketForge,
-    dig,
-    report_key,
+    branch_path,
 )
 from nbci.publish.bitbucket.markdown_dialect import from_bitbucket, to_bitbucket
-from nbci.publish.forge import BranchMoved, Comment
-from nbci.publish.insights import Insight
+from nbci.publish.forge import BranchMoved, Comment, dig
+from nbci.publish.insights import Finding
 from nbci.publish.status import fit
 
 logger = logging.getLogger(__name__)
@@ -103,15 +101,12 @@ class CloudForge(BitbucketForge):
         head = dig(answer.json(), "target", "hash")
         return head if isinstance(head, str) else None
 
-    def _raw(self, tip: Tip, path: str, limit: int) -> bytes | None:
-        url = f"{self._repo}/src/{tip.commit}/{quote(f'{ASSETS_ROOT}/{path}')}"
-        action = f"read {path} from the {tip.branch} branch"
-        return self._stream(url, limit, stored_source(tip, path), action=action)
+    def _file_request(self, commit: str, path: str) -> tuple[str, dict[str, str] | None]:
+        return f"{self._repo}/src/{commit}/{branch_path(path)}", None
 
     def _listing(self, tip: Tip, folder: str, cut: Cut) -> Iterator[tuple[str, int | None]]:
-        where = f"{ASSETS_ROOT}/{folder}" if folder else ASSETS_ROOT
         listing = self.session.cloud_pages(
-            f"{self._repo}/src/{tip.commit}/{quote(where)}/",
+            f"{self._repo}/src/{tip.commit}/{branch_path(folder)}/",
             action=f"list {folder or 'the files'} of the {tip.branch} branch",
             needs=READ_REPO,
             cut=cut,
@@ -151,10 +146,10 @@ class CloudForge(BitbucketForge):
         return tip.after(sha, changed, removed)
 
     def file_url(self, commit: str, path: str) -> str:
-        return f"{self._web}/raw/{commit}/{quote(f'{ASSETS_ROOT}/{path}')}"
+        return f"{self._web}/raw/{commit}/{branch_path(path)}"
 
     def page_url(self, commit: str, path: str) -> str:
-        return f"{self._web}/src/{commit}/{quote(f'{ASSETS_ROOT}/{path}')}"
+        return f"{self._web}/src/{commit}/{branch_path(path)}"
 
     def _history(self, start: str) -> Iterator[tuple[str, list[str]]]:
         listing = self.session.cloud_pages(
@@ -165,9 +160,6 @@ class CloudForge(BitbucketForge):
         for commit in listing:
             parents = [str(p.get("hash")) for p in commit.get("parents") or []]
             yield str(commit.get("hash")), parents
-
-    def _fallback_url(self) -> str:
-        return self.ctx.run_url or self._web
 
     # -- the sticky comment ------------------------------------------------------------
 
@@ -182,15 +174,8 @@ class CloudForge(BitbucketForge):
         )
         return [self._comment(number, c) for c in listing if not c.get("deleted")]
 
-    def create_comment(self, number: int, body: str) -> Comment:
-        created = self.session.json(
-            "POST",
-            self._comments_path(number),
-            action=f"comment on pull request #{number}",
-            needs=WRITE_PR,
-            json={"content": {"raw": to_bitbucket(body)}},
-        )
-        return self._comment(number, created)
+    def _comment_json(self, text: str) -> dict[str, Any]:
+        return {"content": {"raw": text}}
 
     def edit_comment(self, number: int, comment: Comment, body: str) -> None:
         self.session.send(
@@ -198,18 +183,8 @@ class CloudForge(BitbucketForge):
             f"{self._comments_path(number)}/{comment.id}",
             action=f"edit nbci's comment on pull request #{number}",
             needs=WRITE_PR,
-            json={"content": {"raw": to_bitbucket(body)}},
+            json=self._comment_json(to_bitbucket(body)),
         )
-
-    def delete_comment(self, number: int, comment: Comment) -> bool:
-        answer = self.session.send(
-            "DELETE",
-            f"{self._comments_path(number)}/{comment.id}",
-            action=f"delete a duplicate comment on pull request #{number}",
-            needs=WRITE_PR,
-            ok=(404,),
-        )
-        return answer.status_code != 404  # 404: another publish removed it first
 
     def _comment(self, number: int, data: Any) -> Comment:
         user = dig(data, "user") if isinstance(dig(data, "user"), dict) else None
@@ -225,48 +200,27 @@ class CloudForge(BitbucketForge):
 
     # -- the verdict -------------------------------------------------------------------
 
-    def set_status(
-        self, sha: str, *, name: str, success: bool, description: str, target_url: str | None
-    ) -> None:
-        body = self._status_body(name, success, description, target_url)
-        self.session.send(
-            "POST",
-            f"{self._repo}/commit/{sha}/statuses/build",
-            action=f"set the build status on {sha[:12]}",
-            needs=WRITE_REPO,
-            json=body,
-        )
-        logger.info("build status %s %r on %s", body["state"], name, sha[:12])
+    def _status_path(self, sha: str) -> str:
+        return f"{self._repo}/commit/{sha}/statuses/build"
 
-    def post_insights(self, sha: str, *, name: str, insight: Insight) -> None:
-        """The Code Insights report (replacing nbci's earlier one and its annotations)."""
-        path = f"{self._repo}/commit/{sha}/reports/{quote(report_key(name))}"
-        report: dict[str, Any] = {
-            "title": fit(name, 450),
-            "details": fit(insight.title, REPORT_DETAILS_LIMIT),
-            "report_type": "TEST",
-            "reporter": "nbci",
-            "result": "PASSED" if insight.passed else "FAILED",
-            "data": self._data(insight),
+    def _report_path(self, sha: str, key: str) -> str:
+        return f"{self._repo}/commit/{sha}/reports/{key}"
+
+    def _result(self, passed: bool) -> dict[str, str]:
+        return {"report_type": "TEST", "result": "PASSED" if passed else "FAILED"}
+
+    def _annotation(self, finding: Finding) -> dict[str, Any]:
+        return {
+            "external_id": finding.key,
+            "annotation_type": "BUG",
+            "summary": fit(finding.summary, ANNOTATION_LIMIT),
+            "severity": "HIGH",
+            "result": "FAILED",
+            **({"path": finding.path} if finding.path else {}),
         }
-        if self.run_url:
-            report["link"] = self.run_url
-        action = f"post the Code Insights report on {sha[:12]}"
-        self.session.send("PUT", path, action=action, needs=WRITE_REPO, json=report)
-        annotations = [
-            {
-                "external_id": f.key,
-                "annotation_type": "BUG",
-                "summary": fit(f.summary, ANNOTATION_LIMIT),
-                "severity": "HIGH",
-                "result": "FAILED",
-                **({"path": f.path} if f.path else {}),
-            }
-            for f in insight.findings
-        ]
+
+    def _add_annotations(self, path: str, annotations: list[dict[str, Any]], action: str) -> None:
+        """A report's PUT drops its earlier annotations; the new ones go 100 a request."""
         for i in range(0, len(annotations), ANNOTATIONS_PER_REQUEST):
             chunk = annotations[i : i + ANNOTATIONS_PER_REQUEST]
-            self.session.send(
-                "POST", f"{path}/annotations", action=action, needs=WRITE_REPO, json=chunk
-            )
-        logger.info("Code Insights report with %d annotation(s) on %s", len(annotations), sha[:12])
+            self.session.send("POST", path, action=action, needs=self.verdict_needs, json=chunk)

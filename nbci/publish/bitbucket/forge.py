@@ -33,15 +33,16 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from nbci._files import safe_name
 from nbci.errors import ResultsError, UsageError
 from nbci.publish.assets import Tip, stored_source
 from nbci.publish.bitbucket.client import BitbucketSession, Cut
 from nbci.publish.bitbucket.context import BitbucketContext
-from nbci.publish.bitbucket.markdown_dialect import MARKER_GROWTH
-from nbci.publish.forge import Listing, Target, first_parent_line
-from nbci.publish.insights import Insight
+from nbci.publish.bitbucket.markdown_dialect import MARKER_GROWTH, to_bitbucket
+from nbci.publish.forge import Comment, Listing, Target, first_parent_line
+from nbci.publish.insights import Finding, Insight
 from nbci.publish.status import fit
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class BitbucketForge:
     name = "Bitbucket"
     comment_limit = COMMENT_LIMIT
     data_limit = 10
+    """Data fields a Code Insights report shows."""
+    verdict_needs = WRITE_REPO
+    """What the token needs to post a build status or a Code Insights report."""
 
     def __init__(self, session: BitbucketSession, ctx: BitbucketContext) -> None:
         self.session = session
@@ -143,18 +147,18 @@ class BitbucketForge:
         """Whether `path` is on the branch at `tip`: listed, or read by its path."""
         return path in tip.files or (tip.commit or "", path) in self._stored
 
-    def _stream(
-        self, url: str, limit: int, source: str, *, action: str, **params: Any
-    ) -> bytes | None:
-        """A file's bytes, read no further than `limit` (ResultsError when over); None: absent."""
+    def _raw(self, tip: Tip, path: str, limit: int) -> bytes | None:
+        """The file at `path` (below `ASSETS_ROOT`) at the tip's commit, read no further than
+        `limit` (ResultsError when over); None when absent."""
+        url, params = self._file_request(tip.commit or "", path)
         answer = self.session.send(
             "GET",
             url,
-            action=action,
+            action=f"read {path} from the {tip.branch} branch",
             needs=READ_REPO,
             ok=(404,),
             stream=True,
-            params=params or None,
+            params=params,
         )
         if answer.status_code == 404:
             answer.close()
@@ -164,11 +168,36 @@ class BitbucketForge:
             data += chunk
             if len(data) > limit:
                 answer.close()
-                raise ResultsError(f"{source}: larger than the {limit} bytes allowed")
+                raise ResultsError(
+                    f"{stored_source(tip, path)}: larger than the {limit} bytes allowed"
+                )
         return bytes(data)
 
     def ancestors(self, start: str, depth: int) -> Sequence[str]:
         return first_parent_line(start, self._history(start), depth)
+
+    # -- the sticky comment ------------------------------------------------------------
+
+    def create_comment(self, number: int, body: str) -> Comment:
+        created = self.session.json(
+            "POST",
+            self._comments_path(number),
+            action=f"comment on pull request #{number}",
+            needs=WRITE_PR,
+            json=self._comment_json(to_bitbucket(body)),
+        )
+        return self._comment(number, created)
+
+    def delete_comment(self, number: int, comment: Comment) -> bool:
+        answer = self.session.send(
+            "DELETE",
+            f"{self._comments_path(number)}/{comment.id}",
+            action=f"delete a duplicate comment on pull request #{number}",
+            needs=WRITE_PR,
+            ok=(404,),
+            params=None if comment.handle is None else {"version": comment.handle},
+        )
+        return answer.status_code != 404  # 404: another publish removed it first
 
     # -- the verdict -------------------------------------------------------------------
 
@@ -180,16 +209,42 @@ class BitbucketForge:
             "carry the verdict"
         )
 
-    def _status_body(
-        self, name: str, success: bool, description: str, target_url: str | None
-    ) -> dict[str, str]:
-        return {
+    def set_status(
+        self, sha: str, *, name: str, success: bool, description: str, target_url: str | None
+    ) -> None:
+        body = {
             "key": fit(safe_name(name), 40),
             "state": "SUCCESSFUL" if success else "FAILED",
             "name": fit(name, 255),
             "description": fit(description, 255),
-            "url": target_url or self._fallback_url(),  # Bitbucket requires one
+            "url": target_url or self.ctx.run_url or self._web,  # Bitbucket requires one
         }
+        self.session.send(
+            "POST",
+            self._status_path(sha),
+            action=f"set the build status on {sha[:12]}",
+            needs=self.verdict_needs,
+            json=body,
+        )
+        logger.info("build status %s %r on %s", body["state"], name, sha[:12])
+
+    def post_insights(self, sha: str, *, name: str, insight: Insight) -> None:
+        """The Code Insights report, replacing nbci's earlier one and its annotations."""
+        path = self._report_path(sha, quote(report_key(name)))
+        report: dict[str, Any] = {
+            "title": fit(name, 450),
+            "details": fit(insight.title, REPORT_DETAILS_LIMIT),
+            "reporter": "nbci",
+            **self._result(insight.passed),
+            "data": self._data(insight),
+        }
+        if self.run_url:
+            report["link"] = self.run_url
+        action = f"post the Code Insights report on {sha[:12]}"
+        self.session.send("PUT", path, action=action, needs=self.verdict_needs, json=report)
+        annotations = [self._annotation(finding) for finding in insight.findings]
+        self._add_annotations(f"{path}/annotations", annotations, action)
+        logger.info("Code Insights report with %d annotation(s) on %s", len(annotations), sha[:12])
 
     def _data(self, insight: Insight) -> list[dict[str, Any]]:
         return [
@@ -198,6 +253,11 @@ class BitbucketForge:
         ]
 
     # -- what each API says its own way ---------------------------------------------------
+
+    @property
+    def _web(self) -> str:
+        """The repository's web page."""
+        raise NotImplementedError
 
     def _pull_request(self, number: int) -> tuple[str, str | None]:
         """The pull request's source head and destination commit (full SHAs)."""
@@ -209,8 +269,8 @@ class BitbucketForge:
     def _branch_head(self, branch: str) -> str | None:
         raise NotImplementedError
 
-    def _raw(self, tip: Tip, path: str, limit: int) -> bytes | None:
-        """The file at `path` (below `ASSETS_ROOT`) at the tip's commit; None when absent."""
+    def _file_request(self, commit: str, path: str) -> tuple[str, dict[str, str] | None]:
+        """The URL (and query) that reads the file at `path` (below `ASSETS_ROOT`) at `commit`."""
         raise NotImplementedError
 
     def _listing(self, tip: Tip, folder: str, cut: Cut) -> Iterator[tuple[str, int | None]]:
@@ -220,14 +280,35 @@ class BitbucketForge:
     def _history(self, start: str) -> Iterator[tuple[str, list[str]]]:
         raise NotImplementedError
 
-    def _fallback_url(self) -> str:
+    def _comments_path(self, number: int) -> str:
+        raise NotImplementedError
+
+    def _comment_json(self, text: str) -> dict[str, Any]:
+        """A comment's body as the API takes it, `text` being in Bitbucket's markdown."""
+        raise NotImplementedError
+
+    def _comment(self, number: int, data: Any) -> Comment:
+        """A comment as the API gives it."""
+        raise NotImplementedError
+
+    def _status_path(self, sha: str) -> str:
+        raise NotImplementedError
+
+    def _report_path(self, sha: str, key: str) -> str:
+        raise NotImplementedError
+
+    def _result(self, passed: bool) -> dict[str, str]:
+        """The Code Insights report's result (and type), in the API's words."""
+        raise NotImplementedError
+
+    def _annotation(self, finding: Finding) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _add_annotations(self, path: str, annotations: list[dict[str, Any]], action: str) -> None:
+        """Post the report's annotations, replacing those of an earlier publish."""
         raise NotImplementedError
 
 
-def dig(data: Any, *keys: str) -> Any:
-    """`data[k1][k2]...`, or None where a level is missing or not an object."""
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
+def branch_path(path: str) -> str:
+    """Where nbci's `path` ("": its folder) is in the assets branch's tree, quoted for a URL."""
+    return quote(f"{ASSETS_ROOT}/{path}" if path else ASSETS_ROOT)

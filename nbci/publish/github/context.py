@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbci._files import read_inside
 from nbci.errors import PublishError, ResultsError, UsageError
-from nbci.publish.forge import Target
+from nbci.publish.forge import Target, dig
 
 if TYPE_CHECKING:
     from nbci.publish.github.client import Session
@@ -214,17 +214,17 @@ def _from_event(
     event: str | None, payload: dict[str, Any], env: Mapping[str, str]
 ) -> dict[str, Any]:
     """What the event says: pr, sha, branch, default_branch, run_url, workflow_run."""
-    found: dict[str, Any] = {"default_branch": _get(payload, "repository", "default_branch")}
+    found: dict[str, Any] = {"default_branch": dig(payload, "repository", "default_branch")}
     if event in ("pull_request", "pull_request_target"):
-        found["pr"] = _int(_get(payload, "pull_request", "number"))
-        found["sha"] = _get(payload, "pull_request", "head", "sha")
+        found["pr"] = _int(dig(payload, "pull_request", "number"))
+        found["sha"] = dig(payload, "pull_request", "head", "sha")
     elif event == "workflow_run":
         run = _dict(payload.get("workflow_run"))
         workflow_run = WorkflowRun(
             event=str(run.get("event") or ""),
             head_sha=str(run.get("head_sha") or ""),
             head_branch=_str(run.get("head_branch")),
-            head_repo=_str(_get(run, "head_repository", "full_name")),
+            head_repo=_str(dig(run, "head_repository", "full_name")),
             html_url=_str(run.get("html_url")),
         )
         found.update(
@@ -235,7 +235,7 @@ def _from_event(
         )
         pulls = run.get("pull_requests")
         if workflow_run.event.startswith("pull_request") and isinstance(pulls, list) and pulls:
-            found["pr"] = _int(_get(pulls[0], "number"))  # same-repository PRs only; forks: []
+            found["pr"] = _int(dig(pulls[0], "number"))  # same-repository PRs only; forks: []
     else:
         found["sha"] = _str(payload.get("after")) or env.get("GITHUB_SHA") or None
         ref = _str(payload.get("ref")) or env.get("GITHUB_REF") or ""
@@ -244,14 +244,6 @@ def _from_event(
     if found.get("sha") == "0" * 40:  # a deleted branch
         found["sha"] = None
     return found
-
-
-def _get(data: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
 
 
 def _dict(value: Any) -> dict[str, Any]:
