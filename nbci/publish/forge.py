@@ -15,11 +15,11 @@ do without.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from nbci.errors import PublishError
+from nbci.errors import PublishError, UsageError
 
 if TYPE_CHECKING:
     from nbci.publish.assets import Asset, Tip
@@ -193,6 +193,27 @@ def first_parent_line(
         line.append(wanted)
         wanted = parents[wanted]
     return line
+
+
+def commit_target(
+    sha: str | None,
+    branch: str | None,
+    default_branch: Callable[[], str],
+    *,
+    review: str,
+    pr_flag: str,
+) -> Target:
+    """Where a run that is no review's goes: a push to the default branch stores the baseline,
+    any other commit gets the verdict only. `review` and `pr_flag` name a review and its flag
+    as the forge does ("merge request", "--pr IID"); `default_branch` is asked only for a push."""
+    if sha is None:
+        raise UsageError(
+            f"nothing to publish to: no {review} or commit in the environment; "
+            f"pass {pr_flag} or --sha SHA"
+        )
+    if branch is not None and branch == default_branch():
+        return Target("baseline", sha, base_sha=sha)
+    return Target("commit", sha)
 
 
 def dig(data: Any, *keys: str) -> Any:

@@ -57,18 +57,8 @@ class CloudForge(BitbucketForge):
     def _web(self) -> str:
         return f"{self.ctx.web_url}/{self.ctx.owner}/{self.ctx.slug}"
 
-    def _pull_request(self, number: int) -> tuple[str, str | None]:
-        pull = self.session.json(
-            "GET",
-            f"{self._repo}/pullrequests/{number}",
-            action=f"read pull request #{number}",
-            needs=READ_PR,
-        )
-        head = dig(pull, "source", "commit", "hash")
-        base = dig(pull, "destination", "commit", "hash")
-        if not isinstance(head, str):
-            raise PublishError(f"Bitbucket's pull request #{number} has no source commit")
-        return self._full_sha(head), self._full_sha(base) if isinstance(base, str) else None
+    def _pr_path(self, number: int) -> str:
+        return f"{self._repo}/pullrequests/{number}"
 
     def _full_sha(self, sha: str) -> str:
         """Bitbucket Cloud names a pull request's commits by 12 digits: ask for all 40."""
@@ -162,9 +152,6 @@ class CloudForge(BitbucketForge):
             yield str(commit.get("hash")), parents
 
     # -- the sticky comment ------------------------------------------------------------
-
-    def _comments_path(self, number: int) -> str:
-        return f"{self._repo}/pullrequests/{number}/comments"
 
     def comments(self, number: int) -> list[Comment]:
         listing = self.session.cloud_pages(

@@ -56,6 +56,8 @@ class DataCenterForge(BitbucketForge):
 
     data_limit = 6
     verdict_needs = READ_REPO
+    source_commit = ("fromRef", "latestCommit")
+    destination_commit = ("toRef", "latestCommit")
 
     @property
     def _repo(self) -> str:
@@ -65,18 +67,8 @@ class DataCenterForge(BitbucketForge):
     def _web(self) -> str:
         return f"{self.ctx.web_url}/projects/{quote(self.ctx.owner)}/repos/{quote(self.ctx.slug)}"
 
-    def _pull_request(self, number: int) -> tuple[str, str | None]:
-        pull = self.session.json(
-            "GET",
-            f"{self._repo}/pull-requests/{number}",
-            action=f"read pull request #{number}",
-            needs=READ_PR,
-        )
-        head = dig(pull, "fromRef", "latestCommit")
-        base = dig(pull, "toRef", "latestCommit")
-        if not isinstance(head, str):
-            raise PublishError(f"Bitbucket's pull request #{number} has no source commit")
-        return head, base if isinstance(base, str) else None
+    def _full_sha(self, sha: str) -> str:
+        return sha  # Data Center names commits in full
 
     def _read_default_branch(self) -> str:
         action = f"read the default branch of {self.ctx.repo}"
@@ -210,9 +202,6 @@ class DataCenterForge(BitbucketForge):
             and a.get("commentAction") == "ADDED"
             and isinstance(a.get("comment"), dict)
         ]
-
-    def _comments_path(self, number: int) -> str:
-        return f"{self._pr_path(number)}/comments"
 
     def _comment_json(self, text: str) -> dict[str, Any]:
         return {"text": text}

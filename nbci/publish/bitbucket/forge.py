@@ -36,12 +36,12 @@ from typing import Any
 from urllib.parse import quote
 
 from nbci._files import safe_name
-from nbci.errors import ResultsError, UsageError
+from nbci.errors import PublishError, ResultsError, UsageError
 from nbci.publish.assets import Tip, stored_source
 from nbci.publish.bitbucket.client import BitbucketSession, Cut
 from nbci.publish.bitbucket.context import BitbucketContext
 from nbci.publish.bitbucket.markdown_dialect import MARKER_GROWTH, to_bitbucket
-from nbci.publish.forge import Comment, Listing, Target, first_parent_line
+from nbci.publish.forge import Comment, Listing, Target, commit_target, dig, first_parent_line
 from nbci.publish.insights import Finding, Insight
 from nbci.publish.status import fit
 
@@ -75,6 +75,10 @@ class BitbucketForge:
     """Data fields a Code Insights report shows."""
     verdict_needs = WRITE_REPO
     """What the token needs to post a build status or a Code Insights report."""
+    source_commit: tuple[str, ...] = ("source", "commit", "hash")
+    """Where a pull request names its source head."""
+    destination_commit: tuple[str, ...] = ("destination", "commit", "hash")
+    """Where it names its destination commit (on the base branch)."""
 
     def __init__(self, session: BitbucketSession, ctx: BitbucketContext) -> None:
         self.session = session
@@ -94,14 +98,19 @@ class BitbucketForge:
         if ctx.pr is not None:
             head, base = self._pull_request(ctx.pr)
             return Target("pull_request", ctx.sha or head, pr=ctx.pr, base_sha=base)
-        if ctx.sha is None:
-            raise UsageError(
-                "nothing to publish to: no pull request or commit in the environment; "
-                "pass --pr ID or --sha SHA"
-            )
-        if ctx.branch is not None and ctx.branch == self.default_branch():
-            return Target("baseline", ctx.sha, base_sha=ctx.sha)
-        return Target("commit", ctx.sha)
+        return commit_target(
+            ctx.sha, ctx.branch, self.default_branch, review="pull request", pr_flag="--pr ID"
+        )
+
+    def _pull_request(self, number: int) -> tuple[str, str | None]:
+        """The pull request's source head and destination commit (full SHAs)."""
+        pull = self.session.json(
+            "GET", self._pr_path(number), action=f"read pull request #{number}", needs=READ_PR
+        )
+        head, base = dig(pull, *self.source_commit), dig(pull, *self.destination_commit)
+        if not isinstance(head, str):
+            raise PublishError(f"Bitbucket's pull request #{number} has no source commit")
+        return self._full_sha(head), self._full_sha(base) if isinstance(base, str) else None
 
     def default_branch(self) -> str:
         if self._default_branch is None:
@@ -178,6 +187,9 @@ class BitbucketForge:
 
     # -- the sticky comment ------------------------------------------------------------
 
+    def _comments_path(self, number: int) -> str:
+        return f"{self._pr_path(number)}/comments"
+
     def create_comment(self, number: int, body: str) -> Comment:
         created = self.session.json(
             "POST",
@@ -195,7 +207,7 @@ class BitbucketForge:
             action=f"delete a duplicate comment on pull request #{number}",
             needs=WRITE_PR,
             ok=(404,),
-            params=None if comment.handle is None else {"version": comment.handle},
+            params=None if comment.handle is None else {"version": comment.handle},  # Data Center
         )
         return answer.status_code != 404  # 404: another publish removed it first
 
@@ -217,7 +229,7 @@ class BitbucketForge:
             "state": "SUCCESSFUL" if success else "FAILED",
             "name": fit(name, 255),
             "description": fit(description, 255),
-            "url": target_url or self.ctx.run_url or self._web,  # Bitbucket requires one
+            "url": target_url or self.run_url or self._web,  # Bitbucket requires one
         }
         self.session.send(
             "POST",
@@ -259,8 +271,11 @@ class BitbucketForge:
         """The repository's web page."""
         raise NotImplementedError
 
-    def _pull_request(self, number: int) -> tuple[str, str | None]:
-        """The pull request's source head and destination commit (full SHAs)."""
+    def _pr_path(self, number: int) -> str:
+        raise NotImplementedError
+
+    def _full_sha(self, sha: str) -> str:
+        """`sha` in full, where the API shortened it."""
         raise NotImplementedError
 
     def _read_default_branch(self) -> str:
@@ -278,9 +293,6 @@ class BitbucketForge:
         raise NotImplementedError
 
     def _history(self, start: str) -> Iterator[tuple[str, list[str]]]:
-        raise NotImplementedError
-
-    def _comments_path(self, number: int) -> str:
         raise NotImplementedError
 
     def _comment_json(self, text: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbci._files import read_inside
 from nbci.errors import PublishError, ResultsError, UsageError
-from nbci.publish.forge import Target, dig
+from nbci.publish.forge import Target, commit_target, dig
 
 if TYPE_CHECKING:
     from nbci.publish.github.client import Session
@@ -125,14 +125,13 @@ def resolve_target(session: Session, ctx: Context) -> Target:
     """
     if ctx.pr is not None:
         return _pull_request(session, ctx)
-    if ctx.sha is None:
-        raise UsageError(
-            "nothing to publish to: no pull request or commit in the environment; "
-            "pass --pr NUMBER or --sha SHA"
-        )
-    if ctx.branch is not None and ctx.branch == _default_branch(session, ctx):
-        return Target("baseline", ctx.sha, base_sha=ctx.sha)
-    return Target("commit", ctx.sha)
+    return commit_target(
+        ctx.sha,
+        ctx.branch,
+        lambda: _default_branch(session, ctx),
+        review="pull request",
+        pr_flag="--pr NUMBER",
+    )
 
 
 def _default_branch(session: Session, ctx: Context) -> str:
