@@ -67,6 +67,9 @@ class DataCenterForge(BitbucketForge):
     def _web(self) -> str:
         return f"{self.ctx.web_url}/projects/{quote(self.ctx.owner)}/repos/{quote(self.ctx.slug)}"
 
+    def _pr_path(self, number: int) -> str:
+        return f"{self._repo}/pull-requests/{number}"
+
     def _full_sha(self, sha: str) -> str:
         return sha  # Data Center names commits in full
 
@@ -185,9 +188,6 @@ class DataCenterForge(BitbucketForge):
             yield str(dig(commit, "id")), [str(p.get("id")) for p in commit.get("parents") or []]
 
     # -- the sticky comment ------------------------------------------------------------
-
-    def _pr_path(self, number: int) -> str:
-        return f"{self._repo}/pull-requests/{number}"
 
     def comments(self, number: int) -> list[Comment]:
         listing = self.session.server_pages(
