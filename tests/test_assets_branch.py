@@ -28,7 +28,7 @@ from test_publish import make_run, options, png, pr_env, push_env
 
 from nbci.model import Scrap
 from nbci.publish import publish
-from nbci.publish.gitlab import ASSETS_ROOT
+from nbci.publish.gitlab.forge import ASSETS_ROOT
 from nbci.publish.index import BranchIndex, Entry, Pruning, dump, parse, prune
 from nbci.results import write_run
 

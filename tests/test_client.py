@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from nbci.execute.client import IOPUB_QUIET_S, ReadyKernelClient
+from nbci.execute.kernel_client import IOPUB_QUIET_S, ReadyKernelClient
 
 QUIET = Empty
 """Scripted: nothing arrives within the timeout."""

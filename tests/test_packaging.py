@@ -4,6 +4,7 @@ build backend that understands the metadata."""
 from __future__ import annotations
 
 import ast
+import fnmatch
 import re
 import sys
 import tomllib
@@ -62,3 +63,25 @@ def test_the_build_backend_reads_an_spdx_license() -> None:
     (setuptools,) = [r for r in PROJECT["build-system"]["requires"] if r.startswith("setuptools")]
     floor = re.fullmatch(r"setuptools>=(\d+)(?:\.\d+)*", setuptools)
     assert floor is not None and int(floor[1]) >= 77, setuptools
+
+
+def test_every_package_of_nbci_is_in_the_wheel() -> None:
+    """Package discovery (`find_packages`, as pyproject configures it) takes a folder only if it
+    holds an `__init__.py` and its name matches `include`: a new sub-package that misses either
+    (say `nbci/publish/github/`) is left out of the wheel, and the installed nbci fails."""
+    include = PROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    folders = {path.parent for path in (ROOT / "nbci").rglob("*.py")}
+
+    def name(folder: Path) -> str:
+        return ".".join(folder.relative_to(ROOT).parts)
+
+    assert {f"nbci.publish.{forge}" for forge in ("github", "gitlab", "bitbucket")} <= set(
+        map(name, folders)
+    )
+    left_out = {
+        name(folder)
+        for folder in folders
+        if not (folder / "__init__.py").is_file()
+        or not any(fnmatch.fnmatchcase(name(folder), pattern) for pattern in include)
+    }
+    assert left_out == set(), "folders of nbci's modules that the wheel leaves out"

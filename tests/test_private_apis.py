@@ -58,7 +58,7 @@ def test_jupyter_clients_provisioner_registry() -> None:
 
 @pytest.mark.parametrize("name", ["requestJsonAndCheck", "graphql_url"])
 def test_pygithubs_requester_for_graphql(name: str) -> None:
-    """nbci.publish.github_graphql sends `createCommitOnBranch` through the repository's
+    """nbci.publish.github.graphql sends `createCommitOnBranch` through the repository's
     requester (`repo.requester`), keeping PyGithub's authentication and retries."""
     from github.Repository import Repository
     from github.Requester import Requester

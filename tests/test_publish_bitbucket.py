@@ -20,7 +20,7 @@ from nbci.errors import PublishError, UsageError
 from nbci.gates import parse_gates
 from nbci.model import Job, NotebookResult
 from nbci.publish import PublishOptions, publish
-from nbci.publish.bitbucket import ASSETS_ROOT, report_key
+from nbci.publish.bitbucket.forge import ASSETS_ROOT, report_key
 from nbci.publish.connect import detect_forge
 from nbci.publish.index import INDEX_FILE, parse
 
@@ -703,7 +703,7 @@ def test_data_center_edit_racing_another_edit_uses_the_new_version(
 
 
 def test_bitbucket_markdown_converts_only_nbcis_own_html() -> None:
-    from nbci.publish.bitbucket_markdown import from_bitbucket, to_bitbucket
+    from nbci.publish.bitbucket.markdown_dialect import from_bitbucket, to_bitbucket
 
     body = (
         "<!-- nbci:report:nightly -->\n### report\n"

@@ -16,7 +16,7 @@ from nbci.cli import EXIT_PUBLISH, main
 from nbci.errors import PublishError, UsageError
 from nbci.publish import PublishOptions, publish
 from nbci.publish.connect import detect_forge
-from nbci.publish.gitlab import ASSETS_ROOT
+from nbci.publish.gitlab.forge import ASSETS_ROOT
 
 
 @pytest.fixture

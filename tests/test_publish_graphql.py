@@ -22,7 +22,8 @@ from test_publish import fetch, image_urls, make_run, options, png, pr_env
 from test_publish_review import with_curve
 
 from nbci.errors import PublishError
-from nbci.publish import PublishOptions, RetryPolicy, github_graphql, publish
+from nbci.publish import PublishOptions, RetryPolicy, publish
+from nbci.publish.github import graphql as github_graphql
 
 BRANCH = "nbci-assets"
 REFUSED = (

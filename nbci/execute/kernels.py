@@ -304,7 +304,7 @@ class Kernels:
         km = AsyncKernelManager(
             kernel_name=name,
             kernel_spec_manager=specs,
-            client_class="nbci.execute.client.ReadyKernelClient",
+            client_class="nbci.execute.kernel_client.ReadyKernelClient",
             connection_file=str(Path(log).with_suffix(".json")),
             shutdown_wait_time=SHUTDOWN_WAIT_S,
         )

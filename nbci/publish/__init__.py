@@ -22,8 +22,8 @@ figures. What cannot be done ends in one `PublishError` line naming the
 missing permission. A fork's GitLab pipeline, which has no token, publishes
 nothing and says how a maintainer runs it in the parent project.
 
-The target is resolved by the forge (`context`, `gitlab_context`); the steps
-themselves live in `steps`.
+The target is resolved by the forge (each forge's `context`: `github/`, `gitlab/`,
+`bitbucket/`); the steps themselves live in `steps`.
 """
 
 from __future__ import annotations
@@ -41,15 +41,15 @@ from nbci.model import Comparison, Run, passed
 from nbci.publish import steps
 from nbci.publish.assets import Figures, Tip, load_figures
 from nbci.publish.baseline import DEFAULT_DEPTH, Baseline
+from nbci.publish.branch_history import with_trend_charts
+from nbci.publish.branch_visuals import Prepared, prepare
 from nbci.publish.comment import comment_body, comment_limit, upsert_comment
 from nbci.publish.connect import ForgeName, ForkPipeline, connect
-from nbci.publish.context import read_artifact_pr
 from nbci.publish.forge import Forge, Target, TargetKind
-from nbci.publish.history import with_trend_charts
+from nbci.publish.github.context import read_artifact_pr
 from nbci.publish.index import Pruning
-from nbci.publish.report import render_report
+from nbci.publish.posted_report import render_report
 from nbci.publish.retry import RetryPolicy
-from nbci.publish.visuals import Prepared, prepare
 from nbci.render.visuals import Drawn
 from nbci.results import read_run
 
@@ -93,7 +93,7 @@ class PublishOptions:
     """How many commits back to look for a stored baseline."""
     history: int = 20
     """On a review, how many base-branch commits' stored runs give each metric's range
-    (`nbci.publish.history`); 0: none."""
+    (`nbci.publish.branch_history`); 0: none."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     notebooks: bool = True
     """Commit the executed notebooks to the assets branch (config `publish_notebooks`)."""

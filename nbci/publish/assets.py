@@ -5,7 +5,7 @@ Neither forge renders `data:` images in comments, and GitHub offers
 itself (default `nbci-assets`) in one commit per publish, whatever the figure
 count, and comments link each image by that commit's SHA, so an old comment
 never shows newer images. How the commit is made and what the link looks like
-is the forge's (`github`, `gitlab`); what goes in it is decided here. Layout of
+is the forge's (`github/`, `gitlab/`, `bitbucket/`); what goes in it is decided here. Layout of
 the branch:
 
     index.json                                           what is stored, when, which files

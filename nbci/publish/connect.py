@@ -31,8 +31,8 @@ class ForkPipeline(Exception):
 
 
 def detect_forge(env: Mapping[str, str], flag: str | None = None) -> ForgeName:
-    from nbci.publish.bitbucket_context import is_bitbucket_pipelines
-    from nbci.publish.gitlab_context import is_gitlab_ci
+    from nbci.publish.bitbucket.context import is_bitbucket_pipelines
+    from nbci.publish.gitlab.context import is_gitlab_ci
 
     if flag is not None:
         for name in FORGES:
@@ -65,9 +65,9 @@ def read_token(env: Mapping[str, str], name: str) -> str:
 
 
 def _github(options: PublishOptions, env: Mapping[str, str], artifact_pr: int | None) -> Forge:
-    from nbci.publish.client import Session, missing_token
-    from nbci.publish.context import resolve_context
-    from nbci.publish.github import GitHubForge
+    from nbci.publish.github.client import Session, missing_token
+    from nbci.publish.github.context import resolve_context
+    from nbci.publish.github.forge import GitHubForge
 
     ctx = resolve_context(
         env,
@@ -92,9 +92,9 @@ def _github(options: PublishOptions, env: Mapping[str, str], artifact_pr: int | 
 
 
 def _gitlab(options: PublishOptions, env: Mapping[str, str]) -> Forge:
-    from nbci.publish.gitlab import GitLabForge
-    from nbci.publish.gitlab_client import DEFAULT_TOKEN_ENV, GitLabSession, missing_token
-    from nbci.publish.gitlab_context import resolve_gitlab_context
+    from nbci.publish.gitlab.client import DEFAULT_TOKEN_ENV, GitLabSession, missing_token
+    from nbci.publish.gitlab.context import resolve_gitlab_context
+    from nbci.publish.gitlab.forge import GitLabForge
 
     if options.check:
         raise UsageError("--check: GitLab has no check runs; its commit status carries the verdict")
@@ -123,11 +123,11 @@ def _gitlab(options: PublishOptions, env: Mapping[str, str]) -> Forge:
 
 
 def _bitbucket(options: PublishOptions, env: Mapping[str, str]) -> Forge:
-    """Bitbucket Cloud or Data Center (`bitbucket_context` tells which from --api-url)."""
-    from nbci.publish.bitbucket import CloudForge
-    from nbci.publish.bitbucket_client import DEFAULT_TOKEN_ENV, BitbucketSession, missing_token
-    from nbci.publish.bitbucket_context import resolve_bitbucket_context
-    from nbci.publish.bitbucket_dc import DataCenterForge
+    """Bitbucket Cloud or Data Center (`bitbucket/context` tells which from --api-url)."""
+    from nbci.publish.bitbucket.client import DEFAULT_TOKEN_ENV, BitbucketSession, missing_token
+    from nbci.publish.bitbucket.cloud import CloudForge
+    from nbci.publish.bitbucket.context import resolve_bitbucket_context
+    from nbci.publish.bitbucket.data_center import DataCenterForge
 
     if options.check:
         raise UsageError(

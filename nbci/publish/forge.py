@@ -1,11 +1,12 @@
-"""What `publish` needs from a forge — GitHub or GitLab — and nothing more.
+"""What `publish` needs from a forge — GitHub, GitLab or Bitbucket — and nothing more.
 
 The flow (`nbci.publish.publish` and `steps`), the sticky comment's logic
 (`comment`), the assets branch's bookkeeping (`assets`) and the baseline search
-(`baseline`) are written once against this interface; `github.GitHubForge`
-and `gitlab.GitLabForge` each implement it over their client library. A
-"review" is a GitHub pull request or a GitLab merge request, a "comment" a
-pull request comment or a merge request note.
+(`baseline`) are written once against this interface; each forge's sub-package
+implements it over its client library (`github/forge.GitHubForge`,
+`gitlab/forge.GitLabForge`, `bitbucket/`: Cloud and Data Center). A "review" is a
+pull request (GitHub, Bitbucket) or a merge request (GitLab), a "comment" a pull
+request comment or a merge request note.
 
 Every method raises `PublishError` (one line, the token never in it), or its
 subclass `PermissionDenied` when the token lacks a permission the publish can
@@ -14,11 +15,11 @@ do without.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from nbci.errors import PublishError
+from nbci.errors import PublishError, UsageError
 
 if TYPE_CHECKING:
     from nbci.publish.assets import Asset, Tip
@@ -192,3 +193,34 @@ def first_parent_line(
         line.append(wanted)
         wanted = parents[wanted]
     return line
+
+
+def commit_target(
+    sha: str | None,
+    branch: str | None,
+    default_branch: Callable[[], str],
+    *,
+    review: str,
+    pr_flag: str,
+) -> Target:
+    """Where a run that is no review's goes: a push to the default branch stores the baseline,
+    any other commit gets the verdict only. `review` and `pr_flag` name a review and its flag
+    as the forge does ("merge request", "--pr IID"); `default_branch` is asked only for a push."""
+    if sha is None:
+        raise UsageError(
+            f"nothing to publish to: no {review} or commit in the environment; "
+            f"pass {pr_flag} or --sha SHA"
+        )
+    if branch is not None and branch == default_branch():
+        return Target("baseline", sha, base_sha=sha)
+    return Target("commit", sha)
+
+
+def dig(data: Any, *keys: str) -> Any:
+    """`data[k1][k2]...` of a forge's JSON (an answer, an event payload), or None where a
+    level is missing or not an object."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data

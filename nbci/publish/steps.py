@@ -30,8 +30,8 @@ from nbci.publish.assets import (
     with_folder,
 )
 from nbci.publish.baseline import Baseline, find_baseline, run_folder
+from nbci.publish.branch_history import History, read_history
 from nbci.publish.forge import PermissionDenied, Target
-from nbci.publish.history import History, read_history
 from nbci.publish.index import REVIEWS, Pruning
 from nbci.publish.insights import PostsInsights, build_insight
 from nbci.publish.status import DESCRIPTION_LIMIT, describe, fit

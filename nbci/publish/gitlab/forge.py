@@ -1,4 +1,4 @@
-"""The GitLab side of `publish`: `Forge` over python-gitlab (see `gitlab_client` for errors).
+"""The GitLab side of `publish`: `Forge` over python-gitlab (see `client` for errors).
 
 - The sticky comment is a merge request note (system notes are skipped).
   GitLab allows 1,000,000 characters a note; the report keeps GitHub's 65,000
@@ -36,9 +36,16 @@ from urllib.parse import quote
 
 from nbci.errors import ResultsError, UsageError
 from nbci.publish.assets import Asset, Tip, stored_source
-from nbci.publish.forge import BranchMoved, Comment, Listing, Target, first_parent_line
-from nbci.publish.gitlab_client import READ, WRITE, GitLabSession
-from nbci.publish.gitlab_context import GitLabContext
+from nbci.publish.forge import (
+    BranchMoved,
+    Comment,
+    Listing,
+    Target,
+    commit_target,
+    first_parent_line,
+)
+from nbci.publish.gitlab.client import READ, WRITE, GitLabSession
+from nbci.publish.gitlab.context import GitLabContext
 from nbci.publish.status import fit
 
 logger = logging.getLogger(__name__)
@@ -80,14 +87,9 @@ class GitLabForge:
         ctx = self.ctx
         if ctx.mr_iid is not None:
             return self._merge_request(ctx.mr_iid)
-        if ctx.sha is None:
-            raise UsageError(
-                "nothing to publish to: no merge request or commit in the environment; "
-                "pass --pr IID or --sha SHA"
-            )
-        if ctx.branch is not None and ctx.branch == self._default():
-            return Target("baseline", ctx.sha, base_sha=ctx.sha)
-        return Target("commit", ctx.sha)
+        return commit_target(
+            ctx.sha, ctx.branch, self._default, review="merge request", pr_flag="--pr IID"
+        )
 
     def _merge_request(self, iid: int) -> Target:
         with self.session.errors(f"read merge request !{iid}", READ):

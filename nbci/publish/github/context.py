@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from nbci._files import read_inside
 from nbci.errors import PublishError, ResultsError, UsageError
-from nbci.publish.forge import Target
+from nbci.publish.forge import Target, commit_target, dig
 
 if TYPE_CHECKING:
-    from nbci.publish.client import Session
+    from nbci.publish.github.client import Session
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_SERVER_URL = "https://github.com"
@@ -125,14 +125,13 @@ def resolve_target(session: Session, ctx: Context) -> Target:
     """
     if ctx.pr is not None:
         return _pull_request(session, ctx)
-    if ctx.sha is None:
-        raise UsageError(
-            "nothing to publish to: no pull request or commit in the environment; "
-            "pass --pr NUMBER or --sha SHA"
-        )
-    if ctx.branch is not None and ctx.branch == _default_branch(session, ctx):
-        return Target("baseline", ctx.sha, base_sha=ctx.sha)
-    return Target("commit", ctx.sha)
+    return commit_target(
+        ctx.sha,
+        ctx.branch,
+        lambda: _default_branch(session, ctx),
+        review="pull request",
+        pr_flag="--pr NUMBER",
+    )
 
 
 def _default_branch(session: Session, ctx: Context) -> str:
@@ -214,17 +213,17 @@ def _from_event(
     event: str | None, payload: dict[str, Any], env: Mapping[str, str]
 ) -> dict[str, Any]:
     """What the event says: pr, sha, branch, default_branch, run_url, workflow_run."""
-    found: dict[str, Any] = {"default_branch": _get(payload, "repository", "default_branch")}
+    found: dict[str, Any] = {"default_branch": dig(payload, "repository", "default_branch")}
     if event in ("pull_request", "pull_request_target"):
-        found["pr"] = _int(_get(payload, "pull_request", "number"))
-        found["sha"] = _get(payload, "pull_request", "head", "sha")
+        found["pr"] = _int(dig(payload, "pull_request", "number"))
+        found["sha"] = dig(payload, "pull_request", "head", "sha")
     elif event == "workflow_run":
         run = _dict(payload.get("workflow_run"))
         workflow_run = WorkflowRun(
             event=str(run.get("event") or ""),
             head_sha=str(run.get("head_sha") or ""),
             head_branch=_str(run.get("head_branch")),
-            head_repo=_str(_get(run, "head_repository", "full_name")),
+            head_repo=_str(dig(run, "head_repository", "full_name")),
             html_url=_str(run.get("html_url")),
         )
         found.update(
@@ -235,7 +234,7 @@ def _from_event(
         )
         pulls = run.get("pull_requests")
         if workflow_run.event.startswith("pull_request") and isinstance(pulls, list) and pulls:
-            found["pr"] = _int(_get(pulls[0], "number"))  # same-repository PRs only; forks: []
+            found["pr"] = _int(dig(pulls[0], "number"))  # same-repository PRs only; forks: []
     else:
         found["sha"] = _str(payload.get("after")) or env.get("GITHUB_SHA") or None
         ref = _str(payload.get("ref")) or env.get("GITHUB_REF") or ""
@@ -244,14 +243,6 @@ def _from_event(
     if found.get("sha") == "0" * 40:  # a deleted branch
         found["sha"] = None
     return found
-
-
-def _get(data: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
 
 
 def _dict(value: Any) -> dict[str, Any]:

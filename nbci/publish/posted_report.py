@@ -16,9 +16,9 @@ from nbci.headline import Headline
 from nbci.model import Comparison, Run, Verdict
 from nbci.publish.assets import Figures, Hosting, Tip
 from nbci.publish.baseline import Baseline
+from nbci.publish.branch_visuals import Prepared
 from nbci.publish.comment import comment_limit, marker
 from nbci.publish.forge import Forge
-from nbci.publish.visuals import Prepared
 from nbci.vocabulary import NOTICE_ICON
 
 REPORT_BUDGET = 64_000

@@ -1,7 +1,7 @@
 """The GitHub side of `publish`: `Forge` over PyGithub (see `client` for retries and errors).
 
 - The assets branch, once it exists, gets each commit in one GraphQL request
-  (`createCommitOnBranch`, see `github_graphql`), whatever the number of files;
+  (`createCommitOnBranch`, see `graphql`), whatever the number of files;
   the commit lands only if the branch is still where nbci read it, so a
   concurrent publish is noticed (`BranchMoved`) rather than overwritten.
 - The branch itself is created once through the Git Data API (GraphQL commits
@@ -32,10 +32,10 @@ from urllib.parse import quote
 
 from nbci.errors import ResultsError
 from nbci.publish.assets import Asset, Tip, stored_source
-from nbci.publish.client import Session
-from nbci.publish.context import Context, resolve_target
 from nbci.publish.forge import BranchMoved, Comment, Listing, Target, first_parent_line
-from nbci.publish.github_graphql import commit_on_branch
+from nbci.publish.github.client import Session
+from nbci.publish.github.context import Context, resolve_target
+from nbci.publish.github.graphql import commit_on_branch
 from nbci.publish.status import fit
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Bitbucket Data Center / Server (REST 1.0): `Forge` over `rest/api/1.0` and `rest/insights/1.0`.
 
-What differs from Cloud (`bitbucket.CloudForge`):
+What differs from Cloud (`cloud.CloudForge`; what both share is `forge.BitbucketForge`):
 
 - Files: REST 1.0 writes ONE file per commit (`PUT .../browse/{path}`,
   multipart) and has no way to delete a file. So a publish makes one commit
@@ -30,22 +30,19 @@ from typing import Any
 from urllib.parse import quote
 
 from nbci.errors import PublishError
-from nbci.publish.assets import Asset, Tip, stored_source
-from nbci.publish.bitbucket import (
-    ASSETS_ROOT,
+from nbci.publish.assets import Asset, Tip
+from nbci.publish.bitbucket.client import Cut
+from nbci.publish.bitbucket.forge import (
     READ_PR,
     READ_REPO,
-    REPORT_DETAILS_LIMIT,
     WRITE_PR,
     WRITE_REPO,
     BitbucketForge,
-    dig,
-    report_key,
+    branch_path,
 )
-from nbci.publish.bitbucket_client import Cut
-from nbci.publish.bitbucket_markdown import from_bitbucket, to_bitbucket
-from nbci.publish.forge import BranchMoved, Comment, Listing
-from nbci.publish.insights import Insight
+from nbci.publish.bitbucket.markdown_dialect import from_bitbucket, to_bitbucket
+from nbci.publish.forge import BranchMoved, Comment, Listing, dig
+from nbci.publish.insights import Finding
 from nbci.publish.status import fit
 
 logger = logging.getLogger(__name__)
@@ -58,6 +55,9 @@ class DataCenterForge(BitbucketForge):
     """One repository on Bitbucket Data Center / Server (REST 1.0)."""
 
     data_limit = 6
+    verdict_needs = READ_REPO
+    source_commit = ("fromRef", "latestCommit")
+    destination_commit = ("toRef", "latestCommit")
 
     @property
     def _repo(self) -> str:
@@ -67,18 +67,11 @@ class DataCenterForge(BitbucketForge):
     def _web(self) -> str:
         return f"{self.ctx.web_url}/projects/{quote(self.ctx.owner)}/repos/{quote(self.ctx.slug)}"
 
-    def _pull_request(self, number: int) -> tuple[str, str | None]:
-        pull = self.session.json(
-            "GET",
-            f"{self._repo}/pull-requests/{number}",
-            action=f"read pull request #{number}",
-            needs=READ_PR,
-        )
-        head = dig(pull, "fromRef", "latestCommit")
-        base = dig(pull, "toRef", "latestCommit")
-        if not isinstance(head, str):
-            raise PublishError(f"Bitbucket's pull request #{number} has no source commit")
-        return head, base if isinstance(base, str) else None
+    def _pr_path(self, number: int) -> str:
+        return f"{self._repo}/pull-requests/{number}"
+
+    def _full_sha(self, sha: str) -> str:
+        return sha  # Data Center names commits in full
 
     def _read_default_branch(self) -> str:
         action = f"read the default branch of {self.ctx.repo}"
@@ -106,15 +99,12 @@ class DataCenterForge(BitbucketForge):
                 return head if isinstance(head, str) else None
         return None
 
-    def _raw(self, tip: Tip, path: str, limit: int) -> bytes | None:
-        url = f"{self._repo}/raw/{quote(f'{ASSETS_ROOT}/{path}')}"
-        action = f"read {path} from the {tip.branch} branch"
-        return self._stream(url, limit, stored_source(tip, path), action=action, at=tip.commit)
+    def _file_request(self, commit: str, path: str) -> tuple[str, dict[str, str] | None]:
+        return f"{self._repo}/raw/{branch_path(path)}", {"at": commit}
 
     def _listing(self, tip: Tip, folder: str, cut: Cut) -> Iterator[tuple[str, int | None]]:
-        where = f"{ASSETS_ROOT}/{folder}" if folder else ASSETS_ROOT
         listing = self.session.server_pages(
-            f"{self._repo}/files/{quote(where)}",
+            f"{self._repo}/files/{branch_path(folder)}",
             action=f"list {folder or 'the files'} of the {tip.branch} branch",
             needs=READ_REPO,
             cut=cut,
@@ -173,7 +163,7 @@ class DataCenterForge(BitbucketForge):
     def _send_file(self, path: str, fields: dict[str, str], data: bytes) -> Any:
         return self.session.send(
             "PUT",
-            f"{self._repo}/browse/{quote(f'{ASSETS_ROOT}/{path}')}",
+            f"{self._repo}/browse/{branch_path(path)}",
             action=f"commit {path} to the {fields['branch']} branch",
             needs=WRITE_REPO,
             ok=(409,),
@@ -182,10 +172,10 @@ class DataCenterForge(BitbucketForge):
         )
 
     def file_url(self, commit: str, path: str) -> str:
-        return f"{self._web}/raw/{quote(f'{ASSETS_ROOT}/{path}')}?at={commit}"
+        return f"{self._web}/raw/{branch_path(path)}?at={commit}"
 
     def page_url(self, commit: str, path: str) -> str:
-        return f"{self._web}/browse/{quote(f'{ASSETS_ROOT}/{path}')}?at={commit}"
+        return f"{self._web}/browse/{branch_path(path)}?at={commit}"
 
     def _history(self, start: str) -> Iterator[tuple[str, list[str]]]:
         listing = self.session.server_pages(
@@ -197,13 +187,7 @@ class DataCenterForge(BitbucketForge):
         for commit in listing:
             yield str(dig(commit, "id")), [str(p.get("id")) for p in commit.get("parents") or []]
 
-    def _fallback_url(self) -> str:
-        return self.ctx.run_url or self._web
-
     # -- the sticky comment ------------------------------------------------------------
-
-    def _pr_path(self, number: int) -> str:
-        return f"{self._repo}/pull-requests/{number}"
 
     def comments(self, number: int) -> list[Comment]:
         listing = self.session.server_pages(
@@ -219,22 +203,15 @@ class DataCenterForge(BitbucketForge):
             and isinstance(a.get("comment"), dict)
         ]
 
-    def create_comment(self, number: int, body: str) -> Comment:
-        created = self.session.json(
-            "POST",
-            f"{self._pr_path(number)}/comments",
-            action=f"comment on pull request #{number}",
-            needs=WRITE_PR,
-            json={"text": to_bitbucket(body)},
-        )
-        return self._comment(number, created)
+    def _comment_json(self, text: str) -> dict[str, Any]:
+        return {"text": text}
 
     def edit_comment(self, number: int, comment: Comment, body: str) -> None:
-        path = f"{self._pr_path(number)}/comments/{comment.id}"
+        path = f"{self._comments_path(number)}/{comment.id}"
         action = f"edit nbci's comment on pull request #{number}"
         version = comment.handle
         for _attempt in range(2):
-            json = {"text": to_bitbucket(body), "version": version}
+            json = {**self._comment_json(to_bitbucket(body)), "version": version}
             answer = self.session.send(
                 "PUT", path, action=action, needs=WRITE_PR, ok=(409,), json=json
             )
@@ -243,17 +220,6 @@ class DataCenterForge(BitbucketForge):
             current = self.session.json("GET", path, action=action, needs=READ_PR)
             version = dig(current, "version")  # edited meanwhile: ours wins
         raise PublishError(f"nbci's comment on pull request #{number} kept changing; run again")
-
-    def delete_comment(self, number: int, comment: Comment) -> bool:
-        answer = self.session.send(
-            "DELETE",
-            f"{self._pr_path(number)}/comments/{comment.id}",
-            action=f"delete a duplicate comment on pull request #{number}",
-            needs=WRITE_PR,
-            ok=(404,),
-            params={"version": comment.handle},
-        )
-        return answer.status_code != 404  # 404: another publish removed it first
 
     def _comment(self, number: int, data: Any) -> Comment:
         author = dig(data, "author") if isinstance(dig(data, "author"), dict) else None
@@ -270,51 +236,33 @@ class DataCenterForge(BitbucketForge):
 
     # -- the verdict -------------------------------------------------------------------
 
-    def set_status(
-        self, sha: str, *, name: str, success: bool, description: str, target_url: str | None
-    ) -> None:
-        body = self._status_body(name, success, description, target_url)
-        self.session.send(
-            "POST",
-            f"{self._repo}/commits/{sha}/builds",
-            action=f"set the build status on {sha[:12]}",
-            needs=READ_REPO,
-            json=body,
-        )
-        logger.info("build status %s %r on %s", body["state"], name, sha[:12])
+    def _status_path(self, sha: str) -> str:
+        return f"{self._repo}/commits/{sha}/builds"
 
-    def post_insights(self, sha: str, *, name: str, insight: Insight) -> None:
-        """The Code Insights report; its earlier annotations deleted, the new ones added."""
+    def _report_path(self, sha: str, key: str) -> str:
         insights = self._repo.replace("/rest/api/1.0/", "/rest/insights/1.0/", 1)
-        path = f"{insights}/commits/{sha}/reports/{quote(report_key(name))}"
-        report: dict[str, Any] = {
-            "title": fit(name, 450),
-            "details": fit(insight.title, REPORT_DETAILS_LIMIT),
-            "reporter": "nbci",
-            "result": "PASS" if insight.passed else "FAIL",
-            "data": self._data(insight),
+        return f"{insights}/commits/{sha}/reports/{key}"
+
+    def _result(self, passed: bool) -> dict[str, str]:
+        return {"result": "PASS" if passed else "FAIL"}
+
+    def _annotation(self, finding: Finding) -> dict[str, Any]:
+        return {
+            "externalId": finding.key,
+            "message": fit(finding.summary, MESSAGE_LIMIT),
+            "severity": "HIGH",
+            "type": "BUG",
+            **({"path": finding.path} if finding.path else {}),
         }
-        if self.run_url:
-            report["link"] = self.run_url
-        action = f"post the Code Insights report on {sha[:12]}"
-        self.session.send("PUT", path, action=action, needs=READ_REPO, json=report)
-        self.session.send("DELETE", f"{path}/annotations", action=action, needs=READ_REPO)
-        annotations = [
-            {
-                "externalId": f.key,
-                "message": fit(f.summary, MESSAGE_LIMIT),
-                "severity": "HIGH",
-                "type": "BUG",
-                **({"path": f.path} if f.path else {}),
-            }
-            for f in insight.findings
-        ]
+
+    def _add_annotations(self, path: str, annotations: list[dict[str, Any]], action: str) -> None:
+        """A report's PUT keeps its earlier annotations: they are deleted first."""
+        self.session.send("DELETE", path, action=action, needs=self.verdict_needs)
         if annotations:
             self.session.send(
                 "POST",
-                f"{path}/annotations",
+                path,
                 action=action,
-                needs=READ_REPO,
+                needs=self.verdict_needs,
                 json={"annotations": annotations},
             )
-        logger.info("Code Insights report with %d annotation(s) on %s", len(annotations), sha[:12])
