@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from nbci._ast import parse_source
 from nbci.config import Config, NotebookEntry
 from nbci.errors import ConfigError, UsageError
 from nbci.ids import job_id
@@ -455,11 +456,11 @@ def _parse(source: str) -> tuple[ast.Module, str] | str:
     """The cell's tree and the code it was parsed from (magics as IPython runs them), or
     why it cannot be parsed."""
     try:
-        return ast.parse(source), source
+        return parse_source(source), source
     except SyntaxError:
         code = _as_ipython_runs_it(source)
         try:
-            return ast.parse(code), code
+            return parse_source(code), code
         except SyntaxError as error:
             return f"line {error.lineno}: {error.msg}"
 

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nbci._ast import parse_source
+
 logger = logging.getLogger(__name__)
 
 FORK_UNSAFE = {
@@ -136,9 +138,10 @@ def _source(raw: Any) -> tuple[str, bool]:
 
 
 def _parse(code: str) -> ast.Module | None:
+    """The code's tree; None where it cannot be read, which stops preloading: always safe."""
     try:
-        return ast.parse(code)
-    except (SyntaxError, ValueError):
+        return parse_source(code)
+    except (SyntaxError, ValueError, SystemError):
         return None
 
 
