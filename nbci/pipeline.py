@@ -317,6 +317,7 @@ def _executed(
     if not jobs:
         return
     from nbci.execute import ExecuteOptions, execute_jobs
+    from nbci.notebook_outputs import collect_outputs
 
     options = ExecuteOptions(
         root=config.root,
@@ -327,6 +328,7 @@ def _executed(
         on_event=on_event,
         stream_output=request.log_output,
         hidden_variables=(config.token_env,) if config.token_env else (),
+        after_notebook=collect_outputs,  # in the workers, off the parent's critical path
     )
     yield from execute_jobs(jobs, options)
 

@@ -26,6 +26,7 @@ from processes import assert_all_gone
 
 from nbci.execute import ExecuteOptions, execute_jobs, pool, strip_ansi
 from nbci.model import Job, NotebookResult
+from nbci.notebook_outputs import collect_outputs
 
 FIXTURES = Path(__file__).parent / "notebooks"
 
@@ -41,6 +42,8 @@ def notebooks(project: Path) -> Path:
 
 
 def run(jobs: list[Job], project: Path, **options: Any) -> dict[str, NotebookResult]:
+    """Run as the pipeline does: the workers collect and render (unless told otherwise)."""
+    options.setdefault("after_notebook", collect_outputs)
     settings = ExecuteOptions(root=project, out_dir=project / "nbci-out", **options)
     results = list(execute_jobs(jobs, settings))
     assert sorted(r.id for r in results) == sorted(j.id for j in jobs)
@@ -198,6 +201,18 @@ def test_without_warm_kernels(project: Path, notebooks: Path, tmp_path: Path) ->
 
     assert results["cold"].status == "ok" and results["cold"].metrics["result"] == 50
     assert_all_gone([read_record(record)["pid"]], workers=[read_record(record)["ppid"]])
+
+
+@pytest.mark.kernel
+def test_execute_alone_returns_the_result_as_it_ran(project: Path, notebooks: Path) -> None:
+    """Without `after_notebook` (the pipeline passes collect and render) nothing is collected."""
+    results = run([job("ok", "params", parameters={"x": 3})], project, after_notebook=None)
+
+    ok = results["ok"]
+    assert (ok.status, ok.output, ok.html) == ("ok", "notebooks/ok.ipynb", None)
+    assert (dict(ok.metrics), dict(ok.scraps), ok.figures) == ({}, {}, ())
+    assert (project / "nbci-out" / "notebooks" / "ok.ipynb").is_file()
+    assert not (project / "nbci-out" / "notebooks" / "ok.html").exists()
 
 
 DRIVER = """

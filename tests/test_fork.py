@@ -27,6 +27,7 @@ from nbci.errors import ConfigError
 from nbci.execute import ExecuteOptions, execute_jobs
 from nbci.execute.preload import modules_for
 from nbci.model import Job, NotebookResult
+from nbci.notebook_outputs import collect_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 START = "import sys\nrecord = {'forked': 'numpy' in sys.modules, 'pid': __import__('os').getpid()}"
@@ -37,7 +38,9 @@ def save(record_file: Path) -> str:
 
 
 def run(jobs: list[Job], project: Path, **options: Any) -> dict[str, NotebookResult]:
-    settings = ExecuteOptions(root=project, out_dir=project / "nbci-out", **options)
+    settings = ExecuteOptions(
+        root=project, out_dir=project / "nbci-out", after_notebook=collect_outputs, **options
+    )
     results = {r.id: r for r in execute_jobs(jobs, settings)}
     assert sorted(results) == sorted(j.id for j in jobs)
     return results

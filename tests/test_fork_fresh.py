@@ -22,6 +22,7 @@ from conftest import NotebookFactory
 from nbci.execute import ExecuteOptions, execute_jobs
 from nbci.execute.preload import modules_for
 from nbci.model import Job, NotebookResult
+from nbci.notebook_outputs import collect_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 GLUE = (
@@ -43,7 +44,11 @@ def run_both(
     runs = {}
     for preload in (True, False):
         settings = ExecuteOptions(
-            root=project, out_dir=project / f"out-{preload}", preload=preload, **options
+            root=project,
+            out_dir=project / f"out-{preload}",
+            preload=preload,
+            after_notebook=collect_outputs,
+            **options,
         )
         runs[preload] = {r.id: r for r in execute_jobs(jobs, settings)}
     return runs

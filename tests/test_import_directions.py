@@ -1,4 +1,10 @@
-"""Which of nbci's modules may import which: the forges of `nbci/publish/` stay apart.
+"""Which of nbci's modules may import which: the executor imports no later stage, and the
+forges of `nbci/publish/` stay apart.
+
+Data flows one way: the pipeline runs the stages in order, and the executor (`nbci/execute/`)
+imports none of the stages that come after it, not even inside a function. What a worker does
+with a notebook that ran (collect and render, `nbci.notebook_outputs`) is handed to it by the
+pipeline (`ExecuteOptions.after_notebook`).
 
 Each forge lives in its own sub-package of `nbci/publish/` (`github/`, `gitlab/`,
 `bitbucket/`) and implements `nbci/publish/forge.py`; the flow around them is
@@ -14,6 +20,17 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+EXECUTE = "nbci.execute"
+AFTER_EXECUTE = (
+    "nbci.collect",
+    "nbci.render",
+    "nbci.publish",
+    "nbci.pipeline",
+    "nbci.cache",
+    "nbci.compare",
+    "nbci.judge",
+)
+"""What the executor never imports: the stages after it, and the orchestrator."""
 PUBLISH = "nbci.publish"
 FORGES = ("github", "gitlab", "bitbucket")
 PICKS_THE_FORGE = f"{PUBLISH}.connect"
@@ -32,17 +49,30 @@ def module_name(path: Path) -> str:
 
 
 def imports(path: Path, *, top_level_only: bool = False) -> set[str]:
-    """The modules `path` imports (`from a.b import c` counts as `a.b` and `a.b.c`)."""
+    """The modules `path` imports (`from a.b import c` counts as `a.b` and `a.b.c`; a
+    relative import counts as the absolute name it means)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     found: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = absolute(node, path)
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
     return found
+
+
+def absolute(node: ast.ImportFrom, path: Path) -> str:
+    """The module a `from … import` in `path` names (`from ..collect import x`: `nbci.collect`)."""
+    if node.level == 0:
+        return node.module or ""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
 
 
 def within(module: str, package: str) -> bool:
@@ -54,6 +84,19 @@ def forge_of(module: str) -> str | None:
 
 
 MODULES = {module_name(path): path for path in sorted((ROOT / "nbci").rglob("*.py"))}
+
+
+def test_the_executor_imports_no_later_stage() -> None:
+    """The pipeline hands the executor what a worker does after a notebook ran."""
+    assert EXECUTE in MODULES and all(stage in MODULES for stage in AFTER_EXECUTE)
+    reaching = {
+        (module, imported)
+        for module, path in MODULES.items()
+        if within(module, EXECUTE)
+        for imported in imports(path)
+        if any(within(imported, later) for later in AFTER_EXECUTE)
+    }
+    assert reaching == set(), "nbci/execute/ imports a stage that runs after it"
 
 
 def test_the_forge_packages_exist() -> None:

@@ -12,8 +12,10 @@ How it fits together (one module per concern):
   (papermill's way), run it, with the job described by one `RunningJob`.
 - `engine` — the papermill adapter: cells run with papermill's pieces in our
   own kernel; nbclient's errors become statuses.
-- `handoff` — the worker collects scraps and renders HTML (`nbci.collect`)
-  before answering, off the parent's critical path.
+- `settings` — what a run is given (`ExecuteOptions`) and each worker is sent
+  once; its `after_notebook` is called in the worker for each executed notebook
+  before it answers (the pipeline passes collect and render, off the parent's
+  critical path: the executor imports no later stage).
 - `kernels` — a fresh kernel per job, started ahead of need (warm kernels).
 - `preload`, `template_keeper`, `fork_client`, `fork_server`, `provisioner` —
   Python kernels forked from a template process that already imported the
@@ -39,12 +41,12 @@ from pathlib import Path
 
 from nbci.errors import Interrupted
 from nbci.execute.pool import Pool
-from nbci.execute.settings import ExecuteOptions, WorkerSettings
+from nbci.execute.settings import AfterNotebook, ExecuteOptions, WorkerSettings
 from nbci.execute.stop_signals import StopSignals
 from nbci.execute.text import strip_ansi
 from nbci.model import Job, NotebookResult
 
-__all__ = ["ExecuteOptions", "execute_jobs", "strip_ansi"]
+__all__ = ["AfterNotebook", "ExecuteOptions", "execute_jobs", "strip_ansi"]
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Running one job in a worker: read and parameterize the notebook, run it, collect it."""
+"""Running one job in a worker: read and parameterize the notebook, run it, hand it on."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from nbci.execute.engine import change_directory, execute
-from nbci.execute.handoff import collect_outputs
 from nbci.execute.protocol import Started
 from nbci.execute.reporting import announce_start
 from nbci.execute.running import Clock, RunningJob, WorkerContext
@@ -44,10 +43,10 @@ def run_job_safely(job: Job, worker: WorkerContext) -> NotebookResult:
 
 
 def run_job(job: Job, worker: WorkerContext) -> NotebookResult:
-    """Execute one job and collect what it glued. Never raises for the job's own problems.
+    """Execute one job and hand it to `after_notebook`. Never raises for the job's own problems.
 
     `duration_s` covers reading, waiting for the kernel and running the cells,
-    not collecting and rendering afterwards.
+    not what `after_notebook` does afterwards (collecting and rendering).
     """
     out_dir = worker.settings.out_dir
     for stale in output_paths(job.id):  # from an earlier run
@@ -89,7 +88,7 @@ def run_job(job: Job, worker: WorkerContext) -> NotebookResult:
 def _run_in_kernel(
     running: RunningJob, kernel: Kernel, *, may_retry: bool
 ) -> NotebookResult | None:
-    """Run the notebook in `kernel`, collect what it glued, then release the kernel.
+    """Run the notebook in `kernel`, hand it to `after_notebook`, then release the kernel.
 
     None says to try again in a new kernel (only when `may_retry`): this one
     died before it ever answered (two kernels starting at once can race for
@@ -114,7 +113,7 @@ def _run_in_kernel(
             return None
         graceful = outcome.status in ("ok", "failed")  # the kernel is idle and can exit cleanly
         if graceful:
-            kernel.request_shutdown()  # it exits while we collect
+            kernel.request_shutdown()  # it exits while `after_notebook` runs
         result = replace(
             NotebookResult.of(running.job),
             status=outcome.status,
@@ -124,8 +123,15 @@ def _run_in_kernel(
             notes=running.notes + _fresh_note(running.job, kernel),
             kernel=running.kernel_name,
         )
-        if result.output is not None:
-            result = collect_outputs(result, running)
+        after = running.settings.after_notebook
+        if after is not None and result.output is not None:
+            result = after(
+                result,
+                running.job,
+                notebook=running.output,
+                out_dir=running.settings.out_dir,
+                html=running.html_rel,
+            )
         return result
     finally:
         worker.kernels.release(kernel, graceful=graceful)

@@ -6,11 +6,28 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from nbci.model import Job
+from nbci.model import Job, NotebookResult
 from nbci.progress import OnEvent
 
 DEFAULT_KERNEL = "python3"
+
+
+class AfterNotebook(Protocol):
+    """What a worker does with a notebook that ran and was saved, before it answers.
+
+    Given the job's result, the executed notebook, the output folder and where its
+    HTML goes (relative to `out_dir`); returns the result to send. The pipeline
+    passes the collect stage's `nbci.notebook_outputs.collect_outputs`: this work
+    stays in the workers, off the parent's critical path, and the executor imports
+    no later stage. Workers are spawned, so it must be a module-level function
+    (pickled by reference).
+    """
+
+    def __call__(
+        self, result: NotebookResult, job: Job, *, notebook: Path, out_dir: Path, html: str
+    ) -> NotebookResult: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,8 @@ class ExecuteOptions:
     """Also send each notebook's stdout/stderr to `on_event` as it is produced."""
     hidden_variables: tuple[str, ...] = ()
     """Environment variables kernels do not get, besides `kernels.SECRET_VARIABLES`."""
+    after_notebook: AfterNotebook | None = None
+    """Called in the worker for each executed notebook; None: its result as it ran."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,7 @@ class WorkerSettings:
     """The planned notebooks' folders: modules there are the project's."""
     stream_output: bool = False
     hidden_variables: tuple[str, ...] = ()
+    after_notebook: AfterNotebook | None = None
 
     @classmethod
     def make(
@@ -86,6 +106,7 @@ class WorkerSettings:
             notebook_folders=notebook_folders,
             stream_output=options.stream_output,
             hidden_variables=options.hidden_variables,
+            after_notebook=options.after_notebook,
         )
 
 

@@ -1,26 +1,30 @@
-"""The hand-off to collect: a worker adds scraps, metrics, figures and HTML to a result.
+"""What an executed notebook yields: its glued scraps, metrics and figures, and its HTML.
 
-Done in the worker, before it answers, so that this work stays off the
-parent's critical path.
+The pipeline hands `collect_outputs` to the executor (`ExecuteOptions.after_notebook`),
+which calls it in each worker before the worker answers, so that this work stays off
+the parent's critical path while the executor imports neither collect nor render.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 
-from nbci.execute.running import RunningJob
 from nbci.execute.text import one_line
-from nbci.model import NotebookResult
+from nbci.model import Job, NotebookResult
 
 logger = logging.getLogger(__name__)
 
 
-def collect_outputs(result: NotebookResult, running: RunningJob) -> NotebookResult:
-    """Add what the notebook glued and its HTML; a problem here is a note, never a crash."""
-    job, out_dir = running.job, running.settings.out_dir
+def collect_outputs(
+    result: NotebookResult, job: Job, *, notebook: Path, out_dir: Path, html: str
+) -> NotebookResult:
+    """Add what `notebook` glued and its HTML (`html`, relative to `out_dir`) to `result`.
+
+    A problem here is a note, never a crash.
+    """
     notes = list(result.notes)
-    notebook = out_dir / str(result.output)
     try:
         from nbci.collect import collect_notebook
         from nbci.render.notebook_html import render_notebook_html
@@ -39,8 +43,8 @@ def collect_outputs(result: NotebookResult, running: RunningJob) -> NotebookResu
         notes.append(f"results could not be collected: {one_line(error)}")
         return replace(result, notes=tuple(notes))
     try:
-        render_notebook_html(notebook, out_dir / running.html_rel)
-        result = replace(result, html=running.html_rel)
+        render_notebook_html(notebook, out_dir / html)
+        result = replace(result, html=html)
     except Exception as error:
         logger.warning("%s: cannot render HTML", job.id, exc_info=True)
         notes.append(f"the notebook could not be rendered as HTML: {one_line(error)}")
