@@ -14,10 +14,10 @@
 # the full run's tests include. With ARGS (a part of the tests) there is no floor; --fast
 # skips coverage, which slows every line it traces.
 #
-# The fast lane's time on a 2-core machine (2026-12-03, while three other jobs used it): 41 s
-# for the whole command, 62 s of CPU; the checks before pytest take 2-3 s when nothing needs
-# installing and mypy's cache is warm (on a quiet machine it was 77 s before the install was
-# skipped and the slowest tests were made quick). What remains: pytest -n 2 starting (8 s, both
+# The fast lane's time on a quiet 2-core machine (2026-12-03): 45 s for the whole command
+# (1,072 tests), 72 s of CPU; the checks before pytest take 2-3 s when nothing needs
+# installing and mypy's cache is warm (77 s before the install was skipped and the slowest
+# tests were made quick). What remains: pytest -n 2 starting (8 s, both
 # workers import and collect every test), publish tests' real 1 s client timeouts, charts
 # drawn by matplotlib.
 set -euo pipefail
