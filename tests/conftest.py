@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,25 +10,17 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from nbci.schemas import import_jsonschema
+
 pytest_plugins = ("lanes",)
 
 
-def _import_jsonschema() -> None:
-    """Import jsonschema (which nbformat, and so most tests, import) without `rfc3987_syntax`:
-    it compiles 38 grammars as it is imported, 2 s of CPU in each process of `pytest -n 2`,
-    for the `iri` formats no test and no part of nbci checks (nbci.schemas leaves it out
-    too). jsonschema's other format checkers stay: a test checks `date-time` with them.
-    For this to come first, pyproject.toml keeps nbmake's plugin (nbformat) out of pytest."""
-    if "jsonschema" in sys.modules:
-        return
-    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # its import fails
-    try:
-        import jsonschema  # noqa: F401
-    finally:
-        del sys.modules["rfc3987_syntax"]
-
-
-_import_jsonschema()
+# jsonschema (which nbformat, and so most tests, import) without `rfc3987_syntax`: it compiles
+# 38 grammars as it is imported, 2 s of CPU in each process of `pytest -n 2`, for the `iri`
+# formats no test and no part of nbci checks. jsonschema's other format checkers stay: a test
+# checks `date-time` with them. For this to come first, pyproject.toml keeps nbmake's plugin
+# (nbformat) out of pytest.
+import_jsonschema(without=("rfc3987_syntax",))
 
 settings.register_profile("fast", max_examples=10)
 """`scripts/test.sh --fast` loads it (`--hypothesis-profile=fast`): each property test tries

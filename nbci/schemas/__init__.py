@@ -98,17 +98,17 @@ _FORMAT_LIBRARIES = (
 """What jsonschema imports, each inside `suppress(ImportError)`, to check `format`s."""
 
 
-def import_jsonschema() -> None:
-    """Import jsonschema without the libraries that check `format`s: nbci checks none (its
-    validators have no format checker), and one of them, `rfc3987_syntax`, compiles 38
-    grammars as it is imported, about 2 s of every `nbci merge`, `report`, `diff` and
-    `publish` and of every worker's start, where nbformat imports jsonschema
+def import_jsonschema(without: Iterable[str] = _FORMAT_LIBRARIES) -> None:
+    """Import jsonschema without the libraries that check `format`s (`without`): nbci checks
+    none (its validators have no format checker), and one of them, `rfc3987_syntax`,
+    compiles 38 grammars as it is imported, about 2 s of every `nbci merge`, `report`,
+    `diff` and `publish` and of every worker's start, where nbformat imports jsonschema
     (python-jsonschema/jsonschema#1428; `isoduration` brings `arrow`, 70 ms more).
     jsonschema goes without those checkers; once it is imported (by nbci or another library
     of the process) nothing changes, and those libraries stay importable."""
     if "jsonschema" in sys.modules:
         return
-    blocked = [name for name in _FORMAT_LIBRARIES if name not in sys.modules]
+    blocked = [name for name in without if name not in sys.modules]
     for name in blocked:
         sys.modules[name] = None  # type: ignore[assignment]  # an import of it: ImportError
     try:
