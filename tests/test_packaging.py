@@ -3,14 +3,14 @@ build backend that understands the metadata."""
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import re
 import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from source_imports import ROOT, imports
+
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 DISTRIBUTION = {  # import name → the distribution that provides it, where they differ
     "PIL": "pillow",
@@ -32,17 +32,10 @@ def imported() -> dict[str, str]:
     """Top-level third-party module → a file of nbci that imports it."""
     found: dict[str, str] = {}
     for path in sorted((ROOT / "nbci").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                if top not in sys.stdlib_module_names and top != "nbci":
-                    found.setdefault(top, str(path.relative_to(ROOT)))
+        for name in sorted(imports(path)):
+            top = name.split(".")[0]
+            if top and top not in sys.stdlib_module_names and top != "nbci":
+                found.setdefault(top, str(path.relative_to(ROOT)))
     return found
 
 
