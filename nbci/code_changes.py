@@ -1,10 +1,9 @@
 """Which code cells of a notebook changed against the baseline's executed notebook.
 
-nbdime (the Jupyter project's notebook differ) aligns the code cells and diffs
-their sources and text outputs line by line; this module only says what the
-alignment means to a reviewer: a cell `edited`, `added`, `removed`, or
-`moved` (nbdime reports a move as a removal and an addition of the same
-source: they are paired up here). Only sources count: papermill's
+The code cells are aligned by their sources (`nbci._alignment`: equal sources,
+then similar ones, with difflib, as nbdime does) and each changed cell's source
+and text outputs are diffed line by line (difflib): a cell `edited`, `added`,
+`removed`, or `moved` (the same source at another place). Only sources count: papermill's
 `injected-parameters` cell, markdown, metadata and outputs are not code, so a
 notebook whose outputs alone changed has no code change. Cells are named by
 their `In [N]` of this run (of the baseline for a removed one).
@@ -21,11 +20,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
+from nbci._alignment import Step, align
 from nbci._files import read_inside, safe_name, write_bytes_atomic
-from nbci.model import CellChange, CellChangeKind, CellImage, CodeChange, DiffLine, Run
+from nbci.model import CellChange, CellImage, CodeChange, DiffLine, Run
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +34,20 @@ MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
 MAX_TEXT_LINES = 2_000
 """Lines of one cell's source or text output that are shown; past them, a note."""
 MAX_DIFFED_LINES = 200
-"""Differing lines (past those the two texts share at their start and end) that nbdime
-diffs line by line; more are shown as removed, then added (nbdime's time grows with the
-square of them)."""
+"""Differing lines (past those the two texts share at their start and end) that are
+diffed line by line; more are shown as removed, then added (difflib's time can grow with
+the square of them)."""
 MAX_APPROXIMATE_PAIRS = 2_500
-"""Cells of the changed region (past those both notebooks share at their start and end),
-baseline's times this run's, that nbdime aligns by similar source (an edited cell);
-up to `MAX_STRICT_PAIRS` only equal sources are aligned (an edit shows as removed and
-added); past that, the region's cells are listed as removed and added."""
+"""Pairs of cells compared by similar source (an edited cell): in each run of changed
+cells between equal ones, the baseline's times this run's, run after run; a run past
+that shows its edits as removed and added."""
 MAX_STRICT_PAIRS = 40_000
+"""Cells of the changed region (past those both notebooks share at their start and end),
+baseline's times this run's, that are aligned by equal source; past that, the region's
+cells are listed as removed and added (or moved)."""
+MAX_ALIGNED_CHARS = 20_000
+"""Characters of a source (of its first `MAX_DIFFED_LINES` lines) that tell how alike it is
+to another; a longer source is compared by those and a digest of the whole."""
 IMAGE_FOLDER = "cells"
 """Image outputs of changed cells: `cells/<job>/<N>-<k>.png` (`-base` for the baseline's)."""
 MAX_CELL_IMAGES = 10
@@ -101,7 +107,7 @@ def changed_cells(
     cells where they were); of both, only the notebook's own code cells count."""
     head, base = _own_code(head), _own_code(base)
     head_numbers, base_numbers = _numbers(head), _numbers(base)
-    aligned = _moves(_aligned_cells(base, head), head, base)
+    aligned = _aligned_cells(base, head)
     changes = []
     for kind, b, h in aligned:
         head_cell = head[h] if h is not None else {}
@@ -123,45 +129,27 @@ def changed_cells(
 
 
 def diff_lines(base: str, head: str) -> tuple[DiffLine, ...]:
-    """Two texts line by line through nbdime: every line tagged ` `, `-` or `+` (a line
-    nbdime patches shows as the baseline's, then this run's)."""
-    from nbdime import patch
-    from nbdime.diffing.notebooks import diff_string_lines
-
+    """Two texts line by line (difflib): every line tagged ` `, `-` or `+` (where lines
+    differ, the baseline's, then this run's)."""
     base, head = _ended(base), _ended(head)  # a last line without "\n" is the same line
     base_lines, head_lines = base.splitlines(keepends=True), head.splitlines(keepends=True)
     start = _shared(base_lines, head_lines)
     end = _shared(base_lines[start:][::-1], head_lines[start:][::-1])
     base_part = base_lines[start : len(base_lines) - end]
     head_part = head_lines[start : len(head_lines) - end]
-    ops: list[dict[str, Any]]
+    blocks: Sequence[tuple[str, int, int, int, int]]
     if max(len(base_part), len(head_part)) > MAX_DIFFED_LINES:
-        ops = [
-            {"op": "addrange", "key": start, "valuelist": head_part},
-            {"op": "removerange", "key": start, "length": len(base_part)},
-        ]
+        blocks = [("replace", 0, len(base_part), 0, len(head_part))]
     else:
-        found = diff_string_lines("".join(base_part), "".join(head_part))
-        ops = [{**op, "key": op["key"] + start} for op in found]
-    ops.sort(key=lambda op: (op["key"], op["op"] == "addrange"))
-    tagged: list[DiffLine] = []
-    position = 0
-    for op in ops:
-        key = op["key"]
-        tagged += [(" ", _line(line)) for line in base_lines[position:key]]
-        position = max(position, key)
-        if op["op"] == "addrange":
-            tagged += [("+", _line(line)) for line in op["valuelist"]]
-        elif op["op"] == "removerange":
-            tagged += [("-", _line(line)) for line in base_lines[key : key + op["length"]]]
-            position = key + op["length"]
-        elif op["op"] == "patch":
-            tagged += [
-                ("-", _line(base_lines[key])),
-                ("+", _line("".join(patch(list(base_lines[key]), op["diff"])))),
-            ]
-            position = key + 1
-    tagged += [(" ", _line(line)) for line in base_lines[position:]]
+        blocks = SequenceMatcher(None, base_part, head_part, autojunk=False).get_opcodes()
+    tagged: list[DiffLine] = [(" ", _line(line)) for line in base_lines[:start]]
+    for tag, i1, i2, j1, j2 in blocks:
+        if tag == "equal":
+            tagged += [(" ", _line(line)) for line in base_part[i1:i2]]
+            continue
+        tagged += [("-", _line(line)) for line in base_part[i1:i2]]
+        tagged += [("+", _line(line)) for line in head_part[j1:j2]]
+    tagged += [(" ", _line(line)) for line in base_lines[len(base_lines) - end :]]
     if len(tagged) > MAX_TEXT_LINES:
         left_out = len(tagged) - MAX_TEXT_LINES
         tagged = [*tagged[:MAX_TEXT_LINES], (" ", f"… {left_out:,} more lines not compared")]
@@ -285,31 +273,23 @@ def _output_text(cell: Mapping[str, Any]) -> str:
     return "\n".join(part.rstrip("\n") for part in parts if part)
 
 
-# -- aligning with nbdime --------------------------------------------------------
+# -- aligning the cells -------------------------------------------------------
 
 
-def _aligned_cells(base: Cells, head: Cells) -> Aligned:
-    """nbdime's alignment of the cells between the ones both notebooks share at their
-    start and end, bounded in time (`MAX_APPROXIMATE_PAIRS`, `MAX_STRICT_PAIRS`)."""
-    base_sources, head_sources = [_source(c) for c in base], [_source(c) for c in head]
+def _aligned_cells(base: Cells, head: Cells) -> list[Step]:
+    """The cells that are not the same on both sides (`nbci._alignment`), between the ones
+    both notebooks share at their start and end, bounded in time (`MAX_APPROXIMATE_PAIRS`,
+    `MAX_STRICT_PAIRS`)."""
+    base_sources = [_for_alignment(_source(c)) for c in base]
+    head_sources = [_for_alignment(_source(c)) for c in head]
     start = _shared(base_sources, head_sources)
     end = _shared(base_sources[start:][::-1], head_sources[start:][::-1])
-    base_part, head_part = base[start : len(base) - end], head[start : len(head) - end]
-    pairs = len(base_part) * len(head_part)
-    ops: list[dict[str, Any]]
-    if not pairs:
-        ops = _ops(base_part, head_part, None) if base_part or head_part else []
-    elif pairs <= MAX_STRICT_PAIRS:
-        strict = pairs > MAX_APPROXIMATE_PAIRS
-        ops = _ops(base_part, head_part, strict)
-    else:
-        ops = [
-            {"op": "addrange", "key": 0, "valuelist": head_part},
-            {"op": "removerange", "key": 0, "length": len(base_part)},
-        ]
+    base_part = base_sources[start : len(base) - end]
+    head_part = head_sources[start : len(head) - end]
+    equal = len(base_part) * len(head_part) <= MAX_STRICT_PAIRS
     return [
         (kind, None if b is None else b + start, None if h is None else h + start)
-        for kind, b, h in _aligned(ops)
+        for kind, b, h in align(base_part, head_part, equal=equal, compared=MAX_APPROXIMATE_PAIRS)
     ]
 
 
@@ -323,90 +303,17 @@ def _shared(base: Sequence[str], head: Sequence[str]) -> int:
     return count
 
 
-def _ops(base: Cells, head: Cells, strict: bool | None) -> list[dict[str, Any]]:
-    """nbdime's operations on the cell list; `strict`: align equal sources only."""
-    import copy
-
-    from nbdime.diffing.generic import diff
-    from nbdime.diffing.notebooks import compare_cell_strict, notebook_config
-
-    config = notebook_config
-    if strict:
-        config = copy.copy(notebook_config)
-        config.predicates["/cells"] = [compare_cell_strict]
-    result = diff(_sources_only(base), _sources_only(head), path="", config=config)
-    return next((op["diff"] for op in result if op["key"] == "cells"), [])
-
-
-def _sources_only(cells: Cells) -> dict[str, Any]:
-    """A notebook of the cells' sources alone, for nbdime: nothing else can differ."""
-    import nbformat
-
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(_for_alignment(_source(c))) for c in cells]
-    for cell in notebook.cells:
-        cell.pop("id", None)  # ids are new each time: not a change
-    result: dict[str, Any] = notebook
-    return result
-
-
 def _for_alignment(source: str) -> str:
-    """A long source as its first `MAX_DIFFED_LINES` lines and a digest of the whole: nbdime
-    tells cells apart as well, in bounded time (it diffs the sources it pairs)."""
+    """A long source as its first `MAX_DIFFED_LINES` lines (at most `MAX_ALIGNED_CHARS`
+    characters) and a digest of the whole: cells are told apart as well, and compared in
+    bounded time."""
+    if len(source) <= MAX_ALIGNED_CHARS and source.count("\n") < MAX_DIFFED_LINES:
+        return source
     lines = source.splitlines(keepends=True)
-    if len(lines) <= MAX_DIFFED_LINES:
+    if len(lines) <= MAX_DIFFED_LINES and len(source) <= MAX_ALIGNED_CHARS:
         return source
     digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
-    return "".join(lines[:MAX_DIFFED_LINES]) + f"\n# {digest}\n"
-
-
-Aligned = list[tuple[CellChangeKind, int | None, int | None]]
-
-
-def _aligned(ops: Sequence[Mapping[str, Any]]) -> Aligned:
-    """nbdime's cell operations as (kind, baseline index, head index), unchanged cells left
-    out, in this run's order."""
-    aligned: Aligned = []
-    base = head = 0
-    for op in ops:
-        key = op["key"]
-        head += key - base
-        base = key
-        if op["op"] == "addrange":
-            for _ in op["valuelist"]:
-                aligned.append(("added", None, head))
-                head += 1
-        elif op["op"] == "removerange":
-            for _ in range(op["length"]):
-                aligned.append(("removed", base, None))
-                base += 1
-        elif op["op"] == "patch":
-            aligned.append(("edited", base, head))
-            base, head = base + 1, head + 1
-    return aligned
-
-
-def _moves(aligned: Aligned, head: Cells, base: Cells) -> Aligned:
-    """An added cell whose source a removed one had, the same: moved, not added and removed."""
-    removed = {b: _source(base[b]) for kind, b, _ in aligned if kind == "removed" and b is not None}
-    paired: dict[int, int] = {}  # head index -> base index
-    for kind, _, h in aligned:
-        if kind != "added" or h is None:
-            continue
-        match = next((b for b, text in removed.items() if text == _source(head[h])), None)
-        if match is not None:
-            paired[h] = match
-            del removed[match]
-    moved_from = set(paired.values())
-    result: Aligned = []
-    for kind, b, h in aligned:
-        if kind == "removed" and b in moved_from:
-            continue
-        if kind == "added" and h in paired:
-            result.append(("moved", paired[h], h))
-        else:
-            result.append((kind, b, h))
-    return result
+    return "".join(lines[:MAX_DIFFED_LINES])[:MAX_ALIGNED_CHARS] + f"\n# {digest}\n"
 
 
 # -- images ----------------------------------------------------------------------

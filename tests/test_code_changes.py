@@ -204,12 +204,15 @@ def test_a_default_that_is_no_literal_is_kept_as_its_code(project: Path) -> None
     }
 
 
-def test_text_diffs_come_from_nbdime_line_by_line() -> None:
+def test_texts_are_diffed_line_by_line_removed_before_added() -> None:
     assert diff_lines("a\nb\nc", "a\nB\nc\nd") == (
         (" ", "a"), ("-", "b"), ("+", "B"), (" ", "c"), ("+", "d"),
     )  # fmt: skip
     assert diff_lines("", "x") == (("+", "x"),)
     assert diff_lines("same\n", "same") == ((" ", "same"),)
+    assert diff_lines("a = 1\nb = 2\nc", "a = 10\nb = 20\nc") == (
+        ("-", "a = 1"), ("-", "b = 2"), ("+", "a = 10"), ("+", "b = 20"), (" ", "c"),
+    )  # fmt: skip
 
 
 def _cells(*sources: str, injected: str | None = None) -> list[dict[str, Any]]:
@@ -273,8 +276,8 @@ def test_a_long_diff_is_cut_in_the_comment_and_says_the_rest_is_in_the_html() ->
 
 
 def test_a_rewritten_notebook_is_listed_cell_by_cell_without_aligning_every_pair() -> None:
-    """Past `MAX_STRICT_PAIRS` the changed region is not aligned: nbdime's time would grow
-    with the square of the cells."""
+    """Past `MAX_STRICT_PAIRS` the changed region is not aligned: the time would grow with
+    the square of the cells."""
     base = _cells(*(f"a{i} = {i}" for i in range(250)))
     head = _cells(*(f"b{i} = {i}" for i in range(250)))
     kinds = [cell.kind for cell in changed_cells(head, base)]
