@@ -24,7 +24,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
-from nbci._alignment import Step, align
+from nbci._alignment import Budget, Step, align
 from nbci._files import read_inside, safe_name, write_bytes_atomic
 from nbci.model import CellChange, CellImage, CodeChange, DiffLine, Run
 
@@ -40,7 +40,10 @@ the square of them)."""
 MAX_APPROXIMATE_PAIRS = 2_500
 """Pairs of cells compared by similar source (an edited cell): in each run of changed
 cells between equal ones, the baseline's times this run's, run after run; a run past
-that shows its edits as removed and added."""
+that (or past `MAX_COMPARED_CHARS`) shows its edits as removed and added."""
+MAX_COMPARED_CHARS = 500_000
+"""Characters of sources compared by similarity, both cells' of every pair, likewise (the
+time of a comparison grows with them)."""
 MAX_STRICT_PAIRS = 40_000
 """Cells of the changed region (past those both notebooks share at their start and end),
 baseline's times this run's, that are aligned by equal source; past that, the region's
@@ -279,7 +282,7 @@ def _output_text(cell: Mapping[str, Any]) -> str:
 def _aligned_cells(base: Cells, head: Cells) -> list[Step]:
     """The cells that are not the same on both sides (`nbci._alignment`), between the ones
     both notebooks share at their start and end, bounded in time (`MAX_APPROXIMATE_PAIRS`,
-    `MAX_STRICT_PAIRS`)."""
+    `MAX_COMPARED_CHARS`, `MAX_STRICT_PAIRS`)."""
     base_sources = [_for_alignment(_source(c)) for c in base]
     head_sources = [_for_alignment(_source(c)) for c in head]
     start = _shared(base_sources, head_sources)
@@ -287,9 +290,10 @@ def _aligned_cells(base: Cells, head: Cells) -> list[Step]:
     base_part = base_sources[start : len(base) - end]
     head_part = head_sources[start : len(head) - end]
     equal = len(base_part) * len(head_part) <= MAX_STRICT_PAIRS
+    budget = Budget(MAX_APPROXIMATE_PAIRS, MAX_COMPARED_CHARS)
     return [
         (kind, None if b is None else b + start, None if h is None else h + start)
-        for kind, b, h in align(base_part, head_part, equal=equal, compared=MAX_APPROXIMATE_PAIRS)
+        for kind, b, h in align(base_part, head_part, equal=equal, budget=budget)
     ]
 
 

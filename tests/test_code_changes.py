@@ -14,10 +14,13 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import write_notebook
+from conftest import examples, write_notebook
 from goldtest import check_gold
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from render_samples import sample_run
 
+from nbci._alignment import Budget, align
 from nbci.code_changes import changed_cells, diff_lines, summary
 from nbci.config import load_config
 from nbci.model import CodeChange, Parameter
@@ -339,3 +342,156 @@ def test_hostile_sources_and_notebooks_stay_inert(tmp_path: Path) -> None:
     read = notebook_reader(tmp_path)
     assert read("notebooks/train-lr-1.ipynb") is None
     assert code_changes(run, run, read, read) == ()
+
+
+# -- aligning the cells (nbci._alignment) ---------------------------------------------
+
+
+def aligned(base: Sequence[str], head: Sequence[str]) -> list[tuple[str, int | None, int | None]]:
+    """What changed between two notebooks of these code cells: (kind, In [N], the baseline's)."""
+    return [
+        (cell.kind, cell.number, cell.baseline_number)
+        for cell in changed_cells(_cells(*head), _cells(*base))
+    ]
+
+
+def test_an_edited_cell_is_paired_with_its_baseline_beside_an_inserted_one() -> None:
+    base = ["import numpy as np", "data = np.loadtxt('train.csv')\nprint(data.shape)", "fit(data)"]
+    head = [
+        base[0],
+        "print('loading')",
+        "data = np.loadtxt('train.csv', delimiter=',')\nprint(data.shape)",
+        base[2],
+    ]
+    assert aligned(base, head) == [("added", 2, None), ("edited", 3, 2)]
+    (_, edited) = changed_cells(_cells(*head), _cells(*base))
+    assert edited.source == (
+        ("-", "data = np.loadtxt('train.csv')"),
+        ("+", "data = np.loadtxt('train.csv', delimiter=',')"),
+        (" ", "print(data.shape)"),
+    )
+
+
+def test_an_edited_cell_is_paired_with_the_most_alike_of_similar_cells() -> None:
+    base = ["X, y = load()", "model = fit(X_train, y_train, epochs=10, seed=0)", "score(model)"]
+    head = [
+        base[0],
+        "model = fit(X_train, y_train, epochs=20, seed=0)",
+        "model = fit(X_train, y_train, epochs=20, seed=0, lr=0.5, batch=64)",
+        base[2],
+    ]
+    assert aligned(base, head) == [("edited", 2, 2), ("added", 3, None)]
+    assert aligned(base, [head[0], head[2], head[1], head[3]]) == [
+        ("added", 2, None),
+        ("edited", 3, 2),
+    ]
+
+
+def test_cells_inserted_or_removed_in_the_middle_are_only_those() -> None:
+    base = [f"step_{i} = run({i}, data)" for i in range(6)]
+    inserted = [*base[:3], "plot(step_2)", "check(step_2, expected)", *base[3:]]
+    assert aligned(base, inserted) == [("added", 4, None), ("added", 5, None)]
+    assert aligned(base, [*base[:2], *base[4:]]) == [("removed", None, 3), ("removed", None, 4)]
+
+
+def test_reordered_cells_are_moved_and_the_others_unchanged() -> None:
+    base = ["import pandas as pd", "df = pd.read_csv(path)", "df = df.dropna()", "df.describe()"]
+    assert aligned(base, [base[0], base[3], base[1], base[2]]) == [("moved", 2, 4)]
+    assert aligned(base, [base[1], base[0], *base[2:]]) == [("moved", 1, 2)]  # one of the two
+    moved_and_edited = [base[0], "df.describe(include='all')", base[1], base[2]]
+    assert aligned(base, moved_and_edited) == [("added", 2, None), ("removed", None, 4)]
+
+
+def test_among_many_identical_cells_only_the_changed_ones_are_named() -> None:
+    base = [
+        cell for i in range(10) for cell in (f"ax.plot(series[{i}], label='{i}')", "plt.show()")
+    ]
+    head = [*base[:8], *base[10:]]  # the fifth plot and its show removed
+    head[12] = head[12].replace("label='7'", "label='seven'")
+    assert aligned(base, head) == [
+        ("removed", None, 9),
+        ("removed", None, 10),
+        ("edited", 13, 15),
+    ]
+    assert aligned(base, [*base[:4], "plt.show()", *base[4:]]) == [("added", 5, None)]
+
+
+def test_a_cell_split_in_two_is_edited_and_the_rest_added() -> None:
+    cell = "import numpy as np\nimport pandas as pd\nx = np.arange(10)\nprint(x)"
+    base = ["seed = 0", cell, "plot(x)"]
+    head = ["seed = 0", "import numpy as np\nimport pandas as pd\nx = np.arange(10)", "print(x)"]
+    head.append("plot(x)")
+    assert aligned(base, head) == [("edited", 2, 2), ("added", 3, None)]
+    edited = changed_cells(_cells(*head), _cells(*base))[0]
+    assert [line for line in edited.source if line[0] != " "] == [("-", "print(x)")]
+
+
+def test_scattered_edits_of_a_large_notebook_are_paired_within_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`MAX_APPROXIMATE_PAIRS` counts the pairs compared, run of changed cells after run: the
+    changed region here is 101 × 101 cells, each run 1 × 1."""
+    base = [f"result_{i} = train(model_{i}, data)\nprint(result_{i})" for i in range(120)]
+    head = list(base)
+    for i in (10, 60, 110):
+        head[i] = head[i].replace("data)", "data, epochs=3)")
+    assert aligned(base, head) == [("edited", 11, 11), ("edited", 61, 61), ("edited", 111, 111)]
+    monkeypatch.setattr("nbci.code_changes.MAX_APPROXIMATE_PAIRS", 2)
+    assert aligned(base, head) == [
+        ("edited", 11, 11),
+        ("edited", 61, 61),
+        ("added", 111, None),
+        ("removed", None, 111),
+    ]
+
+
+def test_a_long_run_of_alike_long_cells_is_not_compared_pair_by_pair() -> None:
+    """Past `MAX_COMPARED_CHARS` (40 × 40 cells of 3,000 characters) a run's edits show as
+    removed and added: each comparison's time grows with the cells' characters."""
+    lines = [f"value_{i} = compute(data[{i}], weight={i} * scale)\n" for i in range(60)]
+    base = ["".join(line.replace("compute", f"compute{k}") for line in lines) for k in range(40)]
+    head = [cell.replace("scale", "scale2") for cell in base]
+    kinds = [kind for kind, _, _ in aligned(base, head)]
+    assert kinds.count("added") == 40 and kinds.count("removed") == 40
+    assert [kind for kind, _, _ in aligned(base[:3], head[:3])] == ["edited"] * 3
+
+
+def test_long_sources_are_told_apart_by_all_of_them() -> None:
+    """A source past `MAX_ALIGNED_CHARS` is compared by its start and a digest of the whole."""
+    long = "table = '" + "a" * 30_000 + "'"
+    assert aligned(["x = 1", long], ["x = 1", long[:-2] + "b'"]) == [("edited", 2, 2)]
+    assert aligned(["x = 1", long], ["x = 1", long]) == []
+
+
+SOURCES = st.sampled_from(
+    ["", "x", "a = 1", "a = 2", "print(a)", "plot(a, b)\nshow()", "plot(a, c)\nshow()"]
+)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    base=st.lists(SOURCES, max_size=12),
+    head=st.lists(SOURCES, max_size=12),
+    equal=st.booleans(),
+    pairs=st.sampled_from([0, 4, 2_500]),
+)
+def test_every_cell_of_both_sides_is_in_the_alignment_once(
+    base: list[str], head: list[str], equal: bool, pairs: int
+) -> None:
+    steps = align(base, head, equal=equal, budget=Budget(pairs, pairs * 20))
+    base_named = [b for _, b, _ in steps if b is not None]
+    head_named = [h for _, _, h in steps if h is not None]
+    assert len(set(base_named)) == len(base_named) and len(set(head_named)) == len(head_named)
+    assert head_named == sorted(head_named)  # this run's order
+    base_same = [b for b in range(len(base)) if b not in base_named]
+    head_same = [h for h in range(len(head)) if h not in head_named]
+    assert [base[b] for b in base_same] == [head[h] for h in head_same]  # aligned, in order
+    for kind, b, h in steps:
+        assert (b is None) == (kind == "added") and (h is None) == (kind == "removed")
+        if kind == "moved":
+            assert b is not None and h is not None and base[b] == head[h]
+        if kind == "edited":
+            assert b is not None and h is not None and base[b] != head[h]
+    added = {head[h] for kind, _, h in steps if kind == "added" and h is not None}
+    removed = {base[b] for kind, b, _ in steps if kind == "removed" and b is not None}
+    assert not added & removed  # an unchanged source elsewhere is a move
