@@ -2,10 +2,11 @@
 standard library's difflib, the way nbdime (the Jupyter project's notebook differ) does.
 
 Equal texts are aligned first (`difflib.SequenceMatcher`: the longest run of equal texts,
-then the same on either side of it). A text of this run equal to one of the baseline's that
-the runs did not align is `moved`. Between the runs, texts are paired in order by similarity
-(`edited`); what is left is `removed` (the baseline's) or `added` (this run's). Texts that
-are aligned as equal are left out of the result.
+then the same on either side of it). A text of this run equal to one of the baseline's, both
+left out of that alignment, is `moved`. In each gap between the runs of equal texts, the
+others are paired in order by similarity (`edited`: more than 70% alike, nbdime's measure);
+what is left is `removed` (the baseline's) or `added` (this run's). Texts aligned as equal
+are left out of the result.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ a one-word cell replaced by another at the same place is an edit of it."""
 MAX_MATCHED_CHARS = 2_500
 """Characters of a run of differing lines, one text's times the other's, that are matched
 character by character (difflib's time grows with their product); a longer run is matched
-by its words and symbols (a short cell's `lr = 0.01` → `lr = 0.001` is one word edited, most
-of its characters the same)."""
+by its words and symbols (in a short one, `lr = 0.01` → `lr = 0.001`, an edited word keeps
+most of its characters)."""
 _TOKEN = re.compile(r"\w+|\S")
 
 Step = tuple[CellChangeKind, int | None, int | None]
@@ -76,7 +77,7 @@ def align(
         theirs = [h for h in range(j1, j2) if h not in moved]
         pairs: list[tuple[int, int]] = []
         if budget is not None and budget.spend([base[b] for b in ours], [head[h] for h in theirs]):
-            pairs = similar_pairs(base, head, ours, theirs)
+            pairs = _similar_pairs(base, head, ours, theirs)
         b, h = i1, j1
         for pair_b, pair_h in [*pairs, (i2, j2)]:
             steps += [_added(k, moved) for k in range(h, pair_h)]
@@ -111,13 +112,13 @@ def _moves(
     return moved
 
 
-def similar_pairs(
+def _similar_pairs(
     base: Sequence[str], head: Sequence[str], ours: Sequence[int], theirs: Sequence[int]
 ) -> list[tuple[int, int]]:
     """Pairs (the baseline's index, this run's) of similar texts among `ours` and `theirs`,
     in order on both sides: as many pairs as can be, the most alike of those.
 
-    Time grows with len(ours) × len(theirs): the caller bounds it.
+    Time grows with len(ours) × len(theirs), and their characters: `Budget` bounds it.
     """
     if not ours or not theirs:
         return []
