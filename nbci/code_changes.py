@@ -3,10 +3,10 @@
 The code cells are aligned by their sources (`nbci._alignment`: equal sources,
 then similar ones, with difflib, as nbdime does) and each changed cell's source
 and text outputs are diffed line by line (difflib): a cell `edited`, `added`,
-`removed`, or `moved` (the same source at another place). Only sources count: papermill's
-`injected-parameters` cell, markdown, metadata and outputs are not code, so a
-notebook whose outputs alone changed has no code change. Cells are named by
-their `In [N]` of this run (of the baseline for a removed one).
+`removed`, or `moved` (the same source at another place). Only sources count:
+papermill's `injected-parameters` cell, markdown, metadata and outputs are not
+code, so a notebook whose outputs alone changed has no code change. Cells are
+named by their `In [N]` of this run (of the baseline for a removed one).
 
 Notebooks are untrusted JSON (a fork's artifact, a stored run): anything that
 is not a list of cells with text sources counts as no cells.
@@ -42,8 +42,8 @@ MAX_APPROXIMATE_PAIRS = 2_500
 cells between equal ones, the baseline's times this run's, run after run; a run past
 that (or past `MAX_COMPARED_CHARS`) shows its edits as removed and added."""
 MAX_COMPARED_CHARS = 500_000
-"""Characters of sources compared by similarity, both cells' of every pair, likewise (the
-time of a comparison grows with them)."""
+"""Characters compared by similar source, both cells' of every pair counted as for
+`MAX_APPROXIMATE_PAIRS`, which a comparison's time grows with (at worst about 3 µs each)."""
 MAX_STRICT_PAIRS = 40_000
 """Cells of the changed region (past those both notebooks share at their start and end),
 baseline's times this run's, that are aligned by equal source; past that, the region's
