@@ -3,6 +3,7 @@ without the libraries that check `format`s (`rfc3987_syntax` builds its grammars
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.tools
+@pytest.mark.skipif(
+    importlib.util.find_spec("rfc3987_syntax") is None, reason="rfc3987-syntax not installed"
+)
 def test_a_worker_imports_jsonschema_without_its_format_checkers(tmp_path: Path) -> None:
     """In a process of its own, as a worker starts; the notebook is still read (and checked
     against nbformat's schema), and the checkers stay importable for anything else."""
