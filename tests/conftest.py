@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,22 @@ def write_notebook(
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+
+@pytest.fixture
+def rfc3987_syntax_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder, first on `sys.path`, holding a stand-in `rfc3987_syntax` (what jsonschema
+    imports for its `iri` format checkers): a test that it is not imported runs whether or
+    not the real one is installed (nbci no longer pulls it in). Pass the folder on to a
+    child process's `PYTHONPATH`."""
+    folder = tmp_path / "stand-ins"
+    (folder / "rfc3987_syntax").mkdir(parents=True)
+    (folder / "rfc3987_syntax" / "__init__.py").write_text(
+        "def is_valid_syntax(rule, value):\n    return True\n"
+    )
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, "rfc3987_syntax", raising=False)
+    return folder
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ notebooks, are measured in `benchmarks/bench.py --sweep` and `--memory`, not ass
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import re
 import sys
@@ -121,9 +120,7 @@ def test_the_reports_of_200_jobs_take_hardly_more_memory_than_those_of_12(
     )
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("rfc3987_syntax") is None, reason="rfc3987-syntax not installed"
-)
+@pytest.mark.usefixtures("rfc3987_syntax_stand_in")
 def test_checking_a_run_does_not_import_rfc3987_syntax(monkeypatch: pytest.MonkeyPatch) -> None:
     """jsonschema imports it for the `iri` formats nbci never checks, compiling 38 grammars:
     about 2 s of every `nbci merge` (python-jsonschema/jsonschema#1428)."""

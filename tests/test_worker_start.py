@@ -3,7 +3,6 @@ without the libraries that check `format`s (`rfc3987_syntax` builds its grammars
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,10 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.tools
-@pytest.mark.skipif(
-    importlib.util.find_spec("rfc3987_syntax") is None, reason="rfc3987-syntax not installed"
-)
-def test_a_worker_imports_jsonschema_without_its_format_checkers(tmp_path: Path) -> None:
+def test_a_worker_imports_jsonschema_without_its_format_checkers(
+    tmp_path: Path, rfc3987_syntax_stand_in: Path
+) -> None:
     """In a process of its own, as a worker starts; the notebook is still read (and checked
     against nbformat's schema), and the checkers stay importable for anything else."""
     notebook = tmp_path / "empty.ipynb"
@@ -33,7 +31,9 @@ def test_a_worker_imports_jsonschema_without_its_format_checkers(tmp_path: Path)
         print(load_notebook_node({str(notebook)!r}).nbformat)
         import rfc3987_syntax
         print(rfc3987_syntax.__name__)""")
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    path = os.pathsep.join(
+        [str(rfc3987_syntax_stand_in), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    )
     done = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
