@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from nbci._files import is_within, write_text_atomic
+from nbci._installed import installed_distributions
 from nbci.model import SCHEMA, Job, NotebookResult, Run
 
 log = logging.getLogger(__name__)
@@ -211,43 +212,8 @@ def _file_digest(path: Path) -> str:
 
 
 def _installed_distributions() -> list[str]:
-    """Every distribution on `sys.path` (where importlib.metadata finds them) as `name==version`.
-
-    Read from the name of its metadata folder when that has both (a wheel's
-    `{name}-{version}.dist-info`), else from its metadata: parsing every
-    distribution's metadata took 0.12 s of a run whose notebooks all came
-    from the cache.
-    """
-    found = set()
-    for entry in sys.path:
-        with contextlib.suppress(OSError), os.scandir(entry or ".") as folders:
-            for folder in folders:
-                stem, _, kind = folder.name.rpartition(".")
-                if kind not in ("dist-info", "egg-info"):
-                    continue
-                name, _, version = stem.partition("-")
-                found.add(
-                    f"{_normalized(name)}=={version}"
-                    if version
-                    else _read_name_version(folder.path, stem)
-                )
-    return sorted(found)
-
-
-def _read_name_version(path: str, stem: str) -> str:
-    """`name==version` from a distribution's metadata (`stem==None` when it cannot be read)."""
-    from importlib import metadata
-
-    try:
-        fields = metadata.Distribution.at(path).metadata
-        name, version = fields["Name"] or stem, fields["Version"]
-    except Exception:  # unreadable or malformed metadata: it still counts, by its name
-        name, version = stem, None
-    return f"{_normalized(name)}=={version}"
-
-
-def _normalized(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
+    """Every distribution on `sys.path` as `name==version` (`nbci._installed`)."""
+    return sorted({f"{name}=={version}" for name, version in installed_distributions()})
 
 
 # -- restore -------------------------------------------------------------------

@@ -23,7 +23,9 @@ from nbci.model import GateResult, NotebookResult, Run, Verdict
 JUNIT_FILE = "junit.xml"
 MAX_TEXT = 64 * 1024
 """Characters of one traceback kept; the executed notebook holds the rest."""
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+"""What XML 1.0's `Char` production leaves out, listed: a class of what it allows took
+5-9 ms to compile, in every run."""
 
 
 def write_junit(run: Run, verdict: Verdict, out_dir: Path) -> Path:

@@ -288,6 +288,7 @@ def _execute(
     interrupted = False
     started = _StartTimes()
     stored = False
+    running, workers = len(to_run), min(request.workers or config.jobs, len(to_run))
     try:
         for result in _executed(config, request, to_run, out_dir, started.watching(on_event)):
             key = keys.get(result.id)
@@ -296,6 +297,9 @@ def _execute(
                 cache.store(settings, key, result, out_dir, then_prune=False)
                 stored = True
             finished(result)
+            running -= 1
+            if running == workers - 1:  # a worker has no more jobs: its core is free
+                _get_ready_to_finish(config)
     except Interrupted:
         interrupted = True
     finally:
@@ -331,6 +335,23 @@ def _executed(
         after_notebook=collect_outputs,  # in the workers, off the parent's critical path
     )
     yield from execute_jobs(jobs, options)
+
+
+def _get_ready_to_finish(config: Config) -> None:
+    """Import what the end of a run needs and compile the report templates while the last
+    notebooks still run (their results arrive meanwhile; none is dispatched any more): about
+    0.1 s of CPU taken off the run's end, where it kept the other cores idle. A user's
+    template that fails to compile here fails again, and is reported, when it renders."""
+    from nbci.judge import judge  # noqa: F401
+    from nbci.junit import write_junit  # noqa: F401
+    from nbci.render import write_reports  # noqa: F401
+    from nbci.render.html import html_chunks  # noqa: F401
+    from nbci.render.templating import load_templates
+
+    try:
+        load_templates(config.root / config.templates if config.templates else None)
+    except Exception as error:  # a broken user template: the end reports it, in one line
+        log.debug("report templates not compiled ahead of the run's end: %s", error)
 
 
 def _interrupted(job: Job, ran_for: float) -> NotebookResult:

@@ -25,6 +25,7 @@ from typing import Any
 
 from nbci import __version__
 from nbci._files import write_text_atomic
+from nbci._installed import versions
 from nbci.errors import ResultsError
 from nbci.model import (
     SCHEMA,
@@ -249,18 +250,12 @@ def _ci_commit(environ: Mapping[str, str]) -> GitInfo:
 
 
 def environment_info() -> Environment:
-    from importlib import metadata  # only a new run needs it: `merge`, `report` skip 10+ ms
-
-    packages = {}
-    for name in KEY_PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+    """The interpreter, the platform and the versions of `KEY_PACKAGES` installed (read from
+    the scan the cache's fingerprint makes, not asked of importlib.metadata one by one)."""
     return Environment(
         python=platform.python_version(),
         platform=f"{platform.system()}-{platform.machine()} ({sys.implementation.name})",
-        packages=packages,
+        packages=dict(versions(KEY_PACKAGES)),
     )
 
 

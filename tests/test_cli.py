@@ -391,6 +391,52 @@ def test_a_broken_report_template_stops_the_run_before_any_notebook_and_never_lo
 
 
 @pytest.mark.kernel
+def test_a_warm_run_writes_what_the_cold_run_wrote_but_for_saying_it_was_restored(
+    project: Path, notebook: NotebookFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every output file of a run whose notebooks all came from the cache, against the run
+    that stored them: the same bytes; results.json the same but for `cached` and the time of
+    the run, and the reports what the cold run's results give, marked restored."""
+    cells = [
+        "import nbci\nimport matplotlib.pyplot as plt",
+        "fig = plt.figure()\nplt.plot([1, 3, 2])\nnbci.glue('curve', fig)",
+        "nbci.glue('accuracy', 0.93)\nnbci.glue('loss', [0.9, 0.5, 0.2])",
+    ]
+    notebook("notebooks/train.ipynb", cells)
+    notebook("notebooks/eval.ipynb", ["import nbci\nnbci.glue('auc', 0.8)"])
+    out = project / "nbci-out"
+
+    def files() -> dict[str, bytes]:
+        return {
+            p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()
+        }
+
+    assert main(["run", "--jobs", "2"]) == EXIT_OK
+    cold = files()
+    assert main(["run", "--jobs", "2"]) == EXIT_OK
+    warm = files()
+    capsys.readouterr()
+
+    assert warm.keys() == cold.keys()
+    assert {name for name in cold if cold[name] != warm[name]} == {
+        "results.json", "report.md", "report.html", "junit.xml"
+    }  # fmt: skip
+    cold_run, warm_run = json.loads(cold["results.json"]), json.loads(warm["results.json"])
+    assert [nb["cached"] for nb in cold_run["notebooks"] + warm_run["notebooks"]] == [
+        False, False, True, True
+    ]  # fmt: skip
+    restored = {**cold_run, "created": warm_run["created"]}
+    restored["notebooks"] = [{**nb, "cached": True} for nb in cold_run["notebooks"]]
+    assert warm_run == restored
+
+    (out / "results.json").write_text(json.dumps(restored))  # the cold run, marked restored
+    assert main(["report"]) == EXIT_OK
+    capsys.readouterr()
+    assert (out / "report.md").read_bytes() == warm["report.md"]
+    assert (out / "report.html").read_bytes() == warm["report.html"]
+
+
+@pytest.mark.kernel
 def test_no_cache_refills_the_cache_and_a_result_is_reused_only_under_its_own_limits(
     project: Path, notebook: NotebookFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,7 +11,7 @@ from test_cli import nbci
 
 from nbci.cli import EXIT_FAILED
 from nbci.errors import UsageError
-from nbci.junit import junit_xml
+from nbci.junit import _clean, junit_xml
 from nbci.model import ErrorInfo, GateResult, NotebookResult, Run, Verdict
 from nbci.shards import resolve_shard
 
@@ -110,3 +110,15 @@ def test_nbci_run_writes_junit_for_its_shard(project: Path, notebook: NotebookFa
     assert "ValueError" in (failure.text or "")
     gate = _cases(root, "gates")["a:accuracy min (accuracy)"]
     assert gate.find("failure") is not None  # 0.5 < min 0.9
+
+
+def test_exactly_the_characters_xml_cannot_carry_are_replaced() -> None:
+    def xml_char(code: int) -> bool:  # XML 1.0, production [2] Char
+        return code in (0x9, 0xA, 0xD) or any(
+            low <= code <= high
+            for low, high in ((0x20, 0xD7FF), (0xE000, 0xFFFD), (0x10000, 0x10FFFF))
+        )
+
+    every = "".join(map(chr, range(0x110000)))
+    expected = "".join(c if xml_char(ord(c)) else "\ufffd" for c in every)
+    assert _clean(every, limit=len(every)) == expected

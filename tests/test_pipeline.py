@@ -69,3 +69,36 @@ def test_a_run_prunes_the_cache_once_after_storing_every_result(
     pipeline.run(load_config(project), pipeline.RunRequest())
 
     assert pruned == [3]  # once, when all three were stored
+
+
+def test_the_end_is_got_ready_once_when_a_worker_has_no_more_jobs(
+    project: Path, notebook: NotebookFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Imports and report templates are done while the last notebook runs, not after it."""
+    for name in ("a", "b", "c"):
+        notebook(f"notebooks/{name}.ipynb", ["pass"])
+    yielded: list[str] = []
+
+    def executed(*args: Any) -> Iterator[NotebookResult]:
+        for job in args[2]:
+            yielded.append(job.id)
+            yield NotebookResult.of(job)
+
+    ready_after: list[int] = []
+    monkeypatch.setattr(pipeline, "_executed", executed)
+    monkeypatch.setattr(
+        pipeline, "_get_ready_to_finish", lambda _: ready_after.append(len(yielded))
+    )
+    pipeline.run(load_config(project), pipeline.RunRequest(workers=2, use_cache=False))
+
+    assert ready_after == [2]  # a and b done, c running alone: one worker is free
+
+
+def test_a_template_that_breaks_while_getting_ready_is_left_to_the_end(
+    project: Path, notebook: NotebookFactory
+) -> None:
+    (project / "templates").mkdir()
+    (project / "templates" / "report.md.j2").write_text("{% if %}")
+    (project / "nbci.toml").write_text('templates = "templates"\n')
+
+    pipeline._get_ready_to_finish(load_config(project))  # does not raise

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 import nbci.schemas
+from nbci._installed import versions
 from nbci.errors import ResultsError
 from nbci.model import (
     SCHEMA,
@@ -30,7 +32,9 @@ from nbci.model import (
 )
 from nbci.results import (
     CI_COMMIT_VARIABLES,
+    KEY_PACKAGES,
     MAX_RESULTS_BYTES,
+    environment_info,
     git_info,
     new_run,
     read_run,
@@ -103,6 +107,43 @@ def test_new_run_records_git_and_environment(
     assert run.environment.python.count(".") == 2
     assert "nbci" in run.environment.packages
     assert run.created.endswith("Z")
+
+
+def test_the_recorded_versions_are_those_importlib_metadata_gives() -> None:
+    from importlib import metadata
+
+    expected = {}
+    for name in KEY_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            expected[name] = metadata.version(name)
+    assert environment_info().packages == expected
+
+
+def test_a_version_is_the_first_distribution_on_the_path_as_importlib_metadata_finds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib import metadata
+
+    def distribution(site: Path, folder: str, name: str, version: str) -> None:
+        (site / folder).mkdir(parents=True)
+        meta = "METADATA" if folder.endswith(".dist-info") else "PKG-INFO"
+        (site / folder / meta).write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        )
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    distribution(first, "Foo_Bar-1.2.dist-info", "Foo.Bar", "1.2")
+    distribution(second, "foo_bar-0.9.dist-info", "foo-bar", "0.9")  # shadowed by the first
+    distribution(second, "Legacy_Pkg-3.0-py3.11.egg-info", "Legacy-Pkg", "3.0")
+    distribution(second, "unversioned.egg-info", "Unversioned", "4.1")
+    monkeypatch.syspath_prepend(str(second))
+    monkeypatch.syspath_prepend(str(first))
+    names = ["foo.bar", "Legacy_Pkg", "unversioned", "not-installed-anywhere"]
+
+    found = versions(names)
+
+    assert found == {"foo.bar": "1.2", "Legacy_Pkg": "3.0", "unversioned": "4.1"}
+    assert found == {n: metadata.version(n) for n in names[:3]}
 
 
 @pytest.mark.parametrize(

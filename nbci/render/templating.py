@@ -51,8 +51,14 @@ def check_templates(templates: Path | None, *, where: str | None = None) -> None
         prefix = f"{where} " if where else ""
         raise ConfigError(f"{prefix}templates: {templates}: no such folder")
     with template_errors(templates):
-        environment(html=False, templates=templates).get_template(MARKDOWN_TEMPLATE)
-        environment(html=True, templates=templates).get_template(HTML_TEMPLATE)
+        load_templates(templates)
+
+
+def load_templates(templates: Path | None) -> None:
+    """Compile both report templates (or load them from Jinja's bytecode cache) into the
+    environments that render them: `check_templates`, or a run getting ready for its end."""
+    environment(html=False, templates=templates).get_template(MARKDOWN_TEMPLATE)
+    environment(html=True, templates=templates).get_template(HTML_TEMPLATE)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from nbci.schemas._conforms import conforms
+
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
     from jsonschema.protocols import Validator
@@ -75,12 +77,18 @@ def load(file: str) -> Mapping[str, Any]:
 
 
 @functools.cache
+def _checked(file: str) -> Mapping[str, Any]:
+    """The schema `file` as documents are checked against it (`_inlined`)."""
+    root = load(file)
+    return {**_inlined(root, root, ()), "$defs": root.get("$defs", {})}
+
+
+@functools.cache
 def _validator(file: str) -> Validator:
     import_jsonschema()
     from jsonschema import Draft202012Validator
 
-    root = load(file)
-    return Draft202012Validator({**_inlined(root, root, ()), "$defs": root.get("$defs", {})})
+    return Draft202012Validator(_checked(file))
 
 
 _FORMAT_LIBRARIES = (
@@ -140,8 +148,12 @@ def _inlined(node: Any, root: Mapping[str, Any], expanding: tuple[str, ...]) -> 
 def first_problem(document: Any, file: str) -> Problem | None:
     """The first place (in document order) where `document` breaks the schema `file`.
 
-    Only the first errors found are sorted: a hostile file can hold millions.
+    Only the first errors found are sorted: a hostile file can hold millions. A valid
+    document is known without jsonschema (`conforms`), which is imported only to find and
+    word a problem.
     """
+    if conforms(document, _checked(file)):
+        return None
     errors = list(itertools.islice(_validator(file).iter_errors(document), _ERRORS_SORTED))
     if not errors:
         return None
