@@ -358,3 +358,32 @@ def test_worker_log_records_are_forwarded_and_a_failure_is_reported_not_swallowe
     assert second.record.levelno == logging.DEBUG  # another library's error is a status here
     assert not parent.poll(0.1)
     assert "--- Logging error ---" in capsys.readouterr().err
+
+
+def test_a_running_notebook_is_saved_at_most_every_second_and_always_at_its_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """papermill saved at each cell's start and end; quick cells now share a save, while
+    the start and the end (where a failure's error is written) always save."""
+    import papermill.engines
+
+    from nbci.execute import engine
+
+    saves: list[str] = []
+    monkeypatch.setattr(papermill.engines, "write_ipynb", lambda nb, path: saves.append(path))
+
+    def run_cells() -> int:
+        saves.clear()
+        cells = [nbformat.v4.new_code_cell("pass") for _ in range(20)]
+        nb = nbformat.v4.new_notebook(cells=cells, metadata={"papermill": {}})
+        manager = engine._manager_class()(nb, output_path="x.ipynb", progress_bar=False)
+        manager.notebook_start()
+        for index, cell in enumerate(manager.nb.cells):
+            manager.cell_start(cell, index)
+            manager.cell_complete(cell, index)
+        manager.notebook_complete()
+        return len(saves)
+
+    assert run_cells() == 2  # 20 quick cells, well within a second
+    monkeypatch.setattr(engine, "SAVE_EVERY_S", 0.0)
+    assert run_cells() == 2 + 2 * 20  # papermill's own rhythm

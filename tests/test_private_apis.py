@@ -38,8 +38,11 @@ def test_papermill_execution_pieces_nbci_calls() -> None:
     wanted |= {"on_cell_execute", "stdout_file", "stderr_file"}
     assert wanted <= traits, wanted - traits
     assert {"output_path", "progress_bar"} <= set(parameters(NotebookExecutionManager.__init__))
-    for method in ("notebook_start", "cleanup_pbar", "notebook_complete"):
+    # nbci.execute.engine._manager_class: fewer saves from cell_start and cell_complete
+    for method in ("notebook_start", "cleanup_pbar", "notebook_complete", "save"):
         assert callable(getattr(NotebookExecutionManager, method)), method
+    for method in ("cell_start", "cell_complete"):
+        assert "self.save()" in inspect.getsource(getattr(NotebookExecutionManager, method))
     assert parameters(raise_for_execution_errors) == ["nb", "output_path"]
     # nbci.execute.job
     assert parameters(load_notebook_node) == ["notebook_path"]
