@@ -107,7 +107,8 @@ def sanitize_html(untrusted: str, *, on_every_tag: frozenset[str] = frozenset())
     An image whose source is not a `data:` image loses its `src` in the allow-list
     pass and is then dropped whole, so the page shows no broken images. nh3
     escapes `<` and `>` inside attribute values and text, so in its output an
-    `<img …>` tag can be matched exactly; a second nh3 pass keeps the guarantee.
+    `<img …>` tag can be matched exactly; a second nh3 pass, where one was dropped,
+    keeps the guarantee.
     `on_every_tag` adds attributes allowed on any tag (the notebook page keeps
     `class` and `id`, which its styles and anchor links use).
     """
@@ -128,7 +129,9 @@ def sanitize_html(untrusted: str, *, on_every_tag: frozenset[str] = frozenset())
             strip_comments=True,
         )
 
-    return Markup(clean(_IMG_WITHOUT_SRC.sub("", clean(untrusted))))
+    cleaned = clean(untrusted)
+    without = _IMG_WITHOUT_SRC.sub("", cleaned)
+    return Markup(clean(without) if without != cleaned else cleaned)
 
 
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:

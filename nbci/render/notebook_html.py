@@ -116,7 +116,12 @@ def _html_exporter() -> Any:
         text = html.decode() if isinstance(html, bytes) else str(html)
         return str(sanitize_html(text, on_every_tag=_KEPT_ATTRIBUTES))
 
-    return Exporter(template_name="lab", sanitize_html=True, filters={"clean_html": clean_html})
+    return Exporter(
+        template_name="lab",
+        sanitize_html=True,
+        filters={"clean_html": clean_html},
+        optimistic_validation=True,  # the notebook validated once, not after each preprocessor
+    )
 
 
 def _highlighter(lexer: str | None, parent: Any) -> Any:
@@ -137,13 +142,20 @@ def _highlighter(lexer: str | None, parent: Any) -> Any:
             ):
                 return str(super().__call__(source, language, metadata))
             from pygments import highlight
-            from pygments.formatters import HtmlFormatter
-            from pygments.lexers import PythonLexer
 
-            formatter = HtmlFormatter(cssclass=" highlight hl-ipython3")
-            return str(highlight(source or " ", PythonLexer(), formatter))
+            return str(highlight(source or " ", *_python_highlighting()))
 
     return Highlighter(pygments_lexer=lexer, parent=parent)
+
+
+@lru_cache(maxsize=1)
+def _python_highlighting() -> tuple[Any, Any]:
+    """Python's lexer and the formatter nbconvert makes for each cell (its style sheet is
+    built each time), made once: both keep no state between cells."""
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    return PythonLexer(), HtmlFormatter(cssclass=" highlight hl-ipython3")
 
 
 def _shown_type(parent: Any) -> Any:
