@@ -191,6 +191,7 @@ def test_the_page_reads_as_the_notebook(tmp_path: Path) -> None:
         "os.getcwd?",
         "a != b",
         "%%time\nx = 1",
+        "x = 1  # a long cell, highlighted each time\n" * 400,
     ],
 )
 def test_code_is_highlighted_as_nbconvert_does(source: str) -> None:

@@ -141,11 +141,27 @@ def _highlighter(lexer: str | None, parent: Any) -> Any:
                 or _IPYTHON_SYNTAX.search(source)
             ):
                 return str(super().__call__(source, language, metadata))
-            from pygments import highlight
-
-            return str(highlight(source or " ", *_python_highlighting()))
+            if len(source) <= MAX_REMEMBERED_CELL_CHARS:
+                return _highlighted_python(source)
+            return _highlight_python(source)
 
     return Highlighter(pygments_lexer=lexer, parent=parent)
+
+
+MAX_REMEMBERED_CELL_CHARS = 10_000
+"""Code cells up to this long are highlighted once per worker: the jobs of a sweep run
+the same notebook, whose cells differ in their parameters only."""
+
+
+@lru_cache(maxsize=256)
+def _highlighted_python(source: str) -> str:
+    return _highlight_python(source)
+
+
+def _highlight_python(source: str) -> str:
+    from pygments import highlight
+
+    return str(highlight(source or " ", *_python_highlighting()))
 
 
 @lru_cache(maxsize=1)
