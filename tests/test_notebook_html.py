@@ -137,6 +137,8 @@ def test_nothing_the_notebook_puts_in_its_page_is_active(tmp_path: Path) -> None
         for value in attrs.values():
             assert not value.strip().lower().startswith("javascript:"), (tag, attrs)
             assert "evil.example" not in value, (tag, attrs)
+        for url in (attrs.get("src", ""), attrs.get("href", "")):
+            assert not url.startswith("data:") or url.startswith("data:image/"), (tag, attrs)
     assert all(src.startswith(NBCONVERT_SCRIPTS) for src in page.scripts if "\n" not in src)
     assert not any("pwned" in script for script in page.scripts)
     text = html.read_text()
