@@ -97,7 +97,7 @@ def _html_exporter() -> Any:
     class Exporter(base):  # type: ignore[misc]
         """HTMLExporter without its BeautifulSoup pass over the page (a quarter of the
         time; `_accessible` does what it did) and without IPython's lexer where
-        Python's gives the same colours (`_Highlighter`)."""
+        Python's gives the same colours (`_highlighter`)."""
 
         def from_notebook_node(
             self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any
