@@ -146,6 +146,8 @@ record['argv0'] = os.path.basename(sys.argv[0])
 record['orig_argv'] = [a for a in sys.orig_argv if not a.endswith('.json')]
 record['cwd'] = os.getcwd()
 record['path'] = sys.path
+import multiprocessing.process  # its ORIGINAL_DIR: where spawn workers look for modules
+record['original_dir'] = multiprocessing.process.ORIGINAL_DIR
 record['shell'] = type(get_ipython()).__name__
 record['imports'] = [sibling.VALUE, relative.VALUE]
 record['ppid_is_worker'] = os.getppid() == int(os.environ['JPY_PARENT_PID'])

@@ -74,3 +74,18 @@ def test_a_worker_kills_only_its_own_descendants_in_a_kernels_session() -> None:
     finally:
         with contextlib.suppress(psutil.Error):
             stranger.kill()
+
+
+@pytest.mark.parametrize("ipython_dir", [None, "~/elsewhere"])
+def test_kernel_dirs_are_jupyter_clients_without_importing_ipython(
+    ipython_dir: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from nbci.execute.kernels import kernel_dirs
+
+    if ipython_dir is None:
+        monkeypatch.delenv("IPYTHONDIR", raising=False)
+    else:
+        monkeypatch.setenv("IPYTHONDIR", ipython_dir)
+    assert kernel_dirs() == KernelSpecManager().kernel_dirs

@@ -38,8 +38,11 @@ def test_papermill_execution_pieces_nbci_calls() -> None:
     wanted |= {"on_cell_execute", "stdout_file", "stderr_file"}
     assert wanted <= traits, wanted - traits
     assert {"output_path", "progress_bar"} <= set(parameters(NotebookExecutionManager.__init__))
-    for method in ("notebook_start", "cleanup_pbar", "notebook_complete"):
+    # nbci.execute.engine._manager_class: fewer saves from cell_start and cell_complete
+    for method in ("notebook_start", "cleanup_pbar", "notebook_complete", "save"):
         assert callable(getattr(NotebookExecutionManager, method)), method
+    for method in ("cell_start", "cell_complete"):
+        assert "self.save()" in inspect.getsource(getattr(NotebookExecutionManager, method))
     assert parameters(raise_for_execution_errors) == ["nb", "output_path"]
     # nbci.execute.job
     assert parameters(load_notebook_node) == ["notebook_path"]
@@ -68,3 +71,33 @@ def test_pygithubs_requester_for_graphql(name: str) -> None:
     if name == "requestJsonAndCheck":
         assert parameters(Requester.requestJsonAndCheck)[:3] == ["self", "verb", "url"]
         assert "input" in parameters(Requester.requestJsonAndCheck)
+
+
+def test_nbconverts_html_export_pieces_nbci_replaces() -> None:
+    """nbci.render.notebook_html runs HTMLExporter's steps itself, without its BeautifulSoup
+    pass: the two filters it registers, TemplateExporter's render, then what the pass adds
+    (images' alternative text, focusable areas: `_accessible`); and nbconvert's template
+    sends the notebook's HTML through `clean_html` (nh3 there) when `sanitize_html` is on."""
+    import re
+
+    from nbconvert import HTMLExporter
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+    from nbconvert.utils.base import NbConvertBase
+
+    source = inspect.getsource(HTMLExporter.from_notebook_node)
+    assert set(re.findall(r'register_filter\("(\w+)"', source)) == {
+        "highlight_code",
+        "filter_data_type",
+    }
+    edits = re.findall(r"soup\.select\(\"([^\"]+)\"\)", source)
+    assert edits == [
+        "img:not([alt])",
+        ".jp-Notebook div.jp-Cell-inputWrapper",
+        ".jp-Notebook div.jp-OutputArea-output",
+    ]
+    assert "No description has been provided for this image" in source
+    assert parameters(TemplateExporter.from_notebook_node)[:3] == ["self", "nb", "resources"]
+    assert {"pygments_lexer", "extra_formatter_options"} <= set(dir(Highlight2HTML()))
+    assert "display_data_priority" in NbConvertBase.class_trait_names()
+    assert HTMLExporter().environment.filters.get("clean_html") is not None

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from queue import Empty
 from typing import TYPE_CHECKING, Any
@@ -74,14 +75,13 @@ def execute(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> Outcome:
 def _run_cells(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> NotebookNode:
     """papermill's engine loop (`Engine.execute_notebook`) with our pre-started kernel.
 
-    The notebook is saved as cells finish and at the end, also when an
-    exception escapes.
+    The notebook is saved as it runs (`_manager_class`) and at the end, also
+    when an exception escapes.
     """
     from nbclient.exceptions import CellTimeoutError
     from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NotebookExecutionManager
 
-    manager = NotebookExecutionManager(
+    manager = _manager_class()(
         running.notebook, output_path=str(running.output), progress_bar=False
     )
     client: Any = None
@@ -116,6 +116,51 @@ def _run_cells(running: RunningJob, kernel: Kernel, on_ready: OnReady) -> Notebo
         manager.notebook_complete()
         if client.kc is not None:
             client.kc.stop_channels()
+
+
+SAVE_EVERY_S = 1.0
+"""How often, at most, a cell's start or end saves the executed notebook as it runs."""
+
+
+@lru_cache(maxsize=1)
+def _manager_class() -> Any:
+    """papermill's NotebookExecutionManager, saving less often.
+
+    papermill saves the whole notebook (JSON encoding, atomic write) when it starts, at
+    each cell's start and end, every 30 s while a cell sends output, and at the end: its
+    encoding was a visible share of a worker's time. Here a cell's start or end saves
+    only `SAVE_EVERY_S` after the last save; the rest still save. A failing notebook
+    is saved at the end with its error as before (`_run_cells` ends it in a `finally`);
+    a worker killed mid-run leaves what was saved last.
+    """
+    from papermill.engines import NotebookExecutionManager
+
+    base: Any = NotebookExecutionManager
+
+    class Manager(base):  # type: ignore[misc]
+        throttled = False
+        saved_at = -math.inf
+
+        def save(self, **kwargs: Any) -> None:
+            if self.throttled and time.monotonic() - self.saved_at < SAVE_EVERY_S:
+                return
+            super().save(**kwargs)
+            self.saved_at = time.monotonic()
+
+        def cell_start(self, *args: Any, **kwargs: Any) -> None:
+            self._throttled(super().cell_start, *args, **kwargs)
+
+        def cell_complete(self, *args: Any, **kwargs: Any) -> None:
+            self._throttled(super().cell_complete, *args, **kwargs)
+
+        def _throttled(self, step: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+            self.throttled = True
+            try:
+                step(*args, **kwargs)
+            finally:
+                self.throttled = False
+
+    return Manager
 
 
 INTERRUPT_GRACE_S = 2.0

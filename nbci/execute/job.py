@@ -97,8 +97,13 @@ def _run_in_kernel(
     worker, clock = running.worker, running.clock
 
     async def on_ready(kc: Any) -> None:
-        """The kernel answers: move it to the notebook's folder, tell the parent, warm the next."""
-        await change_directory(kc, running.source_dir, running.settings.start_timeout)
+        """The kernel answers: move it to the notebook's folder, tell the parent, warm the next.
+
+        A kernel launched there already has its working directory, `sys.path` and (forked)
+        `multiprocessing`'s `ORIGINAL_DIR` as a notebook started there would: no round trip.
+        """
+        if kernel.cwd != running.source_dir:
+            await change_directory(kc, running.source_dir, running.settings.start_timeout)
         clock.start()
         worker.sender.send(Started())
         logger.debug("%s: the kernel answered after %.2f s", running.job.id, clock.elapsed())

@@ -4,7 +4,8 @@ While a job runs, its worker already starts the kernel for its next job (and
 one at start-up, while idle), so a job rarely waits for a kernel to boot. A
 warm kernel of the wrong kind is shut down. A warm kernel is launched in the
 previous job's folder; a silent prologue moves it to its own job's folder
-(`sys.path` holds `''`, so imports beside the notebook work the same).
+(`sys.path` holds `''`, so imports beside the notebook work the same). A kernel
+launched in its job's folder needs no prologue.
 
 Kernels are launched in a session of their own; after each job what is left
 of that session is killed (`process_tree`). The parent is told every kernel
@@ -69,6 +70,8 @@ class Kernel:
     """The modules it was to be forked with (`preload.modules_for`)."""
     fresh_because: str | None = None
     """Why it started fresh although its notebook's modules were to be pre-imported."""
+    cwd: Path | None = None
+    """The folder it was launched in (forked: `ORIGINAL_DIR` too, `fresh_process_state`)."""
 
     def exit_code(self) -> int | None:
         process = getattr(self.km.provisioner, "process", None)
@@ -107,6 +110,8 @@ class Kernels:
         self._dying: list[tuple[Kernel, float]] = []
         """Kernels asked to exit, with the time after which they are killed."""
         self._spec_manager: Any = None
+        self._spec_cache: dict[str, Any] = {}
+        self._installed: list[str] | None = None
         self.live: set[int] = set()
         self._subreaper = become_subreaper()
         self.start_ahead = settings.warm_kernels
@@ -172,21 +177,32 @@ class Kernels:
         if socket not in self._forking_specs:
             from nbci.execute.provisioner import ForkingKernelSpecManager
 
-            self._forking_specs[socket] = ForkingKernelSpecManager(socket)
+            self._forking_specs[socket] = ForkingKernelSpecManager(
+                socket, kernel_dirs=kernel_dirs()
+            )
         return self._forking_specs[socket], None
 
     def spec(self, name: str) -> Any:
-        """The kernelspec called `name`; raises jupyter_client's NoSuchKernel."""
-        return self._specs().get_kernel_spec(name)
+        """The kernelspec called `name`; raises jupyter_client's NoSuchKernel.
+
+        Read once per worker, as `installed` is: a kernelspec installed or changed
+        while nbci runs is not looked for (jupyter_client rescans the kernelspec
+        folders on every call).
+        """
+        if name not in self._spec_cache:
+            self._spec_cache[name] = self._specs().get_kernel_spec(name)
+        return self._spec_cache[name]
 
     def installed(self) -> list[str]:
-        return list(self._specs().find_kernel_specs())
+        if self._installed is None:
+            self._installed = list(self._specs().find_kernel_specs())
+        return list(self._installed)
 
     def _specs(self) -> Any:
         if self._spec_manager is None:
             from jupyter_client.kernelspec import KernelSpecManager
 
-            self._spec_manager = KernelSpecManager()
+            self._spec_manager = KernelSpecManager(kernel_dirs=kernel_dirs())
         return self._spec_manager
 
     def warm_up(self, name: str, cwd: Path, modules: tuple[str, ...] = ()) -> None:
@@ -335,7 +351,18 @@ class Kernels:
                 self.terminate()
         self._sender.send(KernelEvent(pid, alive=True))
         logger.debug("started a %r kernel, pid %s", name, pid)
-        return Kernel(name, km, pid, Path(log), modules, fresh_because)
+        return Kernel(name, km, pid, Path(log), modules, fresh_because, cwd)
+
+
+def kernel_dirs() -> list[str]:
+    """Where jupyter_client's KernelSpecManager looks for kernelspecs: Jupyter's `kernels`
+    folders, then IPython's (`$IPYTHONDIR` or `~/.ipython`). Found by jupyter_client
+    itself, IPython's folder costs importing IPython, 0.3 s of CPU per worker that
+    nothing else there needs."""
+    from jupyter_core.paths import jupyter_path
+
+    ipython = os.environ.get("IPYTHONDIR") or os.path.join("~", ".ipython")
+    return [*jupyter_path("kernels"), os.path.join(os.path.expanduser(ipython), "kernels")]
 
 
 def kernel_environment(threads: int, hidden: Iterable[str] = ()) -> dict[str, str]:

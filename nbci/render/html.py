@@ -101,27 +101,37 @@ def image_data_uri(folder: Path | None, relative: str) -> str | None:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def sanitize_html(untrusted: str) -> Markup:
+def sanitize_html(untrusted: str, *, on_every_tag: frozenset[str] = frozenset()) -> Markup:
     """Notebook HTML through nh3's allow-list, safe to place in the report as is.
 
     An image whose source is not a `data:` image loses its `src` in the allow-list
     pass and is then dropped whole, so the page shows no broken images. nh3
     escapes `<` and `>` inside attribute values and text, so in its output an
-    `<img …>` tag can be matched exactly; a second nh3 pass keeps the guarantee.
+    `<img …>` tag can be matched exactly; a second nh3 pass, where one was dropped,
+    keeps the guarantee.
+    `on_every_tag` adds attributes allowed on any tag (the notebook page keeps
+    `class` and `id`, which its styles and anchor links use).
     """
     import nh3
     from markupsafe import Markup
 
+    attributes = nh3.ALLOWED_ATTRIBUTES
+    if on_every_tag:
+        attributes = {**attributes, "*": {*attributes.get("*", ()), *on_every_tag}}
+
     def clean(html: str) -> str:
         return nh3.clean(
             html,
+            attributes=attributes,
             url_schemes={"http", "https", "mailto", "data"},
             attribute_filter=_filter_attribute,
             link_rel="noopener noreferrer nofollow",
             strip_comments=True,
         )
 
-    return Markup(clean(_IMG_WITHOUT_SRC.sub("", clean(untrusted))))
+    cleaned = clean(untrusted)
+    without = _IMG_WITHOUT_SRC.sub("", cleaned)
+    return Markup(clean(without) if without != cleaned else cleaned)
 
 
 def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
