@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chart_layout import assert_fits_snugly
 from goldtest import check_gold
 from sweep_samples import profile_runs, sweep_runs, train_job
 
@@ -97,28 +98,14 @@ def test_sweep_charts_are_drawn_and_inlined(tmp_path: Path) -> None:
     ],
 )
 def test_a_sweep_chart_fits_its_labels_snugly(xs: list[float], ys: list[float]) -> None:
-    """The margins, fitted to the labels without a layout engine: everything drawn is inside
-    the figure and close to its left and bottom edges, the title clear of the offset text."""
-    from matplotlib.text import Text
-
+    """Its margins, fitted to the labels without a layout engine (`fit_margins`)."""
     jobs = tuple(
         NotebookResult(f"s-{x}", "notebooks/s.ipynb", {"lr": x}, "ok", metrics={"val_loss": y})
         for x, y in zip(xs, ys, strict=True)
     )
     run = Run(jobs, created="2026-12-03T12:00:00Z")
     (sweep,) = find_sweeps(run, Leads.of(run, None))
-    figure = sweep_figure(sweep, "val_loss", "lr")
-    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
-    figure.draw(renderer)
-    (axes,) = figure.axes
-    drawn, edge = axes.get_tightbbox(renderer), figure.bbox
-    assert drawn is not None
-    assert edge.x0 <= drawn.x0 <= edge.x0 + 12 and edge.y0 <= drawn.y0 <= edge.y0 + 12
-    assert drawn.x1 <= edge.x1 and drawn.y1 <= edge.y1
-    (title,) = figure.findobj(lambda a: isinstance(a, Text) and " against " in a.get_text())
-    offset = axes.yaxis.get_offset_text()
-    if offset.get_text():
-        assert title.get_window_extent(renderer).y0 >= offset.get_window_extent(renderer).y1
+    assert_fits_snugly(sweep_figure(sweep, "val_loss", "lr"), "s: val_loss against lr")
 
 
 def test_a_second_render_draws_no_chart_it_drew_before(

@@ -4,7 +4,7 @@ With a second parameter, one line per value of it (with more, per combination of
 the others); against a baseline, the baseline's values dashed in the same colour,
 as `nbci.render.charts` draws curves. Every line has its own marker, so the chart
 reads without colour. Drawn with matplotlib's Agg canvas (no pyplot state), its
-margins fitted to the labels it has (`_fit_margins`); names come from notebooks
+margins fitted to the labels it has (`charts.fit_margins`); names come from notebooks
 and are shown as plain text.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import io
 import logging
-import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,14 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from nbci._files import is_within, write_bytes_atomic
 from nbci.model import Comparison, NotebookResult, finite_float
-from nbci.render.charts import DPI, MARKERS, kept_chart, line_colours, plain
+from nbci.render.charts import DPI, MARKERS, fit_margins, kept_chart, line_colours, plain
 from nbci.render.labels import param_value
 from nbci.render.sweeps import FOLDER, Sweep
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.axis import Axis
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
@@ -87,7 +83,7 @@ def sweep_figure(
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    figure = Figure(figsize=SIZE_INCHES, dpi=DPI)  # margins: `_fit_margins`
+    figure = Figure(figsize=SIZE_INCHES, dpi=DPI)  # margins: `fit_margins`
     canvas = FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     lines = _lines(sweep, metric, axis, comparison)
@@ -117,69 +113,16 @@ def sweep_figure(
         axes.set_xscale("log")
     axes.set_xlabel(plain(axis), fontsize=_LABEL_PT)
     axes.set_ylabel(plain(metric), fontsize=_LABEL_PT)
-    axes.tick_params(labelsize=_TICK_PT, pad=_TICK_PAD_PT)
+    axes.tick_params(labelsize=_TICK_PT)
     axes.grid(True, alpha=0.3)
     title = plain(f"{sweep.id}: {metric} against {axis}")
     axes.legend(handles=handles, fontsize=7, loc="best")
-    _fit_margins(canvas, axes, title)
+    fit_margins(canvas, axes, title, title_pt=_TITLE_PT)
     return figure
 
 
 _TICK_PT, _LABEL_PT, _TITLE_PT = 7, 8, 9
 """Font sizes of the tick labels, axis labels and title, in points."""
-_TICK_PAD_PT = 3.5
-"""Between a tick and its label (matplotlib's default), in points."""
-_EDGE_PT = 3.0
-"""Space between the figure's edge and the text nearest to it, in points."""
-_TITLE_PAD_PT = 6.0
-
-
-def _fit_margins(canvas: FigureCanvasAgg, axes: Axes, title: str) -> None:
-    """Place `axes` so that its tick labels, axis labels and `title` (set here, above the
-    y axis's offset text such as `1e9`) fit around it.
-
-    Constrained layout found about the same margins by laying the chart out in an extra
-    draw, a third of a sweep chart's time: here only the tick labels are measured (their
-    size depends on the values), the rest follows from the font sizes."""
-    figure = canvas.figure
-    points = figure.dpi / 72  # pixels
-    width, height = figure.bbox.width, figure.bbox.height
-    line = 1.2  # a line of text's height over its font size
-
-    def beside(axis: Axis) -> float:
-        """Points from the axes' edge to the figure's, without the tick labels."""
-        return axis.get_tick_padding() + _TICK_PAD_PT + axis.labelpad + line * _LABEL_PT
-
-    x_width, x_height = _tick_label_size(canvas, axes.xaxis)
-    bottom = (beside(axes.xaxis) + _EDGE_PT) * points + x_height
-    top = (_EDGE_PT + line * _TITLE_PT + _TITLE_PAD_PT) * points
-    figure.subplots_adjust(bottom=bottom / height, top=1 - top / height)
-    y_width, _ = _tick_label_size(canvas, axes.yaxis)  # its length sets how many ticks it has
-    offset_pt = 0.0
-    if axes.yaxis.get_major_formatter().get_offset():  # `1e9` above the y axis
-        offset_pt = line * axes.yaxis.get_offset_text().get_fontproperties().get_size_in_points()
-    left = (beside(axes.yaxis) + _EDGE_PT) * points + y_width
-    right = _EDGE_PT * points + x_width / 2  # the last tick label's overhang, at most
-    top += offset_pt * points
-    figure.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height)
-    pad = _TITLE_PAD_PT + offset_pt
-    axes.set_title(title, fontsize=_TITLE_PT, loc="left", y=1.0, pad=pad)  # y: not moved again
-
-
-def _tick_label_size(canvas: FigureCanvasAgg, axis: Axis) -> tuple[float, float]:
-    """The width and height (pixels) of `axis`'s widest and tallest major tick labels; one
-    label of each shape is measured (`0.45` for `0.40`…`0.50`: digits are equally wide)."""
-    from matplotlib.font_manager import FontProperties
-
-    renderer = canvas.get_renderer()  # type: ignore[no-untyped-call]  # unannotated there
-    font = FontProperties(size=_TICK_PT)
-    labels = axis.get_major_formatter().format_ticks(list(axis.get_majorticklocs()))
-    shapes = {re.sub("[0-9]", "0", label): label for label in labels}
-    sizes = [
-        renderer.get_text_width_height_descent(label, font, ismath="$" in label)[:2]
-        for label in shapes.values()
-    ]
-    return max((w for w, _ in sizes), default=0.0), max((h for _, h in sizes), default=0.0)
 
 
 def _shown(
