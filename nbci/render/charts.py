@@ -7,7 +7,8 @@ dashed one naming the baseline (its commit, or its folder). The y axis is
 logarithmic when the (positive) values span more than three decades.
 
 Drawn with matplotlib's Agg canvas directly (no pyplot state, safe in any
-thread). Names come from notebooks: they are shown as plain text (no
+thread), with margins fitted to the labels (`fit_margins`, no layout engine:
+one draw a chart). Names come from notebooks: they are shown as plain text (no
 mathtext) and shortened.
 """
 
