@@ -146,6 +146,21 @@ def test_charts_are_written_most_changed_first(tmp_path: Path) -> None:
     assert [c.group for c in alone] == ["same", "../moved"]  # run order without a baseline
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy's, in matplotlib
+def test_a_chart_matplotlib_cannot_draw_is_left_out_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Values a notebook glued that matplotlib cannot lay out (±1.7e308: its axis range
+    overflows) skip that chart with a warning; the report and the other charts stand."""
+    huge = group("huge", a=[1.7e308, -1.7e308, 1.0])
+    head = run_of(train=[huge, group("fine", a=[1.0, 2.0])])
+
+    charts, _ = write_charts(head, None, tmp_path)
+
+    assert [c.group for c in charts] == ["fine"]
+    assert "chart of train: huge not drawn" in caplog.text
+
+
 def test_charts_past_the_bound_are_counted_not_drawn(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(charts_module, "MAX_CHARTS", 2)
     head = run_of(train=[group(f"g{i}", a=[1.0, 2.0]) for i in range(3)])

@@ -257,7 +257,11 @@ def write_charts(
         path = out_dir / relative
         if not is_within(path, out_dir):
             continue
-        png = _chart_png(head, base, baseline_label, f"{job_id}: {name}", store)
+        try:
+            png = _chart_png(head, base, baseline_label, f"{job_id}: {name}", store)
+        except (ValueError, OverflowError, RuntimeError) as error:  # matplotlib's, on odd values
+            logger.warning("chart of %s: %s not drawn: %s", job_id, name, error)
+            continue
         try:
             write_bytes_atomic(path, png)
         except OSError as error:
