@@ -111,7 +111,7 @@ def chart_figure(
     return figure
 
 
-EDGE_PT = 3.0
+_EDGE_PT = 3.0
 """Space between a chart's edge and the text nearest to it, in points."""
 _TICK_PAD_PT = 3.5
 """Between a tick and its label (matplotlib's default), in points."""
@@ -132,23 +132,23 @@ def fit_margins(canvas: FigureCanvasAgg, axes: Axes, title: str, *, title_pt: fl
     width, height = figure.bbox.width, figure.bbox.height
     axes.tick_params(pad=_TICK_PAD_PT)
     x_width, x_height = _tick_label_size(canvas, axes.xaxis)
-    bottom = (_beside(axes.xaxis, _offset_pt(axes.xaxis)) + EDGE_PT) * points + x_height
+    bottom = (_beside(axes.xaxis, _offset_pt(axes.xaxis)) + _EDGE_PT) * points + x_height
     title_room = (_LINE * title_pt + _TITLE_PAD_PT) * points if title else 0.0
-    top = EDGE_PT * points + title_room
+    top = _EDGE_PT * points + title_room
     figure.subplots_adjust(bottom=bottom / height, top=1 - top / height)
     y_width, y_height = _tick_label_size(canvas, axes.yaxis)  # its length sets its ticks
     offset = _offset_pt(axes.yaxis)  # `1e9`, above the y axis
-    top += max(offset * points, y_height / 2 - top + EDGE_PT * points, 0.0)  # the top label
-    left = (_beside(axes.yaxis) + EDGE_PT) * points + y_width
-    right = EDGE_PT * points + x_width / 2  # the last tick label's overhang, at most
+    top += max(offset * points, y_height / 2 - top + _EDGE_PT * points, 0.0)  # the top label
+    left = (_beside(axes.yaxis) + _EDGE_PT) * points + y_width
+    right = _EDGE_PT * points + x_width / 2  # the last tick label's overhang, at most
     figure.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height)
     if title:  # y given: matplotlib does not move it (it would measure the axes again)
         axes.set_title(title, fontsize=title_pt, loc="left", y=1.0, pad=_TITLE_PAD_PT + offset)
 
 
 def _beside(axis: Axis, offset_pt: float = 0.0) -> float:
-    """Points from the axes' edge to the figure's, but the tick labels and the edge's space:
-    the ticks, then the axis label or the offset text (x: both in one band, below)."""
+    """Points from the axes' edge to the figure's, without the tick labels and the edge's
+    space: the ticks, then the axis label or the offset text (x: both in one band, below)."""
     label = axis.label
     below = offset_pt + _TICK_PAD_PT if offset_pt else 0.0
     if label.get_text():

@@ -4,8 +4,8 @@ With a second parameter, one line per value of it (with more, per combination of
 the others); against a baseline, the baseline's values dashed in the same colour,
 as `nbci.render.charts` draws curves. Every line has its own marker, so the chart
 reads without colour. Drawn with matplotlib's Agg canvas (no pyplot state), its
-margins fitted to the labels it has (`charts.fit_margins`); names come from notebooks
-and are shown as plain text.
+margins fitted to its labels (`charts.fit_margins`); names come from notebooks and
+are shown as plain text.
 """
 
 from __future__ import annotations
@@ -111,18 +111,14 @@ def sweep_figure(
         ]
     if _spans_decades(sweep, axis):
         axes.set_xscale("log")
-    axes.set_xlabel(plain(axis), fontsize=_LABEL_PT)
-    axes.set_ylabel(plain(metric), fontsize=_LABEL_PT)
-    axes.tick_params(labelsize=_TICK_PT)
+    axes.set_xlabel(plain(axis), fontsize=8)
+    axes.set_ylabel(plain(metric), fontsize=8)
+    axes.tick_params(labelsize=7)
     axes.grid(True, alpha=0.3)
     title = plain(f"{sweep.id}: {metric} against {axis}")
     axes.legend(handles=handles, fontsize=7, loc="best")
-    fit_margins(canvas, axes, title, title_pt=_TITLE_PT)
+    fit_margins(canvas, axes, title, title_pt=9)
     return figure
-
-
-_TICK_PT, _LABEL_PT, _TITLE_PT = 7, 8, 9
-"""Font sizes of the tick labels, axis labels and title, in points."""
 
 
 def _shown(
