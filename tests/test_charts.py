@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
+from chart_layout import assert_fits_snugly
 from PIL import Image
 
 from nbci.model import NotebookResult, Run, SeriesGroup
@@ -144,6 +146,21 @@ def test_charts_are_written_most_changed_first(tmp_path: Path) -> None:
     assert [c.group for c in alone] == ["same", "../moved"]  # run order without a baseline
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy's, in matplotlib
+def test_a_chart_matplotlib_cannot_draw_is_left_out_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Values a notebook glued that matplotlib cannot lay out (±1.7e308: its axis range
+    overflows) skip that chart with a warning; the report and the other charts stand."""
+    huge = group("huge", a=[1.7e308, -1.7e308, 1.0])
+    head = run_of(train=[huge, group("fine", a=[1.0, 2.0])])
+
+    charts, _ = write_charts(head, None, tmp_path)
+
+    assert [c.group for c in charts] == ["fine"]
+    assert "chart of train: huge not drawn" in caplog.text
+
+
 def test_charts_past_the_bound_are_counted_not_drawn(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(charts_module, "MAX_CHARTS", 2)
     head = run_of(train=[group(f"g{i}", a=[1.0, 2.0]) for i in range(3)])
@@ -216,3 +233,20 @@ def test_whole_number_x_values_get_whole_number_ticks() -> None:
     figure = chart_figure(fractional)
     figure.canvas.draw()
     assert not all(float(t).is_integer() for t in figure.axes[0].get_xticks())
+
+
+@pytest.mark.parametrize(
+    ("curves", "xs", "title"),
+    [
+        ({"loss": [1.0, 0.6, 0.4], "val_loss": [1.1, 0.8, 0.7]}, None, "train: history"),
+        ({"loss": [10.0**-i for i in range(8)]}, None, "train: loss"),  # log y, 10^-7
+        ({"acc": [0.5, 0.7, 0.9]}, [1_000_000, 1_020_000, 1_050_000], ""),  # 1e6 below x
+        ({"energy": [4.4e9, 1.2e9, 3.0e9]}, None, "sim: energy"),  # 1e9 above y
+    ],
+)
+def test_a_chart_fits_its_labels_snugly(
+    curves: dict[str, list[float]], xs: list[float] | None, title: str
+) -> None:
+    """The margins, fitted to the labels without a layout engine (`fit_margins`)."""
+    drawn = SeriesGroup("g", tuple(make_series(f"g.{k}", v, xs) for k, v in curves.items()))
+    assert_fits_snugly(chart_figure(drawn, title=title), title)

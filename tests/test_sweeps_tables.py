@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chart_layout import assert_fits_snugly
 from goldtest import check_gold
 from sweep_samples import profile_runs, sweep_runs, train_job
 
@@ -16,10 +17,10 @@ from nbci.config import parse_config
 from nbci.errors import ConfigError
 from nbci.glue import table_from_dataframe
 from nbci.headline import Headline, Leads
-from nbci.model import GateResult, Run, Verdict
+from nbci.model import GateResult, NotebookResult, Run, Verdict
 from nbci.render import markdown_report, write_reports
 from nbci.render.build import build_view
-from nbci.render.sweep_charts import draw_sweep_chart
+from nbci.render.sweep_charts import draw_sweep_chart, sweep_figure
 from nbci.render.sweeps import find_sweeps
 from nbci.render.table_diff import table_diff
 
@@ -85,6 +86,26 @@ def test_sweep_charts_are_drawn_and_inlined(tmp_path: Path) -> None:
     assert 'alt="accuracy against C"' in html
     (sweep,) = find_sweeps(head, Leads.of(head, None))
     assert draw_sweep_chart(sweep, "accuracy", "C", comparison).startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("xs", "ys"),
+    [
+        ([1, 2, 3, 4], [0.42, 0.51, 0.47, 0.45]),
+        ([0, 100, 200], [1.2e9, 4.4e9, 0.3e9]),  # an offset text (1e9) above the y axis
+        ([0.001, 0.1, 10.0], [-1234.5, -20.25, 3.0]),  # a log x axis, wide negative labels
+        ([100_000, 400_000, 800_000], [1e-7, 3e-7, 2e-7]),  # wide x labels, tiny values
+    ],
+)
+def test_a_sweep_chart_fits_its_labels_snugly(xs: list[float], ys: list[float]) -> None:
+    """Its margins, fitted to the labels without a layout engine (`fit_margins`)."""
+    jobs = tuple(
+        NotebookResult(f"s-{x}", "notebooks/s.ipynb", {"lr": x}, "ok", metrics={"val_loss": y})
+        for x, y in zip(xs, ys, strict=True)
+    )
+    run = Run(jobs, created="2026-12-03T12:00:00Z")
+    (sweep,) = find_sweeps(run, Leads.of(run, None))
+    assert_fits_snugly(sweep_figure(sweep, "val_loss", "lr"), "s: val_loss against lr")
 
 
 def test_a_second_render_draws_no_chart_it_drew_before(

@@ -3,8 +3,9 @@
 With a second parameter, one line per value of it (with more, per combination of
 the others); against a baseline, the baseline's values dashed in the same colour,
 as `nbci.render.charts` draws curves. Every line has its own marker, so the chart
-reads without colour. Drawn with matplotlib's Agg canvas (no pyplot state);
-names come from notebooks and are shown as plain text.
+reads without colour. Drawn with matplotlib's Agg canvas (no pyplot state), its
+margins fitted to its labels (`charts.fit_margins`); names come from notebooks and
+are shown as plain text.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import logging
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbci._files import is_within, write_bytes_atomic
 from nbci.model import Comparison, NotebookResult, finite_float
-from nbci.render.charts import DPI, MARKERS, kept_chart, line_colours, plain
+from nbci.render.charts import DPI, MARKERS, fit_margins, kept_chart, line_colours, plain
 from nbci.render.labels import param_value
 from nbci.render.sweeps import FOLDER, Sweep
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +69,22 @@ def draw_sweep_chart(
     sweep: Sweep, metric: str, axis: str, comparison: Comparison | None = None
 ) -> bytes:
     """The PNG of `metric` against `axis`, a line per value of the sweep's other parameters."""
+    buffer = io.BytesIO()
+    figure = sweep_figure(sweep, metric, axis, comparison)
+    figure.savefig(buffer, format="png", metadata={"Software": None})  # same bytes every time
+    return buffer.getvalue()
+
+
+def sweep_figure(
+    sweep: Sweep, metric: str, axis: str, comparison: Comparison | None = None
+) -> Figure:
+    """The matplotlib Figure that `draw_sweep_chart` renders."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    figure = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = Figure(figsize=SIZE_INCHES, dpi=DPI)  # margins: `fit_margins`
+    canvas = FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     lines = _lines(sweep, metric, axis, comparison)
     colours = line_colours(len(lines))
@@ -101,11 +115,10 @@ def draw_sweep_chart(
     axes.set_ylabel(plain(metric), fontsize=8)
     axes.tick_params(labelsize=7)
     axes.grid(True, alpha=0.3)
-    axes.set_title(plain(f"{sweep.id}: {metric} against {axis}"), fontsize=9, loc="left")
+    title = plain(f"{sweep.id}: {metric} against {axis}")
     axes.legend(handles=handles, fontsize=7, loc="best")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})  # same bytes every time
-    return buffer.getvalue()
+    fit_margins(canvas, axes, title, title_pt=9)
+    return figure
 
 
 def _shown(
