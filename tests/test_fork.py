@@ -313,11 +313,12 @@ def test_a_template_that_cannot_start_or_dies_means_normal_starts(
 
     caplog.clear()
     notebook("notebooks/a.ipynb", [START, save(tmp_path / "a.json")])
-    kill_template = (
+    kill_template = (  # the run's base template: the last of the kernel's ancestors running it
         "import psutil\n"
-        "for p in psutil.Process(os.getppid()).children():\n"
-        "    if 'fork_server' in ' '.join(p.cmdline()) and p.pid != os.getpid():\n"
-        "        p.kill()"
+        "p = psutil.Process(os.getppid())  # the kernel's nanny, forked from its set template\n"
+        "while 'fork_server' in ' '.join(p.parent().cmdline()):\n"
+        "    p = p.parent()\n"
+        "p.kill()"
     )
     notebook("notebooks/kill.ipynb", [START, "import os", kill_template])
     jobs = [Job("kill", "notebooks/kill.ipynb"), Job("a", "notebooks/a.ipynb")]
