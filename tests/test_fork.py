@@ -182,9 +182,11 @@ def test_a_forked_kernel_looks_like_a_fresh_one(
     # What the template imported is out of the kernel's collections (its own objects are not).
     assert (fresh.pop("frozen"), forked.pop("frozen")) == (False, True)
     fresh.pop("pid"), forked.pop("pid")
+    # Issue 21: a forked kernel's parent is its nanny; JPY_PARENT_PID still names the worker.
+    assert (fresh.pop("ppid_is_worker"), forked.pop("ppid_is_worker")) == (True, False)
     assert forked == fresh
     assert forked["name"] == "__main__" and forked["main"] and forked["shell"] != "NoneType"
-    assert forked["imports"] == ["beside", "relative"] and forked["ppid_is_worker"]
+    assert forked["imports"] == ["beside", "relative"]
     assert forked["collects_cycles"]
 
 
@@ -406,7 +408,7 @@ def test_forked_kernels_that_die_or_hang_leave_nothing_behind(
     spawn = (
         "import os, subprocess, numpy\n"
         "record['child'] = subprocess.Popen(['sleep', '600']).pid\n"
-        "record['worker'] = os.getppid()"
+        "record['worker'] = int(os.environ['JPY_PARENT_PID'])"
     )
     notebook("notebooks/die.ipynb", [START, spawn, save(records["die"]), DIE])
     notebook("notebooks/hang.ipynb", [START, spawn, save(records["hang"]), HANG])
@@ -454,7 +456,7 @@ def test_sigterm_stops_forked_kernels_and_the_template(
     project: Path, notebook: NotebookFactory, tmp_path: Path
 ) -> None:
     record = tmp_path / "long.json"
-    worker = "import os, numpy\nrecord['worker'] = os.getppid()"
+    worker = "import os, numpy\nrecord['worker'] = int(os.environ['JPY_PARENT_PID'])"
     notebook("notebooks/long.ipynb", [START, worker, save(record), HANG])
     driver = tmp_path / "driver.py"
     driver.write_text(textwrap.dedent(SIGNALLED))

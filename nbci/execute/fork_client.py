@@ -135,8 +135,11 @@ class Template(BaseTemplate):
         return self.process.poll() is None
 
     def stop(self) -> None:
-        """Kill the template, its set templates and their nannies (they hold no work once the
-        workers are done: each waited for its kernels) and reap it. Never raises."""
+        """Kill the template and its set templates (they hold no work) and reap it. Never raises.
+
+        The kernels' nannies lead process groups of their own: each ends by
+        itself once its kernel has ended or its worker has gone, after killing
+        what the kernel left."""
         with contextlib.suppress(OSError):
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):

@@ -669,12 +669,15 @@ def _nanny(request: dict[str, Any], fds: list[int], sockets: list[socket.socket]
     worker goes (the connection closes), the kernel and what it started are
     killed. The nanny outlives the set template it was forked from (a set
     template is retired while its kernels run): PR_SET_PDEATHSIG is not
-    inherited through fork.
+    inherited through fork; and it leads a process group of its own, so that
+    killing the templates' group at the end of a run (`Template.stop`) does
+    not end it while it kills what a kernel left.
     """
     from nbci.execute.process_tree import become_subreaper, kill_strays
 
     connection, *others = sockets
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setpgid(0, 0)
     become_subreaper()
     kernel = os.fork()
     if kernel == 0:
@@ -760,10 +763,6 @@ def _become_kernel(request: dict[str, Any], state: _State) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ.update(state.set_by_imports)
-    # The nanny is the kernel's parent: ipykernel's parent poller ends the kernel when its
-    # parent changes (the nanny ends when the worker goes), and ignores a JPY_PARENT_PID
-    # that is not its parent's.
-    os.environ["JPY_PARENT_PID"] = str(os.getppid())
     _reread_kernel_settings()
     sys.stdin = open(0, encoding=sys.stdin.encoding, closefd=False)  # noqa: SIM115  (fd 0: new)
     sys.__stdin__ = sys.stdin  # type: ignore[misc]
@@ -816,11 +815,18 @@ def _exit_without_teardown(code: int) -> NoReturn:
 
 
 def _reread_kernel_settings() -> None:
-    """What ipykernel read from the environment when the template imported it."""
+    """What ipykernel read from the environment when the template imported it.
+
+    Its parent handle is the kernel's parent, its nanny, not JPY_PARENT_PID
+    (the worker, which asked for it: the variable keeps naming it for the
+    notebook): ipykernel's parent poller ends the kernel when its parent
+    changes, and the nanny ends when the worker goes; it would ignore a
+    handle that is not the kernel's parent.
+    """
     from ipykernel.kernelapp import IPKernelApp
 
     parent = IPKernelApp.class_traits()["parent_handle"]
-    parent.default_value = int(os.environ.get("JPY_PARENT_PID") or 0)
+    parent.default_value = os.getppid()
 
 
 def _reseed(state: _State) -> None:
