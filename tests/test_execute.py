@@ -2,9 +2,10 @@
 
 Kernel starts are expensive, so each test groups several cases into one
 `execute_jobs` call. Fixture notebooks (`tests/notebooks/exec_*.ipynb`) take a
-`record` parameter: a file where they write their kernel's pid, its parent
-(the worker) and any children they forked, so the tests can check the process
-table afterwards.
+`record` parameter: a file where they write their kernel's pid, its worker
+(`ppid`: JPY_PARENT_PID, the kernel's parent unless the kernel was forked: then
+its parent is its nanny) and any children they forked, so the tests can check
+the process table afterwards.
 """
 
 from __future__ import annotations

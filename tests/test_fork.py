@@ -184,9 +184,11 @@ def test_a_forked_kernel_looks_like_a_fresh_one(
     # What the template imported is out of the kernel's collections (its own objects are not).
     assert (fresh.pop("frozen"), forked.pop("frozen")) == (False, True)
     fresh.pop("pid"), forked.pop("pid")
+    # Issue 21: a forked kernel's parent is its nanny; JPY_PARENT_PID still names the worker.
+    assert (fresh.pop("ppid_is_worker"), forked.pop("ppid_is_worker")) == (True, False)
     assert forked == fresh
     assert forked["name"] == "__main__" and forked["main"] and forked["shell"] != "NoneType"
-    assert forked["imports"] == ["beside", "relative"] and forked["ppid_is_worker"]
+    assert forked["imports"] == ["beside", "relative"]
     assert forked["collects_cycles"]
 
 
@@ -315,11 +317,12 @@ def test_a_template_that_cannot_start_or_dies_means_normal_starts(
 
     caplog.clear()
     notebook("notebooks/a.ipynb", [START, save(tmp_path / "a.json")])
-    kill_template = (
+    kill_template = (  # the run's base template: the last of the kernel's ancestors running it
         "import psutil\n"
-        "for p in psutil.Process(os.getppid()).children():\n"
-        "    if 'fork_server' in ' '.join(p.cmdline()) and p.pid != os.getpid():\n"
-        "        p.kill()"
+        "p = psutil.Process(os.getppid())  # the kernel's nanny, forked from its set template\n"
+        "while 'fork_server' in ' '.join(p.parent().cmdline()):\n"
+        "    p = p.parent()\n"
+        "p.kill()"
     )
     notebook("notebooks/kill.ipynb", [START, "import os", kill_template])
     jobs = [Job("kill", "notebooks/kill.ipynb"), Job("a", "notebooks/a.ipynb")]
@@ -407,7 +410,7 @@ def test_forked_kernels_that_die_or_hang_leave_nothing_behind(
     spawn = (
         "import os, subprocess, numpy\n"
         "record['child'] = subprocess.Popen(['sleep', '600']).pid\n"
-        "record['worker'] = os.getppid()"
+        "record['worker'] = int(os.environ['JPY_PARENT_PID'])"
     )
     notebook("notebooks/die.ipynb", [START, spawn, save(records["die"]), DIE])
     notebook("notebooks/hang.ipynb", [START, spawn, save(records["hang"]), HANG])
@@ -455,7 +458,7 @@ def test_sigterm_stops_forked_kernels_and_the_template(
     project: Path, notebook: NotebookFactory, tmp_path: Path
 ) -> None:
     record = tmp_path / "long.json"
-    worker = "import os, numpy\nrecord['worker'] = os.getppid()"
+    worker = "import os, numpy\nrecord['worker'] = int(os.environ['JPY_PARENT_PID'])"
     notebook("notebooks/long.ipynb", [START, worker, save(record), HANG])
     driver = tmp_path / "driver.py"
     driver.write_text(textwrap.dedent(SIGNALLED))

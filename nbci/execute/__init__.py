@@ -20,7 +20,8 @@ How it fits together (one module per concern):
 - `preload`, `template_keeper`, `fork_client`, `fork_server`, `provisioner` —
   Python kernels forked from a template process that already imported the
   kernel machinery and the notebook's own first third-party imports (a
-  jupyter_client kernel provisioner); anything else starts normally.
+  jupyter_client kernel provisioner), one base template per run started by
+  the parent and shared by the workers; anything else starts normally.
 - `process_tree` — a kernel and everything it started is killed after its job
   (sessions, a child subreaper on Linux, psutil's process table); the parent
   kills the kernels of a worker that died (its job is then `died`).

@@ -1,4 +1,5 @@
-"""The worker's side of the template processes: start them, ask them for kernels, stop them.
+"""The clients' side of the template processes: start the base (the run's parent), ask for
+set templates and kernels (the workers), stop it.
 
 See `fork_server` for the templates themselves. A template that cannot
 start, dies, or cannot fork only means normal kernel starts; it never fails
@@ -8,10 +9,10 @@ a job.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 FORK_REPLY_TIMEOUT_S = 30.0
 """How long a fork request may take (a fork is milliseconds; this only bounds a hung template)."""
 _BOOT = "from nbci.execute.fork_server import main; main()"
+_said: set[str] = set()
 
 
 class TemplateError(Exception):
@@ -45,8 +47,49 @@ class TemplateReport:
     why: str | None = None
 
 
-class Template:
-    """The base template process, started with the kernels' environment in a folder of its own."""
+class BaseTemplate:
+    """The run's base template as a worker reaches it: its pid and its socket (picklable).
+
+    Started once per run by the parent (`Template`) and shared by the
+    workers, it imports ipykernel's machinery once for all of them; each set
+    template it forks serves every worker whose notebook imports that set.
+    """
+
+    def __init__(self, pid: int, socket_path: Path) -> None:
+        self.pid = pid
+        self.socket_path = socket_path
+        self.report: TemplateReport | None = None
+
+    def wait_ready(self, timeout: float) -> TemplateReport:
+        """Block until the template has imported the kernel machinery; raises `TemplateError`."""
+        if self.report is None:
+            try:
+                raw = _ask(self.socket_path, {"op": "report"}, timeout, alive=self.alive)
+            except TemplateError:
+                raise TemplateError(self._why_not_started(timeout)) from None
+            self.report = _report(raw)
+        return self.report
+
+    def _why_not_started(self, timeout: float) -> str:
+        return "the template process did not start" + (
+            f" within {timeout:g} s" if self.alive() else ""
+        )
+
+    def fork_set(self, modules: Sequence[str]) -> SetTemplate:
+        """The template of `modules`: the base forks it (it imports them in the background)
+        unless it has it already, for this worker or another one."""
+        request = {"op": "template", "modules": list(modules)}
+        answer = _ask(self.socket_path, request, FORK_REPLY_TIMEOUT_S)
+        pid, path, new = int(answer["pid"]), Path(answer["socket"]), bool(answer["new"])
+        return SetTemplate(pid, path, tuple(modules), new=new)
+
+    def alive(self) -> bool:
+        return _running(self.pid)
+
+
+class Template(BaseTemplate):
+    """The base template process, started with the kernels' environment in a folder of its own
+    (by the run's parent: its workers reach it as a `BaseTemplate`)."""
 
     def __init__(
         self,
@@ -56,10 +99,10 @@ class Template:
         notebook_folders: Sequence[Path] = (),
     ) -> None:
         self.folder = folder
-        self.socket_path = folder / f"template-{os.getpid()}.sock"
+        socket_path = folder / f"template-{os.getpid()}.sock"
         self._log = (folder / f"template-{os.getpid()}.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, str(self.socket_path)],
+            [sys.executable, "-c", _BOOT, str(socket_path)],
             stdin=subprocess.PIPE,
             stdout=self._log,  # its log: what it imports may print; it answers on its socket
             stderr=self._log,
@@ -67,8 +110,7 @@ class Template:
             env=dict(environment),
             start_new_session=True,  # Ctrl-C to the terminal's group is not for it
         )
-        self.report: TemplateReport | None = None
-        self._sets = itertools.count(1)
+        super().__init__(self.process.pid, socket_path)
         assert self.process.stdin is not None
         settings = {"project": str(project), "folders": [str(f) for f in notebook_folders]}
         try:
@@ -77,38 +119,27 @@ class Template:
         except OSError:
             pass  # it died at once; `wait_ready` says so
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+    def shared(self) -> BaseTemplate:
+        """What a worker is sent to reach this template."""
+        return BaseTemplate(self.pid, self.socket_path)
 
-    def wait_ready(self, timeout: float) -> TemplateReport:
-        """Block until the template has imported the kernel machinery; raises `TemplateError`."""
-        if self.report is None:
-            try:
-                raw = _ask(self.socket_path, {"op": "report"}, timeout, alive=self.alive)
-            except TemplateError:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(1)  # it closed its socket: it is exiting
-                code = self.process.poll()
-                raise TemplateError(
-                    "the template process did not start"
-                    + (f" (exit code {code})" if code is not None else f" within {timeout:g} s")
-                ) from None
-            self.report = _report(raw)
-        return self.report
-
-    def fork_set(self, modules: Sequence[str]) -> SetTemplate:
-        """A template of `modules`, forked from this one (it imports them in the background)."""
-        path = self.folder / f"template-{os.getpid()}-{next(self._sets)}.sock"
-        request = {"op": "template", "modules": list(modules), "socket": str(path)}
-        pid = int(_ask(self.socket_path, request, FORK_REPLY_TIMEOUT_S)["pid"])
-        return SetTemplate(pid, path, tuple(modules))
+    def _why_not_started(self, timeout: float) -> str:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(1)  # it closed its socket: it is exiting
+        code = self.process.poll()
+        return "the template process did not start" + (
+            f" (exit code {code})" if code is not None else f" within {timeout:g} s"
+        )
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def stop(self) -> None:
-        """Kill the template and its set templates (they hold no work) and reap it. Never raises."""
+        """Kill the template and its set templates (they hold no work) and reap it. Never raises.
+
+        The kernels' nannies lead process groups of their own: each ends by
+        itself once its kernel has ended or its worker has gone, after killing
+        what the kernel left."""
         with contextlib.suppress(OSError):
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
@@ -123,11 +154,14 @@ class Template:
 
 @dataclass
 class SetTemplate:
-    """A template forked from the base that imported one notebook's modules (the base's child)."""
+    """A template forked from the base that imported one notebook's modules (the base's child,
+    retired by the base when no worker asked for it last)."""
 
     pid: int
     socket_path: Path
     modules: tuple[str, ...]
+    new: bool = True
+    """Forked for this request (else another request's, which may be retired by now)."""
     report: TemplateReport | None = None
 
     def wait_ready(self, timeout: float) -> TemplateReport:
@@ -137,17 +171,16 @@ class SetTemplate:
         return self.report
 
     def alive(self) -> bool:
-        try:
-            with open(f"/proc/{self.pid}/stat", "rb") as stat:
-                return stat.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
-        except (OSError, IndexError):
-            return False
+        return _running(self.pid)
 
-    def stop(self) -> None:
-        """Kill it (its parent, the base template, reaps it). Never raises."""
-        with contextlib.suppress(OSError):
-            os.kill(self.pid, signal.SIGKILL)
-        self.socket_path.unlink(missing_ok=True)
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (not a zombie): a template is not this process's child."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def _report(raw: Mapping[str, Any]) -> TemplateReport:
@@ -165,10 +198,14 @@ def request_fork(
     env: Mapping[str, str],
     cwd: str,
     stdio: Sequence[int],
-) -> int:
-    """Ask the template at `socket_path` for a kernel; `stdio`: its stdout, stderr and stdin."""
+) -> ForkedProcess:
+    """Ask the template at `socket_path` for a kernel; `stdio`: its stdout, stderr and stdin.
+
+    The connection stays open: the kernel's nanny says on it how the kernel ended.
+    """
     request = {"op": "fork", "argv": list(argv), "env": dict(env), "cwd": cwd}
-    return int(_ask(socket_path, request, FORK_REPLY_TIMEOUT_S, fds=stdio)["pid"])
+    connection, answer, rest = _request(socket_path, request, FORK_REPLY_TIMEOUT_S, fds=stdio)
+    return ForkedProcess(int(answer["pid"]), connection, rest)
 
 
 def _ask(
@@ -176,7 +213,6 @@ def _ask(
     request: Mapping[str, Any],
     timeout: float,
     alive: Callable[[], bool] | None = None,
-    fds: Sequence[int] = (),
 ) -> dict[str, Any]:
     """One request, one JSON answer; raises `TemplateError` (also for an `error` answer).
 
@@ -184,29 +220,46 @@ def _ask(
     template is starting; the answer may take that long too (a template
     answers once it has imported).
     """
+    connection, answer, _ = _request(socket_path, request, timeout, alive)
+    connection.close()
+    return answer
+
+
+def _request(
+    socket_path: Path | str,
+    request: Mapping[str, Any],
+    timeout: float,
+    alive: Callable[[], bool] | None = None,
+    fds: Sequence[int] = (),
+) -> tuple[socket.socket, dict[str, Any], bytes]:
+    """Send `request`; the open connection, the first answer and what followed it."""
     data = json.dumps(request).encode() + b"\n"
     deadline = time.monotonic() + timeout
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            _connect(connection, str(socket_path), deadline, alive)
-            connection.settimeout(max(0.01, deadline - time.monotonic()))
-            sent = socket.send_fds(connection, [data], list(fds)) if fds else 0
-            if sent < len(data):  # (an empty send fails once the template has answered)
-                connection.sendall(data[sent:])
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = connection.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
+        _connect(connection, str(socket_path), deadline, alive)
+        connection.settimeout(max(0.01, deadline - time.monotonic()))
+        sent = socket.send_fds(connection, [data], list(fds)) if fds else 0
+        if sent < len(data):  # (an empty send fails once the template has answered)
+            connection.sendall(data[sent:])
+        reply = b""
+        while b"\n" not in reply:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
     except OSError as error:
+        connection.close()
         raise TemplateError(f"the template does not answer: {error}") from error
-    if not reply:
+    line, _, rest = reply.partition(b"\n")
+    if not line:
+        connection.close()
         raise TemplateError("the template closed the connection without an answer")
-    answer: dict[str, Any] = json.loads(reply)
+    answer: dict[str, Any] = json.loads(line)
     if "error" in answer:
+        connection.close()
         raise TemplateError(str(answer["error"]))
-    return answer
+    return connection, answer, rest
 
 
 def _connect(
@@ -227,34 +280,53 @@ def _connect(
 class ForkedProcess:
     """A forked kernel as jupyter_client's local provisioner sees a `Popen`.
 
-    The kernel is this process's child (adopted: this process is a child
-    subreaper), so `waitpid` gives its exit status like any child's.
+    The kernel is its nanny's child (`fork_server._nanny`), not this
+    process's: its exit code comes on the connection of the fork request,
+    once the nanny has reaped it and killed whatever it left. A connection
+    that ends without one means the nanny was killed: the code is unknown
+    (255, as for a child reaped elsewhere).
     """
 
     stdin = stdout = stderr = None
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, connection: socket.socket, received: bytes = b"") -> None:
         self.pid = pid
         self.returncode: int | None = None
+        self._connection = connection
+        self._received = received
+        self._code: int | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere: it is gone, its status unknown
-                self.returncode = 255
-            else:
-                if pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
+            self._read(0.0)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
         while (code := self.poll()) is None:
-            if deadline is not None and time.monotonic() > deadline:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 raise subprocess.TimeoutExpired([str(self.pid)], timeout or 0.0)
-            time.sleep(0.01)
+            self._read(left)
         return code
+
+    def _read(self, timeout: float | None) -> None:
+        """Read what the nanny said (waiting up to `timeout`); done at the end of it."""
+        ready, _, _ = select.select([self._connection], [], [], timeout)
+        if not ready:
+            return
+        try:
+            chunk = self._connection.recv(4096)
+        except OSError:
+            chunk = b""
+        self._received += chunk
+        if chunk:
+            return
+        for line in self._received.splitlines():
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                self._code = int(json.loads(line)["exit"])
+        self._connection.close()
+        self.returncode = 255 if self._code is None else self._code
 
     def send_signal(self, signum: int) -> None:
         if self.poll() is None:
@@ -265,3 +337,15 @@ class ForkedProcess:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+
+def fall_back(reason: str) -> None:
+    """Say once (per worker, and per run in the parent, which forwards the workers' logs
+    once) why a kernel started normally."""
+    if reason not in _said:
+        _said.add(reason)
+        logger.info(
+            "some kernels start normally, without pre-imported modules: %s",
+            reason,
+            extra={"nbci_once": True},
+        )

@@ -1,7 +1,7 @@
 """The template processes: pre-imported kernel machinery and modules, forked once per kernel.
 
-The *base* template runs in an interpreter of its own, started by a worker
-(`fork_client`):
+The *base* template runs in an interpreter of its own, started once per run
+by the parent and shared by every worker (`fork_client`):
 
 1. reads its settings (one JSON line on stdin), listens on its Unix socket,
    imports ipykernel's pieces without creating a ZMQ context, an event loop
@@ -10,15 +10,19 @@ The *base* template runs in an interpreter of its own, started by a worker
    stderr: those are its log, shared with the code it imports):
    - `report`: what it imported;
    - `fork`: a kernel, given its argv, env and cwd, with its stdout, stderr
-     and stdin as file descriptors. It forks twice, so that the kernel is
-     reparented to the worker (a child subreaper) and the worker reaps it and
-     sees its exit code like any child's; answers the pid;
-   - `template`: a *set template*, forked from the base, that imports one
-     notebook's modules in the notebook's order and then serves the same
-     requests on a socket of its own. Each notebook's kernel is forked from
-     the template of its own imports, so it carries nothing another notebook
-     imported (memory, warnings filters, what process pool workers import);
-3. ends when its stdin closes (the worker stopped or died) or its parent dies.
+     and stdin as file descriptors, below a *nanny* (`_nanny`) that answers
+     on the request's connection, which the worker keeps open for the
+     kernel's lifetime: the kernel's pid at once, its exit status once it has
+     ended and everything it left is killed;
+   - `template` (the base only): the socket of a *set template*, forked from
+     the base, that imports one notebook's modules in the notebook's order
+     and then serves `report` and `fork` on a socket of its own. Each
+     notebook's kernel is forked from the template of its own imports, so it
+     carries nothing another notebook imported (memory, warnings filters,
+     what process pool workers import). Set templates are shared by the
+     workers: a set already imported is answered at once (`_set_template`);
+3. ends when its stdin closes (the run is over or its parent died) or its
+   parent dies.
 
 The forked child becomes an ordinary ipykernel (`_become_kernel`): everything
 a fresh `python -m ipykernel_launcher` gets from the operating system and the
@@ -47,10 +51,10 @@ import random
 import selectors
 import signal
 import socket
+import struct
 import sys
 import tempfile
 import threading
-import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -124,6 +128,14 @@ class _State:
     """`random.Random` instances the imported modules seeded from entropy."""
     helpers: list[Any] = field(default_factory=list)
     """The resource trackers and fork servers of the imported modules (`_helper_processes`)."""
+    socket: str = ""
+    """The base's socket; its set templates' sockets are named after it."""
+    is_base: bool = True
+    sets: dict[tuple[str, ...], tuple[int, str]] = field(default_factory=dict)
+    """The base's live set templates: modules → pid and socket."""
+    wanted_by: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    """Client (worker) pid → the set it asked for last: the set templates the base keeps."""
+    numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
 
 def main() -> None:
@@ -135,6 +147,7 @@ def main() -> None:
         environment=dict(os.environ),
         project=Path(settings["project"]),
         folders=[Path(folder) for folder in settings.get("folders", [])],
+        socket=sys.argv[1],
     )
     listener = _listen(sys.argv[1])
     state.report = _import_machinery()
@@ -146,6 +159,7 @@ def main() -> None:
             _serve(listener, state)
             return
         except _BecomeTemplate as become:
+            state.is_base, state.sets, state.wanted_by = False, {}, {}
             listener = _listen(become.request["socket"])
             _preload_set(state, become.request["modules"])
             state.helpers = _helper_processes()
@@ -470,14 +484,19 @@ def _serve(listener: socket.socket, state: _State) -> None:
                     with connection:
                         _answer(connection, listener, state)
                 elif not sys.stdin.readline():
-                    return  # the worker is done (or gone)
-            _reap_children()
+                    return  # the run is over (or its parent gone)
+            _reap_children(state)
 
 
-def _reap_children() -> None:
+def _reap_children(state: _State) -> None:
+    """Reap the set templates and nannies that ended; forget the set templates."""
+    ended = set()
     with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
+        while pid := os.waitpid(-1, os.WNOHANG)[0]:
+            ended.add(pid)
+    for modules, (pid, _) in list(state.sets.items()):
+        if pid in ended:
+            del state.sets[modules]
 
 
 def _answer(connection: socket.socket, listener: socket.socket, state: _State) -> None:
@@ -487,7 +506,8 @@ def _answer(connection: socket.socket, listener: socket.socket, state: _State) -
         connection.settimeout(_REQUEST_WAIT_S)
         request, fds = _receive(connection)
         reply = _reply(request, fds, [connection, listener], state)
-        connection.sendall(json.dumps(reply).encode() + b"\n")
+        if reply is not None:  # (None: the nanny of a forked kernel answers)
+            connection.sendall(json.dumps(reply).encode() + b"\n")
     except (OSError, ValueError, KeyError, TypeError) as error:
         with contextlib.suppress(OSError):
             connection.sendall(json.dumps({"error": f"bad request: {error}"}).encode() + b"\n")
@@ -499,14 +519,17 @@ def _answer(connection: socket.socket, listener: socket.socket, state: _State) -
 
 def _reply(
     request: dict[str, Any], fds: list[int], sockets: list[socket.socket], state: _State
-) -> _Reply:
+) -> _Reply | None:
     op = request.get("op")
     if op == "report":
         return state.report
     if op == "template":
-        if not isinstance(request["modules"], list) or not isinstance(request["socket"], str):
-            raise ValueError("a template request names its modules and socket")
-        return {"pid": _fork(lambda: _become_set_template(request, sockets))}
+        modules = request["modules"]
+        if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+            raise ValueError("a template request names its modules")
+        if not state.is_base:
+            raise ValueError("only the base template forks set templates")
+        return _set_template(tuple(modules), _peer(sockets[0]), sockets, state)
     if op != "fork":
         raise ValueError(f"unknown request {op!r}")
     if len(fds) != 3:
@@ -514,9 +537,62 @@ def _reply(
     if differing := _differences(request["env"], state.environment):
         return {"error": f"the kernel's environment differs from the template's: {differing}"}
     try:
-        return {"pid": _fork_kernel(request, fds, sockets)}
+        _fork_nanny(request, fds, sockets)
     except OSError as error:
         return {"error": f"cannot fork: {error}"}
+    return None
+
+
+def _set_template(
+    modules: tuple[str, ...], client: int, sockets: list[socket.socket], state: _State
+) -> _Reply:
+    """The set template of `modules` (`new`: forked for this request), shared by the workers.
+
+    The base keeps the set templates some live client asked for last, and
+    retires the others (kernels forked from them run on: their nannies are
+    not the template's to kill). So a run holds at most one set template per
+    worker, and while a notebook runs no other notebook's imports are held
+    beside it unless another worker runs that notebook: a run's memory stays
+    that of fresh kernels (`bench.py --pss`). A worker asks before every
+    kernel it forks, so the one it is about to fork from is never retired
+    under it by another worker.
+    """
+    _reap_children(state)
+    state.wanted_by[client] = modules
+    for other in [pid for pid in state.wanted_by if pid != client and not _exists(pid)]:
+        del state.wanted_by[other]
+    known = state.sets.get(modules)
+    new = known is None
+    if known is None:
+        path = f"{state.socket.removesuffix('.sock')}-{next(state.numbers)}.sock"
+        request = {"modules": list(modules), "socket": path}
+        known = state.sets[modules] = (_fork(lambda: _become_set_template(request, sockets)), path)
+    wanted = set(state.wanted_by.values())
+    for kept, (pid, old_path) in list(state.sets.items()):
+        if kept not in wanted:
+            del state.sets[kept]
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)  # reaped by `_reap_children`
+            with contextlib.suppress(OSError):
+                os.unlink(old_path)
+    return {"pid": known[0], "socket": known[1], "new": new}
+
+
+def _peer(connection: socket.socket) -> int:
+    """The pid of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    pid: int = struct.unpack("3i", credentials)[0]
+    return pid
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _differences(wanted: dict[str, str], own: dict[str, str]) -> str:
@@ -565,37 +641,102 @@ def _become_set_template(request: dict[str, Any], sockets: list[socket.socket]) 
     raise _BecomeTemplate(request)
 
 
-def _fork_kernel(request: dict[str, Any], fds: list[int], sockets: list[socket.socket]) -> int:
-    """Fork twice; the grandchild becomes the kernel. Returns its pid once it is the worker's."""
-    read_end, write_end = os.pipe()
-    middle = os.fork()
-    if middle == 0:  # the intermediate child: fork the kernel, say its pid, leave
-        kernel = -1
+def _fork_nanny(request: dict[str, Any], fds: list[int], sockets: list[socket.socket]) -> None:
+    """Fork the nanny of a kernel (`_nanny`); it answers on the request's connection."""
+    if os.fork() != 0:
+        return
+    code = 70
+    try:
+        code = _nanny(request, fds, sockets)
+    except _BecomeKernel:  # the kernel, forked by the nanny: unwinds into `main`
+        raise
+    except BaseException:
+        pass
+    os._exit(code)  # never return into the template's loop from here
+
+
+def _nanny(request: dict[str, Any], fds: list[int], sockets: list[socket.socket]) -> int:
+    """Fork the kernel, say its pid, wait for it, kill what it left, say how it ended.
+
+    The worker that asked is not the kernel's parent (the template is the
+    parent's, shared by every worker), so this small process stands in for
+    it: a child subreaper, so whatever the kernel started stays below it even
+    in a session of its own, and the kernel's exit status and the killing of
+    its strays happen here, then travel to the worker on the connection it
+    keeps open for the kernel's lifetime (`fork_client.ForkedProcess`): one
+    JSON line with the pid, one with the exit code (`os.waitstatus_to_exitcode`:
+    negative for a signal) once nothing of the kernel runs any more. If the
+    worker goes (the connection closes), the kernel and what it started are
+    killed. The nanny outlives the set template it was forked from (a set
+    template is retired while its kernels run): PR_SET_PDEATHSIG is not
+    inherited through fork; and it leads a process group of its own, so that
+    killing the templates' group at the end of a run (`Template.stop`) does
+    not end it while it kills what a kernel left.
+    """
+    from nbci.execute.process_tree import become_subreaper, kill_strays
+
+    connection, *others = sockets
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setpgid(0, 0)
+    become_subreaper()
+    kernel = os.fork()
+    if kernel == 0:
         try:
-            os.close(read_end)
-            intermediate = os.getpid()
-            kernel = os.fork()
-            if kernel == 0:
-                try:
-                    os.close(write_end)
-                    _detach(fds, sockets, intermediate=intermediate)
-                except BaseException:
-                    os._exit(70)
-                raise _BecomeKernel(request)
-            os.write(write_end, str(kernel).encode())
-        finally:
-            if kernel != 0:  # never return into the template's loop from here
-                os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        answer = pipe.read()
-    os.waitpid(middle, 0)  # the kernel is an orphan now, adopted by the worker (a subreaper)
-    if not answer:
-        raise OSError("the forked child ended before it forked the kernel")
-    return int(answer)
+            _detach(fds, sockets)
+        except BaseException:
+            os._exit(70)
+        raise _BecomeKernel(request)
+    for fd in set(fds):
+        os.close(fd)
+    for sock in others:
+        sock.close()
+    code = None
+    try:
+        connection.settimeout(None)
+        connection.sendall(json.dumps({"pid": kernel}).encode() + b"\n")
+        code = _watch(kernel, connection)
+    finally:
+        kill_strays(keep=())  # the kernel too, if the worker went while it ran
+    if code is not None:
+        connection.sendall(json.dumps({"exit": code}).encode() + b"\n")
+    return 0
 
 
-def _detach(fds: list[int], sockets: list[socket.socket], *, intermediate: int) -> None:
+def _watch(kernel: int, connection: socket.socket) -> int | None:
+    """The kernel's exit code once it ends, or None if the connection closes first."""
+    try:
+        pidfd: int | None = os.pidfd_open(kernel)
+    except (OSError, AttributeError):  # Linux before 5.3: look every 50 ms
+        pidfd = None
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(connection, selectors.EVENT_READ)
+            if pidfd is not None:
+                selector.register(pidfd, selectors.EVENT_READ)
+            while (code := _reap_kernel(kernel)) is None:
+                for key, _ in selector.select(timeout=0.05 if pidfd is None else 1.0):
+                    if key.fileobj is connection and not connection.recv(1):
+                        return None  # the worker is gone
+            return code
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _reap_kernel(kernel: int) -> int | None:
+    """Reap the nanny's children that ended (orphans adopted too); the kernel's exit code."""
+    try:
+        while True:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return None
+            if pid == kernel:
+                return os.waitstatus_to_exitcode(status)
+    except ChildProcessError:
+        return 255  # (cannot be: the kernel is the nanny's child until reaped here)
+
+
+def _detach(fds: list[int], sockets: list[socket.socket]) -> None:
     """In the kernel child: own session, own stdio, nothing of the template's connections."""
     os.setsid()
     for sock in sockets:
@@ -605,8 +746,6 @@ def _detach(fds: list[int], sockets: list[socket.socket], *, intermediate: int) 
         os.dup2(source, target)
     for fd in set(fds):
         os.close(fd)
-    while os.getppid() == intermediate:  # until adopted by the worker, as ipykernel expects
-        time.sleep(0.001)
 
 
 # -- the child: an ordinary kernel ---------------------------------------------------
@@ -676,11 +815,18 @@ def _exit_without_teardown(code: int) -> NoReturn:
 
 
 def _reread_kernel_settings() -> None:
-    """What ipykernel read from the environment when the template imported it."""
+    """What ipykernel read from the environment when the template imported it.
+
+    Its parent handle is the kernel's parent, its nanny, not JPY_PARENT_PID
+    (the worker, which asked for it: the variable keeps naming it for the
+    notebook): ipykernel's parent poller ends the kernel when its parent
+    changes, and the nanny ends when the worker goes; it would ignore a
+    handle that is not the kernel's parent.
+    """
     from ipykernel.kernelapp import IPKernelApp
 
     parent = IPKernelApp.class_traits()["parent_handle"]
-    parent.default_value = int(os.environ.get("JPY_PARENT_PID") or 0)
+    parent.default_value = os.getppid()
 
 
 def _reseed(state: _State) -> None:

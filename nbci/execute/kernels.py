@@ -127,36 +127,14 @@ class Kernels:
         return self._templates is not None
 
     def _template_keeper(self) -> TemplateKeeper | None:
-        """Start the template process, unless preloading is off or impossible here."""
-        if self._settings.preload is None:
+        """The run's templates (started by the parent), unless preloading is off or impossible."""
+        if self._settings.template is None or self._settings.preload is None:
             return None
-        from nbci.execute.provisioner import fall_back, register
+        from nbci.execute.provisioner import register
         from nbci.execute.template_keeper import TemplateKeeper
 
-        reason = TemplateKeeper.supported(self._subreaper)
-        if reason is not None:
-            fall_back(reason)
-            return None
         register()
-        environment = kernel_environment(
-            self._settings.kernel_threads, self._settings.hidden_variables
-        )
-        environment["JPY_PARENT_PID"] = str(os.getpid())
-        keeper = TemplateKeeper(
-            self._settings.scratch,
-            environment,
-            self._settings.root,
-            self._settings.notebook_folders,
-            self._template_process,
-        )
-        keeper.start()
-        return keeper
-
-    def _template_process(self, pid: int, alive: bool) -> None:
-        """The template is killed with the kernels (by the parent too, if this worker dies)."""
-        (self.live.add if alive else self.live.discard)(pid)
-        with _logged_failure("reporting template %s", pid):
-            self._sender.send(KernelEvent(pid, alive=alive))
+        return TemplateKeeper(self._settings.template)
 
     def modules_for(self, notebook: Path) -> tuple[str, ...]:
         """The modules `notebook`'s kernel is forked with (none without templates)."""
@@ -289,8 +267,6 @@ class Kernels:
         if self._warm is not None:
             self.release(self._warm, graceful=False)
             self._warm = None
-        if self._templates is not None:
-            self._templates.stop()
 
     def kill_all(self) -> None:
         """Kill every kernel and what it started (from a signal handler or the parent watch)."""
@@ -329,8 +305,11 @@ class Kernels:
             with os.fdopen(fd, "wb") as out:
                 await km.start_kernel(
                     cwd=str(cwd),
-                    env=kernel_environment(
-                        self._settings.kernel_threads, self._settings.hidden_variables
+                    env=dict(
+                        self._settings.kernel_environment
+                        or kernel_environment(
+                            self._settings.kernel_threads, self._settings.hidden_variables
+                        )
                     ),
                     stdout=out,
                     stderr=out,

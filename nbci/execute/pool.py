@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from multiprocessing.process import BaseProcess
     from pathlib import Path
 
+    from nbci.execute.fork_client import Template
     from nbci.progress import OnEvent
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class Pool:
         self._any_ready = False
         self._said: set[str] = set()
         """Messages logged once per run (the same from every worker)."""
+        self._template: Template | None = None
+        self._template_tried = False
 
     def __enter__(self) -> Pool:
         return self
@@ -140,12 +143,30 @@ class Pool:
             self._kill_kernels(worker)
             worker.conn.close()
         self._workers.clear()
+        if self._template is not None:
+            self._template.stop()
+            self._template = None
+
+    # -- the run's template
+
+    def _start_template(self) -> None:
+        """Start the base template once, before the first worker: the workers share it (one
+        import of the kernel machinery and of each set of modules per run, not per worker)."""
+        if self._template_tried:
+            return
+        self._template_tried = True
+        from nbci.execute.template_keeper import start_template
+
+        started = start_template(self._settings)
+        if started is not None:
+            self._template, self._settings = started
 
     # -- one worker
 
     def _spawn(self) -> _Worker:
         from nbci.execute.worker import worker_main
 
+        self._start_template()
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=worker_main, args=(child_end, self._settings), name="nbci-worker", daemon=True

@@ -4,7 +4,9 @@ A kernel is launched as the leader of a session of its own: killing that
 session takes the kernel and whatever it forked, also children that moved to
 a process group of their own. A worker is a child subreaper (Linux), so what
 escaped into a session of its own is reparented to the worker when its parent
-dies, and `kill_strays` finds it among the worker's descendants.
+dies, and `kill_strays` finds it among the worker's descendants. A forked
+kernel is not the worker's: its nanny (`fork_server._nanny`) is the child
+subreaper that reaps it and kills its strays the same way.
 """
 
 from __future__ import annotations

@@ -29,13 +29,12 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Unicode
 
-from nbci.execute.fork_client import ForkedProcess, TemplateError, request_fork
+from nbci.execute.fork_client import TemplateError, fall_back, request_fork
 
 logger = logging.getLogger(__name__)
 
 PROVISIONER_NAME = "nbci-fork"
 _ENTRY_POINT_GROUP = "jupyter_client.kernel_provisioners"
-_said: set[str] = set()
 
 
 class ForkProvisioner(LocalProvisioner):
@@ -75,11 +74,12 @@ class ForkProvisioner(LocalProvisioner):
         os.close(writer)
         try:
             stdio = [_fd(kwargs.get("stdout"), 1), _fd(kwargs.get("stderr"), 2), stdin]
-            pid = request_fork(self.template_socket, cmd, env, cwd, stdio)
+            process = request_fork(self.template_socket, cmd, env, cwd, stdio)
         finally:
             os.close(stdin)
         # Duck-typed: the local provisioner only polls, waits for and signals its process.
-        self.process = cast("subprocess.Popen[bytes]", ForkedProcess(pid))
+        self.process = cast("subprocess.Popen[bytes]", process)
+        pid = process.pid
         self.pid = self.pgid = pid  # the kernel leads a session (and group) of its own
         self.cwd = cwd
         logger.debug("forked a kernel from the template: pid %s", pid)
@@ -90,17 +90,6 @@ def _fd(stream: Any, default: int) -> int:
     if stream is None:
         return default
     return stream if isinstance(stream, int) else int(stream.fileno())
-
-
-def fall_back(reason: str) -> None:
-    """Say once (per worker here, per run in the parent) why a kernel started normally."""
-    if reason not in _said:
-        _said.add(reason)
-        logger.info(
-            "some kernels start normally, without pre-imported modules: %s",
-            reason,
-            extra={"nbci_once": True},
-        )
 
 
 class ForkingKernelSpecManager(KernelSpecManager):

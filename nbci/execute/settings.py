@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from nbci.model import Job, NotebookResult
 from nbci.progress import OnEvent
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nbci.execute.fork_client import BaseTemplate
 
 DEFAULT_KERNEL = "python3"
 
@@ -79,6 +83,14 @@ class WorkerSettings:
     (`preload.modules_for`); None: no templates, kernels start normally."""
     notebook_folders: tuple[Path, ...] = ()
     """The planned notebooks' folders: modules there are the project's."""
+    template: BaseTemplate | None = None
+    """The run's base template, started by the parent (`template_keeper.start_template`);
+    None: kernels start normally."""
+    kernel_environment: Mapping[str, str] | None = None
+    """With a template: the environment it was started with, which every kernel gets (a
+    worker's own may differ: it inherits what the parent's C library was told, such as a
+    COLUMNS set by `setenv` that `os.environ` never saw). None: each worker's own
+    (`kernels.kernel_environment`)."""
     stream_output: bool = False
     hidden_variables: tuple[str, ...] = ()
     after_notebook: AfterNotebook | None = None

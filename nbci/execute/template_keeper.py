@@ -1,91 +1,94 @@
-"""A worker's templates: the base one, and one per set of imports, replaced when unsafe.
+"""The run's templates: the base one (started by the parent, shared by the workers), and one
+per set of imports, which each worker asks for and cuts when unsafe.
 
 Each notebook's kernel is forked from a template that imported exactly the
 modules that notebook imports first (`preload.modules_for`), in its order: a
-*set template* forked from the worker's base template (which imported only
-the kernel machinery). The last `KEPT_SET_TEMPLATES` are kept for the next
-notebooks with the same imports. A module that makes a template unsafe is
-cut, with what follows it, from every set of this worker; a set template that
-fails means a fresh kernel for that notebook only.
+*set template* forked from the run's base template (which imported only the
+kernel machinery once for every worker). The base forks each set once and
+hands it to every worker that asks for it; it keeps the ones the workers
+asked for last (`fork_server._set_template`: at most one per worker). A
+module that makes a template unsafe is cut, with what follows it, from every
+set of this worker (the template's report is the same for every worker, so
+they all cut the same); a set template that fails means a fresh kernel for
+that notebook only.
 
-Forking needs Linux: the forked kernel must be adopted by the worker (a
-child subreaper) so that the worker reaps it and knows its exit code, and
-fork without exec is unsafe on macOS (system frameworks; CPython itself
-defaults to `spawn` there) and absent on Windows. Elsewhere kernels start
-normally.
+Forking needs Linux: fork without exec is unsafe on macOS (system
+frameworks; CPython itself defaults to `spawn` there) and absent on Windows,
+and a forked kernel's nanny is a child subreaper (`fork_server._nanny`).
+Elsewhere kernels start normally.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from nbci.execute.fork_client import SetTemplate, Template, TemplateError, TemplateReport
-from nbci.execute.provisioner import fall_back
+from nbci.execute.fork_client import (
+    BaseTemplate,
+    SetTemplate,
+    Template,
+    TemplateError,
+    TemplateReport,
+    fall_back,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nbci.execute.settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
 
-KEPT_SET_TEMPLATES = 1
-"""Set templates a worker keeps alive (each holds its notebooks' imports in memory): one, so
-that while a notebook runs no other notebook's imports are held beside it and a run's memory
-stays that of fresh kernels (`bench.py --pss`); a notebook with other imports than the last
-forks a new set template from the base one."""
+
+def start_template(settings: WorkerSettings) -> tuple[Template, WorkerSettings] | None:
+    """Start the run's base template (in the parent, before its workers): it, and the
+    settings that send it to the workers; or None (said why).
+
+    The template is started with the kernels' environment
+    (`kernels.kernel_environment`), which the workers are sent to give every
+    kernel, so that a kernel's environment is the one the template imported
+    with; each forked kernel sets its own JPY_PARENT_PID (its nanny's pid).
+    Only the standard library and `fork_client` are needed here: the parent
+    imports nothing of Jupyter's.
+    """
+    if settings.preload is None:
+        return None
+    if not sys.platform.startswith("linux"):
+        fall_back(f"no safe fork on {sys.platform}")
+        return None
+    from nbci.execute.kernels import kernel_environment
+
+    environment = kernel_environment(settings.kernel_threads, settings.hidden_variables)
+    own = {**environment, "JPY_PARENT_PID": str(os.getpid())}
+    try:
+        template = Template(settings.scratch, own, settings.root, settings.notebook_folders)
+    except OSError as error:
+        fall_back(f"the template process cannot start ({error})")
+        return None
+    shared = replace(settings, template=template.shared(), kernel_environment=environment)
+    return template, shared
 
 
 class TemplateKeeper:
-    """Hands out the socket of a ready, safe template for a set of modules."""
+    """Hands out the socket of a ready, safe template for a set of modules (in a worker)."""
 
-    def __init__(
-        self,
-        folder: Path,
-        environment: Mapping[str, str],
-        project: Path,
-        notebook_folders: Sequence[Path],
-        on_process: Callable[[int, bool], None],
-    ) -> None:
-        self._folder = folder
-        self._environment = environment
-        self._project = project
-        self._notebook_folders = notebook_folders
-        self._on_process = on_process
-        """Told the base template's pid as it starts (True) and stops (False)."""
-        self._base: Template | None = None
-        self._sets: OrderedDict[tuple[str, ...], SetTemplate] = OrderedDict()
+    def __init__(self, base: BaseTemplate) -> None:
+        self._base = base
         self._unsafe: dict[str, str] = {}
         """Modules that made a template unsafe (→ why): never pre-imported again here."""
         self._failed: dict[tuple[str, ...], str] = {}
         """Sets whose template failed (→ why): their notebooks start fresh without trying again."""
         self._given_up = False
 
-    @staticmethod
-    def supported(subreaper: bool) -> str | None:
-        """Why kernels cannot be forked here, or None."""
-        if not sys.platform.startswith("linux"):
-            return f"no safe fork on {sys.platform}"
-        if not subreaper:
-            return "this process cannot adopt forked kernels (no child subreaper)"
-        return None
-
-    def start(self) -> None:
-        """Start the base template in the background (it imports while the worker goes on)."""
-        if self._base is None and not self._given_up:
-            try:
-                self._base = Template(
-                    self._folder, self._environment, self._project, self._notebook_folders
-                )
-            except OSError as error:
-                self._give_up(f"the template process cannot start ({error})")
-                return
-            self._on_process(self._base.pid, True)
-
     def socket(self, modules: Sequence[str], timeout: float) -> tuple[str | None, str | None]:
         """The socket of a template of `modules` ready to fork, or None and why not.
 
         The why is None when no template is used by anyone in this worker
         (said once, `fall_back`); otherwise it is this notebook's reason.
+        The base is asked every time, also for a set it gave before: that
+        keeps the set this worker forks from next among those it keeps.
         """
         base = self._ready_base(timeout)
         if base is None:
@@ -95,14 +98,12 @@ class TemplateKeeper:
             if wanted in self._failed:
                 return None, self._failed[wanted]
             try:
-                template = self._set(base, wanted)
-                report = template.wait_ready(timeout)
+                template, report = self._ready_set(base, wanted, timeout)
             except TemplateError as error:
                 return None, self._fail(wanted, f"the template of its imports failed ({error})")
             if report.unsafe is None and template.alive():
                 _log_report(report)
                 return str(template.socket_path), None
-            self._drop(wanted)
             if report.unsafe is None:
                 return None, self._fail(wanted, "the template of its imports died")
             self._unsafe[report.unsafe] = str(report.why)
@@ -112,20 +113,29 @@ class TemplateKeeper:
             wanted = self._cut(wanted)
         return (str(base.socket_path), None) if base.alive() else (None, None)
 
-    def stop(self) -> None:
-        for template in self._sets.values():
-            template.stop()
-        self._sets.clear()
-        if self._base is not None:
-            self._base.stop()
-            self._on_process(self._base.pid, False)
-            self._base = None
+    def _ready_set(
+        self, base: BaseTemplate, modules: tuple[str, ...], timeout: float
+    ) -> tuple[SetTemplate, TemplateReport]:
+        """The set template of `modules` and its report. One that another request had forked
+        and that ended before it answered (killed, or retired by the base) is asked for again,
+        once; one forked for this request that fails is this set's failure."""
+        template = base.fork_set(modules)
+        try:
+            report = template.wait_ready(timeout)
+        except TemplateError:
+            if template.new:
+                raise
+            template = base.fork_set(modules)
+            report = template.wait_ready(timeout)
+        if not template.new and not template.alive():
+            template = base.fork_set(modules)
+            report = template.wait_ready(timeout)
+        return template, report
 
-    def _ready_base(self, timeout: float) -> Template | None:
-        self.start()
-        base = self._base
-        if base is None:
+    def _ready_base(self, timeout: float) -> BaseTemplate | None:
+        if self._given_up:
             return None
+        base = self._base
         try:
             report = base.wait_ready(timeout)
         except TemplateError as error:
@@ -146,27 +156,11 @@ class TemplateKeeper:
                 return modules[:index]
         return modules
 
-    def _set(self, base: Template, modules: tuple[str, ...]) -> SetTemplate:
-        template = self._sets.pop(modules, None)
-        if template is None or not template.alive():
-            while len(self._sets) >= KEPT_SET_TEMPLATES:
-                self._sets.popitem(last=False)[1].stop()
-            template = base.fork_set(modules)
-        self._sets[modules] = template  # the most recently used last
-        return template
-
     def _fail(self, modules: tuple[str, ...], why: str) -> str:
-        self._drop(modules)
         self._failed[modules] = why
         return why
 
-    def _drop(self, modules: tuple[str, ...]) -> None:
-        template = self._sets.pop(modules, None)
-        if template is not None:
-            template.stop()
-
     def _give_up(self, reason: str) -> None:
-        self.stop()
         self._given_up = True
         fall_back(reason)
 
