@@ -87,7 +87,7 @@ def execute_jobs(jobs: Sequence[Job], options: ExecuteOptions) -> Iterator[Noteb
                 pool.dispatch(pending)
             yield from results
         if interrupted():
-            reason = signal.Signals(stop.signum).name if stop.signum else "SIGTERM to its workers"
+            reason = signal.Signals(stop.signum).name if stop.signum else "a signal to its workers"
             logger.info("interrupted by %s: stopping the workers and their kernels", reason)
             yield from pool.arrived()
             pool.close(force=True)

@@ -72,7 +72,8 @@ class Pool:
         self._on_event = on_event
         self._workers: list[_Worker] = []
         self.terminated_from_outside = False
-        """A worker was stopped by a SIGTERM the parent did not send."""
+        """A worker was stopped by a signal the parent did not send: a SIGTERM, or a Ctrl-C
+        that reached the process group while a worker was starting (before its handler)."""
         self._any_ready = False
         self._said: set[str] = set()
         """Messages logged once per run (the same from every worker)."""
@@ -239,6 +240,9 @@ class Pool:
         self._kill_kernels(worker)
         worker.conn.close()
         code = worker.process.exitcode
+        if code == -signal.SIGINT and not worker.ready:  # Ctrl-C, not a broken start
+            self.terminated_from_outside = True
+            return []
         if not worker.ready and not self._any_ready:
             raise RunError(
                 f"the worker processes cannot start ({describe_exit(code)}); a script that "
