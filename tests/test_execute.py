@@ -23,6 +23,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from fresh_python import run_python
 from processes import assert_all_gone
 
 from nbci.execute import ExecuteOptions, execute_jobs, pool, strip_ansi
@@ -320,12 +321,7 @@ def test_a_worker_imports_papermill_without_the_clients_of_remote_stores(project
         print(load_notebook_node({str(notebook)!r}).nbformat)
         import github  # still importable by anything else in the worker
         print(github.Github.__name__)""")
-    root = Path(__file__).resolve().parents[1]
-    path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
-    )
+    done = run_python(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[]", "4", "Github"]
 
@@ -353,15 +349,7 @@ def test_a_worker_finds_kernels_and_renders_notebooks_without_importing_ipython(
         print("python3" in specs.find_kernel_specs(), specs.get_kernel_spec("python3").language)
         render_notebook_html(Path({str(notebook)!r}), Path({str(project / "plain.html")!r}))
         print("IPython" in sys.modules)""")
-    root = Path(__file__).resolve().parents[1]
-    path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": path},
-        timeout=120,
-    )
+    done = run_python(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["True python", "False"]
 

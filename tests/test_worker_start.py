@@ -3,15 +3,11 @@ without the libraries that check `format`s (`rfc3987_syntax` builds its grammars
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from fresh_python import run_python
 
 
 @pytest.mark.tools
@@ -31,16 +27,7 @@ def test_a_worker_imports_jsonschema_without_its_format_checkers(
         print(load_notebook_node({str(notebook)!r}).nbformat)
         import rfc3987_syntax
         print(rfc3987_syntax.__name__)""")
-    path = os.pathsep.join(
-        [str(rfc3987_syntax_stand_in), str(ROOT), os.environ.get("PYTHONPATH", "")]
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": path},
-        timeout=120,
-    )
+    done = run_python(code, first=[rfc3987_syntax_stand_in])
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["True False", "4", "rfc3987_syntax"]
