@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import NotebookFactory
+from fresh_python import run_script
 from processes import assert_all_gone
 
 from nbci.config import parse_config
@@ -547,17 +548,7 @@ if __name__ == "__main__":
 def test_jupyter_client_interrupts_restarts_and_shuts_down_a_forked_kernel(
     tmp_path: Path,
 ) -> None:
-    driver = tmp_path / "client.py"
-    driver.write_text(textwrap.dedent(CLIENT))
-    done = subprocess.run(
-        [sys.executable, str(driver)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.splitlines()[-1])
+    seen = run_script(CLIENT, tmp_path)
     assert seen["provisioner"] == "ForkProvisioner" and seen["forked"] == "True"
     assert seen["interrupted"] == "KeyboardInterrupt"
     assert seen["restarted_pid"] != seen["pid"]

@@ -8,17 +8,14 @@ code on the fork request's connection and kills what the kernel left.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import NotebookFactory
+from fresh_python import run_script
 from processes import assert_all_gone
-from test_fork import ROOT, START, read, run, save
+from test_fork import START, read, run, save
 
 from nbci.model import Job
 
@@ -158,17 +155,7 @@ def test_a_forked_kernels_exit_code_comes_from_its_nanny_once_its_strays_are_gon
 ) -> None:
     """Through jupyter_client: shut down (0), `os._exit(3)` (3), SIGKILL (-9); the moment
     the code arrives, the kernel's child in a session of its own is already gone."""
-    driver = tmp_path / "nanny.py"
-    driver.write_text(textwrap.dedent(NANNY))
-    done = subprocess.run(
-        [sys.executable, str(driver)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.splitlines()[-1])
+    seen = run_script(NANNY, tmp_path)
     assert seen == {
         "shutdown": {"code": 0, "stray_left": False},
         "exit": {"code": 3, "stray_left": False},
