@@ -15,6 +15,7 @@ do without.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -155,6 +156,35 @@ class Forge(Protocol):
     ) -> str | None:
         """A check run with the report; None where the forge has none (GitLab)."""
         ...
+
+
+_SHA1 = re.compile(r"[0-9a-f]{40}")
+_SHA1_OR_SHA256 = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_HTTP_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+
+
+def is_full_sha(text: str, *, sha256: bool = True) -> bool:
+    """Whether `text` is a full commit SHA; `sha256`: the forge also stores SHA-256
+    repositories (64 hex digits)."""
+    return (_SHA1_OR_SHA256 if sha256 else _SHA1).fullmatch(text) is not None
+
+
+def checked_sha(commit: str | None, *, sha256: bool = True) -> str | None:
+    """`--sha` (or the CI's commit) when it is a full commit SHA (`is_full_sha`);
+    `UsageError` otherwise."""
+    if commit is None or is_full_sha(commit, sha256=sha256):
+        return commit
+    digits = "40 or 64" if sha256 else "40"
+    raise UsageError(f"--sha: expected a full commit SHA ({digits} hex digits), got {commit!r}")
+
+
+def checked_url(value: str, where: str) -> str:
+    """`value` without surrounding blanks or a trailing slash, when it is an http(s)
+    address with no query or fragment; `UsageError` naming `where` otherwise."""
+    url = value.strip().rstrip("/")
+    if not _HTTP_URL.fullmatch(url):
+        raise UsageError(f"{where}: expected an http(s) URL, got {value!r}")
+    return url
 
 
 LISTING_FACTOR = 10

@@ -23,11 +23,11 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from nbci.errors import UsageError
+from nbci.publish.forge import checked_sha
 
 CLOUD_API_URL = "https://api.bitbucket.org/2.0"
 CLOUD_WEB_URL = "https://bitbucket.org"
 _REPO = re.compile(r"~?[A-Za-z0-9_.{}-]{1,128}/[A-Za-z0-9_.-]{1,128}")
-_SHA = re.compile(r"[0-9a-f]{40}")
 _DC_API = re.compile(r"/rest/api/(1\.0|latest)$")
 
 Flavour = Literal["cloud", "datacenter"]
@@ -87,9 +87,7 @@ def resolve_bitbucket_context(
     owner, slug = full_name.split("/")
     flavour, api, web = _api(api_url)
     pr_id = pr if pr is not None else _positive(env.get("BITBUCKET_PR_ID"))
-    commit = sha or env.get("BITBUCKET_COMMIT") or None
-    if commit is not None and not _SHA.fullmatch(commit):
-        raise UsageError(f"--sha: expected a full commit SHA (40 hex digits), got {commit!r}")
+    commit = checked_sha(sha or env.get("BITBUCKET_COMMIT") or None, sha256=False)
     build = env.get("BITBUCKET_BUILD_NUMBER", "")
     if run_url is None and in_pipelines and build.isdigit():
         run_url = f"{web}/{full_name}/pipelines/results/{build}"

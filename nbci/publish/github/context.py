@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbci._files import read_inside
 from nbci.errors import PublishError, ResultsError, UsageError
-from nbci.publish.forge import Target, commit_target, dig
+from nbci.publish.forge import Target, checked_sha, checked_url, commit_target, dig
 
 if TYPE_CHECKING:
     from nbci.publish.github.client import Session
@@ -33,7 +33,6 @@ PR_NUMBER_FILE = "pr-number"
 """Written by the `pull_request` workflow into the artifact: the pull request's number."""
 MAX_EVENT_BYTES = 32 * 1024 * 1024
 _REPO = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _PR_NUMBER = re.compile(r"[1-9][0-9]{0,9}")
 
 
@@ -83,8 +82,8 @@ def resolve_context(
             f"no repository to publish to{shown}: pass --repo OWNER/NAME, "
             "or run inside GitHub Actions (GITHUB_REPOSITORY)"
         )
-    api = _url(api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL, "--api-url")
-    server = _url(env.get("GITHUB_SERVER_URL") or _server_for(api), "GITHUB_SERVER_URL")
+    api = checked_url(api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL, "--api-url")
+    server = checked_url(env.get("GITHUB_SERVER_URL") or _server_for(api), "GITHUB_SERVER_URL")
     event_name = env.get("GITHUB_EVENT_NAME") or None
     payload = _load_event(env.get("GITHUB_EVENT_PATH"))
     found = _from_event(event_name, payload, env)
@@ -99,9 +98,7 @@ def resolve_context(
         pr_number, from_artifact = artifact_pr, artifact_pr is not None
     if pr_number is not None and pr_number < 1:
         raise UsageError(f"--pr: expected a pull request number, got {pr_number}")
-    commit = sha or found.pop("sha", None)
-    if commit is not None and not _SHA.fullmatch(commit):
-        raise UsageError(f"--sha: expected a full commit SHA (40 hex digits), got {commit!r}")
+    commit = checked_sha(sha or found.pop("sha", None))
     return Context(
         repo=full_name,
         api_url=api,
@@ -178,13 +175,6 @@ def read_artifact_pr(out_dir: Path) -> int | None:
         shown = text if len(text) <= 20 else text[:20] + "..."
         raise ResultsError(f"{path}: expected a pull request number, got {shown!r}")
     return int(text)
-
-
-def _url(value: str, where: str) -> str:
-    url = value.strip().rstrip("/")
-    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
-        raise UsageError(f"{where}: expected an http(s) URL, got {value!r}")
-    return url
 
 
 def _server_for(api_url: str) -> str:

@@ -22,13 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nbci.errors import UsageError
+from nbci.publish.forge import checked_sha, checked_url, is_full_sha
 
 DEFAULT_SERVER_URL = "https://gitlab.com"
 API_SUFFIX = "/api/v4"
 _PROJECT = re.compile(
     r"[1-9][0-9]{0,18}|[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}(/[A-Za-z0-9_.-]{1,255}){1,20}"
 )
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _MERGE_COMMIT_EVENTS = ("merged_result", "merge_train")
 
 
@@ -84,16 +84,14 @@ def resolve_gitlab_context(
             "or run inside GitLab CI (CI_PROJECT_PATH)"
         )
     mr_iid = pr if pr is not None else _iid(env.get("CI_MERGE_REQUEST_IID"))
-    commit = sha or _tested_commit(env, in_mr=in_mr)
-    if commit is not None and not _SHA.fullmatch(commit):
-        raise UsageError(f"--sha: expected a full commit SHA (40 hex digits), got {commit!r}")
+    commit = checked_sha(sha or _tested_commit(env, in_mr=in_mr))
     base = env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA") or None
     return GitLabContext(
         server_url=_server(api_url, env),
         project=project,
         mr_iid=mr_iid,
         sha=commit,
-        base_sha=base if base and _SHA.fullmatch(base) else None,
+        base_sha=base if base and is_full_sha(base) else None,
         branch=None if in_mr else (env.get("CI_COMMIT_BRANCH") or None),
         default_branch=env.get("CI_DEFAULT_BRANCH") or None,
         pipeline_url=_web_url(env.get("CI_PIPELINE_URL")),
@@ -127,10 +125,7 @@ def _server(api_url: str | None, env: Mapping[str, str]) -> str:
     value = api_url or env.get("CI_API_V4_URL")
     if not value:
         where, value = "CI_SERVER_URL", env.get("CI_SERVER_URL") or DEFAULT_SERVER_URL
-    url = value.strip().rstrip("/")
-    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
-        raise UsageError(f"{where}: expected an http(s) URL, got {value!r}")
-    return url.removesuffix(API_SUFFIX)
+    return checked_url(value, where).removesuffix(API_SUFFIX)
 
 
 def _web_url(value: str | None) -> str | None:
