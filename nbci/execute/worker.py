@@ -47,7 +47,7 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     try:
         if kernels.preloading:
             _import_papermill()  # while the template imports (a kernel is forked per notebook)
-            context = replace(context, settings=_warm_up_aside(settings))  # while it waits
+            context = replace(context, settings=_warm_up_aside(settings, kernels))
         else:
             kernels.warm_up(settings.kernel_hint, settings.root)
             _import_papermill()  # while the warm kernel boots
@@ -71,25 +71,27 @@ def _leave() -> None:
     os._exit(0)
 
 
-def _warm_up_aside(settings: WorkerSettings) -> WorkerSettings:
-    """Start `settings.warm_up` in a thread at the lowest CPU priority; the settings whose
-    `after_notebook` waits for it first (both load the same things).
+def _warm_up_aside(settings: WorkerSettings, kernels: Kernels) -> WorkerSettings:
+    """Have `settings.warm_up` run when the worker first waits for a kernel (it is about
+    to ask for its template), in a thread at the lowest CPU priority; the settings whose
+    `after_notebook` first waits for it (both load the same things).
 
-    The worker starts it when it has nothing left to do but wait for its template: at
-    the lowest priority it takes only a core the templates leave idle, never theirs.
+    Started any earlier, it would share the interpreter (its lock) with the first job's
+    reading and parameterizing, and the worker would ask for its template later.
     """
     warm_up, after = settings.warm_up, settings.after_notebook
     if warm_up is None:
         return settings
     thread = threading.Thread(target=_warm_up, args=(warm_up,), name="nbci-warm-up", daemon=True)
-    thread.start()
+    kernels.on_first_wait = thread.start
     if after is None:
         return settings
 
     def after_warm_up(
         result: NotebookResult, job: Job, *, notebook: Path, out_dir: Path, html: str
     ) -> NotebookResult:
-        thread.join()
+        if thread.ident is not None:  # started
+            thread.join()
         return after(result, job, notebook=notebook, out_dir=out_dir, html=html)
 
     return replace(settings, after_notebook=after_warm_up)
