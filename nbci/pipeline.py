@@ -321,7 +321,7 @@ def _executed(
     if not jobs:
         return
     from nbci.execute import ExecuteOptions, execute_jobs
-    from nbci.notebook_outputs import collect_outputs
+    from nbci.notebook_outputs import collect_outputs, warm_up_outputs
 
     options = ExecuteOptions(
         root=config.root,
@@ -333,6 +333,7 @@ def _executed(
         stream_output=request.log_output,
         hidden_variables=(config.token_env,) if config.token_env else (),
         after_notebook=collect_outputs,  # in the workers, off the parent's critical path
+        warm_up=warm_up_outputs,  # in the workers, while they wait for their templates
     )
     yield from execute_jobs(jobs, options)
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from processes import assert_all_gone
 
 from nbci.execute import ExecuteOptions, execute_jobs, pool, strip_ansi
 from nbci.model import Job, NotebookResult
-from nbci.notebook_outputs import collect_outputs
+from nbci.notebook_outputs import collect_outputs, warm_up_outputs
 
 FIXTURES = Path(__file__).parent / "notebooks"
 
@@ -215,6 +216,101 @@ def test_execute_alone_returns_the_result_as_it_ran(project: Path, notebooks: Pa
     assert (dict(ok.metrics), dict(ok.scraps), ok.figures) == ({}, {}, ())
     assert (project / "nbci-out" / "notebooks" / "ok.ipynb").is_file()
     assert not (project / "nbci-out" / "notebooks" / "ok.html").exists()
+
+
+RECORD_VARIABLE = "NBCI_TEST_WARM_UP_RECORD"
+"""The file the workers' hooks below append their lines to (the workers inherit it)."""
+
+
+def _record(line: str) -> None:
+    with open(os.environ[RECORD_VARIABLE], "a") as record:
+        record.write(line + "\n")
+
+
+def warm_up_and_record() -> None:
+    """The pipeline's warm-up, then which worker ran it, in which thread, at which priority."""
+    warm_up_outputs()
+    priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    _record(f"warm-up {os.getpid()} {threading.current_thread().name} {priority}")
+
+
+def failing_warm_up() -> None:
+    raise RuntimeError("the warm-up broke")
+
+
+def collect_and_record(
+    result: NotebookResult, job: Job, *, notebook: Path, out_dir: Path, html: str
+) -> NotebookResult:
+    """`collect_outputs`, after saying whether its worker had already imported nbconvert."""
+    _record(f"collect {os.getpid()} {'nbconvert' in sys.modules}")
+    return collect_outputs(result, job, notebook=notebook, out_dir=out_dir, html=html)
+
+
+@pytest.mark.kernel
+def test_a_worker_warms_up_aside_while_it_waits_for_its_template(
+    project: Path, notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker's one-time cost of collecting (nbconvert's import and template) is paid by
+    `warm_up`, once, in a thread of its own at the lowest priority, before the first notebook
+    is collected: the first notebook's collecting costs what every later one's does."""
+    record = tmp_path / "record.txt"
+    monkeypatch.setenv(RECORD_VARIABLE, str(record))
+    jobs = [job(name, "params", parameters={"x": 2}) for name in ("first", "second")]
+
+    results = run(
+        jobs, project, workers=1, after_notebook=collect_and_record, warm_up=warm_up_and_record
+    )
+
+    assert all(r.status == "ok" and r.html and r.metrics["result"] == 20 for r in results.values())
+    lines = [line.split() for line in record.read_text().splitlines()]
+    worker = lines[0][1]
+    assert lines == [
+        ["warm-up", worker, "nbci-warm-up", "19"],
+        ["collect", worker, "True"],
+        ["collect", worker, "True"],
+    ]
+
+
+@pytest.mark.kernel
+def test_a_failing_warm_up_changes_nothing_and_none_runs_without_templates(
+    project: Path,
+    notebooks: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="nbci")
+    record = tmp_path / "record.txt"
+    monkeypatch.setenv(RECORD_VARIABLE, str(record))
+
+    failed = run([job("ok", "params", parameters={"x": 3})], project, warm_up=failing_warm_up)
+    fresh = run(
+        [job("fresh", "params", parameters={"x": 4})],
+        project,
+        preload=False,
+        after_notebook=collect_and_record,
+        warm_up=warm_up_and_record,
+    )
+
+    ok = failed["ok"]
+    assert (ok.status, ok.html, ok.metrics["result"], ok.notes) == (
+        "ok",
+        "notebooks/ok.html",
+        30,
+        (),
+    )
+    assert (project / "nbci-out" / "notebooks" / "ok.html").is_file()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "warming up" in r.getMessage()]
+    assert [(level, message.splitlines()[0]) for level, message in said] == [
+        (logging.DEBUG, "warming up the worker failed")
+    ]
+    assert "RuntimeError: the warm-up broke" in said[0][1]  # with its traceback
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert fresh["fresh"].status == "ok" and fresh["fresh"].html
+    (line,) = record.read_text().splitlines()  # without templates, no warm-up
+    assert line.startswith("collect ") and line.endswith(" False")
 
 
 DRIVER = """

@@ -14,6 +14,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from fresh_python import run_python
 
 from nbci.render.notebook_html import NO_ALT, _highlighter, render_notebook_html
 
@@ -203,3 +204,30 @@ def test_code_is_highlighted_as_nbconvert_does(source: str) -> None:
     assert _highlighter("ipython3", None)(source) == Highlight2HTML(pygments_lexer="ipython3")(
         source
     )
+
+
+@pytest.mark.tools
+def test_a_page_after_the_warm_up_is_the_page_without_it(tmp_path: Path) -> None:
+    """`warm_up_html` (each worker's, before its first notebook) leaves nothing behind that
+    changes a page: the same notebook's page, the first in a fresh interpreter with and
+    without the warm-up, byte for byte; also with another lexer and the warm-up's own cell."""
+    cells = [
+        nbformat.v4.new_markdown_cell("# nbci\n\n*said* in `markdown`"),
+        code(output(data={"text/plain": "1"}), source="x = 1"),
+        code(output(data={"image/png": PNG}), source="%timeit x\nprint('hi')"),
+    ]
+    python = {"name": "python", "pygments_lexer": "ipython3"}
+    for name, language in (("ipython", python), ("r", {"name": "R", "pygments_lexer": "r"})):
+        notebook = write(tmp_path / f"{name}.ipynb", cells, language_info=language)
+        pages = {}
+        for warmed in (False, True):
+            page = tmp_path / f"{name}-{warmed}.html"
+            done = run_python(
+                "from pathlib import Path\n"
+                "from nbci.render.notebook_html import render_notebook_html, warm_up_html\n"
+                + ("warm_up_html()\n" if warmed else "")
+                + f"render_notebook_html(Path({str(notebook)!r}), Path({str(page)!r}))"
+            )
+            assert done.returncode == 0, done.stderr
+            pages[warmed] = page.read_bytes()
+        assert pages[True] == pages[False], name

@@ -18,7 +18,7 @@ from scrapbook_outputs import scrap
 from nbci import collect
 from nbci.execute.settings import ExecuteOptions, WorkerSettings
 from nbci.model import Job, NotebookResult
-from nbci.notebook_outputs import collect_outputs
+from nbci.notebook_outputs import collect_outputs, warm_up_outputs
 
 JOB = Job(id="train", path="notebooks/train.ipynb")
 HTML = "notebooks/train.html"
@@ -90,8 +90,12 @@ def test_a_failure_to_render_keeps_what_was_collected(
 def test_reaches_spawned_workers_by_reference(tmp_path: Path) -> None:
     """Workers are spawned: their settings, the hook included, are pickled."""
     options = ExecuteOptions(
-        root=tmp_path, out_dir=tmp_path / "out", after_notebook=collect_outputs
+        root=tmp_path,
+        out_dir=tmp_path / "out",
+        after_notebook=collect_outputs,
+        warm_up=warm_up_outputs,
     )
     settings = WorkerSettings.make(options, JOB, tmp_path)
 
     assert pickle.loads(pickle.dumps(settings)).after_notebook is collect_outputs
+    assert pickle.loads(pickle.dumps(settings)).warm_up is warm_up_outputs

@@ -15,7 +15,8 @@ How it fits together (one module per concern):
 - `settings` — what a run is given (`ExecuteOptions`) and each worker is sent
   once; its `after_notebook` is called in the worker for each executed notebook
   before it answers (the pipeline passes collect and render, off the parent's
-  critical path: the executor imports no later stage).
+  critical path: the executor imports no later stage), and its `warm_up` once per
+  worker while it waits for its template (what collecting costs only once).
 - `kernels` — a fresh kernel per job, started ahead of need (warm kernels).
 - `preload`, `template_keeper`, `fork_client`, `fork_server`, `provisioner` —
   Python kernels forked from a template process that already imported the

@@ -20,7 +20,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,6 +120,9 @@ class Kernels:
         self._terminate_when_started = False
         self._templates = self._template_keeper()
         self._forking_specs: dict[str, Any] = {}
+        self.on_first_wait: Callable[[], None] | None = None
+        """Called once, as `take` first starts a kernel and waits for it (forked: for its
+        template, the run's start-up): the worker has nothing else to do until it answers."""
 
     @property
     def preloading(self) -> bool:
@@ -214,10 +217,17 @@ class Kernels:
             if kernel is not None:
                 logger.debug("discarding a warm %r kernel: another is needed", kernel.name)
                 self.release(kernel, graceful=False)
+            self._first_wait()
             kernel = run_sync(self._start)(name, cwd, modules)
         if self._templates is not None:  # a fork is quick: the next kernel boots meanwhile
             self.warm_up(name, cwd, modules)
         return kernel
+
+    def _first_wait(self) -> None:
+        hook, self.on_first_wait = self.on_first_wait, None
+        if hook is not None:
+            with _logged_failure("calling %s", hook):
+                hook()
 
     def release(self, kernel: Kernel, *, graceful: bool) -> None:
         """Stop `kernel` and kill whatever it started. Never raises.

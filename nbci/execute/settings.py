@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -60,6 +60,12 @@ class ExecuteOptions:
     """Environment variables kernels do not get, besides `kernels.SECRET_VARIABLES`."""
     after_notebook: AfterNotebook | None = None
     """Called in the worker for each executed notebook; None: its result as it ran."""
+    warm_up: Callable[[], None] | None = None
+    """Called once in each worker while it waits for its first kernel's template (never
+    without templates), in a thread at the lowest CPU priority: what `after_notebook`
+    does only once per process (imports, compiled templates). The first `after_notebook`
+    waits for it; a failure is logged at debug level and ignored. A module-level
+    function, as `after_notebook` is."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class WorkerSettings:
     stream_output: bool = False
     hidden_variables: tuple[str, ...] = ()
     after_notebook: AfterNotebook | None = None
+    warm_up: Callable[[], None] | None = None
 
     @classmethod
     def make(
@@ -119,6 +126,7 @@ class WorkerSettings:
             stream_output=options.stream_output,
             hidden_variables=options.hidden_variables,
             after_notebook=options.after_notebook,
+            warm_up=options.warm_up,
         )
 
 

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from nbci.execute.job import run_job_safely
@@ -17,9 +18,17 @@ from nbci.execute.protocol import Finished, Log, Ready, Sender, receive_assignme
 from nbci.execute.running import WorkerContext
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
     from multiprocessing.connection import Connection
+    from pathlib import Path
 
     from nbci.execute.settings import WorkerSettings
+    from nbci.model import Job, NotebookResult
+
+logger = logging.getLogger(__name__)
+
+LOWEST_PRIORITY = 19
+"""The nice value of the thread that warms a worker up."""
 
 
 def worker_main(conn: Connection, settings: WorkerSettings) -> None:
@@ -38,6 +47,7 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     try:
         if kernels.preloading:
             _import_papermill()  # while the template imports (a kernel is forked per notebook)
+            context = replace(context, settings=_warm_up_aside(settings, kernels))
         else:
             kernels.warm_up(settings.kernel_hint, settings.root)
             _import_papermill()  # while the warm kernel boots
@@ -59,6 +69,42 @@ def _leave() -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(0)
+
+
+def _warm_up_aside(settings: WorkerSettings, kernels: Kernels) -> WorkerSettings:
+    """Have `settings.warm_up` run when the worker first waits for a kernel (it is about
+    to ask for its template), in a thread at the lowest CPU priority; the settings whose
+    `after_notebook` first waits for it (both load the same things).
+
+    Started any earlier, it would share the interpreter (its lock) with the first job's
+    reading and parameterizing, and the worker would ask for its template later.
+    """
+    warm_up, after = settings.warm_up, settings.after_notebook
+    if warm_up is None:
+        return settings
+    thread = threading.Thread(target=_warm_up, args=(warm_up,), name="nbci-warm-up", daemon=True)
+    kernels.on_first_wait = thread.start
+    if after is None:
+        return settings
+
+    def after_warm_up(
+        result: NotebookResult, job: Job, *, notebook: Path, out_dir: Path, html: str
+    ) -> NotebookResult:
+        if thread.ident is not None:  # started
+            thread.join()
+        return after(result, job, notebook=notebook, out_dir=out_dir, html=html)
+
+    return replace(settings, after_notebook=after_warm_up)
+
+
+def _warm_up(warm_up: Callable[[], None]) -> None:
+    """Run `warm_up` in this thread at nice 19 (Linux lowers this thread only); where this
+    thread's priority cannot be lowered, not at all. Never raises."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
+        warm_up()
+    except Exception:
+        logger.debug("warming up the worker failed", exc_info=True)
 
 
 def _do_nothing(_signum: int, _frame: object) -> None:
