@@ -275,6 +275,37 @@ def test_a_module_created_after_the_template_listed_its_folder_is_found(
     assert read(record) == {"forked": True, "values": ["late_local", "late_site"]}
 
 
+def test_the_templates_keep_only_the_folder_listings_a_kernel_may_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib.machinery import FileFinder
+
+    from nbci.execute.fork_server import _settle_import_caches, _State
+
+    project, installed = tmp_path / "project", tmp_path / "site-packages"
+    started = time.time()
+    listed: dict[str, float] = {
+        str(installed / "settled"): started - 60,
+        str(installed / "not_yet_listed"): -1,
+        str(installed / "racy"): started - 1,  # within the file clock's coarseness of the start
+        str(project / "src"): started - 60,  # the project's, however old
+    }
+    cache: dict[str, Any] = {}
+    for path, mtime in listed.items():
+        Path(path).mkdir(parents=True)
+        cache[path] = FileFinder(path)
+        cache[path]._path_mtime = mtime
+    cache["relative"] = FileFinder("relative")  # the kernel runs elsewhere
+    cache[str(tmp_path / "missing")] = None  # it may appear
+    cache[str(tmp_path / "archive.zip")] = object()  # another kind of finder
+    monkeypatch.setattr(sys, "path_importer_cache", cache)
+    state = _State([], {}, project.resolve(), [project.resolve()], started=started)
+
+    _settle_import_caches(state)
+
+    assert sorted(cache) == [str(installed / "not_yet_listed"), str(installed / "settled")]
+
+
 # -- falling back to a normal start ------------------------------------------------------
 
 

@@ -238,7 +238,7 @@ def _settle_import_caches(state: _State) -> None:
     from importlib.machinery import FileFinder
 
     trusted_until = state.started - _SETTLED_S
-    project = [Path(os.path.realpath(p)) for p in (state.project, *state.folders)]
+    project = [Path(_real_folder(str(p))) for p in (state.project, *state.folders)]
     for path, finder in list(sys.path_importer_cache.items()):
         seen = getattr(finder, "_path_mtime", None)
         if (
@@ -246,7 +246,7 @@ def _settle_import_caches(state: _State) -> None:
             or not isinstance(seen, int | float)
             or seen >= trusted_until
             or not os.path.isabs(path)
-            or any(Path(os.path.realpath(path)).is_relative_to(p) for p in project)
+            or any(_resolved(path).is_relative_to(folder) for folder in project)
         ):
             del sys.path_importer_cache[path]
 
