@@ -306,6 +306,22 @@ def test_the_templates_keep_only_the_folder_listings_a_kernel_may_trust(
     assert sorted(cache) == [str(installed / "not_yet_listed"), str(installed / "settled")]
 
 
+@pytest.mark.kernel
+def test_a_notebook_importing_nbci_gets_its_own(
+    project: Path, notebook: NotebookFactory, tmp_path: Path
+) -> None:
+    """The set template imports `nbci.vocabulary` (not the base's), the kernel leaves nbci's
+    modules out of `sys.modules`, and the notebook imports them again, whole."""
+    record = tmp_path / "nbci.json"
+    use = "import numpy, nbci.vocabulary\nrecord['module'] = nbci.vocabulary.__name__"
+    notebook("notebooks/uses_nbci.ipynb", [START, use, save(record)])
+
+    results = run([Job("uses_nbci", "notebooks/uses_nbci.ipynb")], project, workers=1)
+
+    assert results["uses_nbci"].status == "ok", results["uses_nbci"].error
+    assert (read(record)["forked"], read(record)["module"]) == (True, "nbci.vocabulary")
+
+
 # -- falling back to a normal start ------------------------------------------------------
 
 

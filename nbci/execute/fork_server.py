@@ -182,6 +182,7 @@ def main() -> None:
             listener = _listen(become.request["socket"])
             _preload_set(state, become.request["modules"])
             state.helpers = _helper_processes()
+            state.own_modules = _own_modules()  # (a notebook may import nbci too)
             _settle_import_caches(state)
             _freeze_heap()
         except _BecomeKernel as become:
