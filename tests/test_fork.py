@@ -26,6 +26,7 @@ from processes import assert_all_gone
 from nbci.config import parse_config
 from nbci.errors import ConfigError
 from nbci.execute import ExecuteOptions, execute_jobs
+from nbci.execute.fork_server import KERNEL_MACHINERY
 from nbci.execute.preload import modules_for
 from nbci.model import Job, NotebookResult
 from nbci.notebook_outputs import collect_outputs
@@ -154,12 +155,14 @@ record['imports'] = [sibling.VALUE, relative.VALUE]
 record['ppid_is_worker'] = os.getppid() == int(os.environ['JPY_PARENT_PID'])
 record['session_leader'] = os.getsid(0) == os.getpid()
 record['stdout'] = type(sys.stdout).__name__
-record['nbci_preloaded'] = 'nbci' in sys.modules
+record['nbci_preloaded'] = [n for n in sys.modules if n.partition('.')[0] == 'nbci']
 record['frozen'] = gc.get_freeze_count() > 0
 cycle = []
 cycle.append(cycle)
 del cycle
 record['collects_cycles'] = gc.isenabled() and gc.collect() > 0"""
+MACHINERY_LOOK = f"""\
+record['machinery_missing'] = [m for m in {list(KERNEL_MACHINERY)!r} if m not in sys.modules]"""
 
 
 @pytest.mark.kernel
@@ -167,7 +170,8 @@ def test_a_forked_kernel_looks_like_a_fresh_one(
     project: Path, notebook: NotebookFactory, tmp_path: Path
 ) -> None:
     folder = project / "notebooks"
-    notebook("notebooks/look.ipynb", [START, FRESH_LOOK, save(tmp_path / "look.json")])
+    cells = [START, FRESH_LOOK, MACHINERY_LOOK, save(tmp_path / "look.json")]
+    notebook("notebooks/look.ipynb", cells)
     (folder / "sibling.py").write_text("VALUE = 'beside'\n")
     (folder / "pkg").mkdir()
     (folder / "pkg" / "__init__.py").write_text("")
@@ -191,6 +195,9 @@ def test_a_forked_kernel_looks_like_a_fresh_one(
     assert forked["name"] == "__main__" and forked["main"] and forked["shell"] != "NoneType"
     assert forked["imports"] == ["beside", "relative"]
     assert forked["collects_cycles"]
+    assert forked["nbci_preloaded"] == []
+    # What the base template pre-imports, a fresh kernel has imported before the first cell.
+    assert fresh["machinery_missing"] == []
 
 
 @pytest.mark.kernel
@@ -214,6 +221,105 @@ def test_a_local_module_edited_between_two_runs_is_seen(
     assert all(r["forked"] for r in seen)
     # numpy only: the project's own `helper` may change what is imported after it (issue 19)
     assert modules_for(path, [path.parent]) == ("sys", "numpy")
+
+
+MAKE_LATE = """\
+record = {}
+record['forked'] = FORKED
+import os
+def create(folder, name, mtime_ns):
+    with open(os.path.join(folder, name + '.py'), 'w') as module:
+        module.write(f'VALUE = {name!r}\\n')
+    os.utime(folder, ns=(mtime_ns, mtime_ns))  # the folder's time as the template saw it
+create(SITE, 'late_site', SITE_NS)
+create(LOCAL, 'late_local', LOCAL_NS)"""
+
+USE_LATE = """\
+record = {}
+record['forked'] = FORKED
+import late_local, late_site
+record['values'] = [late_local.VALUE, late_site.VALUE]"""
+
+
+@pytest.mark.kernel
+def test_a_module_created_after_the_template_listed_its_folder_is_found(
+    project: Path, notebook: NotebookFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The templates keep the import system's folder listings that every kernel may trust
+    (`fork_server._settle_import_caches`). A listing is made again when its folder's time
+    changes; here the first notebook creates a module in two folders on `sys.path` and puts
+    back each folder's time, as if within the same tick of the file clock as the template's
+    listing, and the second notebook, forked from the same template, imports them: the
+    notebooks' own folder (always listed again: a project's folder, even with an old time)
+    and an installed folder whose time is not older than the template."""
+    site, local = tmp_path / "site", project / "notebooks"
+    site.mkdir()
+    (site / "nbci_marker.py").write_text("")
+    now = time.time_ns()
+    times = {site: now + 600 * 10**9, local: now - 3600 * 10**9}  # racy; settled but ours
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(local), str(site), str(ROOT)]))
+    forked = "import sys\nFORKED = 'nbci_marker' in sys.modules"
+    names = f"SITE, SITE_NS, LOCAL, LOCAL_NS = {str(site)!r}, {times[site]}, {str(local)!r}, "
+    names += f"{times[local]}"
+    notebook("notebooks/make.ipynb", [forked, "import nbci_marker", names, MAKE_LATE])
+    record = tmp_path / "use.json"
+    notebook("notebooks/use.ipynb", [forked, "import nbci_marker", USE_LATE, save(record)])
+    for folder, mtime_ns in times.items():
+        os.utime(folder, ns=(mtime_ns, mtime_ns))
+    jobs = [Job("make", "notebooks/make.ipynb"), Job("use", "notebooks/use.ipynb")]
+
+    results = run(jobs, project, workers=1, warm_kernels=False)  # `use`'s starts after `make`
+
+    assert results["make"].status == "ok", results["make"].error
+    assert results["use"].status == "ok", results["use"].error
+    assert read(record) == {"forked": True, "values": ["late_local", "late_site"]}
+
+
+def test_the_templates_keep_only_the_folder_listings_a_kernel_may_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib.machinery import FileFinder
+
+    from nbci.execute.fork_server import _settle_import_caches, _State
+
+    project, installed = tmp_path / "project", tmp_path / "site-packages"
+    started = time.time()
+    listed: dict[str, float] = {
+        str(installed / "settled"): started - 60,
+        str(installed / "not_yet_listed"): -1,
+        str(installed / "racy"): started - 1,  # within the file clock's coarseness of the start
+        str(project / "src"): started - 60,  # the project's, however old
+    }
+    cache: dict[str, Any] = {}
+    for path, mtime in listed.items():
+        Path(path).mkdir(parents=True)
+        cache[path] = FileFinder(path)
+        cache[path]._path_mtime = mtime
+    cache["relative"] = FileFinder("relative")  # the kernel runs elsewhere
+    cache[str(tmp_path / "missing")] = None  # it may appear
+    cache[str(tmp_path / "archive.zip")] = object()  # another kind of finder
+    monkeypatch.setattr(sys, "path_importer_cache", cache)
+    state = _State([], {}, project.resolve(), [project.resolve()], started=started)
+
+    _settle_import_caches(state)
+
+    assert sorted(cache) == [str(installed / "not_yet_listed"), str(installed / "settled")]
+
+
+@pytest.mark.kernel
+def test_a_notebook_importing_nbci_gets_its_own(
+    project: Path, notebook: NotebookFactory, tmp_path: Path
+) -> None:
+    """The set template imports `nbci.vocabulary` (not the base's), the kernel leaves nbci's
+    modules out of `sys.modules`, and the notebook imports them again, whole."""
+    record = tmp_path / "nbci.json"
+    use = "import numpy, nbci.vocabulary\nrecord['module'] = nbci.vocabulary.__name__"
+    notebook("notebooks/uses_nbci.ipynb", [START, use, save(record)])
+
+    results = run([Job("uses_nbci", "notebooks/uses_nbci.ipynb")], project, workers=1)
+
+    assert results["uses_nbci"].status == "ok", results["uses_nbci"].error
+    assert (read(record)["forked"], read(record)["module"]) == (True, "nbci.vocabulary")
 
 
 # -- falling back to a normal start ------------------------------------------------------
@@ -557,6 +663,23 @@ def test_jupyter_client_interrupts_restarts_and_shuts_down_a_forked_kernel(
 
 
 # -- issue 22: the template survives bad requests --------------------------------------------
+
+
+@pytest.mark.kernel
+def test_the_base_template_imports_the_kernel_machinery_and_runs_no_thread(
+    tmp_path: Path,
+) -> None:
+    """Nothing it pre-imports may start a thread, even a native one: a forked child has only
+    the thread that forked it."""
+    from nbci.execute.fork_client import Template
+
+    template = Template(tmp_path, dict(os.environ), tmp_path / "project")
+    try:
+        report = template.wait_ready(120)
+        assert (report.imported, report.unsafe) == (KERNEL_MACHINERY, None)
+        assert os.listdir(f"/proc/{template.pid}/task") == [str(template.pid)]
+    finally:
+        template.stop()
 
 
 @pytest.mark.kernel

@@ -161,3 +161,42 @@ def test_a_forked_kernels_exit_code_comes_from_its_nanny_once_its_strays_are_gon
         "exit": {"code": 3, "stray_left": False},
         "sigkill": {"code": -9, "stray_left": False},
     }
+
+
+@pytest.mark.kernel  # (a process of its own, like the nanny's)
+def test_a_nanny_scans_for_strays_only_when_it_has_a_child(tmp_path: Path) -> None:
+    """A nanny kills what its kernel left only when it has a child (`_has_children`): a child
+    counts until reaped, and what outlives its parent below the nanny (a subreaper) becomes
+    the nanny's child."""
+    seen = run_script(
+        """
+        import json, os, signal, time
+        import psutil
+        from nbci.execute.fork_server import _has_children
+        from nbci.execute.process_tree import become_subreaper
+
+        seen = [_has_children()]
+        child = os.fork()
+        if child == 0:
+            os._exit(0)
+        time.sleep(0.2)
+        seen.append(_has_children())  # ended, not reaped
+        os.waitpid(child, 0)
+        seen.append(_has_children())
+        become_subreaper()
+        child = os.fork()
+        if child == 0:
+            if os.fork() == 0:
+                time.sleep(600)
+            os._exit(0)
+        os.waitpid(child, 0)
+        seen.append(_has_children())  # its orphan
+        for orphan in psutil.Process().children():
+            os.kill(orphan.pid, signal.SIGKILL)
+            os.waitpid(orphan.pid, 0)
+        seen.append(_has_children())
+        print(json.dumps(seen))
+        """,
+        tmp_path,
+    )
+    assert seen == [False, True, False, True, False]

@@ -55,6 +55,7 @@ import struct
 import sys
 import tempfile
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -72,9 +73,12 @@ KERNEL_MACHINERY = (
     "jupyter_client.session",
     "tornado.queues",
     "psutil",
+    "tornado.platform.asyncio",  # IOLoop's default: after the others, as in a kernel's start
+    "IPython.core.completerlib",
 )
 """What every ipykernel imports while it starts (measured: the modules `IPKernelApp.initialize`
-imports), pre-imported by the base template."""
+imports), pre-imported by the base template in the order a kernel imports them (their `atexit`
+handlers run in that order)."""
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 """ipykernel sets MPLBACKEND to this before any cell runs; set while a set template imports."""
 SHELL_FACTS = frozenset({"kernel"})
@@ -87,6 +91,10 @@ _REQUEST_WAIT_S = 10.0
 _SET_IN_THE_CHILD = {"JPY_PARENT_PID", "JPY_SESSION_NAME"}
 """Variables the child applies where the kernel machinery read them on import."""
 _PR_SET_PDEATHSIG = 1
+_SETTLED_S = 3.0
+"""How much older than the base template a folder's modification time must be for a kernel to
+trust the template's listing of it: more than the coarsest file times of common filesystems
+(FAT: 2 s) and the lag of the kernel's coarse clock that stamps them."""
 _IMPORTED_HERE = "<nbci pre-import>"
 """The file name of the template's import statements: warnings that name it are shown as
 raised by the notebook's own import statement."""
@@ -119,6 +127,8 @@ class _State:
     project: Path
     folders: list[Path]
     """The planned notebooks' folders: a module found there is the project's."""
+    started: float = 0.0
+    """When the base started: every folder listing the import system caches here is younger."""
     report: dict[str, Any] = field(default_factory=dict)
     said: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
     """Module → what importing it printed or warned, shown when the notebook imports it."""
@@ -136,13 +146,20 @@ class _State:
     wanted_by: dict[int, tuple[str, ...]] = field(default_factory=dict)
     """Client (worker) pid → the set it asked for last: the set templates the base keeps."""
     numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    own_modules: tuple[str, ...] = ()
+    """The names of nbci's modules here (`_own_modules`)."""
+    own_code: list[Any] = field(default_factory=list)
+    """In a kernel: those modules, out of `sys.modules` but never freed."""
 
 
 def main() -> None:
     """Entry point of the base template (argv: the socket's path)."""
+    started = time.time()
+    sys.path_importer_cache.clear()  # (listings made before `started`)
     _die_with_parent()
     settings = json.loads(sys.stdin.readline())
     state = _State(
+        started=started,
         initial_path=list(sys.path),
         environment=dict(os.environ),
         project=Path(settings["project"]),
@@ -152,6 +169,8 @@ def main() -> None:
     listener = _listen(sys.argv[1])
     state.report = _import_machinery()
     state.helpers = _helper_processes()
+    state.own_modules = _own_modules()
+    _settle_import_caches(state)
     _freeze_heap()
     kernel: dict[str, Any] | None = None
     while kernel is None:
@@ -163,6 +182,8 @@ def main() -> None:
             listener = _listen(become.request["socket"])
             _preload_set(state, become.request["modules"])
             state.helpers = _helper_processes()
+            state.own_modules = _own_modules()  # (a notebook may import nbci too)
+            _settle_import_caches(state)
             _freeze_heap()
         except _BecomeKernel as become:
             kernel = become.request
@@ -189,6 +210,46 @@ def _freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _own_modules() -> tuple[str, ...]:
+    """nbci's modules in the template, every nanny's `process_tree` with them: named here
+    once, so that a kernel looks them up instead of reading every name in `sys.modules`."""
+    import nbci.execute.process_tree  # noqa: F401
+
+    return tuple(name for name in sys.modules if name.partition(".")[0] == "nbci")
+
+
+def _settle_import_caches(state: _State) -> None:
+    """Keep only the folder listings of the import system that every kernel may trust.
+
+    A `FileFinder` lists its folder once and lists it again when the folder's
+    modification time differs from the one it saw: a module created later is
+    found, unless it was created within the same tick of the file clock as
+    the listing. A listing is kept if the folder's time is older than the
+    base's start by `_SETTLED_S`: every listing was made after that start,
+    so whatever changes the folder later gives it another time. Not kept:
+    the project's folders (a pull request changes them; they are listed again
+    by each kernel, as a fresh one does), relative entries (the kernel runs
+    elsewhere), folders that had no finder (they may appear) and other kinds
+    of finders. Dropped here once, instead of in every kernel, where clearing
+    the caches freed the template's objects (8 ms of CPU and 2,300 copied
+    pages per kernel) and every folder was listed again.
+    """
+    from importlib.machinery import FileFinder
+
+    trusted_until = state.started - _SETTLED_S
+    project = [Path(_real_folder(str(p))) for p in (state.project, *state.folders)]
+    for path, finder in list(sys.path_importer_cache.items()):
+        seen = getattr(finder, "_path_mtime", None)
+        if (
+            type(finder) is not FileFinder
+            or not isinstance(seen, int | float)
+            or seen >= trusted_until
+            or not os.path.isabs(path)
+            or any(_resolved(path).is_relative_to(folder) for folder in project)
+        ):
+            del sys.path_importer_cache[path]
 
 
 def _die_with_parent() -> None:
@@ -696,7 +757,8 @@ def _nanny(request: dict[str, Any], fds: list[int], sockets: list[socket.socket]
         connection.sendall(json.dumps({"pid": kernel}).encode() + b"\n")
         code = _watch(kernel, connection)
     finally:
-        kill_strays(keep=())  # the kernel too, if the worker went while it ran
+        if _has_children():  # (else nothing to kill: psutil's scan took 3 ms per kernel)
+            kill_strays(keep=())  # the kernel too, if the worker went while it ran
     if code is not None:
         connection.sendall(json.dumps({"exit": code}).encode() + b"\n")
     return 0
@@ -736,6 +798,16 @@ def _reap_kernel(kernel: int) -> int | None:
         return 255  # (cannot be: the kernel is the nanny's child until reaped here)
 
 
+def _has_children() -> bool:
+    """Whether this process has a child, ended or not. A subreaper without one has no
+    descendant: what outlives its parent below a subreaper becomes the subreaper's child."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
 def _detach(fds: list[int], sockets: list[socket.socket]) -> None:
     """In the kernel child: own session, own stdio, nothing of the template's connections."""
     os.setsid()
@@ -753,7 +825,6 @@ def _detach(fds: list[int], sockets: list[socket.socket]) -> None:
 
 def _become_kernel(request: dict[str, Any], state: _State) -> None:
     """Set up what a fresh `python -m ipykernel_launcher` would have, then run it."""
-    import importlib
     import runpy
 
     for signum in (signal.SIGTERM, signal.SIGCHLD):
@@ -770,10 +841,10 @@ def _become_kernel(request: dict[str, Any], state: _State) -> None:
     sys.orig_argv = list(argv)
     sys.argv = ["-m", *argv[3:]]  # runpy sets argv[0] to the launcher's file, as -m does
     sys.path[:] = [os.getcwd(), *state.initial_path[1:]]
-    for name in [n for n in sys.modules if n == "nbci" or n.startswith("nbci.")]:
-        del sys.modules[name]  # the template's own code: a notebook may import another nbci
-    sys.path_importer_cache.clear()
-    importlib.invalidate_caches()
+    # The template's own code: a notebook may import another nbci. Kept alive, not freed:
+    # freeing it would copy the pages the kernel shares with the template.
+    state.own_code = [sys.modules.pop(name) for name in state.own_modules if name in sys.modules]
+    _invalidate_caches_but_listings()
     _reseed(state)
     fresh_process_state(state.helpers)
     if state.said:
@@ -783,6 +854,18 @@ def _become_kernel(request: dict[str, Any], state: _State) -> None:
     except SystemExit as stop:
         _exit_without_teardown(_exit_code(stop))
     _exit_without_teardown(0)
+
+
+def _invalidate_caches_but_listings() -> None:
+    """`importlib.invalidate_caches()`, except for the folder listings the template kept
+    (`_settle_import_caches`: each is listed again when its folder changes)."""
+    import importlib
+
+    listings, sys.path_importer_cache = sys.path_importer_cache, {}
+    try:
+        importlib.invalidate_caches()
+    finally:
+        sys.path_importer_cache = listings
 
 
 def _exit_code(stop: SystemExit) -> int:
