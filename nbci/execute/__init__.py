@@ -38,6 +38,7 @@ import signal
 import tempfile
 from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from nbci.errors import Interrupted
@@ -52,13 +53,21 @@ __all__ = ["AfterNotebook", "ExecuteOptions", "execute_jobs", "strip_ansi"]
 logger = logging.getLogger(__name__)
 
 
-def execute_jobs(jobs: Sequence[Job], options: ExecuteOptions) -> Iterator[NotebookResult]:
+def execute_jobs(
+    jobs: Sequence[Job], options: ExecuteOptions, ending: ExitStack | None = None
+) -> Iterator[NotebookResult]:
     """Run every job; yield each one's result as it finishes (in any order).
 
     A job's failure never stops the others. On SIGINT or SIGTERM (while this
     generator is active, in the main thread) the workers and their kernels are
     stopped and `Interrupted` is raised after the results that had finished
     were yielded; the caller knows which jobs are missing.
+
+    With `ending`, the end of the run is left to it: once every result is in,
+    the workers finish their kernels (a kernel takes a while to exit) while the
+    caller goes on, and `ending` waits for them when it closes. Until then a
+    signal stops the workers and kernels at once, and then does what it does
+    without nbci (SIGINT: KeyboardInterrupt; SIGTERM: the process ends).
     """
     pending = deque(jobs)
     if not pending:
@@ -67,15 +76,29 @@ def execute_jobs(jobs: Sequence[Job], options: ExecuteOptions) -> Iterator[Noteb
     size = max(1, min(options.workers, len(pending)))
     preload = options.preload_modules if options.preload else None
     folders = tuple(sorted({(options.root / job.path).parent.resolve() for job in jobs}))
-    with (
-        tempfile.TemporaryDirectory(prefix="nbci-kernels-") as scratch,
-        StopSignals() as stop,
-        Pool(
+    with ExitStack() as own:
+        all_in = False
+
+        def signal_again(*_: object) -> None:
+            """A signal that came after the last result, once the workers are stopped."""
+            if all_in and stop.signum is not None:
+                signal.raise_signal(stop.signum)
+
+        own.push(signal_again)
+        scratch = own.enter_context(tempfile.TemporaryDirectory(prefix="nbci-kernels-"))
+        stop = own.enter_context(StopSignals())
+        pool = Pool(
             WorkerSettings.make(options, pending[0], Path(scratch), preload, folders),
             size,
             options.on_event,
-        ) as pool,
-    ):
+        )
+
+        def close(exc_type: object, *_: object) -> None:
+            stop.act_at_once(None)  # from here the wait below watches for signals
+            force = pool.busy or (exc_type is not None and not all_in)
+            pool.close(force=force, wake_fd=stop.fd)
+
+        own.push(close)
 
         def interrupted() -> bool:
             return stop.signum is not None or pool.terminated_from_outside
@@ -92,3 +115,8 @@ def execute_jobs(jobs: Sequence[Job], options: ExecuteOptions) -> Iterator[Noteb
             yield from pool.arrived()
             pool.close(force=True)
             raise Interrupted(f"the run was interrupted by {reason}")
+        all_in = True
+        if ending is not None:
+            left = own.pop_all()
+            ending.push(left.__exit__)
+            stop.act_at_once(lambda _signum: left.close())
