@@ -28,7 +28,9 @@ How it fits together (one module per concern):
 
 SIGINT/SIGTERM in the parent: the workers get SIGTERM and kill their kernels
 (the parent kills those of a worker that does not answer), and `execute_jobs`
-raises `Interrupted` after yielding what had finished.
+raises `Interrupted` after yielding what had finished. Once every result is
+in, the workers' last kernels may take a while to exit: the caller writes its
+reports meanwhile and waits for them at the end (`execute_jobs`'s `ending`).
 """
 
 from __future__ import annotations
