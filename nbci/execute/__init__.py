@@ -42,6 +42,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from nbci.errors import Interrupted
 from nbci.execute.pool import Pool
@@ -119,6 +120,14 @@ def execute_jobs(
             raise Interrupted(f"the run was interrupted by {reason}")
         all_in = True
         if ending is not None:
-            left = own.pop_all()
-            ending.push(left.__exit__)
-            stop.act_at_once(lambda _signum: left.close())
+            left, ended = own.pop_all(), False
+
+            def end(*exc_info: Any) -> None:
+                """Once, from `ending` or from a signal's handler, whichever comes first."""
+                nonlocal ended
+                if not ended:
+                    ended = True
+                    left.__exit__(*exc_info)
+
+            ending.push(end)
+            stop.act_at_once(lambda _signum: end(None, None, None))
