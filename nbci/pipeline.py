@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,10 @@ def _run(
     _check_templates(config)  # a broken report template stops the run before any notebook
     baseline = read_run(request.baseline) if request.baseline else None
     jobs = _select_shard(planned.jobs, request.shard, baseline)
-    with Staging(out_dir) as staging:
+    # the workers' last kernels exit while the results and reports are written
+    with ExitStack() as ending, Staging(out_dir) as staging:
         results, interrupted = _execute(
-            config, request, planned, jobs, staging, on_result, on_event
+            config, request, planned, jobs, staging, ending, on_result, on_event
         )
         shard = f"{request.shard[0]}/{request.shard[1]}" if request.shard else None
         the_run = new_run(
@@ -244,10 +246,12 @@ def _execute(
     planned: Plan,
     jobs: Sequence[Job],
     out_dir: Path,
+    ending: ExitStack,
     on_result: ResultCallback | None,
     on_event: OnEvent | None,
 ) -> tuple[list[NotebookResult], bool]:
-    """Every job's result in plan order, and whether the run was interrupted."""
+    """Every job's result in plan order, and whether the run was interrupted; `ending` waits
+    for the workers to finish their kernels (`execute_jobs`)."""
     from nbci import cache
 
     settings = cache.CacheSettings(
@@ -290,7 +294,8 @@ def _execute(
     stored = False
     running, workers = len(to_run), min(request.workers or config.jobs, len(to_run))
     try:
-        for result in _executed(config, request, to_run, out_dir, started.watching(on_event)):
+        watching = started.watching(on_event)
+        for result in _executed(config, request, to_run, out_dir, ending, watching):
             key = keys.get(result.id)
             result = replace(result, cache_key=key)
             if key and result.ok:
@@ -314,6 +319,7 @@ def _executed(
     request: RunRequest,
     jobs: Sequence[Job],
     out_dir: Path,
+    ending: ExitStack,
     on_event: OnEvent | None,
 ) -> Iterator[NotebookResult]:
     """The jobs' results as they finish (the executor is not even imported when all were
@@ -335,7 +341,7 @@ def _executed(
         after_notebook=collect_outputs,  # in the workers, off the parent's critical path
         warm_up=warm_up_outputs,  # in the workers, while they wait for their templates
     )
-    yield from execute_jobs(jobs, options)
+    yield from execute_jobs(jobs, options, ending)
 
 
 def _get_ready_to_finish(config: Config) -> None:

@@ -29,7 +29,9 @@ How it fits together (one module per concern):
 
 SIGINT/SIGTERM in the parent: the workers get SIGTERM and kill their kernels
 (the parent kills those of a worker that does not answer), and `execute_jobs`
-raises `Interrupted` after yielding what had finished.
+raises `Interrupted` after yielding what had finished. Once every result is
+in, the workers' last kernels may take a while to exit: the caller writes its
+reports meanwhile and waits for them at the end (`execute_jobs`'s `ending`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ import signal
 import tempfile
 from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from nbci.errors import Interrupted
 from nbci.execute.pool import Pool
@@ -53,13 +57,21 @@ __all__ = ["AfterNotebook", "ExecuteOptions", "execute_jobs", "strip_ansi"]
 logger = logging.getLogger(__name__)
 
 
-def execute_jobs(jobs: Sequence[Job], options: ExecuteOptions) -> Iterator[NotebookResult]:
+def execute_jobs(
+    jobs: Sequence[Job], options: ExecuteOptions, ending: ExitStack | None = None
+) -> Iterator[NotebookResult]:
     """Run every job; yield each one's result as it finishes (in any order).
 
     A job's failure never stops the others. On SIGINT or SIGTERM (while this
     generator is active, in the main thread) the workers and their kernels are
     stopped and `Interrupted` is raised after the results that had finished
     were yielded; the caller knows which jobs are missing.
+
+    With `ending`, the end of the run is left to it: once every result is in,
+    the workers finish their kernels (a kernel takes a while to exit) while the
+    caller goes on, and `ending` waits for them when it closes. Until then a
+    signal stops the workers and kernels at once, and then does what it does
+    without nbci (SIGINT: KeyboardInterrupt; SIGTERM: the process ends).
     """
     pending = deque(jobs)
     if not pending:
@@ -68,15 +80,29 @@ def execute_jobs(jobs: Sequence[Job], options: ExecuteOptions) -> Iterator[Noteb
     size = max(1, min(options.workers, len(pending)))
     preload = options.preload_modules if options.preload else None
     folders = tuple(sorted({(options.root / job.path).parent.resolve() for job in jobs}))
-    with (
-        tempfile.TemporaryDirectory(prefix="nbci-kernels-") as scratch,
-        StopSignals() as stop,
-        Pool(
+    with ExitStack() as own:
+        all_in = False
+
+        def signal_again(*_: object) -> None:
+            """A signal that came after the last result, once the workers are stopped."""
+            if all_in and stop.signum is not None:
+                signal.raise_signal(stop.signum)
+
+        own.push(signal_again)
+        scratch = own.enter_context(tempfile.TemporaryDirectory(prefix="nbci-kernels-"))
+        stop = own.enter_context(StopSignals())
+        pool = Pool(
             WorkerSettings.make(options, pending[0], Path(scratch), preload, folders),
             size,
             options.on_event,
-        ) as pool,
-    ):
+        )
+
+        def close(exc_type: object, *_: object) -> None:
+            stop.act_at_once(None)  # from here the wait below watches for signals
+            force = pool.busy or (exc_type is not None and not all_in)
+            pool.close(force=force, wake_fd=stop.fd)
+
+        own.push(close)
 
         def interrupted() -> bool:
             return stop.signum is not None or pool.terminated_from_outside
@@ -93,3 +119,16 @@ def execute_jobs(jobs: Sequence[Job], options: ExecuteOptions) -> Iterator[Noteb
             yield from pool.arrived()
             pool.close(force=True)
             raise Interrupted(f"the run was interrupted by {reason}")
+        all_in = True
+        if ending is not None:
+            left, ended = own.pop_all(), False
+
+            def end(*exc_info: Any) -> None:
+                """Once, from `ending` or from a signal's handler, whichever comes first."""
+                nonlocal ended
+                if not ended:
+                    ended = True
+                    left.__exit__(*exc_info)
+
+            ending.push(end)
+            stop.act_at_once(lambda _signum: end(None, None, None))

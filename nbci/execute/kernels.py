@@ -72,10 +72,34 @@ class Kernel:
     """Why it started fresh although its notebook's modules were to be pre-imported."""
     cwd: Path | None = None
     """The folder it was launched in (forked: `ORIGINAL_DIR` too, `fresh_process_state`)."""
+    forked: bool = False
+    """Forked from a template: its nanny reaps it and kills what it left, not this worker."""
 
     def exit_code(self) -> int | None:
         process = getattr(self.km.provisioner, "process", None)
         return process.poll() if process is not None else None
+
+    def wait_for_exit(self, timeout: float) -> None:
+        """Wait up to `timeout` for the kernel to exit, as jupyter_client's `finish_shutdown`
+        does (half of it, then SIGTERM, then the other half), but woken by the exit itself
+        instead of looking every 0.1 s: at the end of a run nothing else is left to do."""
+        import subprocess
+
+        from jupyter_core.utils import run_sync
+
+        provisioner = self.km.provisioner
+        process = getattr(provisioner, "process", None)
+        if provisioner is None or process is None:
+            return
+        for last in (False, True):
+            try:
+                process.wait(timeout / 2)
+                return
+            except subprocess.TimeoutExpired:
+                if not last:
+                    logger.debug("kernel %s is taking too long to exit: SIGTERM", self.pid)
+                    with _logged_failure("terminating kernel %s", self.pid):
+                        run_sync(provisioner.terminate)()
 
     def request_shutdown(self) -> None:
         from jupyter_core.utils import run_sync
@@ -246,37 +270,45 @@ class Kernels:
 
         With `wait`, finish them all, waiting for each until its time is up.
         """
-        from jupyter_core.utils import run_sync
-
         dying, self._dying = self._dying, []
         for kernel, deadline in dying:
             left = deadline - time.monotonic()
             if wait and left > 0 and kernel.exit_code() is None:
                 with _logged_failure("waiting for kernel %s to exit", kernel.pid):
-                    run_sync(kernel.km.finish_shutdown)(waittime=left)
+                    kernel.wait_for_exit(left)
             if wait or left <= 0 or kernel.exit_code() is not None:
                 self._finish(kernel)
             else:
                 self._dying.append((kernel, deadline))
 
     def _finish(self, kernel: Kernel) -> None:
+        """Kill the kernel and what it left, reap it, close its sockets.
+
+        What a forked kernel started is below its nanny, never below this
+        worker: the nanny kills it, and the two scans of the process table
+        that find a fresh kernel's leftovers are skipped.
+        """
         from jupyter_core.utils import run_sync
 
-        kill_session(kernel.pid, descendants_only=self._subreaper)
+        nannied = self._subreaper and kernel.forked
+        if not nannied:
+            kill_session(kernel.pid, descendants_only=self._subreaper)
         with _logged_failure("cleaning up kernel %s", kernel.pid):
             run_sync(kernel.km.shutdown_kernel)(now=True)  # reaps it, closes its sockets
         self.live.discard(kernel.pid)
-        if self._subreaper:
+        if self._subreaper and not nannied:
             kill_strays(keep=self.live)
         kernel.log.unlink(missing_ok=True)
         with _logged_failure("reporting kernel %s", kernel.pid):
             self._sender.send(KernelEvent(kernel.pid, alive=False))
 
     def close(self) -> None:
-        self.reap(wait=True)
         if self._warm is not None:
             self.release(self._warm, graceful=False)
             self._warm = None
+        self.reap(wait=True)
+        if self._subreaper:
+            kill_strays(keep=())
 
     def kill_all(self) -> None:
         """Kill every kernel and what it started (from a signal handler or the parent watch)."""
@@ -299,6 +331,8 @@ class Kernels:
 
     async def _start(self, name: str, cwd: Path, modules: tuple[str, ...] = ()) -> Kernel:
         from jupyter_client.manager import AsyncKernelManager
+
+        from nbci.execute.fork_client import ForkedProcess
 
         specs, fresh_because = self._specs_for_start(modules)
         scratch = self._settings.scratch  # removed by the parent, even if this worker is killed
@@ -340,7 +374,8 @@ class Kernels:
                 self.terminate()
         self._sender.send(KernelEvent(pid, alive=True))
         logger.debug("started a %r kernel, pid %s", name, pid)
-        return Kernel(name, km, pid, Path(log), modules, fresh_because, cwd)
+        forked = isinstance(getattr(km.provisioner, "process", None), ForkedProcess)
+        return Kernel(name, km, pid, Path(log), modules, fresh_because, cwd, forked)
 
 
 def kernel_dirs() -> list[str]:

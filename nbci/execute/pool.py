@@ -126,14 +126,22 @@ class Pool:
         """The results already sent, without waiting."""
         return [result for worker in self._workers for result in self._receive(worker)]
 
-    def close(self, *, force: bool) -> None:
-        """Stop every worker; kill every kernel they reported. Never raises."""
+    def close(self, *, force: bool, wake_fd: int | None = None) -> None:
+        """Stop every worker; kill every kernel they reported. Never raises.
+
+        Without `force` the workers finish their kernels first; `wake_fd`
+        turning readable (a signal) makes it `force` from then on.
+        """
         for worker in self._workers:
             if force:
                 _signal_process(worker.process, signal.SIGTERM)
             else:
                 self._retire(worker)
         stop_by = time.monotonic() + (WORKER_KILL_WAIT_S if force else WORKER_STOP_WAIT_S)
+        if not force and wake_fd is not None and self._woken_while_stopping(wake_fd, stop_by):
+            for worker in self._workers:
+                _signal_process(worker.process, signal.SIGTERM)
+            stop_by = time.monotonic() + WORKER_KILL_WAIT_S
         for worker in self._workers:
             worker.process.join(max(0.0, stop_by - time.monotonic()))
             if worker.process.is_alive():
@@ -147,6 +155,18 @@ class Pool:
         if self._template is not None:
             self._template.stop()
             self._template = None
+
+    def _woken_while_stopping(self, wake_fd: int, stop_by: float) -> bool:
+        """Wait until every worker has ended or `stop_by`; True if `wake_fd` woke it first."""
+        from multiprocessing.connection import wait
+
+        while (left := stop_by - time.monotonic()) > 0:
+            sentinels = [w.process.sentinel for w in self._workers if w.process.is_alive()]
+            if not sentinels:
+                return False
+            if wake_fd in wait([*sentinels, wake_fd], left):
+                return True
+        return False
 
     # -- the run's template
 

@@ -227,6 +227,117 @@ def test_a_signal_while_the_results_and_reports_are_written(
     second_run(project)
 
 
+def slow_exit(project: Path, job_id: str) -> str:
+    """A cell whose kernel, once asked to exit, holds on in `atexit` (SIGTERM ignored: the
+    worker kills it 2 s after asking) while `hold` exists, and says in `exit.txt` whether
+    it saw the reports of its run (they name `job_id`) meanwhile."""
+    return textwrap.dedent(f"""\
+        import atexit, pathlib, signal, time
+
+        def hold_on():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            project = pathlib.Path({str(project)!r})
+            def say(what):  # whole or not at all: the worker kills this kernel at some point
+                pathlib.Path("exit.tmp").write_text(what)
+                pathlib.Path("exit.tmp").replace("exit.txt")
+
+            say("waiting")
+            written = False
+            while pathlib.Path("hold").exists():
+                staged = project.glob(".nbci-out.staging-*/report.md")
+                for report in [*staged, project / "nbci-out/report.md"]:
+                    try:
+                        written = written or {job_id!r} in report.read_text()
+                    except OSError:
+                        pass  # swapped into place meanwhile
+                if written:
+                    say("reports written")
+                    break
+                time.sleep(0.01)
+            while pathlib.Path("hold").exists():
+                time.sleep(0.01)
+
+        atexit.register(hold_on)""")
+
+
+@pytest.mark.kernel
+@pytest.mark.tools
+def test_the_reports_are_written_while_the_last_kernel_exits(
+    project: Path, notebook: Callable[..., Path]
+) -> None:
+    """A kernel takes a while to exit: the run writes its reports meanwhile, and still
+    leaves nothing running. The held notebook runs second, in a worker that already
+    rendered one, so that the reports come well within the kernel's 2 s to exit."""
+    notebook("notebooks/a_first.ipynb", ["x = 1"])
+    held = notebook("notebooks/b_last.ipynb", [slow_exit(project, "b_last")])
+    (held.parent / "hold").write_text("")
+    tag = new_tag()
+    try:
+        done = nbci(["run", "--jobs", "1"], project, tag=tag)
+        assert leftovers(tag) == []
+    finally:
+        kill_tagged(tag)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (held.parent / "exit.txt").read_text() == "reports written"
+    assert read_run(project / "nbci-out").ok
+
+
+@pytest.mark.kernel
+@pytest.mark.tools
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+@pytest.mark.parametrize("moment", ["writing", "written"])
+def test_a_signal_while_the_last_kernel_exits(
+    project: Path, notebook: Callable[..., Path], signum: int, moment: str
+) -> None:
+    """Every result is in, the last kernel is still exiting: a signal while the reports are
+    written, or once they are, stops the workers and kernels at once and ends the run as it
+    would have ended a moment later (SIGINT: "interrupted", exit code 1; SIGTERM: killed by
+    it), with nothing left running. As in the test above, the held notebook runs second in
+    its worker; the first one makes the reports slow to write when the signal is to land
+    while they are written."""
+    first = textwrap.dedent(SLOW_REPORT) if moment == "writing" else "x = 1"
+    notebook("notebooks/a_first.ipynb", [first])
+    held = notebook("notebooks/b_held.ipynb", [slow_exit(project, "b_held")])
+    (held.parent / "hold").write_text("")
+    out = project / "nbci-out"
+    previous = previous_run(out)
+    tag = new_tag()
+    process = start(["run", "--no-cache", "--jobs", "1"], project, tag)
+    exiting = held.parent / "exit.txt"
+
+    def ready() -> bool:
+        if moment == "writing":
+            return exiting.is_file() and writing(project, process)
+        return (exiting.is_file() and exiting.read_text() != "waiting") or ended()
+
+    def ended() -> bool:
+        return process.poll() is not None
+
+    try:
+        wait_for(ready, f"the kernel to hold on while the reports are {moment}")
+        assert not ended(), "the run ended before the signal: its last kernel did not hold on"
+        if moment == "written":
+            assert exiting.read_text() == "reports written"
+        interrupt(process, signum)
+        stdout, stderr = process.communicate(timeout=WAIT_S)
+        assert leftovers(tag) == []
+    finally:
+        process.kill()
+        process.wait()
+        kill_tagged(tag)
+
+    assert "Traceback" not in stderr
+    if signum == signal.SIGINT:  # -SIGINT: Python's own exit after a KeyboardInterrupt that
+        # went through `exec` of a string (dataclasses, jinja2), even though nbci caught it
+        assert process.returncode in (1, -signal.SIGINT), stdout + stderr
+        assert "interrupted" in stderr
+    else:
+        assert process.returncode == -signal.SIGTERM, stdout + stderr
+    assert check_output(out, previous) in ("previous", "complete")  # the notebook was done
+    second_run(project)
+
+
 SWAP_DRIVER = """
 import os
 import signal
