@@ -164,25 +164,24 @@ def test_a_forked_kernels_exit_code_comes_from_its_nanny_once_its_strays_are_gon
 
 
 @pytest.mark.kernel  # (a process of its own, like the nanny's)
-def test_a_nanny_scans_for_strays_only_when_it_has_a_child(tmp_path: Path) -> None:
-    """A nanny kills what its kernel left only when it has a child (`_has_children`): a child
-    counts until reaped, and what outlives its parent below the nanny (a subreaper) becomes
-    the nanny's child."""
+def test_strays_are_looked_for_only_by_a_process_with_a_child(tmp_path: Path) -> None:
+    """`kill_strays` (a nanny's, after its kernel ended; a worker's) scans the process table
+    only when its process has a child (`has_children`): a child counts until reaped, and
+    what outlives its parent below a subreaper becomes the subreaper's child."""
     seen = run_script(
         """
         import json, os, signal, time
         import psutil
-        from nbci.execute.fork_server import _has_children
-        from nbci.execute.process_tree import become_subreaper
+        from nbci.execute.process_tree import become_subreaper, has_children
 
-        seen = [_has_children()]
+        seen = [has_children()]
         child = os.fork()
         if child == 0:
             os._exit(0)
         time.sleep(0.2)
-        seen.append(_has_children())  # ended, not reaped
+        seen.append(has_children())  # ended, not reaped
         os.waitpid(child, 0)
-        seen.append(_has_children())
+        seen.append(has_children())
         become_subreaper()
         child = os.fork()
         if child == 0:
@@ -190,11 +189,11 @@ def test_a_nanny_scans_for_strays_only_when_it_has_a_child(tmp_path: Path) -> No
                 time.sleep(600)
             os._exit(0)
         os.waitpid(child, 0)
-        seen.append(_has_children())  # its orphan
+        seen.append(has_children())  # its orphan
         for orphan in psutil.Process().children():
             os.kill(orphan.pid, signal.SIGKILL)
             os.waitpid(orphan.pid, 0)
-        seen.append(_has_children())
+        seen.append(has_children())
         print(json.dumps(seen))
         """,
         tmp_path,

@@ -757,8 +757,7 @@ def _nanny(request: dict[str, Any], fds: list[int], sockets: list[socket.socket]
         connection.sendall(json.dumps({"pid": kernel}).encode() + b"\n")
         code = _watch(kernel, connection)
     finally:
-        if _has_children():  # (else nothing to kill: psutil's scan took 3 ms per kernel)
-            kill_strays(keep=())  # the kernel too, if the worker went while it ran
+        kill_strays(keep=())  # the kernel too, if the worker went while it ran
     if code is not None:
         connection.sendall(json.dumps({"exit": code}).encode() + b"\n")
     return 0
@@ -796,16 +795,6 @@ def _reap_kernel(kernel: int) -> int | None:
                 return os.waitstatus_to_exitcode(status)
     except ChildProcessError:
         return 255  # (cannot be: the kernel is the nanny's child until reaped here)
-
-
-def _has_children() -> bool:
-    """Whether this process has a child, ended or not. A subreaper without one has no
-    descendant: what outlives its parent below a subreaper becomes the subreaper's child."""
-    try:
-        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return False
-    return True
 
 
 def _detach(fds: list[int], sockets: list[socket.socket]) -> None:
