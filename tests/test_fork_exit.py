@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import NotebookFactory
+from fresh_python import run_script
 from processes import assert_all_gone
 from test_fork import START, read, run, save
 
@@ -52,3 +53,88 @@ def test_a_forked_kernel_ends_its_notebooks_work_as_a_fresh_one_does(
         assert (folder / "unclosed.txt").read_text() == "buffered, never closed", folder.name
         assert (folder / "cycle.txt").read_text() == "collected", folder.name
     assert_all_gone(read(folder / "record.json")["pid"] for folder in (forked, fresh))
+
+
+# -- ipykernel's shutdown race ------------------------------------------------------------
+
+LATE_FLUSH = """
+import json, os, subprocess, tempfile
+from pathlib import Path
+
+from jupyter_client.manager import KernelManager
+
+from nbci.execute.fork_client import Template
+from nbci.execute.process_tree import become_subreaper
+from nbci.execute.provisioner import ForkingKernelSpecManager, register
+
+# After answering a shutdown request, ipykernel's control thread flushes stdout and stderr.
+# Here that comes 0.2 s late, as on a busy machine, or as soon as the output thread begins to
+# stop, which here takes 0.2 s: a flush meanwhile would never get through. (All in a closure:
+# IPython's `atexit` handler empties the notebook's namespace before the output thread stops.)
+LATE = '''
+def arrange(kernel):
+    import sys, threading, time
+    answer = kernel.control_handlers["shutdown_request"]
+    answered, stopping = threading.Event(), threading.Event()
+    async def shutdown_request(*args):
+        await answer(*args)
+        answered.set()
+    output_loop = kernel.iopub_thread.io_loop
+    stop = output_loop.stop
+    def stop_slowly():
+        stopping.set()
+        time.sleep(0.2)
+        stop()
+    def late(flush):
+        def flush_late():
+            if answered.is_set() and threading.current_thread() is not threading.main_thread():
+                stopping.wait(0.2)
+            flush()
+        return flush_late
+    kernel.control_handlers["shutdown_request"] = shutdown_request
+    output_loop.stop = stop_slowly
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush = late(stream.flush)
+arrange(get_ipython().kernel)
+'''
+
+
+def main():
+    assert become_subreaper()
+    register()
+    folder = Path(tempfile.mkdtemp())
+    template = Template(folder, dict(os.environ), folder / "project")
+    template.wait_ready(60)
+    specs = ForkingKernelSpecManager(str(template.socket_path))
+    km = KernelManager(kernel_name="python3", kernel_spec_manager=specs)
+    km.start_kernel(cwd=str(folder))
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=30)
+    reply = kc.execute_interactive(LATE, timeout=30, output_hook=lambda m: None)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    process = km.provisioner.process
+    km.request_shutdown()
+    try:  # (stuck, it waits 10 s for its stopped output thread)
+        seen = {"exit_code": process.wait(8)}
+    except subprocess.TimeoutExpired:
+        seen = {"exit_code": "still running"}
+    km.shutdown_kernel(now=True)
+    kc.stop_channels()
+    template.stop()
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.kernel
+def test_a_forked_kernel_asked_to_shut_down_exits_although_its_control_thread_flushes_late(
+    tmp_path: Path,
+) -> None:
+    """ipykernel's `atexit` handlers stop its output thread, then wait for the control
+    thread; a flush the control thread makes after that waited for the stopped thread, and
+    the kernel until it was killed (`fork_server._let_the_shutdown_request_finish`)."""
+    assert run_script(LATE_FLUSH, tmp_path) == {"exit_code": 0}

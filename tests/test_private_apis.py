@@ -101,3 +101,13 @@ def test_nbconverts_html_export_pieces_nbci_replaces() -> None:
     assert {"pygments_lexer", "extra_formatter_options"} <= set(dir(Highlight2HTML()))
     assert "display_data_priority" in NbConvertBase.class_trait_names()
     assert HTMLExporter().environment.filters.get("clean_html") is not None
+
+
+def test_ipykernels_shutdown_pieces_a_forked_kernel_waits_for() -> None:
+    """nbci.execute.fork_server._let_the_shutdown_request_finish: the app's control thread,
+    and the kernel's `_shutdown_message`, set while it answers a shutdown request."""
+    from ipykernel.kernelapp import IPKernelApp
+    from ipykernel.kernelbase import Kernel
+
+    assert {"control_thread", "kernel"} <= set(IPKernelApp.class_trait_names())
+    assert "self._shutdown_message = " in inspect.getsource(Kernel.shutdown_request)
