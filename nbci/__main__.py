@@ -1,5 +1,3 @@
-import sys
+from nbci.cli import console
 
-from nbci.cli import main
-
-sys.exit(main())
+console()

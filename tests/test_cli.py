@@ -453,3 +453,43 @@ def test_no_cache_refills_the_cache_and_a_result_is_reused_only_under_its_own_li
     assert statuses("--cell-timeout", "0.5") == [("timeout", False)]
     assert statuses("--cell-timeout", "0.5") == [("timeout", False)]  # timeouts are never cached
     assert statuses() == [("ok", True)]
+
+
+CONSOLE = """\
+import atexit, sys, threading, time
+from nbci.cli import console
+atexit.register(lambda: print("atexit ran", flush=True))
+def late():
+    time.sleep(0.2)
+    print("thread ended")
+threading.Thread(target=late).start()
+class TornDown:
+    def __del__(self):
+        print("torn down")
+kept = TornDown()  # freed only by the interpreter's teardown of `__main__`
+sys.argv = ["nbci", *sys.argv[1:]]
+console()
+"""
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize(
+    ("argv", "code", "says"),
+    [
+        (["--version"], 0, "nbci 0"),
+        (["run", "--jobs", "0"], 2, "expected a whole number"),
+        (["no-such-command"], 2, "invalid choice"),
+    ],
+)
+def test_the_console_command_ends_as_the_interpreter_would(
+    argv: list[str], code: int, says: str
+) -> None:
+    """`console` skips only the interpreter's teardown of its modules (no `__del__` runs
+    there): threads are waited for, `atexit` handlers run, what was printed reaches a pipe,
+    the exit code is `main`'s or argparse's."""
+    done = subprocess.run(
+        [sys.executable, "-c", CONSOLE, *argv], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == code, done.stderr
+    assert says in done.stdout + done.stderr
+    assert done.stdout.splitlines()[-2:] == ["thread ended", "atexit ran"]
