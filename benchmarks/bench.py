@@ -88,14 +88,13 @@ MERGE_TARGET_S = 2.0
 """`nbci merge` of the sweep's 8 shards, reports included (issue 21)."""
 
 # nbci runs inside this wrapper, in-process, so that RUSAGE_SELF is nbci's own
-# parent process: its peak RSS excludes kernels and workers (they are children).
+# parent process: its peak RSS excludes kernels and workers (they are children). It
+# ends as the `nbci` command does (`console`), recording the usage from `atexit`.
 _NBCI_WRAPPER = """
-import json, os, resource, sys
-from nbci.cli import main
-code = 1
-try:
-    code = main(sys.argv[1:])
-finally:
+import atexit, json, os, resource
+from nbci.cli import console
+
+def record_usage():
     own = resource.getrusage(resource.RUSAGE_SELF)
     usage = {
         "parent_cpu_s": own.ru_utime + own.ru_stime,
@@ -104,7 +103,9 @@ finally:
     }
     with open(os.environ["NBCI_BENCH_RUSAGE"], "w") as f:
         json.dump(usage, f)
-sys.exit(code)
+
+atexit.register(record_usage)
+console()
 """
 
 
