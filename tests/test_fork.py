@@ -662,6 +662,73 @@ def test_jupyter_client_interrupts_restarts_and_shuts_down_a_forked_kernel(
     assert seen["alive_after_shutdown"] is False
 
 
+KERNEL_MODULES = """
+import json, os, sys, tempfile
+from pathlib import Path
+
+from jupyter_client.manager import KernelManager
+
+from nbci.execute.fork_client import Template
+from nbci.execute.process_tree import become_subreaper
+from nbci.execute.provisioner import ForkingKernelSpecManager, register
+
+LISTED = (
+    "import ipykernel.ipkernel, json, sys\\n"
+    "print(json.dumps({'files': get_ipython().kernel._kernel_modules,"
+    " 'sys': ipykernel.ipkernel.sys is sys, 'numpy': 'numpy' in sys.modules}))"
+)
+
+
+def listed(km):
+    km.start_kernel(cwd=tempfile.mkdtemp())
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    said = []
+    def hook(message):
+        if message["msg_type"] == "stream":
+            said.append(message["content"]["text"])
+    kc.execute_interactive(LISTED, timeout=60, output_hook=hook)
+    km.shutdown_kernel(now=True)
+    kc.stop_channels()
+    return json.loads("".join(said))
+
+
+def main():
+    assert become_subreaper()
+    register()
+    folder = Path(tempfile.mkdtemp())
+    template = Template(folder, dict(os.environ), folder / "project")
+    template.wait_ready(60)
+    pandas = template.fork_set(["numpy", "pandas"])
+    pandas.wait_ready(120)
+    specs = ForkingKernelSpecManager(str(pandas.socket_path))
+    forked = listed(KernelManager(kernel_name="python3", kernel_spec_manager=specs))
+    fresh = listed(KernelManager(kernel_name="python3"))
+    template.stop()
+    print(json.dumps({"forked": forked, "fresh": fresh}))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.kernel
+def test_a_forked_kernel_lists_the_kernel_modules_a_fresh_one_does(tmp_path: Path) -> None:
+    """ipykernel lists the files of the modules loaded as it starts (its debugger leaves them
+    out): a fork of a template that imported numpy and pandas lists those of a fresh kernel,
+    not numpy's or pandas' (`fork_server._SysWhileTheKernelStarts`), and gets `sys` back."""
+    seen = run_script(KERNEL_MODULES, tmp_path)
+    forked, fresh = seen["forked"], seen["fresh"]
+    assert forked["numpy"] and not fresh["numpy"]
+    assert forked["sys"] and fresh["sys"]
+    files, expected = set(forked["files"]), set(fresh["files"])
+    assert expected <= files
+    assert not [f for f in files if "numpy" in Path(f).parts or "pandas" in Path(f).parts]
+    assert len(files - expected) <= len(KERNEL_MACHINERY)  # pre-imported, a kernel's later
+
+
 # -- issue 22: the template survives bad requests --------------------------------------------
 
 

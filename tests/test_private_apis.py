@@ -111,3 +111,16 @@ def test_ipykernels_shutdown_pieces_a_forked_kernel_waits_for() -> None:
 
     assert {"control_thread", "kernel"} <= set(IPKernelApp.class_trait_names())
     assert "self._shutdown_message = " in inspect.getsource(Kernel.shutdown_request)
+
+
+def test_ipykernels_listing_of_kernel_modules() -> None:
+    """nbci.execute.fork_server._SysWhileTheKernelStarts stands in for `ipykernel.ipkernel`'s
+    `sys` until `IPythonKernel.__init__` reads `sys.modules` from it, once."""
+    import sys
+
+    import ipykernel.ipkernel
+
+    assert vars(ipykernel.ipkernel)["sys"] is sys
+    source = inspect.getsource(ipykernel.ipkernel.IPythonKernel.__init__)
+    assert source.count("sys.modules") == 1 and "sys.modules.copy().values()" in source
+    assert "self._kernel_modules = [" in source

@@ -60,6 +60,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, NoReturn
 
 from nbci._exit import exit_without_teardown
@@ -154,6 +155,10 @@ class _State:
     """The names of nbci's modules here (`_own_modules`)."""
     own_code: list[Any] = field(default_factory=list)
     """In a kernel: those modules, out of `sys.modules` but never freed."""
+    machinery: dict[str, Any] = field(default_factory=dict)
+    """The base's modules but nbci's, what a fresh kernel has loaded when ipykernel lists them
+    (`_machinery_files`); in a kernel, `sys.modules`' size once nbci's left it."""
+    loaded_at_fork: int = 0
 
 
 def main() -> None:
@@ -174,6 +179,7 @@ def main() -> None:
     state.report = _import_machinery()
     state.helpers = _helper_processes()
     state.own_modules = _own_modules()
+    state.machinery = _machinery_files(state.own_modules)
     _settle_import_caches(state)
     _freeze_heap()
     kernel: dict[str, Any] | None = None
@@ -222,6 +228,20 @@ def _own_modules() -> tuple[str, ...]:
     import nbci.execute.process_tree  # noqa: F401
 
     return tuple(name for name in sys.modules if name.partition(".")[0] == "nbci")
+
+
+def _machinery_files(own_modules: tuple[str, ...]) -> dict[str, Any]:
+    """The base's modules, nbci's left out, each as a stand-in that holds a copy of its file
+    name: what `IPythonKernel.__init__` reads of them (`_SysWhileTheKernelStarts`). Made
+    together here, they share a few pages that a kernel copies, instead of the 5,000 its
+    reading every module object and file name copied (17 ms per kernel)."""
+    own = set(own_modules)
+    files = {}
+    for name, module in list(sys.modules.items()):
+        with contextlib.suppress(TypeError):  # (no `__dict__`: not a module)
+            if name not in own and isinstance(file := vars(module).get("__file__"), str) and file:
+                files[name] = file
+    return {name: SimpleNamespace(__file__=file.encode().decode()) for name, file in files.items()}
 
 
 def _settle_import_caches(state: _State) -> None:
@@ -837,6 +857,8 @@ def _become_kernel(request: dict[str, Any], state: _State) -> None:
     # The template's own code: a notebook may import another nbci. Kept alive, not freed:
     # freeing it would copy the pages the kernel shares with the template.
     state.own_code = [sys.modules.pop(name) for name in state.own_modules if name in sys.modules]
+    state.loaded_at_fork = len(sys.modules)
+    _SysWhileTheKernelStarts.install(state)
     _invalidate_caches_but_listings()
     _reseed(state)
     fresh_process_state(state.helpers)
@@ -847,6 +869,41 @@ def _become_kernel(request: dict[str, Any], state: _State) -> None:
     except SystemExit as stop:
         _exit_without_teardown(_exit_code(stop))
     _exit_without_teardown(0)
+
+
+class _SysWhileTheKernelStarts:
+    """`ipykernel.ipkernel`'s `sys` in a forked kernel until `IPythonKernel.__init__` reads
+    `sys.modules`, once, to list the files of the modules loaded by then (its debugger's
+    "kernel modules", left out of debugging); then `sys` again.
+
+    A fresh kernel lists the kernel machinery's modules. Read in a fork,
+    `sys.modules` also held every module the template imported for the
+    notebook (the debugger would have left the notebook's own package out),
+    and reading each copied the pages of 3,000 module objects and file names
+    that the kernel shares with its template. So it reads the base's modules
+    (`_State.machinery`), those imported since the fork, and `__main__` (the
+    launcher, as `runpy` runs it). Every other name is the real `sys`'s.
+    """
+
+    def __init__(self, ipkernel: Any, state: _State) -> None:
+        self._ipkernel = ipkernel
+        self._state = state
+
+    @classmethod
+    def install(cls, state: _State) -> None:
+        ipkernel: Any = sys.modules.get("ipykernel.ipkernel")
+        if state.machinery and ipkernel is not None:
+            ipkernel.sys = cls(ipkernel, state)
+
+    @property
+    def modules(self) -> dict[str, Any]:
+        self._ipkernel.sys = sys
+        added = max(len(sys.modules) - self._state.loaded_at_fork, 0)
+        since_fork = [*itertools.islice(reversed(sys.modules), added), "__main__"]  # (runpy's)
+        return {**self._state.machinery, **{name: sys.modules[name] for name in since_fork[::-1]}}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys, name)
 
 
 def _invalidate_caches_but_listings() -> None:
