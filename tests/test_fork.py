@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import NotebookFactory
+from fork_drivers import driver
 from fresh_python import run_script
 from processes import assert_all_gone
 
@@ -592,31 +593,14 @@ def test_sigterm_stops_forked_kernels_and_the_template(
 
 # -- jupyter_client drives a forked kernel unchanged ------------------------------------------
 
-CLIENT = """
-import json, os, sys, tempfile
-from pathlib import Path
-
-from jupyter_client.manager import KernelManager
-
-from nbci.execute.fork_client import Template
-from nbci.execute.process_tree import become_subreaper
-from nbci.execute.provisioner import ForkingKernelSpecManager, register
-
+CLIENT = driver("""
 
 def run(kc, code, timeout=30):
     return kc.execute_interactive(code, timeout=timeout, output_hook=lambda m: None)
 
 
 def main():
-    assert become_subreaper()
-    register()
-    folder = Path(tempfile.mkdtemp())
-    template = Template(folder, dict(os.environ), folder / "project")
-    template.wait_ready(60)
-    numpy_template = template.fork_set(["numpy"])  # a template of one notebook's imports
-    numpy_template.wait_ready(60)
-    socket = str(numpy_template.socket_path)
-    km = KernelManager(kernel_name="python3", kernel_spec_manager=ForkingKernelSpecManager(socket))
+    template, km, folder = forking(["numpy"])  # a template of one notebook's imports
     km.start_kernel(cwd=str(folder))
     seen = {"provisioner": type(km.provisioner).__name__, "pid": km.provisioner.pid}
     kc = km.client()
@@ -642,11 +626,7 @@ def main():
     kc.stop_channels()
     template.stop()
     print(json.dumps(seen))
-
-
-if __name__ == "__main__":
-    main()
-"""
+""")
 
 
 @pytest.mark.kernel
@@ -662,16 +642,7 @@ def test_jupyter_client_interrupts_restarts_and_shuts_down_a_forked_kernel(
     assert seen["alive_after_shutdown"] is False
 
 
-KERNEL_MODULES = """
-import json, os, sys, tempfile
-from pathlib import Path
-
-from jupyter_client.manager import KernelManager
-
-from nbci.execute.fork_client import Template
-from nbci.execute.process_tree import become_subreaper
-from nbci.execute.provisioner import ForkingKernelSpecManager, register
-
+KERNEL_MODULES = driver("""
 LISTED = (
     "import ipykernel.ipkernel, json, sys\\n"
     "print(json.dumps({'files': get_ipython().kernel._kernel_modules,"
@@ -695,23 +666,12 @@ def listed(km):
 
 
 def main():
-    assert become_subreaper()
-    register()
-    folder = Path(tempfile.mkdtemp())
-    template = Template(folder, dict(os.environ), folder / "project")
-    template.wait_ready(60)
-    pandas = template.fork_set(["numpy", "pandas"])
-    pandas.wait_ready(120)
-    specs = ForkingKernelSpecManager(str(pandas.socket_path))
-    forked = listed(KernelManager(kernel_name="python3", kernel_spec_manager=specs))
+    template, km, _ = forking(["numpy", "pandas"])
+    forked = listed(km)
     fresh = listed(KernelManager(kernel_name="python3"))
     template.stop()
     print(json.dumps({"forked": forked, "fresh": fresh}))
-
-
-if __name__ == "__main__":
-    main()
-"""
+""")
 
 
 @pytest.mark.kernel

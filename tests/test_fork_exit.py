@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import NotebookFactory
+from fork_drivers import driver
 from fresh_python import run_script
 from processes import assert_all_gone
 from test_fork import START, read, run, save
@@ -57,16 +58,7 @@ def test_a_forked_kernel_ends_its_notebooks_work_as_a_fresh_one_does(
 
 # -- ipykernel's shutdown race ------------------------------------------------------------
 
-LATE_FLUSH = """
-import json, os, subprocess, tempfile
-from pathlib import Path
-
-from jupyter_client.manager import KernelManager
-
-from nbci.execute.fork_client import Template
-from nbci.execute.process_tree import become_subreaper
-from nbci.execute.provisioner import ForkingKernelSpecManager, register
-
+LATE_FLUSH = driver("""
 # After answering a shutdown request, ipykernel's control thread flushes stdout and stderr.
 # Here that comes 0.2 s late, as on a busy machine, or as soon as the output thread begins to
 # stop, which here takes 0.2 s: a flush meanwhile would never get through. (All in a closure:
@@ -100,13 +92,7 @@ arrange(get_ipython().kernel)
 
 
 def main():
-    assert become_subreaper()
-    register()
-    folder = Path(tempfile.mkdtemp())
-    template = Template(folder, dict(os.environ), folder / "project")
-    template.wait_ready(60)
-    specs = ForkingKernelSpecManager(str(template.socket_path))
-    km = KernelManager(kernel_name="python3", kernel_spec_manager=specs)
+    template, km, folder = forking()
     km.start_kernel(cwd=str(folder))
     kc = km.client()
     kc.start_channels()
@@ -123,11 +109,7 @@ def main():
     kc.stop_channels()
     template.stop()
     print(json.dumps(seen))
-
-
-if __name__ == "__main__":
-    main()
-"""
+""")
 
 
 @pytest.mark.kernel
