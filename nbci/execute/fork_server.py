@@ -237,12 +237,12 @@ def _machinery_files(own_modules: tuple[str, ...]) -> dict[str, Any]:
     together here, they share a few pages that a kernel copies, instead of the 5,000 its
     reading every module object and file name copied (15 ms of CPU per kernel)."""
     own = set(own_modules)
-    files = {}
+    stand_ins = {}
     for name, module in list(sys.modules.items()):
         with contextlib.suppress(TypeError):  # (no `__dict__`: not a module)
             if name not in own and isinstance(file := vars(module).get("__file__"), str) and file:
-                files[name] = file
-    return {name: SimpleNamespace(__file__=file.encode().decode()) for name, file in files.items()}
+                stand_ins[name] = SimpleNamespace(__file__=file.encode().decode())
+    return stand_ins
 
 
 def _settle_import_caches(state: _State) -> None:
@@ -880,10 +880,11 @@ class _SysWhileTheKernelStarts:
     A fresh kernel lists the kernel machinery's modules. Read in a fork,
     `sys.modules` also held every module the template imported for the
     notebook (the debugger would have left those libraries out, a fresh
-    kernel's does not), and reading each copied the pages of 3,000 module objects and file names
-    that the kernel shares with its template. So it reads the base's modules
-    (`_State.machinery`), those imported since the fork, and `__main__` (the
-    launcher, as `runpy` runs it). Every other name is the real `sys`'s.
+    kernel's does not), and reading each copied the pages of 3,000 module
+    objects and file names that the kernel shares with its template. So it
+    reads the base's modules (`_State.machinery`), those imported since the
+    fork, and `__main__` (the launcher, as `runpy` runs it). Every other
+    name is the real `sys`'s.
     """
 
     def __init__(self, ipkernel: Any, state: _State) -> None:
