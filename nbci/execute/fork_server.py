@@ -883,8 +883,10 @@ class _SysWhileTheKernelStarts:
     kernel's does not), and reading each copied the pages of 3,000 module
     objects and file names that the kernel shares with its template. So it
     reads the base's modules (`_State.machinery`), those imported since the
-    fork, and `__main__` (the launcher, as `runpy` runs it). Every other
-    name is the real `sys`'s.
+    fork, and what `python -m` loads before the launcher: `runpy` (the
+    template may not have imported it; IPython 8's magics did, 9's do not)
+    and `__main__` (the launcher, as `runpy` runs it). Every other name is
+    the real `sys`'s.
     """
 
     def __init__(self, ipkernel: Any, state: _State) -> None:
@@ -901,7 +903,7 @@ class _SysWhileTheKernelStarts:
     def modules(self) -> dict[str, Any]:
         self._ipkernel.sys = sys
         added = max(len(sys.modules) - self._state.loaded_at_fork, 0)
-        since_fork = [*itertools.islice(reversed(sys.modules), added), "__main__"]  # (runpy's)
+        since_fork = [*itertools.islice(reversed(sys.modules), added), "runpy", "__main__"]
         return {**self._state.machinery, **{name: sys.modules[name] for name in since_fork[::-1]}}
 
     def __getattr__(self, name: str) -> Any:
